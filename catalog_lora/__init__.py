@@ -1,0 +1,1 @@
+"""catalog-lora core: one definition of prompts, labels, records and model loading."""

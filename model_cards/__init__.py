@@ -1,0 +1,1 @@
+"""Model and dataset cards, and publishing to the Hugging Face Hub."""

@@ -1,0 +1,1 @@
+"""Fine-tuning, evaluation and batch prediction."""
