@@ -156,7 +156,8 @@ def load_base_model(
     qconfig = quantization_config(precision)
     if qconfig is not None:
         kwargs["quantization_config"] = qconfig
-        kwargs["device_map"] = {"": precision.device if precision.device != "cuda" else 0}
+        device_map = torch.cuda.current_device() if precision.device == "cuda" else precision.device
+        kwargs["device_map"] = {"": device_map}
     if num_labels is not None:
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=num_labels, problem_type=problem_type, **kwargs

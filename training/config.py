@@ -1,0 +1,263 @@
+"""Training configuration: YAML files mapped onto typed dataclasses, any key overridable.
+
+A config file has the sections below (every field documented where it is defined)::
+
+    task: tagging
+    method: generate
+    model: {base_model: embedded, quantization: auto, prompt_template: alpaca}
+    data: {path: data/sample/tagging}
+    lora: {r: 16, alpha: 32}
+    train: {epochs: 3, batch_size: 8, lr: 2.0e-4}
+    eval: {base: true, baseline: true}
+    output_dir: runs/sample-tagging
+
+On the command line ``train.lr=1e-4`` or ``--train.lr 1e-4`` overrides a key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from catalog_lora.base_model import EMBEDDED, QUANTIZATIONS
+from catalog_lora.prompts import TEMPLATES
+from catalog_lora.records import TASKS
+from catalog_lora.run_files import METHODS
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    base_model: str = EMBEDDED
+    """Hub id or local folder of a decoder-only model; ``embedded`` is the bundled SmolLM2-135M-Instruct."""
+    quantization: str = "auto"
+    """``auto`` (4-bit NF4 QLoRA on CUDA, none on CPU), ``4bit``, ``8bit`` or ``none``."""
+    prompt_template: str = "alpaca"
+    """``alpaca`` (the reference ``### Instruction:`` format) or ``chat`` (the model's chat template)."""
+    prompt_labels: bool = False
+    """List the allowed labels in the instruction (helps the base model; longer prompts)."""
+    max_length: int = 256
+    """Longest prompt + answer in tokens; longer product texts are truncated and counted."""
+    max_new_tokens: int = 0
+    """Generation budget; 0 derives it from the longest answer in the training data."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory (useful for long descriptions on a GPU)."""
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    """A folder prepared by ``datasets_prep`` (train/validation/test.jsonl + taxonomy.json)."""
+    label_levels: int = 0
+    """Category paths: how many levels make the label (0 = the whole path)."""
+    label_field: str = "labels"
+    """Tagging: ``labels`` (Level 1) or ``labels_l2`` (Level 2)."""
+    max_train_examples: int = 0
+    """Cap the training split (0 = all); handy for quick runs."""
+    max_eval_examples: int = 0
+    """Cap validation and test splits (0 = all)."""
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    """LoRA rank."""
+    alpha: int = 32
+    """LoRA scaling numerator (scale = alpha / r)."""
+    dropout: float = 0.05
+    """Dropout on the LoRA path."""
+    target_modules: str | list[str] = "all-linear"
+    """Modules that get LoRA: ``all-linear`` (every projection) or a list of names."""
+
+
+@dataclass
+class TrainSettings:
+    epochs: float = 3.0
+    """Passes over the training split (fractions allowed); ``max_steps`` wins when set."""
+    max_steps: int = 0
+    """Optimizer steps to stop after (0 = run the epochs)."""
+    batch_size: int = 8
+    """Examples per device per step."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    lr: float = 2e-4
+    """Peak learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.05
+    """Share of steps with linear warm-up."""
+    scheduler: str = "cosine"
+    """``cosine`` or ``linear`` decay after warm-up."""
+    optimizer: str = "auto"
+    """``auto`` (8-bit AdamW on CUDA, AdamW elsewhere), ``adamw`` or ``adamw_8bit``."""
+    padding: str = "dynamic"
+    """``dynamic`` (pad to the longest in the batch) or ``max_length`` (the reference behaviour)."""
+    group_by_length: bool = True
+    """Batch examples of similar length together to cut padding."""
+    packing: bool = False
+    """Concatenate examples into full ``max_length`` rows (generate method only)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    seed: int = 42
+    """Seed for data order, LoRA init and splits of work."""
+    eval_every: int = 0
+    """Validate every N optimizer steps (0 = once per epoch)."""
+    early_stopping_patience: int = 0
+    """Stop after N validations without improvement (0 = never)."""
+    metric_for_best: str = "eval_loss"
+    """Validation metric that picks the best checkpoint (``eval_loss``, or e.g. ``micro_f1``, ``accuracy``)."""
+    logging_steps: int = 5
+    """Record the training loss every N optimizer steps."""
+    resume_from: str = ""
+    """A checkpoint folder (``<output_dir>/checkpoints/last``) to continue from."""
+
+
+@dataclass
+class EvalSettings:
+    enabled: bool = True
+    """Evaluate on the test split at the end of training."""
+    base: bool = True
+    """Also evaluate the base model (adapter off) for the before/after comparison."""
+    baseline: bool = True
+    """Also train and evaluate the TF-IDF + logistic-regression baseline."""
+    batch_size: int = 16
+    """Inference batch size."""
+    constrained: bool = True
+    """Constrain generated tags and categories to the taxonomy."""
+    tune_thresholds: bool = True
+    """Head method, tags: tune one decision threshold per label on validation."""
+    at_least_one_label: bool = True
+    """Head method, tags: always predict the most likely label when none passes its threshold."""
+
+
+@dataclass
+class TrainConfig:
+    task: str = "tagging"
+    """``tagging`` (multi-label tags), ``category`` (one category path) or ``description``."""
+    method: str = "generate"
+    """``generate`` (the model writes the answer) or ``head`` (a classification head; not for descriptions)."""
+    output_dir: str = "runs/run"
+    """The run folder: adapter, metrics, plots, config."""
+    push_to_hub: str = ""
+    """``namespace/name`` to publish the finished run to (token from HF_TOKEN or the stored login)."""
+    references: bool = False
+    """Index the training examples for nearest-example lookups (catalog_lora.references)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+    def validate(self) -> TrainConfig:
+        _choice("task", self.task, TASKS)
+        _choice("method", self.method, METHODS)
+        _choice("model.quantization", self.model.quantization, QUANTIZATIONS)
+        _choice("model.prompt_template", self.model.prompt_template, TEMPLATES)
+        _choice("train.scheduler", self.train.scheduler, ("cosine", "linear"))
+        _choice("train.optimizer", self.train.optimizer, ("auto", "adamw", "adamw_8bit"))
+        _choice("train.padding", self.train.padding, ("dynamic", "max_length"))
+        _choice("data.label_field", self.data.label_field, ("labels", "labels_l2"))
+        if self.task == "description" and self.method == "head":
+            raise ConfigError("method='head' needs labels; task='description' only works with method='generate'")
+        if self.train.packing and self.method == "head":
+            raise ConfigError("train.packing only applies to method='generate'")
+        if not self.data.path:
+            raise ConfigError("data.path is empty: point it at a folder prepared by `python -m datasets_prep.prepare`")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'the config'} must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key {where + unknown[0]!r}; allowed keys: {', '.join(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if name in known else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}{name}.")
+        else:
+            kwargs[name] = _coerce(value, default, f"{where}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value, default, key: str):
+    """YAML and the command line give strings and ints; match the field's default type."""
+    if default is None or value is None or isinstance(default, list):
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}={value!r} must be true or false")
+    if isinstance(default, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}={value!r} must be a number") from None
+        if isinstance(default, float):
+            return number
+        if not number.is_integer():
+            raise ConfigError(f"{key}={value!r} must be a whole number")
+        return int(number)
+    return value
+
+
+def _set_dotted(data: dict, dotted: str, value: str) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot override {dotted!r}: {part!r} is not a section")
+    node[leaf] = yaml.safe_load(value) if value != "" else ""
+
+
+def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
+    """``["train.lr=1e-4", "--data.path", "x"]`` → ``[("train.lr", "1e-4"), ("data.path", "x")]``."""
+    pairs, i = [], 0
+    while i < len(args):
+        arg = args[i].removeprefix("--")
+        if "=" in arg:
+            key, value = arg.split("=", 1)
+            i += 1
+        elif i + 1 < len(args):
+            key, value = arg, args[i + 1]
+            i += 2
+        else:
+            raise ConfigError(f"override {args[i]!r} has no value; write key=value")
+        pairs.append((key, value))
+    return pairs
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    data: dict = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; configs live in training/configs/")
+        data = yaml.safe_load(path.read_text()) or {}
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(data, key, value)
+    return _build(TrainConfig, data, "").validate()
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

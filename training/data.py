@@ -1,0 +1,156 @@
+"""From canonical records to token batches: loss masking, padding, length grouping, packing."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from catalog_lora.labels import Taxonomy
+from catalog_lora.prompts import PromptTemplate
+from catalog_lora.records import SPLITS, path_label, record_labels
+
+IGNORE_INDEX = -100
+
+
+class DataError(ValueError):
+    pass
+
+
+def read_split(folder: str | Path, split: str, limit: int = 0) -> list[dict]:
+    path = Path(folder) / f"{split}.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path} is missing; prepare the data with `python -m datasets_prep.prepare` first")
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not records:
+        raise DataError(f"split {split!r} in {folder} has no examples; every split needs at least one")
+    return records[:limit] if limit else records
+
+
+def read_splits(folder: str | Path, max_train: int = 0, max_eval: int = 0) -> dict[str, list[dict]]:
+    return {split: read_split(folder, split, max_train if split == "train" else max_eval) for split in SPLITS}
+
+
+def target_of(record: dict, task: str, levels: int = 0, label_field: str = "labels"):
+    """What the model must answer for a record: a tag list, a category path string or a description."""
+    if task == "tagging":
+        return record_labels(record, task, label_field=label_field)
+    if task == "category":
+        return path_label(record["path"], levels or None)
+    return record["description"]
+
+
+def build_taxonomy(train: list[dict], task: str, levels: int = 0, label_field: str = "labels") -> Taxonomy | None:
+    if task == "description":
+        return None
+    label_lists = [record_labels(r, task, levels or None, label_field) for r in train]
+    return Taxonomy.from_examples(label_lists, multi_label=task == "tagging")
+
+
+def check_labels(splits: dict[str, list[dict]], taxonomy: Taxonomy, task: str, levels: int, label_field: str) -> dict:
+    """Labels in validation/test that training never saw: counted, so metrics can be read honestly."""
+    unseen: dict[str, int] = {}
+    for split in ("validation", "test"):
+        for record in splits[split]:
+            for label in record_labels(record, task, levels or None, label_field):
+                if label not in taxonomy:
+                    unseen[label] = unseen.get(label, 0) + 1
+    return unseen
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int] | list[float] | int
+    truncated: bool
+
+
+def encode_generation(record, template: PromptTemplate, tokenizer, task, max_length, levels, label_field) -> Encoded:
+    """Prompt + answer tokens; the loss sees only the answer (prompt labels are ``IGNORE_INDEX``)."""
+    answer_ids = tokenizer.encode(
+        template.answer(target_of(record, task, levels, label_field), tokenizer), add_special_tokens=False
+    )
+    answer_ids = answer_ids[: max(1, max_length // 2)] if len(answer_ids) > max_length // 2 else answer_ids
+    prompt, truncated = template.fit(record["text"], tokenizer, max_length - len(answer_ids), record.get("attributes"))
+    prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
+    return Encoded(prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids, truncated)
+
+
+def encode_head(record, taxonomy: Taxonomy, tokenizer, task, max_length, levels, label_field) -> Encoded:
+    text = PromptTemplate(task, "alpaca").user_input(record["text"], record.get("attributes"))
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    gold = [taxonomy.canonical(label) for label in record_labels(record, task, levels or None, label_field)]
+    if taxonomy.multi_label:
+        target: list[float] | int = [1.0 if label in gold else 0.0 for label in taxonomy.labels]
+    else:
+        target = taxonomy.index(gold[0]) if gold[0] is not None else IGNORE_INDEX
+    return Encoded(ids[:max_length], target, len(ids) > max_length)
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: bool) -> list[list[int]]:
+    """Shuffled batches; with ``group`` each batch holds examples of similar length.
+
+    Sorting within shuffled mega-batches of 50 batches keeps the order random from epoch
+    to epoch while padding stays small.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if group:
+        mega = batch_size * 50
+        order = [i for s in range(0, len(order), mega) for i in sorted(order[s : s + mega], key=lambda j: -lengths[j])]
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    if group:
+        rng.shuffle(batches)
+    return batches
+
+
+def pack(examples: list[Encoded], max_length: int, eos_id: int) -> list[Encoded]:
+    """Concatenate examples into rows of exactly ``max_length`` tokens (the last row may be shorter).
+
+    Examples are separated by their own end-of-answer token; attention crosses example
+    borders, the usual price of packing without varlen attention kernels.
+    """
+    rows, ids, labels = [], [], []
+    for example in examples:
+        ids.extend(example.input_ids)
+        labels.extend(example.labels)
+        while len(ids) >= max_length:
+            rows.append(Encoded(ids[:max_length], labels[:max_length], False))
+            ids, labels = ids[max_length:], labels[max_length:]
+    if ids:
+        rows.append(Encoded(ids, labels, False))
+    return rows
+
+
+class Collator:
+    """Pads a list of :class:`Encoded` into tensors, to the batch's longest or to ``max_length``."""
+
+    def __init__(self, pad_id: int, pad_to: int | None = None, classification: bool = False, multi_label: bool = False):
+        self.pad_id = pad_id
+        self.pad_to = pad_to
+        self.classification = classification
+        self.multi_label = multi_label
+
+    def __call__(self, batch: list[Encoded]) -> dict[str, torch.Tensor]:
+        width = self.pad_to or max(len(e.input_ids) for e in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, example in enumerate(batch):
+            n = min(len(example.input_ids), width)
+            ids[row, :n] = torch.tensor(example.input_ids[:n])
+            mask[row, :n] = 1
+        out = {"input_ids": ids, "attention_mask": mask}
+        if self.classification:
+            dtype = torch.float if self.multi_label else torch.long
+            out["labels"] = torch.tensor([e.labels for e in batch], dtype=dtype)
+        else:
+            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+            for row, example in enumerate(batch):
+                n = min(len(example.labels), width)
+                labels[row, :n] = torch.tensor(example.labels[:n])
+            out["labels"] = labels
+        return out

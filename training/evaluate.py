@@ -1,0 +1,146 @@
+"""Evaluate an adapter against the base model and the classical baseline, side by side.
+
+    python -m training.evaluate --adapter runs/sample-tagging [--data data/sample/tagging] [--split test]
+
+Writes ``metrics.json`` and the plots into the run folder (when it is a local folder) and
+prints a table. Training calls :func:`evaluate_all` at its end with the model in memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from catalog_lora.engine import Engine
+from catalog_lora.records import record_labels
+from catalog_lora.run_files import CONFIG_FILE, CONFUSION_PLOT, METRICS_FILE, PER_LABEL_PLOT, fetch_file
+from training import plots
+from training.baseline import TfidfBaseline
+from training.data import read_split, target_of
+from training.metrics import HEADLINE, description_metrics, multilabel_metrics, singlelabel_metrics, summary
+
+
+def score(task: str, records: list[dict], predictions: list, labels: list[str] | None, levels: int, label_field: str) -> dict:
+    """Metrics of predictions (``Prediction`` objects, or plain targets from the baseline) on records."""
+    as_labels = lambda p: p.labels if hasattr(p, "labels") else p  # noqa: E731
+    if task == "tagging":
+        gold = [record_labels(r, task, label_field=label_field) for r in records]
+        unknown = [p.unknown if hasattr(p, "unknown") else [] for p in predictions]
+        return multilabel_metrics(gold, [as_labels(p) for p in predictions], labels, unknown)
+    if task == "category":
+        gold = [record_labels(r, task, levels or None)[0] for r in records]
+        pred = [p.labels[0] if p.labels else None for p in predictions] if predictions and hasattr(predictions[0], "labels") else predictions
+        return singlelabel_metrics(gold, pred, labels)
+    texts = [p.text if hasattr(p, "text") else p for p in predictions]
+    return description_metrics([r["description"] for r in records], texts)
+
+
+def evaluate_engine(engine: Engine, name: str, records: list[dict], use_adapter: bool, batch_size: int, constrained: bool) -> dict:
+    spec = engine.spec(name)
+    predictions = engine.predict(
+        name,
+        [r["text"] for r in records],
+        [r.get("attributes") for r in records],
+        use_adapter=use_adapter,
+        batch_size=batch_size,
+        constrained=constrained,
+        progress=True,
+    )
+    labels = spec.taxonomy.labels if spec.taxonomy else None
+    metrics = score(spec.info.task, records, predictions, labels, spec.info.label_levels or 0, spec.info.label_field)
+    metrics["truncated"] = sum(p.truncated for p in predictions)
+    return metrics
+
+
+def evaluate_baseline(train: list[dict], test: list[dict], task: str, labels: list[str] | None, levels: int, label_field: str, seed: int) -> dict:
+    baseline = TfidfBaseline(task, labels, seed).fit(
+        [r["text"] for r in train], [target_of(r, task, levels, label_field) for r in train]
+    )
+    return score(task, test, baseline.predict([r["text"] for r in test]), labels, levels, label_field)
+
+
+def evaluate_all(
+    engine: Engine,
+    name: str,
+    train: list[dict],
+    test: list[dict],
+    *,
+    base: bool = True,
+    baseline: bool = True,
+    batch_size: int = 16,
+    constrained: bool = True,
+    seed: int = 42,
+) -> dict:
+    """``{"base": …, "adapter": …, "baseline": …}`` on ``test``: the comparison every card shows."""
+    spec = engine.spec(name)
+    info = spec.info
+    results = {"adapter": evaluate_engine(engine, name, test, True, batch_size, constrained)}
+    if base:
+        results["base"] = evaluate_engine(engine, name, test, False, batch_size, constrained)
+    if baseline:
+        labels = spec.taxonomy.labels if spec.taxonomy else None
+        results["baseline"] = evaluate_baseline(train, test, info.task, labels, info.label_levels or 0, info.label_field, seed)
+    return results
+
+
+def save_plots(results: dict, task: str, folder: Path) -> None:
+    adapter = results["adapter"]
+    if task == "category":
+        cm = adapter["confusion_matrix"]
+        plots.confusion_matrix(cm["matrix"], cm["labels"], folder / CONFUSION_PLOT, "Adapter on the test split")
+    elif task == "tagging":
+        plots.multilabel_f1_bars(adapter["per_label"], folder / PER_LABEL_PLOT, "Adapter: F1 per tag (test split)")
+
+
+def table(results: dict, task: str) -> str:
+    """A markdown table of the headline metrics, one column per system."""
+    systems = [s for s in ("base", "adapter", "baseline") if s in results]
+    keys = [k for k in summary(results["adapter"]) if k != "n"]
+    lines = ["| metric | " + " | ".join(systems) + " |", "|---|" + "---:|" * len(systems)]
+    for key in keys:
+        cells = [f"{results[s].get(key, float('nan')):.4f}" if isinstance(results[s].get(key), float) else str(results[s].get(key, "")) for s in systems]
+        bold = f"**{key}**" if key == HEADLINE[task] else key
+        lines.append(f"| {bold} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--adapter", required=True, help="run folder or Hub id of an adapter")
+    parser.add_argument("--data", help="prepared dataset folder (default: the one the run was trained on)")
+    parser.add_argument("--split", default="test", choices=["validation", "test"])
+    parser.add_argument("--no-base", action="store_true", help="skip the base model")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-examples", type=int, default=0, help="evaluate on the first N examples only")
+    parser.add_argument("--quantization", default="auto")
+    args = parser.parse_args(argv)
+
+    config = yaml.safe_load(fetch_file(args.adapter, CONFIG_FILE).read_text())
+    data = args.data or config["data"]["path"]
+    engine = Engine.load({"adapter": args.adapter}, quantization=args.quantization)
+    print(f"Model: {engine.precision.describe()}")
+    test = read_split(data, args.split, args.max_examples)
+    results = evaluate_all(
+        engine, "adapter", read_split(data, "train"), test,
+        base=not args.no_base, baseline=not args.no_baseline, batch_size=args.batch_size,
+        seed=config["train"]["seed"],
+    )
+    task = engine.spec("adapter").info.task
+    print(table(results, task))
+    folder = Path(args.adapter)
+    if folder.is_dir():
+        metrics_path = folder / METRICS_FILE
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        metrics[args.split] = results
+        metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+        save_plots(results, task, folder)
+        print(f"Saved {metrics_path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

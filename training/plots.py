@@ -1,0 +1,74 @@
+"""The pictures a person would rather look at than read: loss curves and confusion matrices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def loss_curve(log_history: list[dict], path: str | Path, title: str) -> None:
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    val = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train, strict=True), label="training loss", color="#1f77b4")
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation loss", color="#d62728")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def confusion_matrix(matrix: list[list[int]], labels: list[str], path: str | Path, title: str, top: int = 20) -> None:
+    """Row-normalized confusion matrix of the ``top`` most frequent gold labels (plus 'no valid label')."""
+    counts = np.array(matrix)
+    keep = np.argsort(-counts.sum(axis=1))[: min(top, len(labels))]
+    columns = list(keep) + [counts.shape[1] - 1]
+    sub = counts[np.ix_(keep, columns)]
+    rates = sub / np.maximum(sub.sum(axis=1, keepdims=True), 1)
+    names = [labels[i] for i in keep]
+    size = max(5, 0.45 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(columns)), [_short(n) for n in names] + ["(none)"], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), [_short(n) for n in names], fontsize=8)
+    for (r, c), value in np.ndenumerate(sub):
+        if value:
+            ax.text(c, r, str(value), ha="center", va="center", fontsize=7, color="white" if rates[r, c] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of gold row")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def multilabel_f1_bars(per_label: dict, path: str | Path, title: str) -> None:
+    """Per-tag F1 with support, for multi-label runs where a confusion matrix does not apply."""
+    items = sorted(per_label.items(), key=lambda kv: -kv[1]["support"])
+    names = [_short(k) for k, _ in items]
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.3 * len(items) + 1)))
+    ax.barh(names[::-1], [v["f1"] for _, v in items][::-1], color="#2ca02c")
+    for i, (_, v) in enumerate(items[::-1]):
+        ax.text(v["f1"] + 0.01, i, f"n={v['support']}", va="center", fontsize=7)
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("F1 on the test split")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _short(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
