@@ -78,6 +78,8 @@ class Engine:
         self.adapters: dict[str, AdapterSpec] = {}
         self._lock = threading.Lock()
         self._newline_stop: _StopAtNewline | None = None
+        # Token positions run through the model, padding included: the benchmark's cost measure.
+        self.tokens_processed = 0
 
     @classmethod
     def load(cls, adapters: dict[str, str], base_model: str | None = None, quantization: str = "auto", device=None):
@@ -206,7 +208,9 @@ class Engine:
     @torch.inference_mode()
     def _classify(self, spec: AdapterSpec, prompts: list[str], use_adapter: bool, top_k: int) -> list[Prediction]:
         with self._using(spec, use_adapter):
-            logits = self.model(**self._encode(prompts, "right")).logits.float()
+            batch = self._encode(prompts, "right")
+            logits = self.model(**batch).logits.float()
+        self.tokens_processed += batch["input_ids"].numel()
         labels = spec.taxonomy.labels
         results = []
         if spec.info.multi_label:
@@ -265,6 +269,7 @@ class Engine:
                 **batch, max_new_tokens=max_new_tokens, **sampling, **kwargs,
                 top_p=None, top_k=None if not do_sample else 50,
             )
+        self.tokens_processed += batch["input_ids"].numel() + (output.shape[1] - length) * output.shape[0]
         answers = self.tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
         results = [self._parse(spec, answer) for answer in answers]
         if top_k and spec.info.task == "category":

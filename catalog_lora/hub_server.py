@@ -23,7 +23,7 @@ the repo's settings, branches and commits (each commit is a full ``path → blob
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import json
 import re
@@ -47,12 +47,33 @@ GITATTRIBUTES = (
     "*.parquet filter=lfs diff=lfs merge=lfs -text\n"
     "*.png filter=lfs diff=lfs merge=lfs -text\n"
 )
+_INLINE = b'"content": "'
 _FRONT_MATTER = re.compile(r"\A\ufeff?---\s*\n(.*?\n)?---\s*(\n|\Z)", re.S)
 
 
 def git_blob_oid(data: bytes) -> str:
     """The git object id of a file, as ``git hash-object`` and the Hub compute it."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    sha = hashlib.sha1(b"blob %d\0" % len(data))
+    sha.update(data)
+    return sha.hexdigest()
+
+
+def _commit_line(line: bytes) -> dict:
+    """One NDJSON line of a commit.
+
+    A file's base64 content is most of its line (hundreds of MB for model weights) and holds no
+    character JSON escapes, so it is cut out as bytes before the rest of the line is parsed.
+    """
+    if not line.startswith(b'{"key": "file"'):
+        return json.loads(line)
+    begin = line.find(_INLINE)
+    if begin < 0:
+        return json.loads(line)
+    begin += len(_INLINE)
+    end = line.index(b'"', begin)
+    item = json.loads(line[:begin] + line[end:])
+    item["value"]["content"] = memoryview(line)[begin:end]
+    return item
 
 
 def _now() -> str:
@@ -101,6 +122,7 @@ class Response:
             body = body.encode()
         self.status, self.body, self.headers = status, body, headers or {}
         self.content_length = len(body) if content_length is None else content_length
+        self.file: tuple[Path, int] | None = None  # (path, offset) of a body sent straight from disk
 
 
 class HubServer:
@@ -127,6 +149,7 @@ class HubServer:
             ("DELETE", r"/api/repos/delete", self.delete_repo),
             ("POST", r"/api/validate-yaml", self.validate_yaml),
             ("GET", r"/api/whoami-v2", self.whoami),
+            ("GET", r"/api/agent-harnesses", self.agent_harnesses),
             ("PUT", repo + r"/settings", self.update_settings),
             ("POST", repo + r"/preupload/(?P<rev>[^/]+)", self.preupload),
             ("POST", repo + r"/commit/(?P<rev>[^/]+)", self.commit),
@@ -324,6 +347,10 @@ class HubServer:
         return Response(200, {"type": "user", "name": req.user, "orgs": [],
                               "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
 
+    def agent_harnesses(self, req: Request) -> Response:
+        """The client asks for this registry once a day; an empty one turns its agent detection off."""
+        return Response(200, {"standardEnvVars": [], "harnesses": {}})
+
     def create_branch(self, req: Request) -> Response:
         with self._lock:
             repo_type, repo_id, repo = self._get_repo(req, write=True)
@@ -355,7 +382,7 @@ class HubServer:
         repo_type, repo_id, _ = self._get_repo(req, write=True)
         if req.flag("create_pr"):
             raise HubError(400, "This server does not support pull requests")
-        lines = [json.loads(line) for line in req.body.splitlines() if line.strip()]
+        lines = [_commit_line(line) for line in req.body.split(b"\n") if line.strip()]
         with self._lock:
             if self.fail_commits > 0:
                 self.fail_commits -= 1
@@ -379,7 +406,7 @@ class HubServer:
                 if key == "file":
                     if value.get("encoding", "base64") != "base64":
                         raise HubError(400, f"Unsupported encoding {value.get('encoding')}")
-                    files[path] = self._put_object(base64.b64decode(value["content"]))
+                    files[path] = self._put_object(binascii.a2b_base64(value["content"]))
                 elif key == "deletedFile":
                     if files.pop(path, None) is None:
                         raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
@@ -513,11 +540,10 @@ class HubServer:
                 raise HubError(416, "Requested range not satisfiable", headers={"Content-Range": f"bytes */{size}"})
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        if req.method == "HEAD":
-            return Response(status, b"", headers, content_length=end - start + 1)
-        with blob.open("rb") as f:
-            f.seek(start)
-            return Response(status, f.read(end - start + 1), headers)
+        response = Response(status, b"", headers, content_length=end - start + 1)
+        if req.method == "GET":
+            response.file = (blob, start)  # sent with sendfile, not read into memory
+        return response
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -573,8 +599,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, " ".join(str(value).split()).encode("latin-1", "replace").decode("latin-1"))
         self.send_header("Content-Length", str(response.content_length))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            return
+        if response.file is None:
             self.wfile.write(response.body)
+            return
+        path, offset = response.file
+        self.wfile.flush()
+        with path.open("rb") as f:
+            self.connection.sendfile(f, offset, response.content_length)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _dispatch
 

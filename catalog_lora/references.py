@@ -39,6 +39,7 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 COLLECTION_NAME = "training_references"
 SQLITE_FILE = "chroma.sqlite3"
 ENCODE_BATCH = 128
+QUERY_HITS_PER_CALL = 8192
 
 
 class ReferenceIndexError(RuntimeError):
@@ -226,13 +227,25 @@ class ReferenceIndex:
                 f"no reference index in {folder} (no {SQLITE_FILE}); build one with "
                 "`python -m catalog_lora.references build <prepared dataset> --output <folder>`"
             )
+        client = None
         try:
             client = _client(folder)
             collection = client.get_collection(COLLECTION_NAME, embedding_function=embedding_function())
             collection.count()
         except Exception as error:  # chromadb raises InternalError, NotFoundError, ValueError… on bad files
+            _close_quietly(client)
             raise ReferenceIndexError(f"the reference index in {folder} is corrupt or unreadable: {error}") from error
         return cls(folder, client, collection)
+
+    def close(self) -> None:
+        """Release the database (ChromaDB shares one per folder within a process)."""
+        _close_quietly(self._client)
+
+    def __enter__(self) -> ReferenceIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def count(self) -> int:
@@ -247,11 +260,16 @@ class ReferenceIndex:
         """Upsert records by id (same data twice → same entries); returns the number embedded.
 
         Entries whose text and metadata are already stored unchanged are not embedded again."""
+        return self._upsert(*_entries(records, task), batch_size=batch_size, progress=progress)
+
+    def _upsert(self, ids: list[str], texts: list[str], metadatas: list[dict], batch_size: int, progress: bool) -> int:
         from tqdm.auto import tqdm
 
-        ids, texts, metadatas = _entries(records, task)
         if not ids:
             raise ReferenceIndexError("the dataset is empty: there is nothing to index")
+        # batches of similar lengths pad least: embedding is the cost of indexing
+        order = sorted(range(len(ids)), key=lambda i: len(texts[i]))
+        ids, texts, metadatas = [ids[i] for i in order], [texts[i] for i in order], [metadatas[i] for i in order]
         batch_size = max(1, min(batch_size, self._client.get_max_batch_size()))
         load_model()  # before the progress bar starts, so the bar times the embedding alone
         embedded = 0
@@ -292,18 +310,26 @@ class ReferenceIndex:
         count = self.count
         if count == 0:
             return [[] for _ in texts]
+        k = min(k, count)
+        vectors = embed(list(texts))
+        # one search call per chunk: ChromaDB reads the hits back with one SQL statement per call,
+        # and SQLite caps the variables of a statement (32,766)
+        chunk = max(1, QUERY_HITS_PER_CALL // k)
+        rows: list[tuple] = []
         try:
-            result = self._collection.query(
-                query_embeddings=embed(list(texts)),
-                n_results=min(k, count),
-                include=["documents", "metadatas", "distances"],
-            )
+            for start in range(0, len(vectors), chunk):
+                result = self._collection.query(
+                    query_embeddings=vectors[start : start + chunk],
+                    n_results=k,
+                    include=["documents", "metadatas", "distances"],
+                )
+                rows.extend(
+                    zip(result["ids"], result["documents"], result["metadatas"], result["distances"], strict=True)
+                )
         except Exception as error:
             raise ReferenceIndexError(f"querying the reference index in {self.folder} failed: {error}") from error
         out = []
-        for ids, documents, metadatas, distances in zip(
-            result["ids"], result["documents"], result["metadatas"], result["distances"], strict=True
-        ):
+        for ids, documents, metadatas, distances in rows:
             out.append(
                 [
                     Reference(
@@ -319,6 +345,14 @@ class ReferenceIndex:
         return out
 
 
+def _close_quietly(client) -> None:
+    if client is not None:
+        try:
+            client.close()
+        except Exception:  # already closed
+            pass
+
+
 def build_index(
     records: Iterable[dict],
     folder: str | Path,
@@ -330,12 +364,13 @@ def build_index(
     """Index ``records`` (canonical records) in ``folder``; ``task=None`` infers it from each record's fields.
 
     Upserts by id into an existing index in the folder (``reset=True`` drops its entries first)."""
-    records = list(records)
-    if not records:
+    ids, texts, metadatas = _entries(records, task)  # validated before anything is written
+    if not ids:
         raise ReferenceIndexError("the dataset is empty: there is nothing to index")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ef = embedding_function()
+    client = None
     try:
         client = _client(folder)
         if reset and COLLECTION_NAME in [c.name for c in client.list_collections()]:
@@ -347,9 +382,14 @@ def build_index(
             metadata={"model": MODEL_NAME},
         )
     except Exception as error:
+        _close_quietly(client)
         raise ReferenceIndexError(f"cannot create a reference index in {folder}: {error}") from error
     index = ReferenceIndex(folder, client, collection)
-    index.add(records, task=task, batch_size=batch_size, progress=progress)
+    try:
+        index._upsert(ids, texts, metadatas, batch_size=batch_size, progress=progress)
+    except BaseException:
+        index.close()
+        raise
     return index
 
 

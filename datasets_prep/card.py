@@ -43,6 +43,10 @@ FORMAT_SOURCES: dict[str, list[str]] = {
         "AmazonTitles-1.3MM, The Extreme Classification Repository, subset in "
         "https://github.com/araguacypereira/fiap-tech-challenge-03",
     ],
+    "sample": [
+        "The sample catalog bundled with catalog-lora (`datasets_prep/sample/`): written by hand for the project; "
+        "no real products, brands or customers",
+    ],
     "promptcloud": [
         "PromptCloud Amazon.com product sample (January 2020), copy in "
         "https://github.com/WSU-CPTS-223/pa3-inventory-management-NinjaO9",
@@ -54,6 +58,9 @@ LICENSE_NOTE = (
     "were non-commercial). Treat the licence as unknown and check it before any commercial use or before publishing "
     "models trained on it."
 )
+# formats whose licence is known: the bundled sample is the project's own
+FORMAT_LICENSES = {"sample": "apache-2.0"}
+SAMPLE_LICENSE_NOTE = "The sample catalog is made up for catalog-lora and licensed like it, under Apache-2.0."
 USER_LICENSE_NOTE = (
     "This dataset was prepared from a catalog supplied by its owner; its licence is theirs to state. Until they do, "
     "treat it as unknown."
@@ -159,8 +166,7 @@ def build_card(folder: str | Path, repo_id: str | None = None) -> DatasetCard:
     data_files = [{"split": split, "path": f"{split}.jsonl"} for split in SPLITS if split_counts[split]]
     metadata = {
         "language": ["en"],
-        "license": "other",
-        "license_name": "unknown",
+        "license": FORMAT_LICENSES.get(format_name, "other"),
         "pretty_name": name,
         "size_categories": [size_category(total)],
         "task_categories": task_categories,
@@ -169,6 +175,8 @@ def build_card(folder: str | Path, repo_id: str | None = None) -> DatasetCard:
         # features only: split sizes in dataset_info need arrow byte counts, which the push adds on the Hub
         "dataset_info": {"features": feats._to_yaml_list()},
     }
+    if format_name not in FORMAT_LICENSES:
+        metadata["license_name"] = "unknown"
     if task_ids:
         metadata["task_ids"] = task_ids
     card_data = DatasetCardData(**metadata)
@@ -186,7 +194,10 @@ def build_card(folder: str | Path, repo_id: str | None = None) -> DatasetCard:
     if report.inputs:
         inputs = ", ".join(f"`{Path(name).name}` ({rows:,} rows)" for name, rows in report.inputs.items())
         body += ["", f"Converted files: {inputs}."]
-    body += ["", f"**Licence: unknown.** {LICENSE_NOTE if sources else USER_LICENSE_NOTE}", ""]
+    if format_name in FORMAT_LICENSES:
+        body += ["", f"**Licence: {FORMAT_LICENSES[format_name]}.** {SAMPLE_LICENSE_NOTE}", ""]
+    else:
+        body += ["", f"**Licence: unknown.** {LICENSE_NOTE if sources else USER_LICENSE_NOTE}", ""]
 
     body += ["## How it was prepared", ""]
     body += [

@@ -15,6 +15,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
+from functools import lru_cache
 
 from catalog_lora.records import REQUIRED_FIELDS, check_task
 from datasets_prep.report import Report
@@ -46,14 +47,22 @@ def clean_text(value, keep_newlines: bool = False) -> str:
     """
     if value is None:
         return ""
+    if not keep_newlines:
+        return _clean_line(str(value))
     text = unicodedata.normalize("NFC", unescape(str(value))).translate(_INVISIBLE)
     text = _CONTROL.sub("", text)
-    if not keep_newlines:
-        return " ".join(text.split())
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return _BLANK_LINES.sub("\n\n", "\n".join(" ".join(line.split()) for line in lines)).strip()
 
 
+# category names, tags and brands repeat on thousands of rows: clean each spelling once
+@lru_cache(maxsize=1 << 16)
+def _clean_line(text: str) -> str:
+    text = _CONTROL.sub("", unicodedata.normalize("NFC", unescape(text)).translate(_INVISIBLE))
+    return " ".join(text.split())
+
+
+@lru_cache(maxsize=1 << 16)
 def title_key(text: str) -> str:
     """Lowercase, punctuation and spaces collapsed: ``"Tea-Bags (25 pcs.)"`` → ``"tea bags 25 pcs"``.
 
@@ -131,6 +140,11 @@ def _target(record: dict, task: str):
     return record["description"]
 
 
+def _new_labels(labels: list[str], present: list[str]) -> list[str]:
+    keys = {" ".join(label.lower().split()) for label in present}
+    return [label for label in labels if " ".join(label.lower().split()) not in keys]
+
+
 def finalize(records: list[dict], task: str, report: Report) -> list[dict]:
     """Clean every record, drop unusable ones and duplicates, and make ids unique; fills ``report``.
 
@@ -171,8 +185,8 @@ def finalize(records: list[dict], task: str, report: Report) -> list[dict]:
         if task == "tagging":
             first = group[0]
             for other in group[1:]:
-                added = [x for x in other["labels"] if x not in first["labels"]]
-                added_l2 = [x for x in other["labels_l2"] if x not in first["labels_l2"]]
+                added = _new_labels(other["labels"], first["labels"])
+                added_l2 = _new_labels(other["labels_l2"], first["labels_l2"])
                 if added or added_l2:
                     first["labels"] = clean_labels(first["labels"] + added)
                     first["labels_l2"] = clean_labels(first["labels_l2"] + added_l2)

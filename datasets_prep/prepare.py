@@ -3,7 +3,7 @@
 A prepared folder holds ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (records as in
 :mod:`catalog_lora.records`), ``taxonomy.json`` (labels with train counts; for tagging with
 Level 2 tags also ``taxonomy_l2.json``; for category paths deeper than one level also
-``taxonomy_level<k>.json`` with the paths cut to ``k`` levels), ``report.json`` (what happened to
+``taxonomy_level<k>.json`` with the paths cut to ``k`` = 1–3 levels), ``report.json`` (what happened to
 every source row) and ``README.md`` (the dataset card). Descriptions have no labels and so no taxonomy.
 
 Usage::
@@ -45,6 +45,8 @@ from datasets_prep.split import check_fractions, split_records
 TAXONOMY_FILE = "taxonomy.json"
 TAXONOMY_L2_FILE = "taxonomy_l2.json"
 CARD_FILE = "README.md"
+# cut-path taxonomies are written for levels 1..3: deeper cuts of long Amazon paths are rarely trained on
+MAX_CUT_LEVEL = 3
 SAMPLE_DIR = Path(__file__).parent / "sample"
 
 
@@ -119,10 +121,11 @@ def convert(
     columns: ColumnMapping | None = None,
     sheet: str | int | None = None,
     report: Report | None = None,
+    source: str | None = None,
 ) -> tuple[list[dict], Report]:
     """Canonical records of the inputs (not yet split) and the report of the conversion."""
     fmt = resolve_format(format_name, task)
-    report = report if report is not None else Report(name=fmt.name)
+    report = report if report is not None else Report(name=source or fmt.name)
     if not inputs:
         raise ValueError(f"format={fmt.name!r} needs at least one input file")
     paths = [Path(p) for p in inputs]
@@ -132,7 +135,7 @@ def convert(
     if fmt.name == "generic":
         if columns is None:
             raise ValueError("the generic format needs a column mapping (at least the text column and one target)")
-        records = generic.convert(paths, columns, report, task=task, sheet=sheet)
+        records = generic.convert(paths, columns, report, task=task, sheet=sheet, source=source or generic.SOURCE)
     elif fmt.name == "bodywash":
         records = bodywash.convert(paths, report, sheet=sheet)
     else:
@@ -160,7 +163,7 @@ def write_taxonomies(folder: Path, task: str, train: list[dict]) -> list[str]:
         Taxonomy.from_examples([[path_label(r["path"])] for r in train], multi_label=False).save(folder / TAXONOMY_FILE)
         written.append(TAXONOMY_FILE)
         depth = max((len(r["path"]) for r in train), default=0)
-        for level in range(1, depth):
+        for level in range(1, min(depth, MAX_CUT_LEVEL + 1)):
             name = f"taxonomy_level{level}.json"
             cut = Taxonomy.from_examples([[path_label(r["path"], level)] for r in train], multi_label=False)
             cut.save(folder / name)
@@ -187,14 +190,18 @@ def prepare(
     val_frac: float = 0.1,
     test_frac: float = 0.1,
     name: str | None = None,
+    source: str | None = None,
     push_to_hub: str | None = None,
     private: bool | None = None,
     token: str | None = None,
 ) -> Report:
-    """Convert, split and write a dataset folder (and publish it if ``push_to_hub`` names a repo)."""
+    """Convert, split and write a dataset folder (and publish it if ``push_to_hub`` names a repo).
+
+    ``source`` names the data in the ``source`` field of generic records (default ``generic``).
+    """
     check_fractions(val_frac, test_frac)
     fmt = resolve_format(format_name, task)
-    records, report = convert(fmt.name, inputs, task=task, columns=columns, sheet=sheet)
+    records, report = convert(fmt.name, inputs, task=task, columns=columns, sheet=sheet, source=source)
     task = report.task
     if not records:
         raise DataError(f"no usable examples in {', '.join(map(str, inputs))}:\n{report.summary()}")
@@ -203,7 +210,7 @@ def prepare(
             f"{report.unaccounted} source rows are neither kept, merged nor dropped:\n{report.summary()}"
         )
     report.settings = {
-        "format": fmt.name,
+        "format": source if source and fmt.name == "generic" else fmt.name,
         "name": name or Path(output_dir).name or fmt.name,
         "task": task,
         "seed": seed,
@@ -245,6 +252,7 @@ def prepare_sample(output_root: str | Path, *, sample_dir: str | Path = SAMPLE_D
             columns=mapping,
             seed=seed,
             name=f"catalog-lora sample {task}",
+            source=SAMPLE_FORMAT,
             **kwargs,
         )
     return reports
@@ -269,15 +277,17 @@ def load_taxonomy(folder: str | Path, name: str = TAXONOMY_FILE) -> Taxonomy:
     return Taxonomy.load(path)
 
 
-def publish(folder: str | Path, repo_id: str, *, private: bool | None = None, token: str | None = None) -> str:
-    """Push a prepared folder to the Hub as a dataset: the splits (parquet), the card, taxonomies and report."""
+def to_dataset_dict(folder: str | Path):
+    """The splits of a prepared folder as a ``datasets.DatasetDict`` with explicit features.
+
+    Explicit features keep empty tag lists typed as strings; ``attributes`` becomes a struct of
+    every attribute name in the folder (missing values are null). A split with no examples is
+    left out: there is no parquet file to hold it.
+    """
     from datasets import Dataset, DatasetDict
-    from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
-    from huggingface_hub.errors import EntryNotFoundError
 
     folder = Path(folder)
-    report = Report.load(folder)
-    task = report.task
+    task = Report.load(folder).task
     splits = {split: load_split(folder, split) for split in SPLITS}
     keys = list(dict.fromkeys(k for rows in splits.values() for r in rows for k in r.get("attributes") or {}))
     feats = features(task, keys)
@@ -288,16 +298,24 @@ def publish(folder: str | Path, repo_id: str, *, private: bool | None = None, to
             row["attributes"] = {k: (record.get("attributes") or {}).get(k) for k in keys}
         return row
 
-    # an empty split has no parquet file to hold it; the card still reports its 0
-    data = DatasetDict(
+    return DatasetDict(
         {
             split: Dataset.from_list([arrow_row(r) for r in rows], features=feats)
             for split, rows in splits.items()
             if rows
         }
     )
-    data.push_to_hub(repo_id, private=private, token=token, commit_message="catalog-lora dataset splits")
 
+
+def publish(folder: str | Path, repo_id: str, *, private: bool | None = None, token: str | None = None) -> str:
+    """Push a prepared folder to the Hub as a dataset: the splits (parquet), the card, taxonomies and report."""
+    from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
+    from huggingface_hub.errors import EntryNotFoundError
+
+    folder = Path(folder)
+    to_dataset_dict(folder).push_to_hub(
+        repo_id, private=private, token=token, commit_message="catalog-lora dataset splits"
+    )
     card = build_card(folder, repo_id=repo_id)
     try:
         # the push wrote configs and dataset_info for its parquet files; the card keeps them
@@ -311,7 +329,7 @@ def publish(folder: str | Path, repo_id: str, *, private: bool | None = None, to
     operations = [CommitOperationAdd("README.md", str(card).encode("utf-8"))]
     operations += [
         CommitOperationAdd(path.name, path.read_bytes())
-        for path in sorted(folder.glob("taxonomy*.json")) + [folder / REPORT_FILE]
+        for path in [*sorted(folder.glob("taxonomy*.json")), folder / REPORT_FILE]
     ]
     api.create_commit(repo_id, operations, repo_type="dataset", commit_message="catalog-lora card, taxonomy and report")
     return f"{api.endpoint}/datasets/{repo_id}"

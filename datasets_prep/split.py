@@ -80,9 +80,11 @@ def split_records(
     assignment: dict[str, str] = {}
     moved = 0
     i = 0
+    order: list[str] = []
     for stratum in sorted(by_stratum):
         keys = sorted(by_stratum[stratum])
         random.Random(f"{seed}|{stratum}").shuffle(keys)
+        order += keys
         for key in keys:
             x = (phase + i * GOLDEN) % 1.0
             assignment[key] = "test" if x < test_frac else "validation" if x < test_frac + val_frac else "train"
@@ -91,6 +93,16 @@ def split_records(
             assignment[keys[0]] = "train"  # a label never trained on cannot be fairly scored
             moved += 1
 
+    # a small dataset can leave a requested split empty; trainers need one example in each
+    filled = 0
+    for name, frac in (("validation", val_frac), ("test", test_frac)):
+        if frac > 0 and name not in assignment.values():
+            train_count = Counter(strata[k] for k, split in assignment.items() if split == "train")
+            spare = next((k for k in order if assignment[k] == "train" and train_count[strata[k]] > 1), None)
+            if spare is not None:
+                assignment[spare] = name
+                filled += 1
+
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for record in records:
         splits[assignment[group_key(record)]].append(record)
@@ -98,6 +110,8 @@ def split_records(
 
     if report is not None:
         report.splits = {name: len(rows) for name, rows in splits.items()}
+        if filled:
+            report.note(f"{filled} empty validation/test split(s) got one example from train")
         if moved:
             report.note(f"{moved:,} rare labels had no example in train; one example of each was moved to train")
         if task in ("tagging", "category"):

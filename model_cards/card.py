@@ -9,10 +9,10 @@ comes from the run: ``catalog_lora.json``, ``adapter_config.json``, the adapter 
 plots and the prepared data folder's ``report.json``. A missing optional file makes its section
 say so; a folder without adapter files, ``catalog_lora.json`` or ``metrics.json`` is refused.
 
-``train_stats.json`` keys read (first found, at any depth): ``total_params``, ``trainable_params``,
-``trainable_percent``, ``hardware`` (or ``device``), ``runtime_seconds`` (or ``train_runtime``),
-``final_train_loss`` / ``final_val_loss`` (else the last ``loss`` / ``eval_loss`` of ``log_history``),
-``quantization`` and ``splits`` (examples per split).
+``train_stats.json`` keys read (as ``training.train`` writes them; first found, at any depth):
+``total_parameters``, ``trainable_parameters``, ``trainable_percent``, ``hardware``, ``precision``,
+``train_runtime_seconds``, ``final_train_loss`` / ``final_validation_loss`` (else the last ``loss`` /
+``eval_loss`` of ``log_history``), ``quantization`` and ``examples`` (examples per split).
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ class Run:
         return Path(data_path).name if data_path else f"catalog-{self.info.task}"
 
     def split_counts(self) -> dict[str, int]:
-        counts = _find(self.stats or {}, "splits", "examples", "num_examples")
+        counts = _find(self.stats or {}, "examples", "splits")
         if isinstance(counts, dict) and counts:
             return {k: int(v) for k, v in counts.items() if isinstance(v, int | float)}
         if self.report and self.report.get("splits"):
@@ -550,7 +550,7 @@ def _hyperparameters(run: Run) -> str:
 
 def _losses(stats: dict) -> tuple[float | None, float | None]:
     train = _find(stats, "final_train_loss")
-    val = _find(stats, "final_val_loss", "final_eval_loss", "best_eval_loss")
+    val = _find(stats, "final_validation_loss", "final_val_loss", "final_eval_loss")
     history = stats.get("log_history") or []
     if train is None:
         train = next((e["loss"] for e in reversed(history) if "loss" in e), None)
@@ -560,14 +560,14 @@ def _losses(stats: dict) -> tuple[float | None, float | None]:
 
 
 def _hardware(stats: dict | None) -> str | None:
-    hardware = _find(stats or {}, "hardware", "device_name", "gpu", "device")
+    hardware = _find(stats or {}, "hardware", "device")
     if isinstance(hardware, dict):
         return ", ".join(f"{k}: {v}" for k, v in hardware.items())
     return str(hardware) if hardware else None
 
 
 def _runtime(stats: dict | None) -> float | None:
-    value = _find(stats or {}, "runtime_seconds", "train_runtime", "runtime_s", "train_seconds")
+    value = _find(stats or {}, "train_runtime_seconds", "runtime_seconds", "train_runtime")
     return float(value) if isinstance(value, int | float) else None
 
 
@@ -578,8 +578,8 @@ def _training_specs(run: Run) -> str:
             f"`{STATS_FILE}` was not found in the run folder; the adapter holds {run.adapter_values:,} trained values "
             "(from `adapter_model.safetensors`)."
         )
-    total = _find(stats, "total_params", "total_parameters", "num_parameters")
-    trainable = _find(stats, "trainable_params", "trainable_parameters") or run.adapter_values
+    total = _find(stats, "total_parameters", "total_params")
+    trainable = _find(stats, "trainable_parameters", "trainable_params") or run.adapter_values
     percent = _find(stats, "trainable_percent", "trainable_pct")
     if percent is None and total:
         percent = 100.0 * trainable / total
@@ -591,6 +591,7 @@ def _training_specs(run: Run) -> str:
         ["trainable parameters", _num(trainable)],
         ["trainable %", f"{percent:.4f} %" if percent is not None else not_recorded],
         ["hardware", _hardware(stats) or not_recorded],
+        ["precision", stats.get("precision") or not_recorded],
         ["training runtime", f"{runtime:,.0f} s ({runtime / 3600:.2f} h)" if runtime is not None else not_recorded],
         ["final training loss", _num(train_loss) if train_loss is not None else not_recorded],
         ["final validation loss", _num(val_loss) if val_loss is not None else not_recorded],
@@ -816,6 +817,7 @@ def space_readme(
     title: str,
     adapters: list[str],
     *,
+    base_models: list[str] = (),
     emoji: str = "🛍️",
     license: str = "apache-2.0",
     short_description: str = "Tag, categorize and describe products with LoRA adapters",
@@ -823,11 +825,13 @@ def space_readme(
     sdk_version: str | None = None,
     color_from: str = "indigo",
     color_to: str = "green",
+    pinned: bool = False,
     body: str | None = None,
 ) -> str:
-    """README.md of the Space: front matter (gradio, its installed version, the adapters) and a body."""
-    for adapter in adapters:
-        check_repo_id(adapter)
+    """README.md of the Space: front matter (gradio at its installed version; ``models:`` = the adapters,
+    then their base models) and a body (``body``, or a short one listing the adapters)."""
+    for model in (*adapters, *base_models):
+        check_repo_id(model)
     data = SpaceCardData(
         title=title,
         emoji=emoji,
@@ -837,14 +841,14 @@ def space_readme(
         sdk_version=sdk_version or gradio_version(),
         app_file=app_file,
         license=license,
-        models=list(adapters) or None,
+        models=list(dict.fromkeys([*adapters, *base_models])) or None,
         short_description=short_description,
-        pinned=False,
+        pinned=pinned,
     )
     if body is None:
-        listed = "\n".join(f"- [`{a}`](https://huggingface.co/{a})" for a in adapters) or "- (none)"
+        listed = "\n".join(f"- [`{a}`](https://huggingface.co/{a})" for a in adapters)
         body = (
-            f"# {title}\n\n{short_description}. The app runs the catalog-lora inference engine on the base model "
+            f"# {title}\n\n{short_description}. The app runs the catalog-lora inference engine on one base model "
             f"with these adapters:\n\n{listed}\n\nThe `catalog_lora` package next to `{app_file}` is a copy of the "
             "project's package, so the Space runs from its own files.\n"
         )

@@ -73,16 +73,19 @@ def make_example_run(folder: str | Path, method: str = "generate", seed: int = 0
         "baseline": {"micro_f1": 0.6011, "macro_f1": 0.5217, "exact_match": 0.2973, "n": 37},
     }
     (folder / METRICS_FILE).write_text(json.dumps({"test": scores}, indent=2) + "\n")
-    stats = {
-        "total_params": total,
-        "trainable_params": trainable,
-        "trainable_percent": 100.0 * trainable / total,
-        "hardware": "CPU (2 cores)",
-        "runtime_seconds": 312.5,
+    stats = {  # the keys training.train writes
+        "task": "tagging",
+        "method": method,
+        "precision": "no quantization, float32 on cpu: example run",
         "quantization": "none",
-        "splits": {"train": 128, "validation": 19, "test": 37},
+        "total_parameters": total,
+        "trainable_parameters": trainable,
+        "trainable_percent": 100.0 * trainable / total,
+        "hardware": "CPU (example, 2 threads) x 1 process(es)",
+        "train_runtime_seconds": 312.5,
         "final_train_loss": 0.8123,
-        "final_val_loss": 0.9345,
+        "final_validation_loss": 0.9345,
+        "examples": {"train": 128, "validation": 19, "test": 37},
         "log_history": [{"step": 5, "loss": 2.1}, {"step": 16, "loss": 0.8123}, {"step": 16, "eval_loss": 0.9345}],
     }
     (folder / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")

@@ -150,7 +150,10 @@ def test_empty_dataset_is_an_error(tmp_path):
 
 def test_record_missing_its_answer_field_is_an_error(tmp_path):
     with pytest.raises(ReferenceIndexError, match="labels"):
-        build_index([{"id": "a", "text": "x"}], tmp_path, task="tagging", progress=False)
+        build_index([{"id": "a", "text": "x"}], tmp_path / "refs", task="tagging", progress=False)
+    with pytest.raises(ReferenceIndexError, match="none of the answer fields"):
+        build_index([{"id": "a", "text": "x"}], tmp_path / "refs", progress=False)
+    assert not (tmp_path / "refs").exists()  # checked before anything is written
 
 
 def test_missing_index_is_a_clear_error(tmp_path):
@@ -201,9 +204,9 @@ def test_cli_build_in_another_process_then_open_and_query(tmp_path, capsys):
     assert done.returncode == 0, done.stderr
     assert f"{len(TITLES)} references" in done.stdout
 
-    index = ReferenceIndex.open(output)
-    assert index.count == len(TITLES)
-    assert index.query(["gluten-free rolled oats"], k=3)[0][0].id == "t30"
+    with ReferenceIndex.open(output) as index:
+        assert index.count == len(TITLES)
+        assert index.query(["gluten-free rolled oats"], k=3)[0][0].id == "t30"
 
     assert main(["query", str(output), "aged long grain basmati rice", "-k", "2", "--json"]) == 0
     line = json.loads(capsys.readouterr().out.strip())

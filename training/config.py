@@ -116,6 +116,8 @@ class TrainSettings:
     """Record the training loss every N optimizer steps."""
     resume_from: str = ""
     """A checkpoint folder (``<output_dir>/checkpoints/last``) to continue from."""
+    keep_checkpoints: bool = False
+    """Keep ``<output_dir>/checkpoints`` (best and last) after a finished run, e.g. to continue it later."""
 
 
 @dataclass

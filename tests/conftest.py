@@ -1,0 +1,66 @@
+"""Shared fixtures: the prepared sample catalog and tiny adapters really trained on it.
+
+Tiny means a couple of optimizer steps: enough to produce every file of a real run
+folder through the real training code, fast enough for the default suite.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_RAW = Path(os.environ.get("CATALOG_LORA_SHARED_DATA", REPO.parent / "shared" / "data" / "raw"))
+
+TINY = [
+    "train.max_steps=2",
+    "train.batch_size=4",
+    "train.logging_steps=1",
+    "data.max_eval_examples=6",
+    "lora.r=4",
+    "eval.batch_size=8",
+]
+
+
+def shared_file(relative: str) -> Path:
+    """A file of ../shared/data/raw, or a skip that says why the test cannot run."""
+    path = SHARED_RAW / relative
+    if not path.is_file():
+        pytest.skip(f"real data {relative} is not present under {SHARED_RAW} (set CATALOG_LORA_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory) -> Path:
+    from datasets_prep.prepare import prepare_sample
+
+    root = tmp_path_factory.mktemp("sample-data")
+    prepare_sample(root)
+    return root
+
+
+def train_tiny(config_name: str, data: Path, out: Path, *extra: str) -> Path:
+    from training.config import load_config
+    from training.train import train
+
+    config = load_config(
+        REPO / "training" / "configs" / config_name,
+        [f"data.path={data}", f"output_dir={out}", *TINY, *extra],
+    )
+    return train(config)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(sample_data, tmp_path_factory) -> dict[str, Path]:
+    """Three generative adapters (tagging, category, description) as the Space uses them."""
+    root = tmp_path_factory.mktemp("runs")
+    return {
+        "tagging": train_tiny("sample_tagging.yaml", sample_data / "tagging", root / "tagging"),
+        "category": train_tiny("sample_category.yaml", sample_data / "category", root / "category"),
+        "description": train_tiny(
+            "sample_description.yaml", sample_data / "description", root / "description", "model.max_length=128",
+            "model.max_new_tokens=24",
+        ),
+    }

@@ -1,0 +1,57 @@
+"""The embedded base model: converted once to a plain checkpoint, loads in fp32 and 4-bit NF4."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from catalog_lora.base_model import choose_precision, ensure_embedded_checkpoint, load_base_model
+from catalog_lora.prompts import PromptTemplate
+
+
+def generate(model, tokenizer, text: str, tokens: int = 8) -> str:
+    prompt = PromptTemplate("description", "chat").prompt(text, tokenizer)
+    batch = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+    output = model.generate(**batch, max_new_tokens=tokens, do_sample=False)
+    return tokenizer.decode(output[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def test_converted_checkpoint_is_plain():
+    folder = ensure_embedded_checkpoint()
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config, "a gguf quantization_config would break bitsandbytes loads"
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+
+
+def test_fp32_generates_text():
+    model, tokenizer, precision = load_base_model("embedded", "none")
+    assert precision.dtype == torch.float32
+    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+    assert len(generate(model, tokenizer, "Sunny Farms Rolled Oats 1 kg").split()) >= 2
+
+
+def test_4bit_nf4_loads_and_generates_on_cpu():
+    pytest.importorskip("bitsandbytes")
+    model, tokenizer, precision = load_base_model("embedded", "4bit")
+    assert precision.quantization == "4bit"
+    assert any("4bit" in type(m).__name__ for m in model.modules()), "Linear4bit layers expected"
+    assert generate(model, tokenizer, "Sunny Farms Rolled Oats 1 kg", tokens=4).strip()
+
+
+def test_precision_choice_is_explained():
+    assert "fp32" in choose_precision("auto", "cpu").reason
+    assert choose_precision("auto", "cuda").quantization == "4bit"
+    with pytest.raises(ValueError, match="quantization='3bit' is not one of auto, 4bit, 8bit, none"):
+        choose_precision("3bit")
+
+
+def test_prompt_templates_are_exact():
+    template = PromptTemplate("tagging", "alpaca")
+    assert template.prompt("Nice foam") == (
+        "### Instruction:\nTag the product with the factors it mentions, as a comma-separated list.\n\n"
+        "### Input:\nProduct: Nice foam\n\n### Response:\nTags:"
+    )
+    describe = PromptTemplate("description", "alpaca").prompt("Oats 1 kg", attributes={"brand": "Sunny"})
+    assert "What is the description of product Oats 1 kg?" in describe and "Attributes: brand: Sunny" in describe

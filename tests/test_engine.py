@@ -1,0 +1,99 @@
+"""The inference engine on the embedded model: batching, constraints, adapters, batch files."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from catalog_lora.batch import BatchInputError, escape_formulas, predict_table, read_table
+from catalog_lora.engine import Engine
+from catalog_lora.labels import Taxonomy, parse_category, parse_tags
+
+PRODUCTS = [
+    "Smells like a spring garden, I keep sniffing my arms.",
+    "Way too pricey for such a tiny bottle.",
+    "The pump broke on day two and the gel leaked everywhere in my bag.",
+    "ok",
+    "Rich creamy foam, skin feels soft for hours after the shower, and the scent lingers.",
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_runs):
+    return Engine.load({name: str(path) for name, path in tiny_runs.items()})
+
+
+def test_batched_greedy_equals_one_at_a_time(engine):
+    for constrained in (False, True):
+        batched = [p.text for p in engine.predict("tagging", PRODUCTS, batch_size=8, constrained=constrained)]
+        single = [engine.predict("tagging", [text], constrained=constrained)[0].text for text in PRODUCTS]
+        assert batched == single
+
+
+def test_constrained_answers_only_hold_taxonomy_labels(engine):
+    spec = engine.spec("tagging")
+    for use_adapter in (True, False):
+        for prediction in engine.predict("tagging", PRODUCTS, use_adapter=use_adapter, batch_size=8):
+            assert prediction.labels, prediction
+            assert set(prediction.labels) <= set(spec.taxonomy.labels)
+            assert prediction.unknown == []
+    for prediction in engine.predict("category", PRODUCTS[:2], top_k=3):
+        assert len(prediction.labels) == 1 and prediction.labels[0] in engine.spec("category").taxonomy.labels
+        assert 1 <= len(prediction.scores) <= 3 and set(prediction.scores) <= set(engine.spec("category").taxonomy.labels)
+
+
+def test_adapters_share_one_base_and_switch_per_request(engine):
+    tags = engine.predict("tagging", PRODUCTS[:1])[0]
+    category = engine.predict("category", PRODUCTS[:1])[0]
+    again = engine.predict("tagging", PRODUCTS[:1])[0]
+    assert tags.text == again.text
+    assert category.labels[0] in engine.spec("category").taxonomy.labels
+    assert len(engine.adapters) == 3
+
+
+def test_long_text_is_truncated_and_flagged(engine):
+    long_text = "great lather " * 400
+    prediction = engine.predict("tagging", [long_text])[0]
+    assert prediction.truncated and prediction.labels
+
+
+def test_description_streams_growing_text(engine):
+    pieces = list(engine.stream("description", "Sunny Farms Organic Rolled Oats 1 kg", {"brand": "Sunny Farms"}))
+    assert len(pieces) >= 2 and pieces[-1].startswith(pieces[0])
+
+
+def test_predict_table_keeps_every_row(engine, tmp_path):
+    path = tmp_path / "catalog.csv"
+    path.write_text('title,brand\n"Smells great, lathers well",a\n   ,b\n=HYPERLINK("x"),c\ntoo,many,fields\n')
+    frame = read_table(path)
+    out = predict_table(engine, frame, "title", ["tagging", "category"])
+    assert len(out) == 4 and list(out.columns) == ["title", "brand", "tagging", "category", "error"]
+    assert out.loc[0, "error"] == "" and out.loc[0, "tagging"]
+    assert "empty title" in out.loc[1, "error"] and out.loc[1, "tagging"] == ""
+    assert "malformed row (line 5)" in out.loc[3, "error"] and out.loc[3, "tagging"]
+    assert escape_formulas(out).loc[2, "title"].startswith("'=")
+
+
+def test_bad_tables_get_clear_errors(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(BatchInputError, match="empty"):
+        read_table(empty)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("title\ncaf\xe9 cr\xe8me\n".encode("latin-1"))
+    with pytest.raises(BatchInputError, match="not UTF-8"):
+        read_table(latin)
+    with pytest.raises(BatchInputError, match="unsupported file type"):
+        read_table(tmp_path / "catalog.pdf")
+    frame = pd.DataFrame({"name": ["x"]})
+    with pytest.raises(BatchInputError, match="column 'title' not found; the file has: name"):
+        predict_table(None, frame, "title", [])
+
+
+def test_label_parsing():
+    taxonomy = Taxonomy(["Fragrance", "Price", "Skin Feel"], multi_label=True)
+    parsed = parse_tags(" fragrance, Price ,price; skin  feel, Glitter.", taxonomy)
+    assert parsed.labels == ["Fragrance", "Price", "Skin Feel"] and parsed.unknown == ["Glitter"]
+    paths = Taxonomy(["Beverages > Tea", "Beverages > Coffee"], multi_label=False)
+    assert parse_category("beverages >> tea\nmore text", paths).labels == ["Beverages > Tea"]
+    assert parse_category("Beverages / Juice", paths).unknown == ["Beverages > Juice"]

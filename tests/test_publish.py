@@ -1,0 +1,364 @@
+"""Publishing to a Hub-compatible server with the real huggingface_hub client, and loading back.
+
+The round trip loads the published adapter in a fresh process with an empty Hugging Face
+cache, on the base model loaded both from the local embedded checkpoint and from the server
+(where it is uploaded as ``HuggingFaceTB/SmolLM2-135M-Instruct``), and runs the card's own code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import HfApi, ModelCard, constants, hf_hub_download
+from huggingface_hub.errors import RepositoryNotFoundError
+
+from catalog_lora.base_model import EMBEDDED_HUB_ID, ensure_embedded_checkpoint, load_base_model
+from catalog_lora.hub_server import HubServer
+from catalog_lora.labels import Taxonomy, parse_answer
+from catalog_lora.prompts import PromptTemplate
+from catalog_lora.run_files import COMPLETE_MARKER, LOSS_PLOT, METRICS_FILE, RunInfo
+from model_cards.card import EXAMPLE_TEXT
+from model_cards.example_run import make_example_run
+from model_cards.publish import PublishError, publish_adapter, publish_dataset, publish_space
+from model_cards.publish import main as publish_main
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "hf_publish_test_user_token_0001"
+BASE_TOKEN = "hf_publish_test_base_owner_0002"
+REPO_ID = "user/catalog-tagging"
+ADAPTER_FILES = {
+    ".gitattributes", "README.md", "adapter_config.json", "adapter_model.safetensors", "catalog_lora.json",
+    "chat_template.jinja", "config.yaml", "loss_curve.png", "metrics.json", "taxonomy.json", "tokenizer.json",
+    "tokenizer_config.json", "train_stats.json",
+}
+
+
+def tiny_png() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\xff\xff\xff")) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    server = HubServer(tmp_path_factory.mktemp("hub"), tokens={TOKEN: "user", BASE_TOKEN: "HuggingFaceTB"})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def online(monkeypatch):
+    """Other tests may switch the process to offline mode; this server is local, so allow it."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    folder = make_example_run(tmp_path_factory.mktemp("runs") / "sample-tagging")
+    (folder / LOSS_PLOT).write_bytes(tiny_png())
+    return folder
+
+
+@pytest.fixture
+def run_copy(run, tmp_path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+def client_env(hub, home: Path, token: str | None = TOKEN) -> dict:
+    """A fresh client: endpoint, token and an empty HF_HOME, all set before huggingface_hub is imported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0",
+               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO))
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+def cli(hub, tmp_path, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "model_cards.publish", *args], env=client_env(hub, tmp_path / "home", token),
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert TOKEN not in proc.stdout + proc.stderr
+    return proc
+
+
+def stored_bytes(hub) -> list[bytes]:
+    return [p.read_bytes() for p in hub.root.rglob("*") if p.is_file()]
+
+
+@pytest.fixture(scope="module")
+def published(hub, run, tmp_path_factory) -> subprocess.CompletedProcess:
+    """``python -m model_cards.publish <run dir> --repo-id user/catalog-tagging``, the adapter default."""
+    return cli(hub, tmp_path_factory.mktemp("cli"), str(run), "--repo-id", REPO_ID)
+
+
+@pytest.fixture(scope="module")
+def base_on_hub(hub) -> str:
+    api = HfApi(endpoint=hub.url, token=BASE_TOKEN)
+    api.create_repo(EMBEDDED_HUB_ID)
+    api.upload_folder(repo_id=EMBEDDED_HUB_ID, folder_path=ensure_embedded_checkpoint())
+    return EMBEDDED_HUB_ID
+
+
+def test_publish_adapter_cli(hub, run, published):
+    assert published.returncode == 0, published.stderr
+    assert f"Published model {REPO_ID} at commit" in published.stdout
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    assert set(api.list_repo_files(REPO_ID)) == ADAPTER_FILES  # no COMPLETE marker, no stray files
+    remote = json.loads(Path(hf_hub_download(REPO_ID, "adapter_config.json", endpoint=hub.url, token=TOKEN,
+                                             cache_dir=run.parent / "cache")).read_text())
+    assert remote["base_model_name_or_path"] == EMBEDDED_HUB_ID  # not the publisher's local folder
+    readme = hf_hub_download(REPO_ID, "README.md", endpoint=hub.url, token=TOKEN, cache_dir=run.parent / "cache")
+    assert Path(readme).read_text() == (run / "README.md").read_text()
+    assert all(TOKEN.encode() not in data for data in stored_bytes(hub))
+    assert api.model_info(REPO_ID).card_data.base_model == EMBEDDED_HUB_ID
+
+
+def local_generation(run: Path) -> dict:
+    """Greedy generation of the card's example prompt, with and without the local adapter folder."""
+    from peft import PeftModel
+
+    model, tokenizer, _ = load_base_model("embedded", quantization="none", device="cpu")
+    info = RunInfo.from_dict(json.loads((run / "catalog_lora.json").read_text()))
+    prompt = PromptTemplate(info.task, info.prompt_template).prompt(EXAMPLE_TEXT[info.task], tokenizer)
+    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+
+    def generate(m) -> list[int]:
+        return m.generate(**inputs, max_new_tokens=info.max_new_tokens, do_sample=False, top_p=None, top_k=None,
+                          pad_token_id=tokenizer.eos_token_id)[0].tolist()
+
+    base_ids = generate(model.eval())
+    adapter_ids = generate(PeftModel.from_pretrained(model, run).eval())
+    answer = tokenizer.decode(adapter_ids[inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    answer = answer.split("\n")[0]
+    labels = parse_answer(answer, Taxonomy.load(run / "taxonomy.json")).labels
+    return {"prompt": prompt, "base": base_ids, "adapter": adapter_ids, "answer": answer, "labels": labels}
+
+
+ROUND_TRIP = r"""
+import contextlib, io, json, os, re, sys
+import torch
+from huggingface_hub import ModelCard
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+repo_id, local_base, prompt, max_new_tokens = sys.argv[1:5]
+card = ModelCard.load(repo_id)
+out = {"metrics": {r.metric_type: r.metric_value for r in card.data.eval_results if r.dataset_split == "test"},
+       "base_model": card.data.base_model}
+tokenizer = AutoTokenizer.from_pretrained(repo_id)
+inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+for name, base_source in (("hub_base", card.data.base_model), ("local_base", local_base)):
+    base = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, repo_id).eval()
+    out[name] = model.generate(**inputs, max_new_tokens=int(max_new_tokens), do_sample=False, top_p=None, top_k=None,
+                               pad_token_id=tokenizer.eos_token_id)[0].tolist()
+code = re.findall(r"```python\n(.*?)\n```", card.text, flags=re.S)[0]
+printed = io.StringIO()
+with contextlib.redirect_stdout(printed):
+    exec(compile(code, "card-how-to-use", "exec"), {"__name__": "__card__"})
+out["card_output"] = printed.getvalue().splitlines()
+print(json.dumps(out))
+"""
+
+
+def test_round_trip_in_a_fresh_process(hub, run, published, base_on_hub, tmp_path):
+    assert published.returncode == 0, published.stderr
+    expected = local_generation(run)
+    assert expected["adapter"] != expected["base"], "the test adapter must change the output to prove it loaded"
+    home = tmp_path / "empty-hf-home"
+    info = RunInfo.from_dict(json.loads((run / "catalog_lora.json").read_text()))
+    proc = subprocess.run(
+        [sys.executable, "-c", ROUND_TRIP, REPO_ID, str(ensure_embedded_checkpoint()), expected["prompt"],
+         str(info.max_new_tokens)],
+        env=client_env(hub, home), capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["hub_base"] == expected["adapter"]
+    assert out["local_base"] == expected["adapter"]
+    assert out["card_output"] == [expected["answer"], repr(expected["labels"])]
+    metrics = json.loads((run / METRICS_FILE).read_text())["test"]["adapter"]
+    assert out["metrics"] == {k: v for k, v in metrics.items() if k not in ("n", "truncated")}
+    assert out["base_model"] == EMBEDDED_HUB_ID
+    cached = {p.name for p in (home / "hub").iterdir()}
+    assert {"models--user--catalog-tagging", "models--HuggingFaceTB--SmolLM2-135M-Instruct"} <= cached
+
+
+def test_republish_updates_in_place(hub, run_copy):
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    first = publish_adapter(run_copy, "user/evolving", token=TOKEN, endpoint=hub.url)
+    metrics = json.loads((run_copy / METRICS_FILE).read_text())
+    metrics["test"]["adapter"]["micro_f1"] = 0.75
+    (run_copy / METRICS_FILE).write_text(json.dumps(metrics))
+    (run_copy / LOSS_PLOT).unlink()
+    second = publish_adapter(run_copy, "user/evolving", token=TOKEN, endpoint=hub.url)
+    assert second.commit != first.commit
+    assert LOSS_PLOT not in api.list_repo_files("user/evolving")
+    card = ModelCard(Path(hf_hub_download("user/evolving", "README.md", endpoint=hub.url, token=TOKEN,
+                                          cache_dir=run_copy.parent / "cache")).read_text())
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results}["micro_f1"] == 0.75
+    assert "loss_curve.png" not in card.text
+    commits = hub.repo_dict("model", "user/evolving")["commits"]
+    assert len(commits) == 3  # repo creation + two publishes
+    assert publish_adapter(run_copy, "user/evolving", token=TOKEN, endpoint=hub.url).commit == second.commit
+
+
+def test_no_token_is_refused_before_any_request(hub, run, tmp_path):
+    requests = len(hub.log)
+    proc = cli(hub, tmp_path, str(run), "--repo-id", "user/no-token", token=None)
+    assert proc.returncode == 1
+    assert "no Hugging Face token" in proc.stderr and "HF_TOKEN" in proc.stderr and "nothing was uploaded" in proc.stderr
+    assert len(hub.log) == requests
+
+
+@pytest.mark.parametrize("bad", ["no-namespace", "a/b/c", "-user/name", "user/na--me", "user/", "us er/name"])
+def test_bad_repo_ids_are_rejected_with_the_rule(hub, run, bad):
+    requests = len(hub.log)
+    with pytest.raises(ValueError, match="namespace/name"):
+        publish_adapter(run, bad, token=TOKEN, endpoint=hub.url)
+    assert len(hub.log) == requests
+
+
+def test_bad_repo_id_cli(capsys):
+    assert publish_main(["adapter", "runs/any", "--repo-id", "just-a-name"]) == 1
+    out = capsys.readouterr()
+    assert "namespace/name" in out.err and "Published" not in out.out
+
+
+def test_server_error_mid_push_is_reported(hub, run_copy, tmp_path):
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    publish_adapter(run_copy, "user/fragile", token=TOKEN, endpoint=hub.url)
+    head = api.model_info("user/fragile").sha
+    metrics = json.loads((run_copy / METRICS_FILE).read_text())
+    metrics["test"]["adapter"]["micro_f1"] = 0.8
+    (run_copy / METRICS_FILE).write_text(json.dumps(metrics))
+
+    hub.fail_commits = 6  # the commit and all five client retries fail
+    try:
+        proc = cli(hub, tmp_path, str(run_copy), "--repo-id", "user/fragile")
+    finally:
+        hub.fail_commits = 0
+    assert proc.returncode == 1
+    assert "publishing to model user/fragile" in proc.stderr and "failed" in proc.stderr
+    assert f"nothing was published: main is still at {head[:12]}" in proc.stderr
+    assert "500" in proc.stderr and "Published" not in proc.stdout
+    assert api.model_info("user/fragile").sha == head
+
+    hub.fail_next_commit = True  # a single transient failure is retried by the client
+    assert publish_adapter(run_copy, "user/fragile", token=TOKEN, endpoint=hub.url).commit != head
+
+
+def test_private_repo_and_revision(hub, run_copy):
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    result = publish_adapter(run_copy, "user/private-tagging", private=True, token=TOKEN, endpoint=hub.url)
+    assert api.model_info("user/private-tagging").private is True
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(endpoint=hub.url, token=False).model_info("user/private-tagging")
+
+    on_branch = publish_adapter(run_copy, "user/branched", revision="experiment", token=TOKEN, endpoint=hub.url)
+    refs = {b.name: b.target_commit for b in api.list_repo_refs("user/branched").branches}
+    assert refs["experiment"] == on_branch.commit and on_branch.revision == "experiment"
+    assert api.list_repo_files("user/branched") == [".gitattributes"]  # main keeps its initial commit
+    assert "adapter_model.safetensors" in api.list_repo_files("user/branched", revision="experiment")
+    assert result.url.endswith("user/private-tagging")
+
+
+def test_unfinished_or_incomplete_runs_are_refused(hub, run_copy):
+    requests = len(hub.log)
+    (run_copy / COMPLETE_MARKER).unlink()
+    with pytest.raises(PublishError, match="COMPLETE"):
+        publish_adapter(run_copy, "user/unfinished", token=TOKEN, endpoint=hub.url)
+    (run_copy / METRICS_FILE).unlink()
+    with pytest.raises(PublishError, match="metrics.json"):
+        publish_adapter(run_copy, "user/unfinished", token=TOKEN, endpoint=hub.url)
+    assert len(hub.log) == requests
+
+
+def dataset_folder(root: Path) -> Path:
+    root.mkdir(parents=True)
+    for split, n in (("train", 8), ("validation", 3), ("test", 2)):
+        rows = [{"id": f"{split}-{i}", "text": f"Body wash {i} smells great", "labels": ["Fragrance"], "source": "sample"}
+                for i in range(n)]
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    Taxonomy(["Fragrance"], {"Fragrance": 8}, multi_label=True).save(root / "taxonomy.json")
+    (root / "README.md").write_text("---\nlicense: apache-2.0\nlanguage: en\ntask_categories:\n- text-classification\n"
+                                    "---\n\n# Sample tagging data\n")
+    return root
+
+
+def test_publish_dataset_and_load_it(hub, tmp_path):
+    folder = dataset_folder(tmp_path / "data")
+    proc = cli(hub, tmp_path, "dataset", str(folder), "--repo-id", "user/catalog-tagging-data")
+    assert proc.returncode == 0, proc.stderr
+    files = HfApi(endpoint=hub.url, token=TOKEN).list_repo_files("user/catalog-tagging-data", repo_type="dataset")
+    assert sorted(files) == [".gitattributes", "README.md", "taxonomy.json", "test.jsonl", "train.jsonl",
+                             "validation.jsonl"]
+    code = ("import json; from datasets import load_dataset; d = load_dataset('user/catalog-tagging-data'); "
+            "print(json.dumps({k: len(v) for k, v in d.items()}))")
+    loaded = subprocess.run([sys.executable, "-c", code], env=client_env(hub, tmp_path / "home2"), capture_output=True,
+                            text=True, timeout=300, cwd=tmp_path)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert json.loads(loaded.stdout.strip().splitlines()[-1]) == {"train": 8, "validation": 3, "test": 2}
+
+    (folder / "README.md").unlink()
+    with pytest.raises(PublishError, match="README.md"):
+        publish_dataset(folder, "user/catalog-tagging-data", token=TOKEN, endpoint=hub.url)
+
+
+def test_publish_space(hub, published, run_copy, tmp_path):
+    assert published.returncode == 0, published.stderr
+    space = tmp_path / "spaces"
+    (space / "__pycache__").mkdir(parents=True)
+    (space / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"junk")
+    (space / "app.py").write_text("import gradio as gr\n")
+    (space / "requirements.txt").write_text("torch\ntransformers\npeft\n")
+    (space / "adapters.yaml").write_text(
+        "adapters:\n  tag: ./runs/sample-tagging\n  category: ./runs/sample-category\nquantization: auto\n"
+    )
+    (space / "README.md").write_text(
+        "---\ntitle: catalog-lora\nemoji: 🧴\nsdk: gradio\nsdk_version: 1.0.0\nmodels:\n- old/model\n---\n\n"
+        "# Catalog demo\n\nTry the adapters.\n"
+    )
+    proc = cli(hub, tmp_path, "space", str(space), "--repo-id", "user/catalog-demo", "--adapter", REPO_ID)
+    assert proc.returncode == 0, proc.stderr
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    assert api.space_info("user/catalog-demo").sdk == "gradio"
+    files = set(api.list_repo_files("user/catalog-demo", repo_type="space"))
+    assert {"app.py", "requirements.txt", "adapters.yaml", "README.md", "catalog_lora/__init__.py",
+            "catalog_lora/prompts.py", "catalog_lora/base_model.py"} <= files
+    assert not any("__pycache__" in f for f in files)
+
+    def remote(name: str) -> str:
+        return Path(hf_hub_download("user/catalog-demo", name, repo_type="space", endpoint=hub.url, token=TOKEN,
+                                    cache_dir=tmp_path / "cache")).read_text()
+
+    front = yaml.safe_load(remote("README.md").split("---")[1])
+    assert front["sdk"] == "gradio" and front["sdk_version"] == version("gradio") and front["app_file"] == "app.py"
+    assert front["models"] == [REPO_ID, EMBEDDED_HUB_ID]  # the adapters, then their base model
+    assert front["title"] == "catalog-lora" and front["emoji"] == "🧴"
+    assert "Try the adapters." in remote("README.md")
+    settings = yaml.safe_load(remote("adapters.yaml"))
+    assert settings["adapters"] == {"tag": REPO_ID, "category": None, "describe": None}
+    assert settings["quantization"] == "auto"
+
+    with pytest.raises(PublishError, match="not a published catalog-lora adapter"):
+        publish_space(space, "user/catalog-demo", ["user/missing-adapter"], token=TOKEN, endpoint=hub.url)
+    publish_adapter(run_copy, "user/tagging-two", token=TOKEN, endpoint=hub.url)
+    with pytest.raises(PublishError, match="both tagging adapters"):
+        publish_space(space, "user/catalog-demo", [REPO_ID, "user/tagging-two"], token=TOKEN, endpoint=hub.url)
+    (space / "app.py").unlink()
+    with pytest.raises(PublishError, match="app.py"):
+        publish_space(space, "user/catalog-demo", [REPO_ID], token=TOKEN, endpoint=hub.url)

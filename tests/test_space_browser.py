@@ -1,0 +1,101 @@
+"""The Space in a real browser: headless Chromium (Debian's ``chromium`` package) driven by Playwright.
+
+Type a product and read its tags (with the training references beside them), upload a CSV,
+download the result. Screenshots go to ``artifacts/space/``; run outside CI, the Tag tab's
+screenshot is also copied to ``docs/space.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_space import launch_space
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "artifacts" / "space"
+DOCS_SCREENSHOT = REPO / "docs" / "space.png"
+MAX_DOCS_BYTES = 300 * 1024
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 240_000  # the CPU is shared: a prediction on a busy machine can take a while
+
+
+@pytest.fixture(scope="module")
+def page(tiny_runs):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    _, url = launch_space(tiny_runs)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.get_by_role("tab", name="Tag a product").wait_for()
+        yield page
+        context.close()
+        browser.close()
+
+
+def small_png(source: Path, target: Path) -> None:
+    """Copy a screenshot, reduced to a palette image when it is too big for the docs."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    if target.stat().st_size > MAX_DOCS_BYTES:
+        from PIL import Image
+
+        with Image.open(source) as image:
+            image.convert("RGB").quantize(colors=128).save(target, optimize=True)
+    assert target.stat().st_size <= MAX_DOCS_BYTES
+
+
+def test_tag_a_product(page, tiny_runs):
+    page.get_by_role("tab", name="Tag a product").click()
+    box = page.get_by_label("Product text or review")
+    box.fill("Smells amazing and lathers well, but the bottle is tiny for the price.")
+    page.get_by_role("button", name="Tag", exact=True).click()
+    tags = page.locator("#tag-output [data-testid='label-output-value']")
+    tags.wait_for()
+    assert tags.inner_text().strip()
+    if (tiny_runs["tagging"] / "references").is_dir():
+        page.get_by_text("most similar training examples").wait_for()
+        assert page.locator("#tag-references tbody tr").count() >= 1
+    shot = ARTIFACTS / "tag.png"
+    page.screenshot(path=str(shot))
+    if not os.environ.get("CI"):
+        small_png(shot, DOCS_SCREENSHOT)
+
+
+def test_upload_a_csv_and_download_the_result(page, tmp_path):
+    csv = tmp_path / "products.csv"
+    csv.write_text("id,title\n1,Coconut oil 500 ml\n2,\n3,=1+1\n", encoding="utf-8")
+    page.get_by_role("tab", name="Batch upload").click()
+    page.locator("#batch-file input[type=file]").set_input_files(str(csv))
+    page.get_by_text("3 rows and 2 columns").wait_for()
+    page.get_by_role("button", name="Run", exact=True).click()
+    link = page.locator("#batch-download a").first
+    link.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "batch.png"), full_page=True)
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "downloaded.csv"
+    download.value.save_as(saved)
+    out = pd.read_csv(saved, dtype=str, keep_default_na=False)
+    assert list(out["id"]) == ["1", "2", "3"]
+    assert out.loc[2, "title"] == "'=1+1" and "empty title" in out.loc[1, "error"]
+    assert "predicted_tags" in out.columns

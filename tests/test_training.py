@@ -1,0 +1,171 @@
+"""Each task trains end to end on the bundled sample with the real training code, on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, train_tiny
+
+from catalog_lora.run_files import (
+    COMPLETE_MARKER,
+    CONFUSION_PLOT,
+    LOSS_PLOT,
+    METRICS_FILE,
+    PER_LABEL_PLOT,
+    STATS_FILE,
+    read_run_info,
+)
+from training.config import ConfigError, load_config
+from training.data import DataError
+
+RUN_FILES = [
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "tokenizer.json",
+    "catalog_lora.json",
+    "config.yaml",
+    METRICS_FILE,
+    STATS_FILE,
+    LOSS_PLOT,
+    COMPLETE_MARKER,
+]
+STATS_KEYS = [
+    "total_parameters",
+    "trainable_parameters",
+    "trainable_percent",
+    "hardware",
+    "train_runtime_seconds",
+    "train_samples_per_second",
+    "train_tokens_per_second",
+    "final_train_loss",
+    "final_validation_loss",
+]
+
+
+def check_run(run: Path, systems=("base", "adapter", "baseline")) -> dict:
+    for name in RUN_FILES:
+        assert (run / name).is_file(), f"{name} missing from {run}"
+    assert not (run / "README.md").exists(), "peft's placeholder card must not be left in the run folder"
+    stats = json.loads((run / STATS_FILE).read_text())
+    for key in STATS_KEYS:
+        assert stats[key] is not None, key
+    assert 0 < stats["trainable_parameters"] < stats["total_parameters"]
+    metrics = json.loads((run / METRICS_FILE).read_text())["test"]
+    assert set(systems) <= set(metrics)
+    return metrics
+
+
+def test_tagging_generate(tiny_runs):
+    run = tiny_runs["tagging"]
+    metrics = check_run(run)
+    assert (run / "taxonomy.json").is_file() and (run / PER_LABEL_PLOT).is_file()
+    for system in ("base", "adapter", "baseline"):
+        assert 0.0 <= metrics[system]["micro_f1"] <= 1.0
+    # Constrained decoding: the adapter never answers outside the taxonomy.
+    assert metrics["adapter"]["out_of_taxonomy_rate"] == 0.0
+    info = read_run_info(str(run))
+    assert info.task == "tagging" and "Fragrance" in info.labels and info.max_new_tokens > 0
+
+
+def test_category_generate(tiny_runs):
+    run = tiny_runs["category"]
+    metrics = check_run(run)
+    assert (run / CONFUSION_PLOT).is_file()
+    labels = metrics["adapter"]["confusion_matrix"]["labels"]
+    assert all(" > " in label for label in labels), "label_levels=2 gives category > sub_category paths"
+    assert 0.0 <= metrics["adapter"]["accuracy"] <= 1.0
+
+
+def test_description_generate(tiny_runs):
+    metrics = check_run(tiny_runs["description"])
+    for key in ("rouge1", "rouge2", "rougeL", "bleu", "chrf", "length_mean"):
+        assert key in metrics["adapter"]
+    # The nearest-neighbour baseline copies real descriptions, so it always scores something.
+    assert metrics["baseline"]["rougeL"] > 0
+
+
+@pytest.mark.parametrize("config_name, plot", [("sample_tagging_head.yaml", PER_LABEL_PLOT), ("sample_category_head.yaml", CONFUSION_PLOT)])
+def test_head_methods(sample_data, tmp_path, config_name, plot):
+    task = "tagging" if "tagging" in config_name else "category"
+    run = train_tiny(config_name, sample_data / task, tmp_path / "run", "eval.base=false")
+    check_run(run, systems=("adapter", "baseline"))
+    assert (run / plot).is_file()
+    info = read_run_info(str(run))
+    assert info.method == "head" and info.num_labels == len(info.labels)
+    if task == "tagging":
+        assert len(info.thresholds) == len(info.labels), "thresholds are tuned per label on validation"
+
+
+def test_resume_from_checkpoint(sample_data, tmp_path):
+    first = train_tiny(
+        "sample_category.yaml", sample_data / "category", tmp_path / "run",
+        "train.max_steps=1", "train.keep_checkpoints=true", "eval.enabled=false", "references=false",
+    )
+    last = first / "checkpoints" / "last"
+    assert (last / "trainer_state.json").is_file()
+    resumed = train_tiny(
+        "sample_category.yaml", sample_data / "category", tmp_path / "run",
+        f"train.resume_from={last}", "eval.enabled=false", "references=false",
+    )
+    stats = json.loads((resumed / STATS_FILE).read_text())
+    assert stats["optimizer_steps"] == 2
+    assert [e["step"] for e in stats["log_history"] if "loss" in e] == [1, 2]
+
+
+def test_config_errors_name_the_key_and_allowed_values(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.lrr'.*allowed keys: epochs"):
+        load_config(None, ["data.path=x", "train.lrr=1"])
+    with pytest.raises(ConfigError, match="task='sorting' is not allowed; choose one of: tagging, category, description"):
+        load_config(None, ["data.path=x", "task=sorting"])
+    with pytest.raises(ConfigError, match="description"):
+        load_config(None, ["data.path=x", "task=description", "method=head"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_empty_split_is_refused_and_no_run_is_marked_complete(sample_data, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "test"):
+        (data / f"{split}.jsonl").write_text((sample_data / "tagging" / f"{split}.jsonl").read_text())
+    (data / "validation.jsonl").write_text("")
+    with pytest.raises(DataError, match="split 'validation' .* has no examples"):
+        train_tiny("sample_tagging.yaml", data, tmp_path / "run")
+    assert not (tmp_path / "run" / COMPLETE_MARKER).exists()
+
+
+def test_two_processes_train_and_predict(sample_data, tiny_runs, tmp_path):
+    """The same code under torchrun with two CPU processes (gloo): training, then sharded prediction."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    run = tmp_path / "ddp-run"
+    subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "training.train",
+            "--config", str(REPO / "training/configs/sample_category.yaml"),
+            f"data.path={sample_data / 'category'}", f"output_dir={run}", "train.max_steps=2", "train.batch_size=2",
+            "eval.enabled=false", "references=false", "lora.r=4",
+        ],
+        check=True, cwd=REPO, env=env, timeout=600,
+    )
+    stats = json.loads((run / STATS_FILE).read_text())
+    assert stats["processes"] == 2 and (run / COMPLETE_MARKER).is_file()
+
+    titles = [json.loads(line)["text"] for line in (sample_data / "category" / "test.jsonl").read_text().splitlines()][:7]
+    pd.DataFrame({"title": titles}).to_csv(tmp_path / "in.csv", index=False)
+    subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "training.predict",
+            "--adapter", f"category={tiny_runs['category']}", "--input", str(tmp_path / "in.csv"),
+            "--text-column", "title", "--output", str(tmp_path / "out.csv"),
+        ],
+        check=True, cwd=REPO, env=env, timeout=600,
+    )
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert out["title"].tolist() == titles, "one output in the input order"
+    assert all(" > " in c for c in out["category"])
