@@ -259,6 +259,8 @@ class HubServer:
         repo_type = REPO_TYPES[req.params.get("type") or "models"]
         repo_id = req.params["repo"]
         namespace = repo_id.split("/")[0]
+        if any(part in (".", "..") for part in repo_id.split("/")):
+            raise HubError(404, "Repository not found", "RepoNotFound")
         if write and req.user is None:
             raise HubError(401, "Invalid username or password: writing needs a token (Authorization: Bearer ...)")
         repo = self._load(repo_type, repo_id)

@@ -40,6 +40,7 @@ COLLECTION_NAME = "training_references"
 SQLITE_FILE = "chroma.sqlite3"
 ENCODE_BATCH = 128
 QUERY_HITS_PER_CALL = 8192
+RUN_SUBFOLDER = "references"
 
 
 class ReferenceIndexError(RuntimeError):
@@ -351,6 +352,18 @@ def _close_quietly(client) -> None:
             client.close()
         except Exception:  # already closed
             pass
+
+
+def locate_index(adapter: str | Path) -> Path:
+    """The index folder of an adapter: ``<run folder>/references`` or the same folder of a Hub repo."""
+    if Path(adapter).is_dir():
+        return Path(adapter) / RUN_SUBFOLDER
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(adapter), allow_patterns=[f"{RUN_SUBFOLDER}/*", f"{RUN_SUBFOLDER}/**"])) / RUN_SUBFOLDER
+    except Exception as error:  # any Hub failure means: no references for this adapter
+        raise ReferenceIndexError(f"could not fetch the references index of {adapter}: {error}") from error
 
 
 def build_index(

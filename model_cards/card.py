@@ -54,7 +54,7 @@ REPO_ID_RULE = (
     "without '--' or '..'"
 )
 _REPO_PART = r"(?!.*(--|\.\.))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?"
-REPO_ID_PATTERN = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
+REPO_ID_PATTERN = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$", re.ASCII)
 
 TASK_TITLES = {"tagging": "product tagging", "category": "product categorization", "description": "product descriptions"}
 COUNT_KEYS = {"n", "truncated"}

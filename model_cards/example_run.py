@@ -33,14 +33,14 @@ def make_example_run(folder: str | Path, method: str = "generate", seed: int = 0
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     head = method == "head"
-    info = RunInfo(task="tagging", method=method, labels=list(LABELS), max_new_tokens=16, max_length=256)
+    info = RunInfo(task="tagging", method=method, labels=list(LABELS), max_new_tokens=8, max_length=256)
     model, tokenizer, _ = load_base_model(
         "embedded", quantization="none", device="cpu", num_labels=info.num_labels, problem_type=info.problem_type
     )
     torch.manual_seed(seed)
     config = LoraConfig(
         r=4,
-        lora_alpha=8,
+        lora_alpha=32,  # scale 8: the random adapter clearly changes greedy output
         lora_dropout=0.0,
         target_modules=["q_proj", "v_proj"],
         task_type="SEQ_CLS" if head else "CAUSAL_LM",
@@ -59,7 +59,7 @@ def make_example_run(folder: str | Path, method: str = "generate", seed: int = 0
                 "method": method,
                 "model": {"base_model": "embedded", "quantization": "none", "prompt_template": "alpaca"},
                 "data": {"path": "data/sample/tagging", "label_field": "labels"},
-                "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+                "lora": {"r": 4, "alpha": 32, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
                 "train": {"epochs": 1.0, "batch_size": 8, "lr": 2.0e-4, "scheduler": "cosine", "seed": seed},
                 "eval": {"base": True, "baseline": True, "constrained": True},
                 "output_dir": str(folder),

@@ -85,13 +85,14 @@ def _scrub(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
-def _check_no_token_inside(folder: Path, token: str) -> None:
-    needle = token.encode()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and needle in path.read_bytes():
-            raise PublishError(
-                f"{path.relative_to(folder)} contains your Hub token; remove it from the file, nothing was uploaded"
-            )
+def _check_no_token_inside(folder: Path, patterns: list[str], token: str) -> None:
+    """Refuse to upload a file that holds the token (a pasted snippet, a saved environment...)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    for name in filter_repo_objects(files, allow_patterns=patterns):
+        if token.encode() in (folder / name).read_bytes():
+            raise PublishError(f"{name} contains your Hub token; remove it from the file, nothing was uploaded")
 
 
 def _head(api, repo_id: str, repo_type: str, revision: str) -> str | None:
@@ -119,7 +120,7 @@ def _push(
 
     api = HfApi(endpoint=endpoint, token=token)
     branch = revision or "main"
-    _check_no_token_inside(folder, token)
+    _check_no_token_inside(folder, patterns, token)
     before = None
     try:
         url = api.create_repo(repo_id, repo_type=repo_type, private=private or None, exist_ok=True, space_sdk=space_sdk)
@@ -286,7 +287,8 @@ def publish_space(
         staged = Path(tmp) / "space"
         shutil.copytree(space_dir, staged, ignore=SKIP)
         shutil.rmtree(staged / "catalog_lora", ignore_errors=True)
-        shutil.copytree(Path(catalog_lora.__file__).parent, staged / "catalog_lora", ignore=SKIP)
+        package_ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "hub_server.py")  # test-only module
+        shutil.copytree(Path(catalog_lora.__file__).parent, staged / "catalog_lora", ignore=package_ignore)
         settings_file = staged / "adapters.yaml"
         settings = (yaml.safe_load(settings_file.read_text()) if settings_file.is_file() else None) or {}
         settings["adapters"] = {slot: slots.get(slot) for slot in SPACE_SLOTS.values()}

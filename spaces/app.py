@@ -24,6 +24,7 @@ except ImportError:
 
 import argparse
 import importlib.util
+import itertools
 import json
 import logging
 import os
@@ -76,6 +77,8 @@ REFERENCES_K = 5
 PREVIEW_ROWS = 20
 CHUNK_ROWS = 256  # batch rows per (GPU) call: progress moves, and a ZeroGPU call stays short
 DATASET_ROWS = 100
+MAX_DATASET_RECORDS = 50_000  # the Dataset tab reads at most this many training examples
+REFERENCE_WIDTHS = ["16%", "50%", "34%"]
 CONCURRENCY = 2  # requests at once; the engine itself runs one model call at a time
 QUEUE_SIZE = 64
 
@@ -136,7 +139,7 @@ def env_var(name: str) -> str:
 class Settings:
     """What the Space serves: ``adapters`` maps a name of :data:`ADAPTERS` to a run folder or Hub id."""
 
-    adapters: dict[str, str | None] = field(default_factory=dict)
+    adapters: dict[str, str | list[str] | None] = field(default_factory=dict)
     base_model: str | None = None
     quantization: str = "auto"
     max_rows: int = 5000
@@ -169,11 +172,22 @@ def read_settings(path: str | Path | None = None, environ=None) -> Settings:
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
-def resolve_source(value: str, task: str) -> tuple[str | None, str | None]:
+def resolve_source(value: str | list[str], task: str) -> tuple[str | None, str | None]:
     """A configured adapter → ``(source, None)`` or ``(None, why it cannot be used)``.
 
+    ``value`` is one candidate or a list tried in order (e.g. a local run folder, then a Hub id).
     Relative folders are looked up under the repository root, the working directory and this folder;
     anything else of the form ``namespace/name`` that is not a folder is taken as a Hub repo id."""
+    problems = []
+    for candidate in [value] if isinstance(value, str) else list(value):
+        source, problem = _resolve_one(str(candidate), task)
+        if source is not None:
+            return source, None
+        problems.append(problem)
+    return None, problems[0] if problems else "no adapter is configured."
+
+
+def _resolve_one(value: str, task: str) -> tuple[str | None, str | None]:
     path = Path(value).expanduser()
     candidates = [path] if path.is_absolute() else [HERE.parent / path, Path.cwd() / path, HERE / path]
     for folder in candidates:
@@ -216,7 +230,7 @@ class Slot:
 
     name: str
     task: str
-    configured: str | None
+    configured: str | list[str] | None
     source: str | None = None
     problem: str | None = None
     info: object = None
@@ -240,6 +254,7 @@ class Models:
         self.precision = ""
         self._loaded = False
         self._lock = threading.Lock()
+        self.records: dict[str, list[dict]] = {}
         self._references: dict[str, tuple[object, str | None]] = {}
         self._references_lock = threading.Lock()
 
@@ -562,7 +577,12 @@ def classify(text: str):
         return None, failure("category", error)
     notices += prediction_notices("category", prediction)
     if prediction.scores and prediction.labels:
-        notices.append(f"Answer: **{prediction.labels[0]}**; the bars rank the 5 most likely paths.")
+        ranked_first = max(prediction.scores, key=prediction.scores.get)
+        if ranked_first != prediction.labels[0]:
+            notices.append(
+                f"Greedy decoding answered **{prediction.labels[0]}**; the constrained beam search behind the bars "
+                f"ranks **{ranked_first}** first."
+            )
     return label_value(prediction, "category"), "\n\n".join(notices)
 
 
@@ -657,8 +677,13 @@ def batch(file, text_column: str | None = None, jobs: list[str] | None = None, p
 
 
 def training_records(name: str) -> list[dict]:
-    """The adapter's training examples, when its run folder names a prepared dataset that is here."""
-    slot = MODELS.slots[name]
+    """The adapter's training examples, when its run folder names a prepared dataset that is here (read once)."""
+    if name not in MODELS.records:
+        MODELS.records[name] = _read_training_records(MODELS.slots[name])
+    return MODELS.records[name]
+
+
+def _read_training_records(slot: Slot) -> list[dict]:
     if slot.source is None or not Path(slot.source).is_dir():
         return []
     try:
@@ -671,8 +696,12 @@ def training_records(name: str) -> list[dict]:
     for folder in [data] if data.is_absolute() else [HERE.parent / data, Path.cwd() / data]:
         path = folder / "train.jsonl"
         if path.is_file():
-            with path.open(encoding="utf-8") as handle:
-                return [json.loads(line) for line in handle if line.strip()]
+            try:
+                with path.open(encoding="utf-8") as handle:
+                    lines = (line for line in handle if line.strip())
+                    return [json.loads(line) for line in itertools.islice(lines, MAX_DATASET_RECORDS)]
+            except (OSError, ValueError) as error:
+                logger.warning("cannot read %s: %s", path, error)
     return []
 
 
@@ -736,7 +765,7 @@ def _scalars(data: dict) -> dict[str, float]:
 
 def adapter_card(slot: Slot) -> str:
     """The adapter's model card (its README.md), else what its run files say."""
-    title = f"## {JOB_LABELS[slot.name]}: `{slot.configured or 'not configured'}`"
+    title = f"## {JOB_LABELS[slot.name]}: `{slot.source or slot.configured or 'not configured'}`"
     if slot.source is None:
         return f"{title}\n\nNot available: {slot.problem}"
     try:
@@ -790,7 +819,7 @@ def availability(name: str) -> str:
 
 with gr.Blocks(title="catalog-lora: product tags, categories and descriptions") as demo:
     gr.Markdown(
-        "# 🛍️ catalog-lora\nA small language model taught a retailer's catalog with LoRA: "
+        "# catalog-lora\nA small language model taught a retailer's catalog with LoRA: "
         "tag products, classify them into the category tree, write descriptions, or run a whole file."
     )
     with gr.Tabs():
@@ -808,7 +837,7 @@ with gr.Blocks(title="catalog-lora: product tags, categories and descriptions") 
                     gr.Markdown("### Most similar training products")
                     tag_refs_note = gr.Markdown()
                     tag_refs = gr.Dataframe(reference_frame("tagging"), interactive=False, wrap=True,
-                                            elem_id="tag-references")
+                                            column_widths=REFERENCE_WIDTHS, elem_id="tag-references")
             gr.on([tag_button.click, tag_text.submit], tag, inputs=tag_text,
                   outputs=[tag_output, tag_notice, tag_refs_note, tag_refs], api_name="tag")
 
@@ -828,7 +857,8 @@ with gr.Blocks(title="catalog-lora: product tags, categories and descriptions") 
                 with gr.Column(scale=2):
                     gr.Markdown("### Most similar training products")
                     describe_refs_note = gr.Markdown()
-                    describe_refs = gr.Dataframe(reference_frame("description"), interactive=False, wrap=True)
+                    describe_refs = gr.Dataframe(reference_frame("description"), interactive=False, wrap=True,
+                                                 column_widths=REFERENCE_WIDTHS)
             gr.on([describe_button.click, describe_title.submit], describe,
                   inputs=[describe_title, describe_attributes],
                   outputs=[describe_output, describe_notice, describe_refs_note, describe_refs], api_name="describe")
@@ -880,12 +910,13 @@ with gr.Blocks(title="catalog-lora: product tags, categories and descriptions") 
 
         with gr.Tab("Dataset", id="dataset"):
             gr.Markdown("The examples the adapters were trained on; search finds the nearest ones.")
-            with gr.Row():
+            with gr.Row(equal_height=True):
                 dataset_adapter = gr.Radio([(JOB_LABELS[n], n) for n in ADAPTERS], value="tag", label="Adapter")
-                dataset_query = gr.Textbox(label="Search", placeholder="e.g. coconut oil")
+                dataset_query = gr.Textbox(label="Search", placeholder="e.g. bottle leaked", scale=2)
+                dataset_button = gr.Button("Search", scale=0)
             dataset_notice = gr.Markdown()
             dataset_table = gr.Dataframe(interactive=False, wrap=True)
-            gr.on([dataset_adapter.change, dataset_query.submit], browse_dataset,
+            gr.on([dataset_adapter.change, dataset_query.submit, dataset_button.click], browse_dataset,
                   inputs=[dataset_adapter, dataset_query], outputs=[dataset_table, dataset_notice], api_name="dataset")
 
         with gr.Tab("About", id="about"):

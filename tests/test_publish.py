@@ -362,3 +362,13 @@ def test_publish_space(hub, published, run_copy, tmp_path):
     (space / "app.py").unlink()
     with pytest.raises(PublishError, match="app.py"):
         publish_space(space, "user/catalog-demo", [REPO_ID], token=TOKEN, endpoint=hub.url)
+
+
+def test_a_file_holding_the_token_is_never_uploaded(hub, run_copy):
+    requests = len(hub.log)
+    with (run_copy / "config.yaml").open("a") as f:
+        f.write(f"# pasted by mistake: HF_TOKEN={TOKEN}\n")
+    with pytest.raises(PublishError) as error:
+        publish_adapter(run_copy, "user/leaky", token=TOKEN, endpoint=hub.url)
+    assert "config.yaml contains your Hub token" in str(error.value) and TOKEN not in str(error.value)
+    assert len(hub.log) == requests

@@ -185,6 +185,12 @@ def test_settings_come_from_yaml_and_env(app, tmp_path):
         "describe": "./runs/sample-description",
     }
     assert app.resolve_source("user/tags", "tagging") == ("user/tags", None)
+    assert app.resolve_source(["./runs/none", "user/tags"], "tagging") == ("user/tags", None)
+    run = tmp_path / "run"
+    run.mkdir()
+    assert "not a finished" in app.resolve_source(str(run), "tagging")[1]
+    RunInfo(task="tagging").save(run)
+    assert app.resolve_source([str(run), "user/tags"], "tagging") == (str(run.resolve()), None)
     assert app.resolve_source("./runs/none", "tagging")[1].count("training/configs/sample_tagging.yaml") == 1
 
 

@@ -169,3 +169,29 @@ def test_two_processes_train_and_predict(sample_data, tiny_runs, tmp_path):
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     assert out["title"].tolist() == titles, "one output in the input order"
     assert all(" > " in c for c in out["category"])
+
+
+def test_answer_only_loss_equals_the_full_causal_lm_loss():
+    """Left padding + logits for the answer tail gives exactly the loss of the full right-padded forward."""
+    import torch
+
+    from catalog_lora.base_model import load_base_model
+    from catalog_lora.prompts import PromptTemplate
+    from training.data import Collator, answer_loss, encode_generation
+
+    model, tokenizer, _ = load_base_model("embedded", "none")
+    template = PromptTemplate("tagging")
+    records = [{"text": "smells great " * k, "labels": ["Fragrance", "Price"][: 1 + k % 2]} for k in range(1, 5)]
+    encoded = [encode_generation(r, template, tokenizer, "tagging", 128, 0, "labels") for r in records]
+    width = max(len(e.input_ids) for e in encoded)
+    ids = torch.full((4, width), tokenizer.pad_token_id)
+    mask = torch.zeros(4, width, dtype=torch.long)
+    labels = torch.full((4, width), -100)
+    for i, e in enumerate(encoded):
+        ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
+        mask[i, : len(e.input_ids)] = 1
+        labels[i, : len(e.labels)] = torch.tensor(e.labels)
+    with torch.no_grad():
+        fast = answer_loss(model, Collator(tokenizer.pad_token_id)(encoded))
+        full = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    assert torch.allclose(fast, full, atol=1e-5)

@@ -127,7 +127,12 @@ def pack(examples: list[Encoded], max_length: int, eos_id: int) -> list[Encoded]
 
 
 class Collator:
-    """Pads a list of :class:`Encoded` into tensors, to the batch's longest or to ``max_length``."""
+    """Pads a list of :class:`Encoded` into tensors, to the batch's longest or to ``max_length``.
+
+    Generation examples are padded on the left, so every answer ends in the last column and
+    :func:`answer_loss` needs logits for the tail only; ``position_ids`` start at 0 on the
+    first real token, as they do in ``generate``.
+    """
 
     def __init__(self, pad_id: int, pad_to: int | None = None, classification: bool = False, multi_label: bool = False):
         self.pad_id = pad_id
@@ -135,22 +140,38 @@ class Collator:
         self.classification = classification
         self.multi_label = multi_label
 
+    def _place(self, row: list, width: int, fill) -> list:
+        row = row[:width]
+        pad = [fill] * (width - len(row))
+        return row + pad if self.classification else pad + row
+
     def __call__(self, batch: list[Encoded]) -> dict[str, torch.Tensor]:
         width = self.pad_to or max(len(e.input_ids) for e in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, example in enumerate(batch):
-            n = min(len(example.input_ids), width)
-            ids[row, :n] = torch.tensor(example.input_ids[:n])
-            mask[row, :n] = 1
+        ids = torch.tensor([self._place(e.input_ids, width, self.pad_id) for e in batch])
+        mask = torch.tensor([self._place([1] * len(e.input_ids), width, 0) for e in batch])
         out = {"input_ids": ids, "attention_mask": mask}
         if self.classification:
             dtype = torch.float if self.multi_label else torch.long
             out["labels"] = torch.tensor([e.labels for e in batch], dtype=dtype)
         else:
-            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-            for row, example in enumerate(batch):
-                n = min(len(example.labels), width)
-                labels[row, :n] = torch.tensor(example.labels[:n])
-            out["labels"] = labels
+            out["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+            out["labels"] = torch.tensor([self._place(e.labels, width, IGNORE_INDEX) for e in batch])
         return out
+
+
+def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens, with logits computed only from the first answer column on.
+
+    The vocabulary projection is the largest single matmul of a small model; with left
+    padding the answers sit at the end of every row, so most rows need it for a few columns.
+    """
+    labels = batch["labels"]
+    width = labels.shape[1]
+    first = int((labels != IGNORE_INDEX).float().argmax(dim=1).min())
+    keep = min(width, width - first + 1)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs, logits_to_keep=keep).logits
+    targets = labels[:, width - keep + 1 :]
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX
+    )

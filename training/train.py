@@ -39,6 +39,7 @@ from training import plots
 from training.config import TrainConfig, load_config, save_config
 from training.data import (
     Collator,
+    answer_loss,
     build_taxonomy,
     check_labels,
     encode_generation,
@@ -90,12 +91,17 @@ def encode_split(records, encode, desc: str, main: bool) -> tuple[list, int]:
     return encoded, sum(e.truncated for e in encoded)
 
 
+def compute_loss(model, batch):
+    """Head models compute their own loss; causal LMs use the answer-only loss of training.data."""
+    return answer_loss(model, batch) if "position_ids" in batch else model(**batch).loss
+
+
 @torch.no_grad()
 def validation_loss(model, loader, accelerator) -> float:
     model.eval()
     total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
     for batch in loader:
-        loss = model(**batch).loss
+        loss = compute_loss(model, batch)
         total += loss.detach().float() * batch["input_ids"].shape[0]
         count += batch["input_ids"].shape[0]
     model.train()
@@ -227,7 +233,7 @@ def train(config: TrainConfig) -> Path:
             batches = accelerator.skip_first_batches(dl, state["batches_done"]) if state["batches_done"] else dl
             for batch in batches:
                 with accelerator.accumulate(model):
-                    loss = model(**batch).loss
+                    loss = compute_loss(model, batch)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
@@ -334,9 +340,9 @@ def train(config: TrainConfig) -> Path:
         if not config.train.keep_checkpoints:
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         if config.references:
-            from catalog_lora.references import build_index
+            from catalog_lora.references import RUN_SUBFOLDER, build_index
 
-            build_index(splits["train"], out / "references", task)
+            build_index(splits["train"], out / RUN_SUBFOLDER, task)
         (out / COMPLETE_MARKER).write_text(f"finished {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         log(f"Run folder: {out.resolve()}")
         if config.push_to_hub:
