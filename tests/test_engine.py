@@ -30,6 +30,17 @@ def test_batched_greedy_equals_one_at_a_time(engine):
         assert batched == single
 
 
+def test_shared_prefix_cache_changes_cost_not_answers(engine):
+    answers, costs = {}, {}
+    for share in (False, True):
+        engine.share_prefix = share
+        engine.tokens_processed = 0
+        answers[share] = [p.text for p in engine.predict("tagging", PRODUCTS, batch_size=8)]
+        costs[share] = engine.tokens_processed
+    assert answers[True] == answers[False]
+    assert costs[True] < costs[False], "the instruction prefix is run once per batch, not once per product"
+
+
 def test_constrained_answers_only_hold_taxonomy_labels(engine):
     spec = engine.spec("tagging")
     for use_adapter in (True, False):

@@ -162,13 +162,14 @@ def test_two_processes_train_and_predict(sample_data, tiny_runs, tmp_path):
         [
             sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "training.predict",
             "--adapter", f"category={tiny_runs['category']}", "--input", str(tmp_path / "in.csv"),
-            "--text-column", "title", "--output", str(tmp_path / "out.csv"),
+            "--text-column", "title", "--output", str(tmp_path / "out.csv"), "--references", "2",
         ],
         check=True, cwd=REPO, env=env, timeout=600,
     )
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     assert out["title"].tolist() == titles, "one output in the input order"
     assert all(" > " in c for c in out["category"])
+    assert all(len(ids.split()) == 2 for ids in out["nearest_training_ids"]), "ids of the 2 nearest training examples"
 
 
 def test_answer_only_loss_equals_the_full_causal_lm_loss():
