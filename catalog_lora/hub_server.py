@@ -7,15 +7,26 @@ before ``huggingface_hub`` is imported) or when ``HfApi(endpoint=...)`` is given
         HfApi(endpoint=server.url, token="hf_test").create_repo("user/demo")
 
 What it implements is what the client's upload, download and info paths call (checked against
-huggingface_hub 2.4): repo creation/deletion/settings, ``validate-yaml``, ``preupload`` (every
-file answered ``"regular"``, so content travels inline in the commit, never through LFS/Xet),
-NDJSON commits, branches, repo info with ``siblings``/``sha``/``cardData``, trees, ``paths-info``,
+huggingface_hub 2.4): repo creation/deletion/settings, ``validate-yaml``, ``preupload``, NDJSON
+commits, Git LFS, branches, repo info with ``siblings``/``sha``/``cardData``, trees, ``paths-info``,
 ``HEAD``/``GET`` on ``resolve`` with ``ETag``/``X-Repo-Commit``/``Content-Length``, Hub error codes
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``) and bearer tokens (writes need one;
 private repos are visible to their owner only).
 
-Storage is a folder: ``objects/<git blob sha1>`` holds file contents, ``repos/<type>/<ns>/<name>.json``
-the repo's settings, branches and commits (each commit is a full ``path → blob`` map).
+Git LFS works as on the Hub: ``preupload`` answers ``"lfs"`` for a file its repo's ``.gitattributes``
+tracks with ``filter=lfs`` (``*.safetensors``, ``*.parquet``, ``*.bin``...), that is over 10 MiB or
+whose first bytes hold a NUL (binary), and ``"regular"`` (content inline in the commit) otherwise.
+The client then asks the LFS batch API (``POST /{repo}.git/info/lfs/objects/batch``, basic transfer)
+where to ``PUT`` each object, the server checks what arrives against its sha256 and size, and the
+commit names the object in an ``lfsFile`` line. ``resolve`` serves LFS files with the sha256 as
+``ETag``/``X-Linked-Etag``, and trees, ``paths-info`` and ``siblings`` carry their ``lfs`` details.
+The client uploads through Xet instead whenever ``hf_xet`` is installed, a choice it makes on its
+own (no server answer changes it): set ``HF_HUB_DISABLE_XET=1`` before importing ``huggingface_hub``
+(``CLIENT_ENV``), as the tests do. This server has no Xet storage and says so at the Xet token routes.
+
+Storage is a folder: ``objects/<git blob sha1>`` holds git blobs (file contents, or the pointer file
+of an LFS file, as in git), ``lfs/<sha256>`` LFS objects, and ``repos/<type>/<ns>/<name>.json`` the
+repo's settings, branches, commits (each a full ``path → blob`` map) and the LFS objects uploaded to it.
 
 ``fail_next_commit = True`` (or ``fail_commits = n``) answers the next commit(s) with ``fail_status``
 (500 by default) to exercise error paths. Note that the client retries a 5xx commit a few times.
@@ -24,9 +35,11 @@ the repo's settings, branches and commits (each commit is a full ``path → blob
 from __future__ import annotations
 
 import binascii
+import fnmatch
 import hashlib
 import json
 import re
+import secrets
 import tempfile
 import threading
 import time
@@ -40,13 +53,21 @@ import yaml
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 DEFAULT_BRANCH = "main"
 COMMIT_OID = re.compile(r"^[0-9a-f]{40}$")
-GITATTRIBUTES = (
-    "*.bin filter=lfs diff=lfs merge=lfs -text\n"
-    "*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
-    "*.pt filter=lfs diff=lfs merge=lfs -text\n"
-    "*.parquet filter=lfs diff=lfs merge=lfs -text\n"
-    "*.png filter=lfs diff=lfs merge=lfs -text\n"
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# What a new repo's .gitattributes stores in LFS (the Hub's default list, binary and data formats).
+LFS_PATTERNS = (
+    "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gguf", "*.gz", "*.h5", "*.joblib", "*.lfs.*",
+    "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot", "*.parquet", "*.pb", "*.pickle",
+    "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors", "saved_model/**/*", "*.tar.*", "*.tar", "*.tflite",
+    "*.tgz", "*.wasm", "*.xz", "*.zip", "*.zst", "*tfevents*", "*.png", "*.jpg", "*.jpeg", "*.webp", "*.gif",
+    "*.mp3", "*.wav", "*.flac", "*.ogg",
 )
+GITATTRIBUTES = "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in LFS_PATTERNS)
+LFS_SIZE = 10 * 1024 * 1024  # bigger files go to LFS whatever their name
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\n"
+LFS_JSON = "application/vnd.git-lfs+json"
+# The environment a huggingface_hub client needs to upload LFS files here (set before importing it).
+CLIENT_ENV = {"HF_HUB_DISABLE_XET": "1"}
 _INLINE = b'"content": "'
 _FRONT_MATTER = re.compile(r"\A\ufeff?---\s*\n(.*?\n)?---\s*(\n|\Z)", re.S)
 
@@ -56,6 +77,28 @@ def git_blob_oid(data: bytes) -> str:
     sha = hashlib.sha1(b"blob %d\0" % len(data))
     sha.update(data)
     return sha.hexdigest()
+
+
+def lfs_pointer(sha256: str, size: int) -> bytes:
+    """The pointer file git stores in place of an LFS object."""
+    return LFS_POINTER + f"oid sha256:{sha256}\nsize {size}\n".encode()
+
+
+def parse_lfs_pointer(data: bytes) -> tuple[str, int] | None:
+    """``(sha256, size)`` of a pointer file, ``None`` for any other content."""
+    match = re.fullmatch(rb"oid sha256:([0-9a-f]{64})\nsize (\d+)\n", data[len(LFS_POINTER):])
+    return (match.group(1).decode(), int(match.group(2))) if data.startswith(LFS_POINTER) and match else None
+
+
+def lfs_tracked(path: str, gitattributes: str) -> bool:
+    """Whether a ``.gitattributes`` puts ``path`` in LFS (``filter=lfs``; a pattern without a slash matches names)."""
+    name = path.rsplit("/", 1)[-1]
+    for line in gitattributes.splitlines():
+        pattern, *attributes = line.split() or ["#"]
+        if not pattern.startswith("#") and "filter=lfs" in attributes:
+            if fnmatch.fnmatchcase(path if "/" in pattern else name, pattern.lstrip("/")):
+                return True
+    return False
 
 
 def _commit_line(line: bytes) -> dict:
@@ -89,15 +132,66 @@ class HubError(Exception):
 
 
 class Request:
-    """What a route handler sees: method, url parts, user, body and the matched path parameters."""
+    """What a route handler sees: method, url parts, user, body and the matched path parameters.
 
-    def __init__(self, handler: BaseHTTPRequestHandler, body: bytes):
+    The body is read when first asked for (``body``, or ``save_body`` that streams it to a file);
+    the server reads what a handler left unread before answering, so a kept-alive connection stays
+    in step.
+    """
+
+    def __init__(self, handler: BaseHTTPRequestHandler):
         self.handler = handler
         self.method = handler.command
         self.query = {k: v[-1] for k, v in parse_qs(urlsplit(handler.path).query).items()}
-        self.body = body
         self.user: str | None = None
         self.params: dict = {}
+        self._body: bytes | None = None
+        self.body_started = self.body_read = False
+
+    def _chunks(self, size: int = 1 << 20):
+        """The body in pieces, once: Content-Length or chunked transfer encoding."""
+        assert not self.body_started, "the body can be read once"
+        self.body_started = True
+        rfile, headers = self.handler.rfile, self.handler.headers
+        if headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while length := int(rfile.readline().split(b";")[0].strip() or b"0", 16):
+                yield rfile.read(length)
+                rfile.readline()
+            rfile.readline()
+        else:
+            left = int(headers.get("Content-Length") or 0)
+            while left > 0:
+                chunk = rfile.read(min(size, left))
+                if not chunk:
+                    raise HubError(400, "The request body ended early")
+                left -= len(chunk)
+                yield chunk
+        self.body_read = True
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            self._body = b"".join(self._chunks())
+        return self._body
+
+    def drain(self) -> bool:
+        """Read what the handler left of the body; ``False`` when that failed (the connection must close)."""
+        if not self.body_started:
+            try:
+                self.body  # noqa: B018
+            except Exception:
+                return False
+        return self.body_read
+
+    def save_body(self, path: Path) -> tuple[str, int]:
+        """Stream the body into ``path``; returns its sha256 and size."""
+        sha, size = hashlib.sha256(), 0
+        with path.open("wb") as file:
+            for chunk in self._chunks():
+                sha.update(chunk)
+                size += len(chunk)
+                file.write(chunk)
+        return sha.hexdigest(), size
 
     def json(self) -> dict:
         body = self.body
@@ -132,18 +226,21 @@ class HubServer:
                  port: int = 0):
         self._tmp = None if root else tempfile.TemporaryDirectory(prefix="hub-server-")
         self.root = Path(root or self._tmp.name)
-        (self.root / "objects").mkdir(parents=True, exist_ok=True)
+        for folder in ("objects", "lfs"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
         self.tokens = dict(tokens or {})  # token → user name
         self.host, self.port = host, port
         self.fail_commits = 0
         self.fail_status = 500
         self.log: list[tuple[str, str, int]] = []  # (method, path, status) of every request, never headers
         self._lock = threading.RLock()
+        self._uploads: dict[str, tuple[str, str, str, int]] = {}  # upload ticket → (type, repo, sha256, size)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         # Routes: (method, regex on the path with named groups, handler). First match wins.
         repo = r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)"
         prefix = r"(?:/(?P<type>datasets|spaces))?"
+        lfs = prefix + r"/(?P<repo>[^/]+/[^/]+)\.git/info/lfs/objects"
         self.routes = [
             ("POST", r"/api/repos/create", self.create_repo),
             ("DELETE", r"/api/repos/delete", self.delete_repo),
@@ -153,6 +250,10 @@ class HubServer:
             ("PUT", repo + r"/settings", self.update_settings),
             ("POST", repo + r"/preupload/(?P<rev>[^/]+)", self.preupload),
             ("POST", repo + r"/commit/(?P<rev>[^/]+)", self.commit),
+            ("POST", lfs + r"/batch", self.lfs_batch),
+            ("PUT", r"/lfs-upload/(?P<ticket>[\w-]+)", self.lfs_upload),
+            ("POST", lfs + r"/verify", self.lfs_verify),
+            ("GET", repo + r"/xet-(?P<kind>read|write)-token(?:/.*)?", self.xet_token),
             ("POST", repo + r"/branch/(?P<branch>[^/]+)", self.create_branch),
             ("GET", repo + r"/refs", self.refs),
             ("GET", repo + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", self.tree),
@@ -234,6 +335,23 @@ class HubServer:
 
     def _object(self, oid: str) -> Path:
         return self.root / "objects" / oid
+
+    def _lfs_object(self, sha256: str) -> Path:
+        return self.root / "lfs" / sha256
+
+    def _blob(self, oid: str) -> tuple[Path, int, dict | None]:
+        """Where a git blob's content lies, its size and, for an LFS pointer, ``{"oid", "size", "pointerSize"}``."""
+        path = self._object(oid)
+        size = path.stat().st_size
+        pointer = parse_lfs_pointer(path.read_bytes()) if size < 200 else None
+        if pointer is None:
+            return path, size, None
+        return self._lfs_object(pointer[0]), pointer[1], {"oid": pointer[0], "size": pointer[1], "pointerSize": size}
+
+    def _content_oid(self, oid: str) -> str:
+        """What preupload reports for a stored file: the sha256 of an LFS file, else the git blob id."""
+        lfs = self._blob(oid)[2]
+        return lfs["oid"] if lfs else oid
 
     def _add_commit(self, repo: dict, branch: str, files: dict, title: str, description: str = "") -> str:
         parent = repo["branches"].get(branch)
@@ -372,13 +490,82 @@ class HubServer:
     # ------------------------------------------------------------------ routes: upload
 
     def preupload(self, req: Request) -> Response:
+        """Say per file whether it goes inline (``regular``) or through LFS, and the oid stored now."""
         _, _, repo = self._get_repo(req, write=True)
         files = self._files(repo, req.params["rev"])
-        answer = [
-            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": files.get(f["path"])}
-            for f in req.json().get("files", [])
-        ]
+        attributes = self._object(files[".gitattributes"]).read_text() if ".gitattributes" in files else ""
+        answer = []
+        for file in req.json().get("files", []):
+            path = file["path"]
+            binary = b"\0" in binascii.a2b_base64(file.get("sample") or "")
+            lfs = lfs_tracked(path, attributes) or int(file.get("size") or 0) > LFS_SIZE or binary
+            oid = self._content_oid(files[path]) if path in files else None
+            answer.append({"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
         return Response(200, {"files": answer, "commitOid": self._commit_of(repo, req.params["rev"])})
+
+    def lfs_batch(self, req: Request) -> Response:
+        """The Git LFS batch API, basic transfer: an upload action (and a verify) per object the repo lacks."""
+        repo_type, repo_id, repo = self._get_repo(req, write=True)
+        data = req.json()
+        if data.get("operation") != "upload":
+            raise HubError(400, "This server's LFS batch API takes uploads only (files download through resolve)")
+        uploaded = repo.get("lfs", {})
+        prefix = "" if repo_type == "model" else f"/{repo_type}s"
+        objects = []
+        for item in data.get("objects", []):
+            oid, size = item.get("oid"), item.get("size")
+            answer = {"oid": str(oid), "size": size if isinstance(size, int) else -1}
+            if not (isinstance(oid, str) and SHA256.fullmatch(oid) and isinstance(size, int) and size >= 0):
+                answer["error"] = {"code": 422, "message": "an object needs a sha256 oid and a size"}
+            elif uploaded.get(oid) != size or not self._lfs_object(oid).is_file():
+                ticket = secrets.token_urlsafe(24)
+                with self._lock:
+                    self._uploads[ticket] = (repo_type, repo_id, oid, size)
+                answer["authenticated"] = True
+                answer["actions"] = {
+                    "upload": {"href": f"{self.url}/lfs-upload/{ticket}", "expires_in": 3600},
+                    "verify": {"href": f"{self.url}{prefix}/{repo_id}.git/info/lfs/objects/verify"},
+                }
+            objects.append(answer)  # an object with no actions is stored already
+        return Response(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+                        {"Content-Type": LFS_JSON})
+
+    def lfs_upload(self, req: Request) -> Response:
+        """The upload target of a batch answer, like a presigned url: the ticket in the path is the permission."""
+        with self._lock:
+            target = self._uploads.get(req.params["ticket"])
+        if target is None:
+            raise HubError(403, "Unknown or used upload url; ask the LFS batch API for a new one")
+        repo_type, repo_id, oid, size = target
+        tmp = self._lfs_object(f"{oid}.{req.params['ticket']}.tmp")
+        try:
+            got_oid, got_size = req.save_body(tmp)
+            if (got_oid, got_size) != (oid, size):
+                raise HubError(400, f"The upload does not match its object: sha256 {got_oid} and {got_size} bytes, "
+                                    f"expected {oid} and {size} bytes")
+            tmp.replace(self._lfs_object(oid))
+        finally:
+            tmp.unlink(missing_ok=True)
+        with self._lock:
+            self._uploads.pop(req.params["ticket"], None)
+            repo = self._load(repo_type, repo_id)
+            if repo is None:
+                raise HubError(404, "Repository not found", "RepoNotFound")
+            repo.setdefault("lfs", {})[oid] = size
+            self._save(repo_type, repo_id, repo)
+        return Response(200, b"")
+
+    def lfs_verify(self, req: Request) -> Response:
+        _, _, repo = self._get_repo(req, write=True)
+        data = req.json()
+        if repo.get("lfs", {}).get(data.get("oid")) != data.get("size"):
+            raise HubError(404, f"LFS object {data.get('oid')} of {data.get('size')} bytes was not uploaded")
+        return Response(200, {"oid": data["oid"], "size": data["size"]}, {"Content-Type": LFS_JSON})
+
+    def xet_token(self, req: Request) -> Response:
+        self._get_repo(req)
+        raise HubError(501, "This Hub server has no Xet storage: set HF_HUB_DISABLE_XET=1 before importing "
+                            "huggingface_hub so that the client uploads and downloads through Git LFS")
 
     def commit(self, req: Request) -> Response:
         repo_type, repo_id, _ = self._get_repo(req, write=True)
@@ -415,7 +602,11 @@ class HubServer:
                 elif key == "deletedFolder":
                     files = {p: o for p, o in files.items() if not p.startswith(path.rstrip("/") + "/")}
                 elif key == "lfsFile":
-                    raise HubError(400, "This server takes regular (inline) uploads only, not LFS files")
+                    oid, size = value.get("oid"), value.get("size")
+                    if value.get("algo", "sha256") != "sha256" or repo.get("lfs", {}).get(oid) != size:
+                        raise HubError(422, f"{path}: LFS object {oid} of {size} bytes was not uploaded to this repo "
+                                            "(upload it through the LFS batch API first)")
+                    files[path] = self._put_object(lfs_pointer(oid, size))
                 else:
                     raise HubError(400, f"Unknown commit operation {key!r}")
             oid = self._add_commit(repo, branch, files, header.get("summary", ""), header.get("description", ""))
@@ -430,7 +621,8 @@ class HubServer:
         return repo["commits"][self._commit_of(repo, revision)]["files"]
 
     def _entry(self, path: str, oid: str) -> dict:
-        return {"type": "file", "oid": oid, "size": self._object(oid).stat().st_size, "path": path}
+        _, size, lfs = self._blob(oid)
+        return {"type": "file", "oid": oid, "size": size, "path": path, **({"lfs": lfs} if lfs else {})}
 
     def _folder(self, path: str, files: dict) -> dict:
         inside = sorted((p, o) for p, o in files.items() if p.startswith(path + "/"))
@@ -440,7 +632,8 @@ class HubServer:
     def _card_data(self, files: dict) -> dict | None:
         if "README.md" not in files:
             return None
-        match = _FRONT_MATTER.match(self._object(files["README.md"]).read_text(encoding="utf-8", errors="replace"))
+        readme = self._blob(files["README.md"])[0].read_text(encoding="utf-8", errors="replace")
+        match = _FRONT_MATTER.match(readme)
         try:
             data = yaml.safe_load(match.group(1) or "") if match else None
         except yaml.YAMLError:
@@ -453,10 +646,15 @@ class HubServer:
         commit = repo["commits"][sha]
         files = commit["files"]
         blobs = req.flag("blobs")
-        siblings = [
-            {"rfilename": p, **({"size": self._object(o).stat().st_size, "blobId": o} if blobs else {})}
-            for p, o in sorted(files.items())
-        ]
+        siblings = []
+        for path, oid in sorted(files.items()):
+            sibling = {"rfilename": path}
+            if blobs:
+                _, size, lfs = self._blob(oid)
+                sibling.update(size=size, blobId=oid)
+                if lfs:
+                    sibling["lfs"] = {"sha256": lfs["oid"], "size": size, "pointerSize": lfs["pointerSize"]}
+            siblings.append(sibling)
         card = self._card_data(files)
         info = {
             "_id": hashlib.sha1(f"{repo_type}/{repo_id}".encode()).hexdigest()[:24],
@@ -472,7 +670,7 @@ class HubServer:
             "downloads": 0,
             "tags": list((card or {}).get("tags") or []),
             "siblings": siblings,
-            "usedStorage": sum(self._object(o).stat().st_size for o in files.values()),
+            "usedStorage": sum(self._blob(o)[1] for o in files.values()),
         }
         if card is not None:
             info["cardData"] = card
@@ -528,10 +726,12 @@ class HubServer:
         commit_header = {"X-Repo-Commit": sha}
         if oid is None:
             raise HubError(404, "Entry not found", "EntryNotFound", headers=commit_header)
-        blob = self._object(oid)
-        size = blob.stat().st_size
-        headers = {**commit_header, "ETag": f'"{oid}"', "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+        blob, size, lfs = self._blob(oid)
+        # The ETag of an LFS file is its sha256 (the Hub sends it as X-Linked-Etag too), of any other its git oid.
+        etag = f'"{lfs["oid"] if lfs else oid}"'
+        headers = {**commit_header, "ETag": etag, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        if lfs:
+            headers.update({"X-Linked-Etag": etag, "X-Linked-Size": str(size)})
         start, end = 0, size - 1
         match = re.fullmatch(r"bytes=(\d+)-(\d*)", req.handler.headers.get("Range", ""))
         status = 200
@@ -561,20 +761,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(401, "Invalid credentials in Authorization header")
         return self.hub.tokens[token]
 
-    def _read_body(self) -> bytes:
-        """The whole request body, read before answering so a kept-alive connection stays in step."""
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            self.rfile.readline()
-            return b"".join(chunks)
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path
-        req = Request(self, self._read_body())
+        req = Request(self)
         try:
             for method, pattern, handler in self.hub._compiled:
                 match = pattern.match(path)
@@ -595,8 +784,11 @@ class _Handler(BaseHTTPRequestHandler):
             response = Response(error.status, {"error": error.message}, headers)
         except Exception as error:  # a bug here must answer, not hang the client
             response = Response(500, {"error": f"{type(error).__name__}: {error}"})
+        in_step = req.drain()
         self.hub.log.append((self.command, path, response.status))
         self.send_response(response.status)
+        if not in_step:
+            self.send_header("Connection", "close")
         for key, value in response.headers.items():
             self.send_header(key, " ".join(str(value).split()).encode("latin-1", "replace").decode("latin-1"))
         self.send_header("Content-Length", str(response.content_length))

@@ -234,7 +234,8 @@ class Run:
 # ---------------------------------------------------------------------- formatting helpers
 
 
-def _num(value, digits: int = 4) -> str:
+def _num(value, digits: int | None = 4) -> str:
+    """A value for a table: thousands separators, ``digits`` decimals (None: as short as exact)."""
     if isinstance(value, list | tuple):
         return ", ".join(f"`{v}`" for v in value)
     if isinstance(value, bool) or value is None:
@@ -242,7 +243,7 @@ def _num(value, digits: int = 4) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return f"{value:g}" if digits is None else f"{value:.{digits}f}"
     return str(value)
 
 
@@ -491,11 +492,10 @@ def _training_data(run: Run, dataset_id: str | None) -> str:
     lines = []
     if dataset_id:
         lines.append(f"- **Dataset:** [`{dataset_id}`](https://huggingface.co/datasets/{dataset_id})")
-    lines.append(f"- **Source:** `{run.source_name}`" + (
-        f" (prepared folder `{_find(run.config['data'], 'path')}`)" if run.config and run.config.get("data") else ""
-    ))
+    described = ((run.report or {}).get("settings") or {}).get("name")
+    lines.append(f"- **Source:** `{run.source_name}`" + (f" ({described})" if described else ""))
     if run.report and run.report.get("inputs"):
-        inputs = ", ".join(f"`{k}` ({_num(v)} rows)" for k, v in run.report["inputs"].items())
+        inputs = ", ".join(f"`{Path(k).name}` ({_num(v)} rows)" for k, v in run.report["inputs"].items())
         lines.append(f"- **Raw inputs:** {inputs}")
     counts = run.split_counts()
     if counts:
@@ -509,6 +509,11 @@ def _training_data(run: Run, dataset_id: str | None) -> str:
     data = (run.config or {}).get("data") or {}
     if data.get("max_train_examples"):
         lines.append(f"- Training was capped at the first {_num(data['max_train_examples'])} training examples.")
+    if data.get("max_eval_examples"):
+        lines.append(
+            f"- Validation and test were capped at {_num(data['max_eval_examples'])} examples each "
+            "(`data.max_eval_examples`)."
+        )
     if run.info.task == "tagging":
         lines.append(f"- **Labels:** the `{run.info.label_field}` field of each record")
     if run.info.task == "category" and run.info.label_levels:
@@ -526,7 +531,7 @@ def _hyperparameters(run: Run) -> str:
         ["LoRA rank `r`", cfg.get("r")],
         ["LoRA alpha", cfg.get("lora_alpha")],
         ["LoRA dropout", cfg.get("lora_dropout")],
-        ["target modules", _num(cfg.get("target_modules"))],
+        ["target modules", _num(sorted(cfg["target_modules"]) if isinstance(cfg.get("target_modules"), list) else cfg.get("target_modules"))],
     ]
     if cfg.get("modules_to_save"):
         rows.append(["trained in full", _num(cfg["modules_to_save"])])
@@ -536,9 +541,9 @@ def _hyperparameters(run: Run) -> str:
     train = run.config.get("train") or {}
     keys = ("epochs", "max_steps", "batch_size", "grad_accum", "lr", "scheduler", "warmup_ratio", "weight_decay",
             "optimizer", "max_grad_norm", "seed")
-    picked = [[f"train.{k}", _num(train[k], 6)] for k in keys if k in train]
+    picked = [[f"train.{k}", _num(train[k], None)] for k in keys if k in train]
     model = run.config.get("model") or {}
-    picked += [[f"model.{k}", _num(model[k])] for k in ("quantization", "max_length", "prompt_template") if k in model]
+    picked += [[f"model.{k}", _num(model[k], None)] for k in ("quantization", "max_length", "prompt_template") if k in model]
     if picked:
         text += "\n\nFrom `config.yaml`:\n\n" + _table(["setting", "value"], picked)
     full = yaml.safe_dump(run.config, sort_keys=False).strip()

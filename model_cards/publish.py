@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from catalog_lora.base_model import public_model_id
+from catalog_lora.references import RUN_SUBFOLDER as REFERENCES
 from catalog_lora.run_files import COMPLETE_MARKER, INFO_FILE, RunInfo
 from model_cards.card import CardError, check_repo_id, render_adapter_card, space_readme
 
@@ -44,8 +45,9 @@ ADAPTER_PATTERNS = [
     "train_stats.json",
     "*.png",
     "README.md",
+    f"{REFERENCES}/*",  # the nearest-training-examples index (catalog_lora.references), when built
 ]
-DATASET_PATTERNS = ["*.jsonl", "taxonomy.json", "report.json", "*.png", "README.md"]
+DATASET_PATTERNS = ["*.jsonl", "taxonomy*.json", "report.json", "*.png", "README.md"]
 SPLIT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl")
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 # Task → the Space's adapter slot (the keys of ``adapters:`` in spaces/adapters.yaml, ADAPTERS in spaces/app.py).
@@ -182,6 +184,8 @@ def publish_adapter(
         for path in run_dir.iterdir():
             if path.is_file():
                 shutil.copy2(path, staged / path.name)
+        if (run_dir / REFERENCES).is_dir():
+            shutil.copytree(run_dir / REFERENCES, staged / REFERENCES, ignore=SKIP)
         # A run folder records the base as the local folder it was loaded from; readers need its Hub id.
         config_path = staged / "adapter_config.json"
         adapter_config = json.loads(config_path.read_text())
@@ -236,15 +240,16 @@ def _adapter_infos(adapters: list[str], token: str, endpoint: str | None) -> dic
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
     infos = {}
-    for adapter in adapters:
-        try:
-            path = hf_hub_download(adapter, INFO_FILE, endpoint=endpoint, token=token)
-        except (RepositoryNotFoundError, EntryNotFoundError):
-            raise PublishError(
-                f"{adapter} is not a published catalog-lora adapter (no {INFO_FILE} on the Hub); publish it first "
-                "with `python -m model_cards.publish adapter <run dir> --repo-id ...`; nothing was uploaded"
-            ) from None
-        infos[adapter] = RunInfo.from_dict(json.loads(Path(path).read_text()))
+    with tempfile.TemporaryDirectory(prefix="space-adapters-") as cache:  # a peek, not worth caching
+        for adapter in adapters:
+            try:
+                path = hf_hub_download(adapter, INFO_FILE, endpoint=endpoint, token=token, cache_dir=cache)
+            except (RepositoryNotFoundError, EntryNotFoundError):
+                raise PublishError(
+                    f"{adapter} is not a published catalog-lora adapter (no {INFO_FILE} on the Hub); publish it "
+                    "first with `python -m model_cards.publish adapter <run dir> --repo-id ...`; nothing was uploaded"
+                ) from None
+            infos[adapter] = RunInfo.from_dict(json.loads(Path(path).read_text()))
     return infos
 
 

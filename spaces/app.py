@@ -78,7 +78,7 @@ PREVIEW_ROWS = 20
 CHUNK_ROWS = 256  # batch rows per (GPU) call: progress moves, and a ZeroGPU call stays short
 DATASET_ROWS = 100
 MAX_DATASET_RECORDS = 50_000  # the Dataset tab reads at most this many training examples
-REFERENCE_WIDTHS = ["16%", "50%", "34%"]
+REFERENCE_WIDTHS = ["20%", "46%", "34%"]
 CONCURRENCY = 2  # requests at once; the engine itself runs one model call at a time
 QUEUE_SIZE = 64
 
@@ -506,6 +506,13 @@ def read_upload(file) -> pd.DataFrame:
             "Split it into smaller files."
         )
     frame = read_table(path)
+    names: list[str] = []
+    for column in map(str, frame.columns):  # xlsx headers may be numbers; a header may repeat a name
+        name, n = column, 2
+        while name in names:
+            name, n = f"{column}_{n}", n + 1
+        names.append(name)
+    frame.columns = names
     if len(frame) > SETTINGS.max_rows:
         raise BatchInputError(
             f"The file has {len(frame):,} rows; this Space processes at most {SETTINGS.max_rows:,} rows per upload. "
@@ -649,15 +656,19 @@ def batch(file, text_column: str | None = None, jobs: list[str] | None = None, p
     total = len(work) * len(jobs)
     progress((0, total), desc="Predicting", unit="predictions")
     parts = []
-    for start in range(0, len(work), CHUNK_ROWS):
-        chunk = work.iloc[start : start + CHUNK_ROWS]
-        offset = start * len(jobs)
+    try:
+        for start in range(0, len(work), CHUNK_ROWS):
+            chunk = work.iloc[start : start + CHUNK_ROWS]
+            offset = start * len(jobs)
 
-        def report(done, _total, offset=offset):
-            progress((offset + done, total), desc="Predicting", unit="predictions")
+            def report(done, _total, offset=offset):
+                progress((offset + done, total), desc="Predicting", unit="predictions")
 
-        parts.append(run_chunk(chunk, column, jobs, report if GPU is None else None))
-        progress((min(total, (start + len(chunk)) * len(jobs)), total), desc="Predicting", unit="predictions")
+            parts.append(run_chunk(chunk, column, jobs, report if GPU is None else None))
+            progress((min(total, (start + len(chunk)) * len(jobs)), total), desc="Predicting", unit="predictions")
+    except Exception as error:  # row errors are handled in predict_table; this is the whole run failing
+        logger.exception("batch failed")
+        raise gr.Error(f"The batch failed after {len(parts) * CHUNK_ROWS:,} rows: {error}", duration=None) from None
     result = pd.concat(parts)
 
     out = frame.drop(columns=[ERROR_COLUMN], errors="ignore").copy()
@@ -941,6 +952,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lazy", action="store_true", help="load the model on the first request, not at start")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     for slot in MODELS.slots.values():
         if slot.problem:
             logger.warning("%s adapter: %s", slot.name, slot.problem)

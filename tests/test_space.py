@@ -311,10 +311,20 @@ def test_batch_keeps_every_row_and_marks_the_bad_ones(app, fake, tmp_path):
 
 def test_batch_xlsx(app, fake, tmp_path):
     path = tmp_path / "catalog.xlsx"
-    pd.DataFrame({"sku": ["a", "b"], "Product": ["Coconut oil", "Basmati rice"]}).to_excel(path, index=False)
+    pd.DataFrame({"sku": ["a", "b"], "Product": ["Coconut oil", "Basmati rice"], 2024: ["x", "y"]}).to_excel(path, index=False)
+    dropdown, _, _ = app.inspect_upload(str(path))
+    assert dropdown.value == "Product" and ("2024", "2024") in dropdown.choices
     _, out_path, _ = app.batch(str(path), None, ["category"], progress=Recorder())
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
     assert list(out["predicted_category"]) == ["Grocery > Oils"] * 2 and list(out["error"]) == ["", ""]
+
+
+def test_batch_with_repeated_header_names(app, fake, tmp_path):
+    path = write(tmp_path / "twice.csv", "title,title\nCoconut oil,Oil\n")
+    _, out_path, _ = app.batch(str(path), "title_2", ["tag"], progress=Recorder())
+    out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
+    assert list(out.columns) == ["title", "title_2", "predicted_tags", "error"]
+    assert fake.calls[-1][2] == ["Oil"]
 
 
 def test_batch_of_5000_rows_completes_with_progress(app, fake, tmp_path):
