@@ -29,7 +29,8 @@ of an LFS file, as in git), ``lfs/<sha256>`` LFS objects, and ``repos/<type>/<ns
 repo's settings, branches, commits (each a full ``path → blob`` map) and the LFS objects uploaded to it.
 
 ``fail_next_commit = True`` (or ``fail_commits = n``) answers the next commit(s) with ``fail_status``
-(500 by default) to exercise error paths. Note that the client retries a 5xx commit a few times.
+(500 by default) to exercise error paths. The client retries a 5xx commit only on its Xet upload path
+(``upload_folder`` with ``hf_xet``), so with Xet off, as here, one failure fails the upload.
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ class HubServer:
             ("POST", lfs + r"/batch", self.lfs_batch),
             ("PUT", r"/lfs-upload/(?P<ticket>[\w-]+)", self.lfs_upload),
             ("POST", lfs + r"/verify", self.lfs_verify),
-            ("GET", repo + r"/xet-(?P<kind>read|write)-token(?:/.*)?", self.xet_token),
+            ("GET", repo + r"/xet-(?:read|write)-token(?:/.*)?", self.xet_token),
             ("POST", repo + r"/branch/(?P<branch>[^/]+)", self.create_branch),
             ("GET", repo + r"/refs", self.refs),
             ("GET", repo + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", self.tree),
@@ -344,7 +345,7 @@ class HubServer:
         path = self._object(oid)
         size = path.stat().st_size
         pointer = parse_lfs_pointer(path.read_bytes()) if size < 200 else None
-        if pointer is None:
+        if pointer is None or not self._lfs_object(pointer[0]).is_file():  # a text file that looks like a pointer
             return path, size, None
         return self._lfs_object(pointer[0]), pointer[1], {"oid": pointer[0], "size": pointer[1], "pointerSize": size}
 
@@ -565,7 +566,7 @@ class HubServer:
     def xet_token(self, req: Request) -> Response:
         self._get_repo(req)
         raise HubError(501, "This Hub server has no Xet storage: set HF_HUB_DISABLE_XET=1 before importing "
-                            "huggingface_hub so that the client uploads and downloads through Git LFS")
+                            "huggingface_hub so that the client uploads through Git LFS")
 
     def commit(self, req: Request) -> Response:
         repo_type, repo_id, _ = self._get_repo(req, write=True)

@@ -409,19 +409,6 @@ def build_index(
 # --------------------------------------------------------------------------- command line
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    path = Path(path)
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise ReferenceIndexError(f"{path}:{number} is not valid JSON: {error}") from error
-    return records
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m catalog_lora.references", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -441,12 +428,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "build":
-            path = Path(args.dataset) / f"{args.split}.jsonl"
-            if not path.is_file():
-                raise ReferenceIndexError(f"{path} does not exist: is {args.dataset} a prepared dataset folder?")
-            index = build_index(
-                read_jsonl(path), args.output, task=args.task, batch_size=args.batch_size, reset=args.reset
-            )
+            from datasets_prep.prepare import load_split  # the CLI runs in the repository, not in a Space
+
+            try:
+                records = load_split(args.dataset, args.split)
+            except (FileNotFoundError, ValueError) as error:
+                raise ReferenceIndexError(str(error)) from None
+            index = build_index(records, args.output, task=args.task, batch_size=args.batch_size, reset=args.reset)
             print(f"{index.count} references in {Path(args.output)}")
         else:
             index = ReferenceIndex.open(args.folder)

@@ -13,6 +13,10 @@ Usage::
     python -m datasets_prep.prepare --format generic --input my_catalog.xlsx --output data/mine \\
         --text-column title --path-column category --path-column sub_category
     python -m datasets_prep.prepare --format sample --output data/sample
+    python -m datasets_prep.prepare --format generic ... --output data/mine --push-to-hub you/my-catalog
+
+``--push-to-hub`` (or :func:`publish` on a prepared folder) publishes it as a Hub dataset; the token
+comes from ``HF_TOKEN`` or the stored login, ``HF_ENDPOINT`` picks another Hub.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from catalog_lora.labels import Taxonomy
 from catalog_lora.records import SPLITS, check_task, path_label
@@ -42,12 +49,17 @@ from datasets_prep.readers import DataError
 from datasets_prep.report import REPORT_FILE, Report
 from datasets_prep.split import check_fractions, split_records
 
+if TYPE_CHECKING:
+    from model_cards.publish import Published
+
 TAXONOMY_FILE = "taxonomy.json"
 TAXONOMY_L2_FILE = "taxonomy_l2.json"
 CARD_FILE = "README.md"
 # cut-path taxonomies are written for levels 1..3: deeper cuts of long Amazon paths are rarely trained on
 MAX_CUT_LEVEL = 3
 SAMPLE_DIR = Path(__file__).parent / "sample"
+# The files of a prepared folder that publish reads (checked for a pasted token before any upload).
+PUBLISHED_FILES = ["*.jsonl", "taxonomy*.json", REPORT_FILE]
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,10 @@ def prepare(
     ``source`` names the data in the ``source`` field of generic records (default ``generic``).
     """
     check_fractions(val_frac, test_frac)
+    if push_to_hub:
+        from model_cards.card import check_repo_id
+
+        check_repo_id(push_to_hub)  # a bad id fails before the work, not after
     fmt = resolve_format(format_name, task)
     records, report = convert(fmt.name, inputs, task=task, columns=columns, sheet=sheet, source=source)
     task = report.task
@@ -230,8 +246,8 @@ def prepare(
     report.save(folder / REPORT_FILE)
     build_card(folder).save(folder / CARD_FILE)
     if push_to_hub:
-        url = publish(folder, push_to_hub, private=private, token=token)
-        report.note(f"published to {url}")
+        published = publish(folder, push_to_hub, private=private, token=token)
+        report.note(f"published to {published.url}")
         report.save(folder / REPORT_FILE)
     return report
 
@@ -307,32 +323,90 @@ def to_dataset_dict(folder: str | Path):
     )
 
 
-def publish(folder: str | Path, repo_id: str, *, private: bool | None = None, token: str | None = None) -> str:
-    """Push a prepared folder to the Hub as a dataset: the splits (parquet), the card, taxonomies and report."""
-    from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi
-    from huggingface_hub.errors import EntryNotFoundError
+@contextmanager
+def _datasets_endpoint(endpoint: str) -> Iterator[None]:
+    """Point ``datasets`` at ``endpoint`` for a while (it reads ``HF_ENDPOINT`` once, at import)."""
+    from datasets import config
 
-    folder = Path(folder)
-    to_dataset_dict(folder).push_to_hub(
-        repo_id, private=private, token=token, commit_message="catalog-lora dataset splits"
-    )
-    card = build_card(folder, repo_id=repo_id)
+    saved, config.HF_ENDPOINT = config.HF_ENDPOINT, endpoint
     try:
-        # the push wrote configs and dataset_info for its parquet files; the card keeps them
-        pushed = DatasetCard.load(repo_id, repo_type="dataset", token=token)
-        for key in ("configs", "dataset_info"):
-            if getattr(pushed.data, key, None):
-                setattr(card.data, key, getattr(pushed.data, key))
-    except EntryNotFoundError:
-        pass
-    api = HfApi(token=token)
-    operations = [CommitOperationAdd("README.md", str(card).encode("utf-8"))]
-    operations += [
-        CommitOperationAdd(path.name, path.read_bytes())
-        for path in [*sorted(folder.glob("taxonomy*.json")), folder / REPORT_FILE]
-    ]
-    api.create_commit(repo_id, operations, repo_type="dataset", commit_message="catalog-lora card, taxonomy and report")
-    return f"{api.endpoint}/datasets/{repo_id}"
+        yield
+    finally:
+        config.HF_ENDPOINT = saved
+
+
+def publish(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    revision: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> Published:
+    """Publish a prepared folder as Hub dataset ``repo_id``: the project's one dataset publisher.
+
+    The splits go up as parquet through ``datasets`` (``DatasetDict.push_to_hub``, so
+    ``load_dataset(repo_id)`` reads them with their features); then one commit adds the card
+    (``README.md``, keeping the ``configs`` and ``dataset_info`` the push wrote), the taxonomies and
+    ``report.json``, and deletes what an earlier publish left that the folder no longer has (a
+    taxonomy, jsonl splits of the old layout). ``revision`` is a branch, created from main when missing.
+
+    Like the adapter publisher (``model_cards.publish``): a bad repo id raises ``ValueError``, and a
+    missing token, a file holding the token, or a failed upload raise ``PublishError`` saying what
+    state the repository is in; the token is never printed.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
+
+    from model_cards.card import check_repo_id
+    from model_cards.publish import (
+        Published,
+        PublishError,
+        check_no_token_inside,
+        open_repo,
+        publish_error,
+        resolve_token,
+    )
+
+    check_repo_id(repo_id)
+    folder = Path(folder)
+    missing = [name for name in (REPORT_FILE, "train.jsonl") if not (folder / name).is_file()]
+    if missing:
+        raise PublishError(
+            f"{folder} is not a prepared dataset folder: missing {', '.join(missing)} (prepare it with "
+            "`python -m datasets_prep.prepare`, which writes the splits, taxonomy and report); nothing was uploaded"
+        )
+    token = resolve_token(token)
+    check_no_token_inside(folder, PUBLISHED_FILES, token)
+    splits = to_dataset_dict(folder)
+    name = Report.load(folder).settings.get("name") or folder.name
+    api = HfApi(endpoint=endpoint, token=token)
+    branch = revision or "main"
+    before = None
+    try:
+        url, before = open_repo(api, repo_id, "dataset", private=private, branch=branch)
+        with _datasets_endpoint(api.endpoint):
+            splits.push_to_hub(repo_id, token=token, revision=branch, commit_message=f"Publish {name}: splits")
+        card = build_card(folder, repo_id=repo_id)
+        with tempfile.TemporaryDirectory(prefix="dataset-card-") as cache:
+            readme = api.hf_hub_download(repo_id, CARD_FILE, repo_type="dataset", revision=branch, cache_dir=cache)
+            pushed = DatasetCard.load(readme)
+        for key in ("configs", "dataset_info"):  # the parquet files, their features and sizes
+            if pushed.data.get(key):
+                card.data[key] = pushed.data[key]
+        files = [path.name for path in [*sorted(folder.glob("taxonomy*.json")), folder / REPORT_FILE]]
+        operations = [CommitOperationAdd(CARD_FILE, str(card).encode("utf-8"))]
+        operations += [CommitOperationAdd(file, folder / file) for file in files]
+        for file in api.list_repo_files(repo_id, repo_type="dataset", revision=branch):
+            if "/" not in file and file not in files and (file.startswith("taxonomy") or file.endswith(".jsonl")):
+                operations.append(CommitOperationDelete(file))
+        info = api.create_commit(
+            repo_id, operations, repo_type="dataset", revision=branch,
+            commit_message=f"Publish {name}: card, taxonomy and report",
+        )
+    except Exception as error:
+        raise publish_error(api, repo_id, "dataset", branch, before, error, token) from None
+    return Published(repo_id, "dataset", url, info.oid, branch)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -352,7 +426,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-frac", type=float, default=0.1)
     parser.add_argument("--name", help="the dataset's name on its card (default: the output folder's name)")
     parser.add_argument("--sheet", help="the xlsx sheet, by name or number (default: the first)")
-    parser.add_argument("--push-to-hub", metavar="USER/NAME", help="also publish the folder as a Hub dataset")
+    parser.add_argument("--push-to-hub", metavar="USER/NAME", help="also publish the folder as a Hub dataset "
+                        "(parquet splits, card, taxonomy, report; token from HF_TOKEN or `hf auth login`)")
     parser.add_argument("--private", action="store_true", help="make the Hub dataset private")
     mapping = parser.add_argument_group("generic format: column mapping")
     mapping.add_argument("--text-column")
@@ -371,6 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     options = dict(seed=args.seed, val_frac=args.val_frac, test_frac=args.test_frac)
+    publish_errors: tuple[type[Exception], ...] = ()
+    if args.push_to_hub:
+        if args.format == SAMPLE_FORMAT:
+            parser.error("--push-to-hub publishes one folder: prepare the sample, then publish a task folder with "
+                         "`python -m model_cards.publish dataset <output>/<task> --repo-id USER/NAME`")
+        from model_cards.publish import PublishError  # imports torch: only when publishing
+
+        publish_errors = (PublishError,)
     try:
         if args.format == SAMPLE_FORMAT:
             sample_dir = args.input[0] if args.input else SAMPLE_DIR
@@ -410,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except publish_errors as error:  # the folder is prepared; publishing it failed
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     report.print_summary()
     print(f"  -> {args.output}")
     return 0

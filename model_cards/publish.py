@@ -3,6 +3,7 @@
     python -m model_cards.publish runs/sample-tagging --repo-id user/catalog-tagging [--private] [--revision BRANCH]
     python -m model_cards.publish adapter runs/sample-tagging --repo-id user/catalog-tagging [--dataset-id user/data]
     python -m model_cards.publish dataset data/sample/tagging --repo-id user/catalog-tagging-data [--private]
+        (the same as ``python -m datasets_prep.prepare ... --push-to-hub``: both call datasets_prep.prepare.publish)
     python -m model_cards.publish space spaces --repo-id user/catalog-demo --adapter user/a --adapter user/b
 
 The token comes from ``HF_TOKEN`` or the stored login (``hf auth login``); ``HF_ENDPOINT`` picks
@@ -20,6 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -27,6 +29,9 @@ from catalog_lora.base_model import public_model_id
 from catalog_lora.references import RUN_SUBFOLDER as REFERENCES
 from catalog_lora.run_files import COMPLETE_MARKER, INFO_FILE, RunInfo
 from model_cards.card import CardError, check_repo_id, render_adapter_card, space_readme
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 # Files of a run folder that make up an adapter repo (and that re-publishing may delete when gone).
 ADAPTER_PATTERNS = [
@@ -47,8 +52,6 @@ ADAPTER_PATTERNS = [
     "README.md",
     f"{REFERENCES}/*",  # the nearest-training-examples index (catalog_lora.references), when built
 ]
-DATASET_PATTERNS = ["*.jsonl", "taxonomy*.json", "report.json", "*.png", "README.md"]
-SPLIT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl")
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 # Task → the Space's adapter slot (the keys of ``adapters:`` in spaces/adapters.yaml, ADAPTERS in spaces/app.py).
 SPACE_SLOTS = {"tagging": "tag", "category": "category", "description": "describe"}
@@ -87,7 +90,7 @@ def _scrub(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
-def _check_no_token_inside(folder: Path, patterns: list[str], token: str) -> None:
+def check_no_token_inside(folder: Path, patterns: list[str], token: str) -> None:
     """Refuse to upload a file that holds the token (a pasted snippet, a saved environment...)."""
     from huggingface_hub.utils import filter_repo_objects
 
@@ -102,6 +105,35 @@ def _head(api, repo_id: str, repo_type: str, revision: str) -> str | None:
         return api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
     except Exception:
         return None
+
+
+def open_repo(
+    api: HfApi, repo_id: str, repo_type: str, *, private: bool | None, branch: str, space_sdk: str | None = None
+) -> tuple[str, str | None]:
+    """Create the repo (and branch) if needed, make it private if asked; its url and the branch's head commit."""
+    url = api.create_repo(repo_id, repo_type=repo_type, private=private or None, exist_ok=True, space_sdk=space_sdk)
+    if private:
+        api.update_repo_settings(repo_id, repo_type=repo_type, private=True)
+    if branch != "main":
+        api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True)
+    return str(url), _head(api, repo_id, repo_type, branch)
+
+
+def publish_error(
+    api: HfApi, repo_id: str, repo_type: str, branch: str, before: str | None, error: Exception, token: str
+) -> PublishError:
+    """The error of a failed upload: the repository, what state ``branch`` is left in, the cause (token scrubbed)."""
+    after = _head(api, repo_id, repo_type, branch) if before else None
+    if before is None:
+        state = "nothing was uploaded"
+    elif after == before:
+        state = f"nothing was published: {branch} is still at {before[:12]}"
+    elif after:
+        state = f"{branch} moved from {before[:12]} to {after[:12]} and may hold a partial upload"
+    else:
+        state = "the state of the repository could not be checked"
+    detail = _scrub(f"{type(error).__name__}: {error}", token)
+    return PublishError(f"publishing to {repo_type} {repo_id} on {api.endpoint} failed, {state}:\n{detail}")
 
 
 def _push(
@@ -122,15 +154,10 @@ def _push(
 
     api = HfApi(endpoint=endpoint, token=token)
     branch = revision or "main"
-    _check_no_token_inside(folder, patterns, token)
+    check_no_token_inside(folder, patterns, token)
     before = None
     try:
-        url = api.create_repo(repo_id, repo_type=repo_type, private=private or None, exist_ok=True, space_sdk=space_sdk)
-        if private:
-            api.update_repo_settings(repo_id, repo_type=repo_type, private=True)
-        if branch != "main":
-            api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True)
-        before = _head(api, repo_id, repo_type, branch)
+        url, before = open_repo(api, repo_id, repo_type, private=private, branch=branch, space_sdk=space_sdk)
         info = api.upload_folder(
             repo_id=repo_id,
             repo_type=repo_type,
@@ -141,18 +168,8 @@ def _push(
             delete_patterns=patterns,
         )
     except Exception as error:
-        after = _head(api, repo_id, repo_type, branch) if before else None
-        if before is None:
-            state = "nothing was uploaded"
-        elif after == before:
-            state = f"nothing was published: {branch} is still at {before[:12]}"
-        elif after:
-            state = f"{branch} moved from {before[:12]} to {after[:12]} and may hold a partial upload"
-        else:
-            state = "the state of the repository could not be checked"
-        detail = _scrub(f"{type(error).__name__}: {error}", token)
-        raise PublishError(f"publishing to {repo_type} {repo_id} on {api.endpoint} failed, {state}:\n{detail}") from None
-    return Published(repo_id, repo_type, str(url), info.oid, branch)
+        raise publish_error(api, repo_id, repo_type, branch, before, error, token) from None
+    return Published(repo_id, repo_type, url, info.oid, branch)
 
 
 def publish_adapter(
@@ -207,20 +224,14 @@ def publish_dataset(
     token: str | None = None,
     endpoint: str | None = None,
 ) -> Published:
-    """Upload a prepared dataset folder (jsonl splits, taxonomy, README card) as dataset repo ``repo_id``."""
-    check_repo_id(repo_id)
-    folder = Path(folder)
-    missing = [name for name in ("README.md", "train.jsonl") if not (folder / name).is_file()]
-    if missing:
-        raise PublishError(
-            f"{folder} is not a prepared dataset folder: missing {', '.join(missing)} "
-            "(prepare it with datasets_prep, which writes the splits and the dataset card); nothing was uploaded"
-        )
-    token = resolve_token(token)
-    return _push(
-        folder, repo_id, "dataset", patterns=DATASET_PATTERNS, token=token, endpoint=endpoint, private=private,
-        revision=revision, message=f"Publish catalog-lora dataset {folder.name}",
-    )
+    """Publish a folder made by ``datasets_prep.prepare`` as dataset repo ``repo_id``.
+
+    The project has one dataset publisher, :func:`datasets_prep.prepare.publish` (parquet splits
+    through ``datasets``, the card, taxonomies and report); this is it under the publish CLI.
+    """
+    from datasets_prep.prepare import publish
+
+    return publish(folder, repo_id, private=private, revision=revision, token=token, endpoint=endpoint)
 
 
 def _front_matter(readme: Path) -> tuple[dict, str | None]:
@@ -333,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     adapter.add_argument("run_dir")
     adapter.add_argument("--dataset-id", help="Hub id of the published training dataset, for the card")
     adapter.add_argument("--license", default="apache-2.0")
-    dataset = commands.add_parser("dataset", help="a prepared dataset folder with its README card")
+    dataset = commands.add_parser("dataset", help="a folder made by datasets_prep.prepare, as parquet with its card")
     dataset.add_argument("folder")
     space = commands.add_parser("space", help="the Space folder, with a copy of catalog_lora")
     space.add_argument("space_dir")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -19,7 +21,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from catalog_lora.hub_server import HubServer, git_blob_oid
+from catalog_lora.hub_server import CLIENT_ENV, HubServer, git_blob_oid, lfs_pointer
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_server_test_user_token_0001"
@@ -30,7 +32,9 @@ OTHER = "hf_server_test_other_token_0002"
 def hub(tmp_path_factory):
     server = HubServer(tmp_path_factory.mktemp("hub"), tokens={TOKEN: "user", OTHER: "other"})
     server.start()
-    yield server
+    with pytest.MonkeyPatch.context() as patch:  # LFS, not Xet (the client picks Xet whenever hf_xet is installed)
+        patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        yield server
     server.stop()
 
 
@@ -49,7 +53,7 @@ def client_env(hub, tmp_path, token: str | None = TOKEN) -> dict:
     """Environment of a fresh client process: endpoint, token and an empty HF_HOME, set before import."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0",
-               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO))
+               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO), **CLIENT_ENV)
     if token:
         env["HF_TOKEN"] = token
     return env
@@ -92,8 +96,11 @@ def test_create_upload_info_tree_and_download(api, hub, tmp_path):
     info = api.model_info("user/demo", files_metadata=True)
     assert info.sha == commit.oid and info.private is False
     assert info.card_data.license == "mit" and info.tags == ["lora", "demo"] and info.pipeline_tag == "text-generation"
-    sizes = {s.rfilename: (s.size, s.blob_id) for s in info.siblings}
-    assert sizes["weights.bin"] == (300_000, git_blob_oid(weights))
+    sizes = {s.rfilename: (s.size, s.blob_id, s.lfs) for s in info.siblings}
+    sha256 = hashlib.sha256(weights).hexdigest()  # *.bin is in LFS: git holds a pointer, the Hub the object
+    assert sizes["weights.bin"][:2] == (300_000, git_blob_oid(lfs_pointer(sha256, 300_000)))
+    assert (sizes["weights.bin"][2].sha256, sizes["weights.bin"][2].size) == (sha256, 300_000)
+    assert sizes["README.md"][2] is None
     assert api.repo_info("user/demo", revision=commit.oid).sha == commit.oid
 
     top = {(type(e).__name__, e.path) for e in api.list_repo_tree("user/demo")}
@@ -161,6 +168,81 @@ def test_http_headers_ranges_and_error_codes(api, hub, tmp_path):
         hf_hub_download("user/raw", "missing.txt", endpoint=hub.url, cache_dir=tmp_path / "c", token=TOKEN)
 
 
+def request(hub, method: str, path: str, body: bytes | dict | None = None, token: str | None = TOKEN) -> tuple:
+    """``(status, headers, body)`` of a raw request to the server."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"{hub.url}{path}", data, headers, method=method)) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def test_lfs_preupload_batch_upload_commit_and_resolve(api, hub, tmp_path):
+    api.create_repo("user/lfs", repo_type="dataset")
+    parquet, binary = os.urandom(50_000), b"\0binary, named like text"
+    files = [{"path": "data/train.parquet", "size": len(parquet), "sample": base64.b64encode(parquet[:512]).decode()},
+             {"path": "notes.txt", "size": len(binary), "sample": base64.b64encode(binary).decode()},
+             {"path": "README.md", "size": 5, "sample": base64.b64encode(b"# Hi\n").decode()}]
+    status, _, body = request(hub, "POST", "/api/datasets/user/lfs/preupload/main", {"files": files})
+    assert status == 200
+    assert {f["path"]: f["uploadMode"] for f in json.loads(body)["files"]} == {
+        "data/train.parquet": "lfs", "notes.txt": "lfs", "README.md": "regular"}
+
+    # the client's own path: preupload, LFS batch, PUT, verify, then a commit with lfsFile lines
+    folder = make_folder(tmp_path / "up", {"data/train.parquet": parquet, "notes.txt": binary, "README.md": "# Hi\n"})
+    start = len(hub.log)
+    commit = api.upload_folder(repo_id="user/lfs", repo_type="dataset", folder_path=folder)
+    uploads = [line for line in hub.log[start:] if line[0] == "PUT"]
+    assert len(uploads) == 2 and all(status == 200 for *_, status in uploads)
+    assert ("POST", "/datasets/user/lfs.git/info/lfs/objects/batch", 200) in hub.log
+    sha256 = hashlib.sha256(parquet).hexdigest()
+    entry = api.get_paths_info("user/lfs", ["data/train.parquet"], repo_type="dataset")[0]
+    assert (entry.size, entry.lfs.sha256, entry.blob_id) == (50_000, sha256, git_blob_oid(lfs_pointer(sha256, 50_000)))
+
+    url = f"/datasets/user/lfs/resolve/{commit.oid}/data/train.parquet"
+    status, headers, _ = request(hub, "HEAD", url, token=None)
+    assert (status, headers["ETag"], headers["X-Linked-Etag"]) == (200, f'"{sha256}"', f'"{sha256}"')
+    assert headers["X-Linked-Size"] == headers["Content-Length"] == "50000"
+    assert request(hub, "GET", url, token=None)[2] == parquet
+    path = hf_hub_download("user/lfs", "data/train.parquet", repo_type="dataset", endpoint=hub.url,
+                           cache_dir=tmp_path / "cache", token=TOKEN)
+    assert Path(path).read_bytes() == parquet and Path(path).resolve().name == sha256  # cached by its sha256
+
+    # unchanged LFS files are not uploaded again: preupload reports the stored sha256
+    assert api.upload_folder(repo_id="user/lfs", repo_type="dataset", folder_path=folder).oid == commit.oid
+    assert len([line for line in hub.log[start:] if line[0] == "PUT"]) == 2
+
+    # an upload url checks what it receives and serves once; a commit needs the object uploaded to this repo
+    new = os.urandom(1000)
+    new_oid = hashlib.sha256(new).hexdigest()
+    batch = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": new_oid, "size": 1000}]}
+    status, headers, body = request(hub, "POST", "/datasets/user/lfs.git/info/lfs/objects/batch", batch)
+    assert status == 200 and json.loads(body)["transfer"] == "basic"
+    href = json.loads(body)["objects"][0]["actions"]["upload"]["href"].removeprefix(hub.url)
+    assert request(hub, "PUT", href, b"x" * 1000, token=None)[0] == 400
+    assert request(hub, "PUT", href, new, token=None)[0] == 200
+    assert request(hub, "PUT", href, new, token=None)[0] == 403
+    assert request(hub, "POST", "/user/demo.git/info/lfs/objects/batch", batch, token=None)[0] == 401
+    header = json.dumps({"key": "header", "value": {"summary": "by hand"}}).encode()
+
+    def lfs_commit(repo: str, oid: str, size: int) -> int:
+        line = json.dumps({"key": "lfsFile", "value": {"path": "x.bin", "algo": "sha256", "oid": oid, "size": size}})
+        return request(hub, "POST", f"/api/{repo}/commit/main", header + b"\n" + line.encode())[0]
+
+    assert lfs_commit("datasets/user/demo-other", new_oid, 1000) == 404
+    api.create_repo("user/lfs-other", repo_type="dataset")
+    assert lfs_commit("datasets/user/lfs-other", new_oid, 1000) == 422  # uploaded to user/lfs, not here
+    assert lfs_commit("datasets/user/lfs", new_oid, 999) == 422
+    assert lfs_commit("datasets/user/lfs", new_oid, 1000) == 200
+    assert hf_hub_download("user/lfs", "x.bin", repo_type="dataset", endpoint=hub.url, cache_dir=tmp_path / "cache",
+                           token=TOKEN) and Path(path).read_bytes() == parquet
+
+    status, _, body = request(hub, "GET", "/api/datasets/user/lfs/xet-write-token/main")
+    assert status == 501 and b"HF_HUB_DISABLE_XET" in body
+
+
 def test_tokens_and_private_repos(api, hub, tmp_path):
     anonymous = HfApi(endpoint=hub.url, token=False)
     with pytest.raises(HfHubHTTPError) as no_token:
@@ -214,9 +296,12 @@ def test_branches_datasets_spaces_and_persistence(api, hub, tmp_path):
 def test_injected_commit_failures(api, hub, tmp_path):
     api.create_repo("user/flaky")
     folder = make_folder(tmp_path / "up", {"x.txt": "x"})
-    hub.fail_next_commit = True  # one 500: the client retries the commit and succeeds
+    hub.fail_next_commit = True  # one 500 (with Xet off the client's single-commit path does not retry it)
+    with pytest.raises(HfHubHTTPError) as failed:
+        api.upload_folder(repo_id="user/flaky", folder_path=folder)
+    assert failed.value.response.status_code == 500 and not hub.fail_next_commit
+    assert "x.txt" not in api.list_repo_files("user/flaky")
     assert api.upload_folder(repo_id="user/flaky", folder_path=folder).oid
-    assert not hub.fail_next_commit
 
     hub.fail_commits, hub.fail_status = 1, 507  # not retried by the client
     try:

@@ -17,16 +17,18 @@ import zlib
 from importlib.metadata import version
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import yaml
 from huggingface_hub import HfApi, ModelCard, constants, hf_hub_download
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from catalog_lora.base_model import EMBEDDED_HUB_ID, ensure_embedded_checkpoint, load_base_model
-from catalog_lora.hub_server import HubServer
+from catalog_lora.hub_server import CLIENT_ENV, HubServer
 from catalog_lora.labels import Taxonomy, parse_answer
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.run_files import COMPLETE_MARKER, LOSS_PLOT, METRICS_FILE, RunInfo
+from datasets_prep.report import Report
 from model_cards.card import EXAMPLE_TEXT
 from model_cards.example_run import make_example_run
 from model_cards.publish import PublishError, publish_adapter, publish_dataset, publish_space
@@ -55,7 +57,9 @@ def tiny_png() -> bytes:
 def hub(tmp_path_factory):
     server = HubServer(tmp_path_factory.mktemp("hub"), tokens={TOKEN: "user", BASE_TOKEN: "HuggingFaceTB"})
     server.start()
-    yield server
+    with pytest.MonkeyPatch.context() as patch:  # LFS, not Xet (the client picks Xet whenever hf_xet is installed)
+        patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        yield server
     server.stop()
 
 
@@ -81,7 +85,7 @@ def client_env(hub, home: Path, token: str | None = TOKEN) -> dict:
     """A fresh client: endpoint, token and an empty HF_HOME, all set before huggingface_hub is imported."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0",
-               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO))
+               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO), **CLIENT_ENV)
     if token:
         env["HF_TOKEN"] = token
     return env
@@ -246,7 +250,7 @@ def test_server_error_mid_push_is_reported(hub, run_copy, tmp_path):
     metrics["test"]["adapter"]["micro_f1"] = 0.8
     (run_copy / METRICS_FILE).write_text(json.dumps(metrics))
 
-    hub.fail_commits = 6  # the commit and all five client retries fail
+    hub.fail_commits = 6  # the commit fails, and any client retry of it (the Xet upload path retries 5 times)
     try:
         proc = cli(hub, tmp_path, str(run_copy), "--repo-id", "user/fragile")
     finally:
@@ -257,8 +261,7 @@ def test_server_error_mid_push_is_reported(hub, run_copy, tmp_path):
     assert "500" in proc.stderr and "Published" not in proc.stdout
     assert api.model_info("user/fragile").sha == head
 
-    hub.fail_next_commit = True  # a single transient failure is retried by the client
-    assert publish_adapter(run_copy, "user/fragile", token=TOKEN, endpoint=hub.url).commit != head
+    assert publish_adapter(run_copy, "user/fragile", token=TOKEN, endpoint=hub.url).commit != head  # once it is back
 
 
 def test_private_repo_and_revision(hub, run_copy):
@@ -287,35 +290,111 @@ def test_unfinished_or_incomplete_runs_are_refused(hub, run_copy):
     assert len(hub.log) == requests
 
 
-def dataset_folder(root: Path) -> Path:
-    root.mkdir(parents=True)
-    for split, n in (("train", 8), ("validation", 3), ("test", 2)):
-        rows = [{"id": f"{split}-{i}", "text": f"Body wash {i} smells great", "labels": ["Fragrance"], "source": "sample"}
-                for i in range(n)]
-        (root / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    Taxonomy(["Fragrance"], {"Fragrance": 8}, multi_label=True).save(root / "taxonomy.json")
-    (root / "README.md").write_text("---\nlicense: apache-2.0\nlanguage: en\ntask_categories:\n- text-classification\n"
-                                    "---\n\n# Sample tagging data\n")
-    return root
+def write_catalog(path: Path) -> Path:
+    """A small category catalog: 30 products in three department > aisle paths."""
+    paths = {"Home,Kitchen": ["mug", "kettle", "ladle"], "Toys,Outdoor": ["kite", "frisbee", "ball"],
+             "Bath,Soap": ["soap bar", "body wash", "bath salt"]}
+    rows = ["title,category,sub_category"]
+    for category, items in paths.items():
+        rows += [f"{brand} {item},{category}" for item in items for brand in ("Acme", "Bolt", "Crest")]
+        rows.append(f"Deluxe {items[0]} set,{category}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
-def test_publish_dataset_and_load_it(hub, tmp_path):
-    folder = dataset_folder(tmp_path / "data")
+LOAD_DATASET = r"""
+import json, sys
+from datasets import load_dataset
+from huggingface_hub import DatasetCard
+
+repo_id = sys.argv[1]
+data = load_dataset(repo_id)
+card = DatasetCard.load(repo_id)
+print(json.dumps({"ids": {split: sorted(rows["id"]) for split, rows in data.items()},
+                  "row": data["train"][0], "license": card.data.license, "tags": card.data.tags,
+                  "configs": card.data.configs, "features": [f["name"] for f in card.data.dataset_info["features"]],
+                  "usage": f'load_dataset("{repo_id}")' in card.text}))
+"""
+
+
+def test_prepare_push_to_hub_round_trip(hub, tmp_path):
+    """``python -m datasets_prep.prepare ... --push-to-hub``, then load_dataset in a fresh process, empty cache."""
+    out = tmp_path / "catalog"
+    proc = subprocess.run(
+        [sys.executable, "-m", "datasets_prep.prepare", "--format", "generic", "--input",
+         str(write_catalog(tmp_path / "catalog.csv")), "--output", str(out), "--text-column", "title",
+         "--path-column", "category", "--path-column", "sub_category", "--push-to-hub", "user/catalog-categories"],
+        env=client_env(hub, tmp_path / "home"), capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert TOKEN not in proc.stdout + proc.stderr
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    info = api.dataset_info("user/catalog-categories", files_metadata=True)
+    files = {s.rfilename: s for s in info.siblings}
+    parquet = [f"data/{split}-00000-of-00001.parquet" for split in ("test", "train", "validation")]
+    assert sorted(files) == [".gitattributes", "README.md", *parquet, "report.json", "taxonomy.json",
+                             "taxonomy_level1.json"]
+    assert all(files[name].lfs is not None for name in parquet)  # through Git LFS, as on the Hub
+    assert files["README.md"].lfs is None
+    assert f"published to {hub.url}/datasets/user/catalog-categories" in (out / "report.json").read_text()
+
+    loaded = subprocess.run([sys.executable, "-c", LOAD_DATASET, "user/catalog-categories"],
+                            env=client_env(hub, tmp_path / "fresh-home"), capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert loaded.returncode == 0, loaded.stderr[-4000:]
+    result = json.loads(loaded.stdout.strip().splitlines()[-1])
+    local = {split: [json.loads(line) for line in (out / f"{split}.jsonl").read_text().splitlines()]
+             for split in ("train", "validation", "test")}
+    assert result["ids"] == {split: sorted(r["id"] for r in rows) for split, rows in local.items()}
+    assert result["row"] == next(r for r in local["train"] if r["id"] == result["row"]["id"])
+    assert result["license"] == "other" and "catalog-lora" in result["tags"]
+    assert result["configs"] == [{"config_name": "default", "data_files": [
+        {"split": split, "path": f"data/{split}-*"} for split in ("train", "validation", "test")]}]
+    assert result["features"] == ["id", "text", "path", "source"] and result["usage"]
+
+
+def test_publish_dataset_is_the_prepare_publisher(hub, sample_data, tmp_path, monkeypatch):
+    """``model_cards.publish dataset`` goes through datasets_prep.prepare.publish; re-publishing cleans up."""
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api.create_repo("user/catalog-tagging-data", repo_type="dataset")  # as the former jsonl publisher left it
+    api.upload_file(path_or_fileobj=b"{}\n", path_in_repo="train.jsonl", repo_id="user/catalog-tagging-data",
+                    repo_type="dataset")
+    folder = Path(shutil.copytree(sample_data / "tagging", tmp_path / "tagging"))
+    (folder / "taxonomy_l2.json").unlink(missing_ok=True)
     proc = cli(hub, tmp_path, "dataset", str(folder), "--repo-id", "user/catalog-tagging-data")
     assert proc.returncode == 0, proc.stderr
-    files = HfApi(endpoint=hub.url, token=TOKEN).list_repo_files("user/catalog-tagging-data", repo_type="dataset")
-    assert sorted(files) == [".gitattributes", "README.md", "taxonomy.json", "test.jsonl", "train.jsonl",
-                             "validation.jsonl"]
-    code = ("import json; from datasets import load_dataset; d = load_dataset('user/catalog-tagging-data'); "
-            "print(json.dumps({k: len(v) for k, v in d.items()}))")
-    loaded = subprocess.run([sys.executable, "-c", code], env=client_env(hub, tmp_path / "home2"), capture_output=True,
-                            text=True, timeout=300, cwd=tmp_path)
-    assert loaded.returncode == 0, loaded.stderr[-3000:]
-    assert json.loads(loaded.stdout.strip().splitlines()[-1]) == {"train": 8, "validation": 3, "test": 2}
+    assert "Published dataset user/catalog-tagging-data at commit" in proc.stdout
+    files = api.list_repo_files("user/catalog-tagging-data", repo_type="dataset")
+    assert "train.jsonl" not in files and "data/train-00000-of-00001.parquet" in files and "taxonomy.json" in files
 
-    (folder / "README.md").unlink()
-    with pytest.raises(PublishError, match="README.md"):
+    requests = len(hub.log)
+    with monkeypatch.context() as patch:
+        patch.setattr(huggingface_hub, "get_token", lambda: None)  # no HF_TOKEN, no stored login
+        with pytest.raises(PublishError, match="no Hugging Face token"):
+            publish_dataset(folder, "user/no-token", endpoint=hub.url)
+    assert publish_main(["dataset", str(folder), "--repo-id", "just-a-name"]) == 1
+    with pytest.raises(ValueError, match="namespace/name"):
+        publish_dataset(folder, "user/na--me", token=TOKEN, endpoint=hub.url)
+    (folder / "report.json").rename(folder / "report.json.bak")
+    with pytest.raises(PublishError, match="report.json"):
         publish_dataset(folder, "user/catalog-tagging-data", token=TOKEN, endpoint=hub.url)
+    (folder / "report.json.bak").rename(folder / "report.json")
+    assert len(hub.log) == requests  # refused before any request
+
+    head = api.dataset_info("user/catalog-tagging-data").sha
+    report = Report.load(folder)
+    report.note("prepared again")  # changes the card, not the splits: the push commits nothing, the card commit fails
+    report.save(folder / "report.json")
+    hub.fail_next_commit = True
+    try:
+        with pytest.raises(PublishError) as failed:
+            publish_dataset(folder, "user/catalog-tagging-data", token=TOKEN, endpoint=hub.url)
+    finally:
+        hub.fail_commits = 0
+    message = str(failed.value)
+    assert "publishing to dataset user/catalog-tagging-data" in message and "500" in message
+    assert f"nothing was published: main is still at {head[:12]}" in message and TOKEN not in message
+    assert api.dataset_info("user/catalog-tagging-data").sha == head
 
 
 def test_publish_space(hub, published, run_copy, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import torch
 from catalog_lora.labels import Taxonomy
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.records import SPLITS, path_label, record_labels
+from datasets_prep.prepare import load_split
 
 IGNORE_INDEX = -100
 
@@ -21,10 +21,11 @@ class DataError(ValueError):
 
 
 def read_split(folder: str | Path, split: str, limit: int = 0) -> list[dict]:
-    path = Path(folder) / f"{split}.jsonl"
-    if not path.is_file():
-        raise DataError(f"{path} is missing; prepare the data with `python -m datasets_prep.prepare` first")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """A split of a prepared folder, refused when empty; ``limit`` keeps the first N records."""
+    try:
+        records = load_split(folder, split)
+    except FileNotFoundError as error:
+        raise DataError(f"{error}; prepare the data with `python -m datasets_prep.prepare` first") from None
     if not records:
         raise DataError(f"split {split!r} in {folder} has no examples; every split needs at least one")
     return records[:limit] if limit else records
