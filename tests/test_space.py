@@ -423,6 +423,7 @@ def test_batch_with_repeated_header_names(app, spy, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # minutes of CPU on its own, plus the tiny_runs fixture when it runs alone
 def test_batch_of_5000_rows_completes_with_progress(app, spy, tmp_path, monkeypatch):
     """5,000 real predictions: the category job (the shorter answer), one forward pass per chunk of rows."""
     monkeypatch.setattr(app, "BATCH_ROWS", app.CHUNK_ROWS)
