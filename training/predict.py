@@ -13,6 +13,7 @@ import argparse
 import sys
 
 import pandas as pd
+import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 
@@ -53,7 +54,7 @@ def add_references(frame: pd.DataFrame, adapters: dict[str, str], text_column: s
 
 
 def run(args) -> pd.DataFrame | None:
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())  # see training.train: torchrun on CPU
     adapters = parse_adapters(args.adapter)
     frame = read_table(args.input)
     engine = Engine.load(adapters, base_model=args.base_model, quantization=args.quantization)

@@ -111,7 +111,8 @@ def validation_loss(model, loader, accelerator) -> float:
 
 def train(config: TrainConfig) -> Path:
     """Train, evaluate and write the run folder; return its path."""
-    accelerator = Accelerator(gradient_accumulation_steps=config.train.grad_accum)
+    # cpu=True without CUDA: otherwise accelerate ignores torchrun's WORLD_SIZE on CPU and runs each process alone.
+    accelerator = Accelerator(gradient_accumulation_steps=config.train.grad_accum, cpu=not torch.cuda.is_available())
     main = accelerator.is_main_process
     log = accelerator.print
     out = Path(config.output_dir)
@@ -382,6 +383,9 @@ def validate(config, model, accelerator, val_loader, state, info, taxonomy, toke
             accelerator.unwrap_model(model).save_pretrained(checkpoints / "best")
     else:
         state["bad_evals"] += 1
+    # Every process writes its own RNG state into the folder, so each must find it there.
+    (checkpoints / "last").mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
     accelerator.save_state(checkpoints / "last")
     if accelerator.is_main_process:
         (checkpoints / "last" / "trainer_state.json").write_text(json.dumps(state))
