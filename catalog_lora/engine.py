@@ -308,6 +308,11 @@ class Engine:
         self.tokens_processed += batch["input_ids"][:, prefix:].numel() + (output.shape[1] - length) * output.shape[0]
         answers = self.tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
         results = [self._parse(spec, answer) for answer in answers]
+        if kwargs["logits_processor"]:
+            # Under the constraint the only text outside the taxonomy is a label cut short by
+            # max_new_tokens: drop that fragment rather than report it as an invented label.
+            for prediction in results:
+                prediction.unknown = []
         if top_k and spec.info.task == "category":
             for prediction, prompt in zip(results, prompts, strict=True):
                 prediction.scores = self.rank_categories(spec, prompt, top_k, use_adapter)
