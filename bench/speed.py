@@ -3,8 +3,10 @@
     .venv/bin/python bench/speed.py [--products 256] [--output bench/results/speed.md]
 
 Inference (products/s, peak memory, compute floor): (a) the reference, one product at a time,
-sampling at temperature 0.3 with max_new_tokens=50; (b) batched greedy; (c) batched greedy with
-constrained decoding; (d) the classification head. Training (non-padding tokens/s): (a) padding
+sampling at temperature 0.3 with max_new_tokens=50 (and the same forced to generate all 50 tokens,
+which is what it costs with an adapter that never emits EOS); (b) batched greedy; (c) batched
+greedy with constrained decoding; (d) the classification head. On CUDA the default is 4-bit NF4,
+and (b) and (c) are measured in bf16 too. Training (non-padding tokens/s): (a) padding
 to 512 as the reference; (b) dynamic padding with length grouping; (c) packing. The Space: /tag
 latency on a warm app, and the memory of one base with three adapters against three models.
 
@@ -16,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -43,8 +45,23 @@ CONFIGS = {
 WORK = REPO / "bench/.work"
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def proc_status_mb(field: str) -> float:
+    """A memory line of /proc/self/status in MB. ``VmHWM`` is this process's own peak: unlike
+    ``ru_maxrss``, it does not inherit the peak of the parent that started it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field} line")
+
+
+def peak_memory() -> dict:
+    """Peak resident memory of this process, and peak GPU memory allocated by torch when on CUDA."""
+    import torch
+
+    memory = {"peak_rss_mb": proc_status_mb("VmHWM")}
+    if torch.cuda.is_available():
+        memory["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return memory
 
 
 def product_texts(n: int) -> tuple[list[str], str]:
@@ -94,17 +111,17 @@ def non_embedding_params(model) -> int:
 # One measurement per process ------------------------------------------------------------------
 
 
-def measure_inference(mode: str, n: int) -> dict:
+def measure_inference(mode: str, n: int, quantization: str = "auto") -> dict:
     import torch
 
     from catalog_lora.engine import Engine
 
     texts, _ = product_texts(n)
     adapter = RUNS["tagging-head" if mode == "d" else "tagging"]
-    engine = Engine.load({"tagging": str(adapter)})
+    engine = Engine.load({"tagging": str(adapter)}, quantization=quantization)
     base = engine.model.get_base_model()
     start = time.perf_counter()
-    if mode == "a":
+    if mode in ("a", "a50"):
         spec = engine.spec("tagging")
         engine.model.set_adapter(spec.peft_name)
         torch.manual_seed(0)
@@ -113,6 +130,7 @@ def measure_inference(mode: str, n: int) -> dict:
             batch = engine.tokenizer(spec.template.prompt(text), return_tensors="pt", add_special_tokens=False)
             with torch.inference_mode():
                 out = engine.model.generate(**batch, do_sample=True, temperature=0.3, max_new_tokens=50,
+                                            min_new_tokens=50 if mode == "a50" else 0,
                                             pad_token_id=engine.tokenizer.pad_token_id)
             tokens += out.shape[1]
         engine.tokens_processed = tokens
@@ -124,7 +142,8 @@ def measure_inference(mode: str, n: int) -> dict:
         "products_per_second": n / seconds,
         "tokens": engine.tokens_processed,
         "non_embedding_params": non_embedding_params(base),
-        "peak_rss_mb": peak_rss_mb(),
+        "precision": engine.precision.describe().split(":")[0],
+        **peak_memory(),
     }
 
 
@@ -142,7 +161,7 @@ def measure_training(mode: str, steps: int) -> dict:
     config = load_config(
         REPO / "training/configs/sample_tagging.yaml",
         [f"data.path={data}", f"output_dir={out}", f"train.max_steps={steps}", "train.batch_size=8",
-         "eval.enabled=false", "references=false", "train.eval_every=100000", *overrides],
+         "eval.enabled=false", "references=false", "train.eval_every=100000", "data.max_eval_examples=16", *overrides],
     )
     train(config)
     stats = json.loads((out / "train_stats.json").read_text())
@@ -150,7 +169,7 @@ def measure_training(mode: str, steps: int) -> dict:
         "tokens_per_second": stats["train_tokens_per_second"],
         "padding_efficiency": stats["padding_efficiency"],
         "seconds": stats["train_runtime_seconds"],
-        "peak_rss_mb": peak_rss_mb(),
+        **peak_memory(),
     }
 
 
@@ -158,6 +177,7 @@ def measure_memory(mode: str) -> dict:
     from catalog_lora.engine import Engine
 
     names = ("tagging", "category", "description")
+    runtime = proc_status_mb("VmRSS")
     if mode == "shared":
         engines = [Engine.load({name: str(RUNS[name]) for name in names})]
     else:
@@ -165,7 +185,7 @@ def measure_memory(mode: str) -> dict:
     for engine in engines:
         for name in engine.adapters:
             engine.predict(name, ["warm-up product"], max_new_tokens=2)
-    return {"peak_rss_mb": peak_rss_mb()}
+    return {**peak_memory(), "runtime_rss_mb": runtime}
 
 
 def measure_space(requests: int) -> dict:
@@ -206,12 +226,13 @@ def measure_space(requests: int) -> dict:
         app.terminate()
         app.wait(30)
     latencies.sort()
-    return {"median_s": statistics.median(latencies), "p95_s": latencies[int(0.95 * (len(latencies) - 1))]}
+    nearest_rank_95 = latencies[math.ceil(0.95 * len(latencies)) - 1]
+    return {"median_s": statistics.median(latencies), "p95_s": nearest_rank_95}
 
 
-def in_subprocess(kind: str, mode: str, arg: int) -> dict:
+def in_subprocess(kind: str, mode: str, arg: int, quantization: str = "auto") -> dict:
     result = subprocess.run(
-        [sys.executable, __file__, "--measure", kind, mode, str(arg)],
+        [sys.executable, __file__, "--measure", kind, mode, str(arg), quantization],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
     )
     if result.returncode:
@@ -225,44 +246,68 @@ def report(args) -> str:
     ensure_runs()
     peak = matmul_peak_gflops()
     _, source = product_texts(1)
+    cuda = torch.cuda.is_available()
+    memory = "peak GPU MB" if cuda else "peak RSS MB"
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
-        f"({'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU, fp32'}); "
+        f"({'CUDA ' + torch.cuda.get_device_name(0) if cuda else 'CPU, fp32'}); "
         f"measured fp32 matmul peak {peak:.0f} GFLOP/s. Products: {args.products} {source}. "
         f"Date: {time.strftime('%Y-%m-%d')}.",
         "",
-        "| inference | products/s | vs (a) | peak RSS MB | tokens processed | compute floor s | time s | of floor |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| inference | precision | products/s | vs (a) | {memory} | tokens processed | compute floor s | time s | of floor |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    names = {"a": "(a) reference: one at a time, sampled, 50 new tokens", "b": "(b) batched greedy",
+    names = {"a": "(a) reference: one at a time, sampled, max_new_tokens=50",
+             "a50": f"(a) forced to all 50 new tokens (an adapter that never emits EOS; first {min(32, args.products)} products)", "b": "(b) batched greedy",
              "c": "(c) batched greedy + constrained", "d": "(d) classification head"}
-    inference = {mode: in_subprocess("inference", mode, args.products) for mode in "abcd"}
-    for mode, r in inference.items():
-        floor = r["tokens"] * 2 * r["non_embedding_params"] / (peak * 1e9)
+    rows = [(names[mode], mode, "auto") for mode in ("a", "a50", "b", "c", "d")]
+    if cuda:  # the default on CUDA is 4-bit NF4; the same engine unquantized in bf16 beside it
+        rows += [(f"{names[mode]}, bf16", mode, "none") for mode in "bc"]
+    # One product at a time costs the same per product however many there are, and the forced
+    # 50 tokens take ~5 s a product on a 2-core CPU: its rate is measured on the first 32.
+    counts = {"a50": min(32, args.products)}
+    inference = [(name, in_subprocess("inference", mode, counts.get(mode, args.products), q)) for name, mode, q in rows]
+    reference = inference[0][1]["products_per_second"]
+    for name, r in inference:
+        mem = r["peak_gpu_mb"] if cuda else r["peak_rss_mb"]
+        if cuda:
+            floor_cells = f"— | {r['seconds']:.1f} | — "
+        else:  # the CPU floor: tokens x 2 x non-embedding parameters at the measured fp32 matmul peak
+            floor = r["tokens"] * 2 * r["non_embedding_params"] / (peak * 1e9)
+            floor_cells = f"{floor:.1f} | {r['seconds']:.1f} | {floor / r['seconds']:.0%} "
         lines.append(
-            f"| {names[mode]} | {r['products_per_second']:.2f} | {r['products_per_second'] / inference['a']['products_per_second']:.1f}x "
-            f"| {r['peak_rss_mb']:.0f} | {r['tokens']:,} | {floor:.1f} | {r['seconds']:.1f} | {floor / r['seconds']:.0%} |"
+            f"| {name} | {r['precision']} | {r['products_per_second']:.2f} | {r['products_per_second'] / reference:.1f}x "
+            f"| {mem:.0f} | {r['tokens']:,} | {floor_cells}|"
         )
-    lines += ["", "| training (one epoch slice) | non-padding tokens/s | vs (a) | padding efficiency | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+    lines += ["", f"| training (one epoch slice) | non-padding tokens/s | vs (a) | padding efficiency | {memory} |",
+              "|---|---:|---:|---:|---:|"]
     tnames = {"a": "(a) pad to 512 (reference)", "b": "(b) dynamic padding + length grouping", "c": "(c) packing (512)"}
     training = {mode: in_subprocess("training", mode, args.train_steps) for mode in "abc"}
     for mode, r in training.items():
         lines.append(
             f"| {tnames[mode]} | {r['tokens_per_second']:.0f} | {r['tokens_per_second'] / training['a']['tokens_per_second']:.1f}x "
-            f"| {r['padding_efficiency']:.0%} | {r['peak_rss_mb']:.0f} |"
+            f"| {r['padding_efficiency']:.0%} | {r['peak_gpu_mb'] if cuda else r['peak_rss_mb']:.0f} |"
         )
     shared, separate = in_subprocess("memory", "shared", 0), in_subprocess("memory", "separate", 0)
     space = in_subprocess("space", "tag", args.requests)
+    key = "peak_gpu_mb" if cuda else "peak_rss_mb"
     lines += [
         "",
         "| the Space | value |",
         "|---|---:|",
         f"| /tag latency on a warm app, median ({args.requests} requests) | {space['median_s'] * 1000:.0f} ms |",
         f"| /tag latency, 95th percentile | {space['p95_s'] * 1000:.0f} ms |",
-        f"| peak RSS, one base + three adapters | {shared['peak_rss_mb']:.0f} MB |",
-        f"| peak RSS, three separately loaded models | {separate['peak_rss_mb']:.0f} MB |",
-        f"| ratio | {shared['peak_rss_mb'] / separate['peak_rss_mb']:.0%} |",
+        f"| {memory}, one base + three adapters | {shared[key]:.0f} |",
+        f"| {memory}, three separately loaded models | {separate[key]:.0f} |",
+        f"| ratio | {shared[key] / separate[key]:.0%} |",
     ]
+    if not cuda:
+        runtime = shared["runtime_rss_mb"]
+        lines.append(
+            f"| the same without the {runtime:.0f} MB of Python, torch and transformers (model memory only) "
+            f"| {shared[key] - runtime:.0f} / {separate[key] - separate['runtime_rss_mb']:.0f} MB = "
+            f"{(shared[key] - runtime) / (separate[key] - separate['runtime_rss_mb']):.0%} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -272,12 +317,12 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=12)
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--output", default=str(REPO / "bench/results/speed.md"))
-    parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        kind, mode, arg = args.measure
+        kind, mode, arg, quantization = args.measure
         if kind == "inference":
-            result = measure_inference(mode, int(arg))
+            result = measure_inference(mode, int(arg), quantization)
         elif kind == "training":
             result = measure_training(mode, int(arg))
         elif kind == "memory":

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from catalog_lora.engine import Engine
 
 ERROR_COLUMN = "error"
+BLANK_LINES = "blank_lines"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 READERS = {".csv": "csv", ".tsv": "csv", ".xlsx": "excel", ".xls": "excel", ".jsonl": "jsonl", ".json": "json"}
 
@@ -56,23 +57,37 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 def _read_csv(text: str, delimiter: str) -> pd.DataFrame:
-    """CSV rows with the wrong number of fields are kept and marked in the error column, not dropped."""
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    if not rows:
+    """CSV rows with the wrong number of fields are kept and marked in the error column, not dropped.
+
+    Empty lines hold no product, so they are not rows (a line of empty fields is one); their count is kept in
+    ``frame.attrs[BLANK_LINES]`` for the summary.
+    """
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
         raise BatchInputError("the file has no header row")
-    header, body = rows[0], [r for r in rows[1:] if any(cell.strip() for cell in r)]
-    records, errors = [], []
-    for line, row in enumerate(body, start=2):
+    records, errors, blank = [], [], 0
+    for row in reader:
+        if not row:
+            blank += 1
+            continue
         problem = ""
         if len(row) != len(header):
-            problem = f"malformed row (line {line}): {len(row)} fields, expected {len(header)}"
+            problem = f"malformed row (line {reader.line_num}): {len(row)} fields, expected {len(header)}"
             row = (row + [""] * len(header))[: len(header)]
         records.append(row)
         errors.append(problem)
     frame = pd.DataFrame(records, columns=header, dtype=str)
     if any(errors):
         frame[ERROR_COLUMN] = errors
+    frame.attrs[BLANK_LINES] = blank
     return frame
+
+
+def blank_lines_note(frame: pd.DataFrame) -> str:
+    """``" (N blank lines skipped)"`` when the file had blank lines, else ``""``."""
+    blank = frame.attrs.get(BLANK_LINES, 0)
+    return f" ({blank:,} blank line{'s' if blank != 1 else ''} skipped)" if blank else ""
 
 
 def check_column(frame: pd.DataFrame, column: str) -> None:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from datasets_prep.clean import finalize
@@ -31,19 +32,26 @@ _JPG_ARTIFACT = re.compile(r",\d+\.jpg")
 _URL = re.compile(r"(?:https?://|www\.)\S+")
 
 
+def _first_rows(paths, report: Report, required: tuple[str, ...], key: str, reason: str) -> Iterator[tuple[str, dict]]:
+    """``(key value, row)`` for the first row of each ``key`` across the files; repeats are dropped as ``reason``."""
+    seen = set()
+    for path in paths:
+        for row in read_table(path, report, required=required).rows:
+            value = row[key].strip()
+            if value in seen:
+                report.drop(reason)
+                continue
+            seen.add(value)
+            yield value, row
+
+
 def convert_categories(paths: list[str | Path], report: Report | None = None) -> list[dict]:
     report = report if report is not None else Report(name=SOURCE)
-    records, seen = [], set()
-    for path in paths:
-        table = read_table(path, report, required=V1_COLUMNS)
-        for row in table.rows:
-            index = row["index"].strip()
-            if index in seen:
-                report.drop("duplicate_index")
-                continue
-            seen.add(index)
-            path_ = [row["category"], row["sub_category"], row["type"]]
-            records.append({"id": f"{SOURCE}-{index}", "text": row["product"], "path": path_, "source": SOURCE})
+    records = [
+        {"id": f"{SOURCE}-{index}", "text": row["product"], "path": [row["category"], row["sub_category"], row["type"]],
+         "source": SOURCE}
+        for index, row in _first_rows(paths, report, V1_COLUMNS, "index", "duplicate_index")
+    ]
     return finalize(records, "category", report)
 
 
@@ -97,21 +105,9 @@ def convert_descriptions(paths: list[str | Path], report: Report | None = None) 
 
 def convert_v2(paths: list[str | Path], report: Report | None = None) -> list[dict]:
     report = report if report is not None else Report(name=f"{SOURCE}-v2")
-    records, seen = [], set()
-    for path in paths:
-        table = read_table(path, report, required=V2_COLUMNS)
-        for row in table.rows:
-            product_id = row["ProductID"].strip()
-            if product_id in seen:
-                report.drop("duplicate_id")
-                continue
-            seen.add(product_id)
-            records.append(
-                {
-                    "id": f"{SOURCE}-v2-{product_id}",
-                    "text": row["ProductName"],
-                    "path": [row["Category"], row["SubCategory"]],
-                    "source": f"{SOURCE}-v2",
-                }
-            )
+    records = [
+        {"id": f"{SOURCE}-v2-{product_id}", "text": row["ProductName"], "path": [row["Category"], row["SubCategory"]],
+         "source": f"{SOURCE}-v2"}
+        for product_id, row in _first_rows(paths, report, V2_COLUMNS, "ProductID", "duplicate_id")
+    ]
     return finalize(records, "category", report)

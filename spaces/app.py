@@ -46,11 +46,13 @@ import yaml  # noqa: E402
 from catalog_lora.batch import (  # noqa: E402
     ERROR_COLUMN,
     BatchInputError,
+    blank_lines_note,
     escape_formulas,
     predict_table,
     read_table,
     write_table,
 )
+from catalog_lora.references import record_answer  # noqa: E402
 from catalog_lora.run_files import (  # noqa: E402
     CONFIG_FILE,
     INFO_FILE,
@@ -660,7 +662,7 @@ def batch(file, text_column: str | None = None, jobs: list[str] | None = None, p
     target = Path(tempfile.mkdtemp(prefix="catalog-lora-")) / f"{Path(file_path(file)).stem}-predictions.csv"
     write_table(out, target)
     flagged = int((result[ERROR_COLUMN] != "").sum())
-    summary = f"Done: {len(out):,} rows, {len(out) - flagged:,} without errors"
+    summary = f"Done: {len(out):,} rows{blank_lines_note(frame)}, {len(out) - flagged:,} without errors"
     if flagged:
         reasons = sorted({r for e in result[ERROR_COLUMN] for r in str(e).split("; ") if r})
         shown = "; ".join(reasons[:5]) + (" …" if len(reasons) > 5 else "")
@@ -698,15 +700,6 @@ def _read_training_records(slot: Slot) -> list[dict]:
     return []
 
 
-def record_answer(record: dict) -> str:
-    if "labels" in record:
-        return ", ".join(map(str, record["labels"]))
-    if "path" in record:
-        path = record["path"]
-        return " > ".join(map(str, path)) if isinstance(path, list) else str(path)
-    return str(record.get("description", ""))
-
-
 def browse_dataset(name: str, query: str = ""):
     """The adapter's training data: nearest examples to ``query`` (reference index) or a text filter."""
     if name not in ADAPTERS:
@@ -731,7 +724,7 @@ def browse_dataset(name: str, query: str = ""):
         if index is not None:
             return pd.DataFrame(columns=columns), f"Type a search: the reference index holds {index.count:,} training examples."
         return pd.DataFrame(columns=columns), note(f"No training data to show for the {name} adapter: {problem}")
-    rows = [[str(r.get("id", "")), str(r.get("text", "")), record_answer(r)] for r in records]
+    rows = [[str(r.get("id", "")), str(r.get("text", "")), record_answer(r, task)] for r in records]
     frame = pd.DataFrame(rows, columns=columns)
     if query:
         hit = frame["training product"].str.contains(query, case=False, regex=False)

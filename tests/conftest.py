@@ -7,6 +7,7 @@ folder through the real training code, fast enough for the default suite.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,37 @@ def tiny_runs(sample_data, tmp_path_factory) -> dict[str, Path]:
             "model.max_new_tokens=24",
         ),
     }
+
+
+def running_hub(root: Path, tokens: dict[str, str]) -> Iterator:
+    """A Hub-compatible server on 127.0.0.1 for a module's tests, stopped when they are done."""
+    from huggingface_hub import constants
+
+    from catalog_lora.hub_server import HubServer
+
+    server = HubServer(root, tokens=tokens)
+    server.start()
+    with pytest.MonkeyPatch.context() as patch:  # LFS, not Xet (the client picks Xet whenever hf_xet is installed)
+        patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub_online(monkeypatch):
+    """Other tests may switch the process to offline mode; the test server is local, so allow it."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+def hub_client_env(hub, home: Path, token: str | None) -> dict:
+    """Environment of a fresh client process: endpoint, token and an empty HF_HOME, all set before import."""
+    from catalog_lora.hub_server import CLIENT_ENV
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0",
+               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO), **CLIENT_ENV)
+    if token:
+        env["HF_TOKEN"] = token
+    return env

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from catalog_lora.batch import BatchInputError, escape_formulas, predict_table, read_table
+from catalog_lora.batch import BatchInputError, blank_lines_note, escape_formulas, predict_table, read_table
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy, parse_category, parse_tags
 
@@ -83,6 +83,15 @@ def test_predict_table_keeps_every_row(engine, tmp_path):
     assert "empty title" in out.loc[1, "error"] and out.loc[1, "tagging"] == ""
     assert "malformed row (line 5)" in out.loc[3, "error"] and out.loc[3, "tagging"]
     assert escape_formulas(out).loc[2, "title"].startswith("'=")
+
+
+def test_csv_line_numbers_and_blank_lines_are_reported(tmp_path):
+    path = tmp_path / "catalog.csv"
+    path.write_text('title,brand\n"two\nline title",a\n\n,\ntoo,many,fields\nok,b\n')
+    frame = read_table(path)
+    assert frame["title"].tolist() == ["two\nline title", "", "too", "ok"]  # ",": an empty title, still a row
+    assert frame.loc[2, "error"] == "malformed row (line 6): 3 fields, expected 2"
+    assert blank_lines_note(frame) == " (1 blank line skipped)"
 
 
 def test_bad_tables_get_clear_errors(tmp_path):

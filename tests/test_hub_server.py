@@ -13,7 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
+from conftest import hub_client_env, running_hub
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -21,27 +22,19 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from catalog_lora.hub_server import CLIENT_ENV, HubServer, git_blob_oid, lfs_pointer
+from catalog_lora.hub_server import HubServer, git_blob_oid, lfs_pointer
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_server_test_user_token_0001"
 OTHER = "hf_server_test_other_token_0002"
 
 
+pytestmark = pytest.mark.usefixtures("hub_online")
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    server = HubServer(tmp_path_factory.mktemp("hub"), tokens={TOKEN: "user", OTHER: "other"})
-    server.start()
-    with pytest.MonkeyPatch.context() as patch:  # LFS, not Xet (the client picks Xet whenever hf_xet is installed)
-        patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-        yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def online(monkeypatch):
-    """Other tests may switch the process to offline mode; this server is local, so allow it."""
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    yield from running_hub(tmp_path_factory.mktemp("hub"), {TOKEN: "user", OTHER: "other"})
 
 
 @pytest.fixture
@@ -50,13 +43,7 @@ def api(hub):
 
 
 def client_env(hub, tmp_path, token: str | None = TOKEN) -> dict:
-    """Environment of a fresh client process: endpoint, token and an empty HF_HOME, set before import."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0",
-               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO), **CLIENT_ENV)
-    if token:
-        env["HF_TOKEN"] = token
-    return env
+    return hub_client_env(hub, tmp_path / "hf-home", token)
 
 
 def run_client(hub, tmp_path, code: str, token: str | None = TOKEN) -> dict:

@@ -8,7 +8,6 @@ cache, on the base model loaded both from the local embedded checkpoint and from
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -20,11 +19,11 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import yaml
-from huggingface_hub import HfApi, ModelCard, constants, hf_hub_download
+from conftest import hub_client_env, running_hub
+from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from catalog_lora.base_model import EMBEDDED_HUB_ID, ensure_embedded_checkpoint, load_base_model
-from catalog_lora.hub_server import CLIENT_ENV, HubServer
 from catalog_lora.labels import Taxonomy, parse_answer
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.run_files import COMPLETE_MARKER, LOSS_PLOT, METRICS_FILE, RunInfo
@@ -53,20 +52,12 @@ def tiny_png() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\xff\xff\xff")) + chunk(b"IEND", b"")
 
 
+pytestmark = pytest.mark.usefixtures("hub_online")
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    server = HubServer(tmp_path_factory.mktemp("hub"), tokens={TOKEN: "user", BASE_TOKEN: "HuggingFaceTB"})
-    server.start()
-    with pytest.MonkeyPatch.context() as patch:  # LFS, not Xet (the client picks Xet whenever hf_xet is installed)
-        patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-        yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def online(monkeypatch):
-    """Other tests may switch the process to offline mode; this server is local, so allow it."""
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    yield from running_hub(tmp_path_factory.mktemp("hub"), {TOKEN: "user", BASE_TOKEN: "HuggingFaceTB"})
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +73,7 @@ def run_copy(run, tmp_path) -> Path:
 
 
 def client_env(hub, home: Path, token: str | None = TOKEN) -> dict:
-    """A fresh client: endpoint, token and an empty HF_HOME, all set before huggingface_hub is imported."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0",
-               HF_HUB_DISABLE_TELEMETRY="1", PYTHONPATH=str(REPO), **CLIENT_ENV)
-    if token:
-        env["HF_TOKEN"] = token
-    return env
+    return hub_client_env(hub, home, token)
 
 
 def cli(hub, tmp_path, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:

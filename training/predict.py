@@ -17,7 +17,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 
-from catalog_lora.batch import BatchInputError, predict_table, read_table, write_table
+from catalog_lora.batch import BatchInputError, blank_lines_note, predict_table, read_table, write_table
 from catalog_lora.engine import Engine
 
 REFERENCES_COLUMN = "nearest_training_ids"
@@ -59,7 +59,7 @@ def run(args) -> pd.DataFrame | None:
     frame = read_table(args.input)
     engine = Engine.load(adapters, base_model=args.base_model, quantization=args.quantization)
     if state.is_main_process:
-        print(f"Model: {engine.precision.describe()}; {len(frame)} rows; adapters: {', '.join(adapters)}")
+        print(f"Model: {engine.precision.describe()}; {len(frame)} rows{blank_lines_note(frame)}; adapters: {', '.join(adapters)}")
     positions = list(range(len(frame)))
     with state.split_between_processes(positions) as shard:
         part = predict_table(

@@ -225,7 +225,8 @@ def train(config: TrainConfig) -> Path:
     higher_is_better = config.train.metric_for_best != "eval_loss"
     running, running_n = 0.0, 0
     bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not main)
-    train_started = time.time()
+    train_started, validation_seconds = time.time(), 0.0
+    resumed = {key: state[key] for key in ("tokens", "samples")}  # throughput counts this session only
     stop = False
     model.train()
     try:
@@ -258,7 +259,9 @@ def train(config: TrainConfig) -> Path:
                     bar.set_postfix(loss=f"{mean:.4f}")
                     running, running_n = 0.0, 0
                 if state["step"] % eval_every == 0 or state["step"] == total_steps:
+                    validation_started = time.time()
                     stop = validate(config, model, accelerator, val_loader, state, info, taxonomy, tokenizer, splits, out, higher_is_better)
+                    validation_seconds += time.time() - validation_started
                 if stop or state["step"] >= total_steps:
                     break
             else:
@@ -273,6 +276,7 @@ def train(config: TrainConfig) -> Path:
         ) from error
     bar.close()
     train_seconds = time.time() - train_started
+    step_seconds = max(1e-9, train_seconds - validation_seconds)
 
     # The run folder
     accelerator.wait_for_everyone()
@@ -313,10 +317,12 @@ def train(config: TrainConfig) -> Path:
             "hardware": hardware(accelerator),
             "processes": accelerator.num_processes,
             "train_runtime_seconds": train_seconds,
+            "validation_seconds": validation_seconds,
             "optimizer_steps": state["step"],
             "epochs_completed": state["epoch"] + state["batches_done"] / max(1, len(epoch_batches(0))),
-            "train_samples_per_second": state["samples"] / train_seconds,
-            "train_tokens_per_second": state["tokens"] / train_seconds,
+            # throughput of the training steps alone, without the time spent validating
+            "train_samples_per_second": (state["samples"] - resumed["samples"]) / step_seconds,
+            "train_tokens_per_second": (state["tokens"] - resumed["tokens"]) / step_seconds,
             "padding_efficiency": state["tokens"] / max(1, state["padded"]),
             "final_train_loss": final_train,
             "final_validation_loss": final_val,
