@@ -247,7 +247,10 @@ def report(args) -> str:
     peak = matmul_peak_gflops()
     _, source = product_texts(1)
     cuda = torch.cuda.is_available()
-    memory = "peak GPU MB" if cuda else "peak RSS MB"
+    memory, key = ("peak GPU MB", "peak_gpu_mb") if cuda else ("peak RSS MB", "peak_rss_mb")
+    # One product at a time costs the same per product however many there are, and the forced
+    # 50 tokens take ~5 s a product on a 2-core CPU: its rate is measured on the first 32.
+    counts = {"a50": min(32, args.products)}
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
         f"({'CUDA ' + torch.cuda.get_device_name(0) if cuda else 'CPU, fp32'}); "
@@ -257,19 +260,19 @@ def report(args) -> str:
         f"| inference | precision | products/s | vs (a) | {memory} | tokens processed | compute floor s | time s | of floor |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    names = {"a": "(a) reference: one at a time, sampled, max_new_tokens=50",
-             "a50": f"(a) forced to all 50 new tokens (an adapter that never emits EOS; first {min(32, args.products)} products)", "b": "(b) batched greedy",
-             "c": "(c) batched greedy + constrained", "d": "(d) classification head"}
+    names = {
+        "a": "(a) reference: one at a time, sampled, max_new_tokens=50",
+        "a50": f"(a) forced to all 50 new tokens (an adapter that never emits EOS; first {counts['a50']} products)",
+        "b": "(b) batched greedy",
+        "c": "(c) batched greedy + constrained",
+        "d": "(d) classification head",
+    }
     rows = [(names[mode], mode, "auto") for mode in ("a", "a50", "b", "c", "d")]
     if cuda:  # the default on CUDA is 4-bit NF4; the same engine unquantized in bf16 beside it
         rows += [(f"{names[mode]}, bf16", mode, "none") for mode in "bc"]
-    # One product at a time costs the same per product however many there are, and the forced
-    # 50 tokens take ~5 s a product on a 2-core CPU: its rate is measured on the first 32.
-    counts = {"a50": min(32, args.products)}
     inference = [(name, in_subprocess("inference", mode, counts.get(mode, args.products), q)) for name, mode, q in rows]
     reference = inference[0][1]["products_per_second"]
     for name, r in inference:
-        mem = r["peak_gpu_mb"] if cuda else r["peak_rss_mb"]
         if cuda:
             floor_cells = f"— | {r['seconds']:.1f} | — "
         else:  # the CPU floor: tokens x 2 x non-embedding parameters at the measured fp32 matmul peak
@@ -277,7 +280,7 @@ def report(args) -> str:
             floor_cells = f"{floor:.1f} | {r['seconds']:.1f} | {floor / r['seconds']:.0%} "
         lines.append(
             f"| {name} | {r['precision']} | {r['products_per_second']:.2f} | {r['products_per_second'] / reference:.1f}x "
-            f"| {mem:.0f} | {r['tokens']:,} | {floor_cells}|"
+            f"| {r[key]:.0f} | {r['tokens']:,} | {floor_cells}|"
         )
     lines += ["", f"| training (one epoch slice) | non-padding tokens/s | vs (a) | padding efficiency | {memory} |",
               "|---|---:|---:|---:|---:|"]
@@ -286,11 +289,10 @@ def report(args) -> str:
     for mode, r in training.items():
         lines.append(
             f"| {tnames[mode]} | {r['tokens_per_second']:.0f} | {r['tokens_per_second'] / training['a']['tokens_per_second']:.1f}x "
-            f"| {r['padding_efficiency']:.0%} | {r['peak_gpu_mb'] if cuda else r['peak_rss_mb']:.0f} |"
+            f"| {r['padding_efficiency']:.0%} | {r[key]:.0f} |"
         )
     shared, separate = in_subprocess("memory", "shared", 0), in_subprocess("memory", "separate", 0)
     space = in_subprocess("space", "tag", args.requests)
-    key = "peak_gpu_mb" if cuda else "peak_rss_mb"
     lines += [
         "",
         "| the Space | value |",
