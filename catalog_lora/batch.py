@@ -59,8 +59,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def _read_csv(text: str, delimiter: str) -> pd.DataFrame:
     """CSV rows with the wrong number of fields are kept and marked in the error column, not dropped.
 
-    Empty lines hold no product, so they are not rows (a line of empty fields is one); their count is kept in
-    ``frame.attrs[BLANK_LINES]`` for the summary.
+    Empty lines hold no product, so they are not rows; their count is kept in ``frame.attrs[BLANK_LINES]``
+    for the summary. A line of empty fields (``,,``) is a row, and comes out with an error.
     """
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next(reader, None)
