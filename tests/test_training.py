@@ -118,6 +118,13 @@ def test_resume_from_checkpoint(sample_data, tmp_path):
     assert [e["step"] for e in stats["log_history"] if "loss" in e] == [1, 2]
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "training/configs").glob("*.yaml")), ids=lambda path: path.stem)
+def test_every_shipped_config_is_valid(path):
+    """A typo in a key of a shipped config fails here, not an hour into scripts/real_results.sh."""
+    config = load_config(path)
+    assert Path(config.output_dir).parts[0] == "runs" and Path(config.data.path).parts[0] == "data"
+
+
 def test_config_errors_name_the_key_and_allowed_values(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown key 'train\.lrr'.*allowed keys: epochs"):
         load_config(None, ["data.path=x", "train.lrr=1"])
