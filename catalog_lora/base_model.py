@@ -150,14 +150,27 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
+def _check_num_layers(path: str, num_layers: int) -> int:
+    from transformers import AutoConfig
+
+    total = AutoConfig.from_pretrained(path).num_hidden_layers
+    if not 1 <= num_layers <= total:
+        raise ValueError(f"num_layers={num_layers} is not between 1 and the {total} layers of {path}")
+    return num_layers
+
+
 def load_base_model(
     name_or_path: str = EMBEDDED,
     quantization: str = "auto",
     device: str | None = None,
     num_labels: int | None = None,
     problem_type: str | None = None,
+    num_layers: int | None = None,
 ):
     """Load a base model and its tokenizer; with ``num_labels`` a sequence-classification head.
+
+    ``num_layers`` keeps the first N decoder layers of a classification model (the head then
+    reads layer N): a head adapter trained that way needs the same cut to load.
 
     Returns ``(model, tokenizer, precision)``.
     """
@@ -173,6 +186,8 @@ def load_base_model(
         device_map = torch.cuda.current_device() if precision.device == "cuda" else precision.device
         kwargs["device_map"] = {"": device_map}
     if num_labels is not None:
+        if num_layers:
+            kwargs["num_hidden_layers"] = _check_num_layers(path, num_layers)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=num_labels, problem_type=problem_type, **kwargs
         )

@@ -21,6 +21,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 from catalog_lora.base_model import load_base_model
 from catalog_lora.constrained import LabelConstraint
 from catalog_lora.labels import Taxonomy, parse_answer
+from catalog_lora.neighbours import mix, neighbour_votes
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.run_files import TAXONOMY_FILE, RunInfo, fetch_file, read_run_info
 
@@ -46,6 +47,16 @@ class AdapterSpec:
     info: RunInfo
     taxonomy: Taxonomy | None
     peft_name: str
+    _neighbours: object = None
+
+    @property
+    def neighbours(self):
+        """The references index whose labels are mixed into a head's scores (opened on first use)."""
+        if self._neighbours is None:
+            from catalog_lora.references import ReferenceIndex, locate_index
+
+            self._neighbours = ReferenceIndex.open(locate_index(self.source))
+        return self._neighbours
 
     @property
     def template(self) -> PromptTemplate:
@@ -105,6 +116,7 @@ class Engine:
             device,
             num_labels=first.num_labels,
             problem_type=first.problem_type,
+            num_layers=first.num_layers,
         )
         engine = cls(model, tokenizer, precision)
         for name, source in adapters.items():
@@ -175,20 +187,21 @@ class Engine:
         if len(attributes) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(attributes)} attribute dicts")
         if spec.info.method == "head":
-            run_batch = lambda batch: self._classify(spec, batch, use_adapter, top_k)  # noqa: E731
+            run_batch = lambda batch, texts: self._classify(spec, batch, texts, use_adapter, top_k)  # noqa: E731
         else:
             options = dict(
                 constrained=constrained, do_sample=do_sample, temperature=temperature,
                 max_new_tokens=max_new_tokens or spec.info.max_new_tokens, top_k=top_k,
             )
-            run_batch = lambda batch: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
+            run_batch = lambda batch, texts: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
         prompts = [self.prompt_for(spec, text, attrs) for text, attrs in zip(texts, attributes, strict=True)]
         order = sorted(range(len(texts)), key=lambda i: -len(prompts[i][0]))
         results: list[Prediction | None] = [None] * len(texts)
         bar = tqdm(total=len(texts), desc=f"predict [{name}]", unit="item", disable=not progress)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            for i, prediction in zip(index, run_batch([prompts[i][0] for i in index]), strict=True):
+            batch = run_batch([prompts[i][0] for i in index], [texts[i] for i in index])
+            for i, prediction in zip(index, batch, strict=True):
                 prediction.truncated = prompts[i][1]
                 results[i] = prediction
             bar.update(len(index))
@@ -212,15 +225,20 @@ class Engine:
         return {k: v.to(self.device) for k, v in batch.items()}
 
     @torch.inference_mode()
-    def _classify(self, spec: AdapterSpec, prompts: list[str], use_adapter: bool, top_k: int) -> list[Prediction]:
+    def _classify(self, spec: AdapterSpec, prompts: list[str], texts: list[str], use_adapter: bool, top_k: int) -> list[Prediction]:
         with self._using(spec, use_adapter):
             batch = self._encode(prompts, "right")
             logits = self.model(**batch).logits.float()
         self.tokens_processed += batch["input_ids"].numel()
         labels = spec.taxonomy.labels
+        probs = torch.sigmoid(logits) if spec.info.multi_label else torch.softmax(logits, dim=-1)
+        if use_adapter and spec.info.knn_k and spec.info.knn_weight:
+            votes = neighbour_votes(
+                spec.neighbours.query(texts, spec.info.knn_k), spec.taxonomy, spec.info.label_levels, spec.info.knn_temperature
+            )
+            probs = torch.from_numpy(mix(probs.cpu().numpy(), votes, spec.info.knn_weight))
         results = []
         if spec.info.multi_label:
-            probs = torch.sigmoid(logits)
             thresholds = torch.tensor(spec.info.thresholds or [0.5] * len(labels), device=probs.device)
             for row in probs:
                 chosen = (row >= thresholds).nonzero().flatten().tolist()
@@ -230,7 +248,6 @@ class Engine:
                 picked = [labels[j] for j in chosen]
                 results.append(Prediction(", ".join(picked), picked, {labels[j]: float(row[j]) for j in range(len(labels))}))
         else:
-            probs = torch.softmax(logits, dim=-1)
             for row in probs:
                 top = row.topk(min(top_k or 1, len(labels)))
                 ranked = {labels[j]: float(p) for p, j in zip(top.values.tolist(), top.indices.tolist(), strict=True)}

@@ -49,6 +49,14 @@ class RunInfo:
     at_least_one_label: bool = True
     labels: list[str] = field(default_factory=list)
     adapter_name: str = "default"
+    num_layers: int | None = None
+    """Head method: the base runs its first ``num_layers`` decoder layers only (None = all)."""
+    knn_k: int = 0
+    """Head method: neighbours from the references index mixed into the head's scores (0 = none)."""
+    knn_weight: float = 0.0
+    """The neighbours' share of the mix, tuned on validation (see catalog_lora.neighbours)."""
+    knn_temperature: float = 0.05
+    """Softmax temperature over the neighbours' cosine similarities."""
 
     @property
     def multi_label(self) -> bool:

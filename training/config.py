@@ -48,6 +48,9 @@ class ModelConfig:
     """Generation budget; 0 derives it from the longest answer in the training data."""
     gradient_checkpointing: bool = False
     """Trade compute for memory (useful for long descriptions on a GPU)."""
+    num_layers: int = 0
+    """Head method: run only the first N decoder layers (0 = all). Each training and prediction
+    token then costs N/total of the full model, so a CPU budget buys more epochs."""
 
 
 @dataclass
@@ -118,6 +121,9 @@ class TrainSettings:
     """A checkpoint folder (``<output_dir>/checkpoints/last``) to continue from."""
     keep_checkpoints: bool = False
     """Keep ``<output_dir>/checkpoints`` (best and last) after a finished run, e.g. to continue it later."""
+    max_minutes: float = 0.0
+    """Stop training after this many minutes (validation included; 0 = no limit). The run keeps its
+    best checkpoint and records in ``train_stats.json`` and the card that it was cut."""
 
 
 @dataclass
@@ -139,6 +145,15 @@ class EvalSettings:
 
 
 @dataclass
+class NeighbourSettings:
+    k: int = 0
+    """Head method: mix the labels of the k nearest training examples (the references index) into
+    the head's scores (0 = off; needs ``references: true``). See catalog_lora.neighbours."""
+    temperature: float = 0.05
+    """Softmax temperature over the neighbours' cosine similarities (lower: the nearest counts more)."""
+
+
+@dataclass
 class TrainConfig:
     task: str = "tagging"
     """``tagging`` (multi-label tags), ``category`` (one category path) or ``description``."""
@@ -155,6 +170,7 @@ class TrainConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
+    neighbours: NeighbourSettings = field(default_factory=NeighbourSettings)
 
     def validate(self) -> TrainConfig:
         _choice("task", self.task, TASKS)
@@ -169,6 +185,15 @@ class TrainConfig:
             raise ConfigError("method='head' needs labels; task='description' only works with method='generate'")
         if self.train.packing and self.method == "head":
             raise ConfigError("train.packing only applies to method='generate'")
+        if self.model.num_layers and self.method != "head":
+            raise ConfigError(f"model.num_layers={self.model.num_layers} only applies to method='head'; a generating model needs all its layers")
+        if self.neighbours.k:
+            if self.method != "head" or not self.references:
+                raise ConfigError(f"neighbours.k={self.neighbours.k} needs method='head' and references: true (the index the neighbours come from)")
+            if self.task == "tagging" and self.data.label_field != "labels":
+                raise ConfigError("neighbours.k works with data.label_field='labels' only: the references index stores the Level 1 tags")
+        if self.model.num_layers < 0 or self.neighbours.k < 0 or self.train.max_minutes < 0:
+            raise ConfigError("model.num_layers, neighbours.k and train.max_minutes must be 0 (off) or positive")
         if not self.data.path:
             raise ConfigError("data.path is empty: point it at a folder prepared by `python -m datasets_prep.prepare`")
         return self

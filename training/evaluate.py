@@ -74,10 +74,22 @@ def evaluate_all(
     constrained: bool = True,
     seed: int = 42,
 ) -> dict:
-    """``{"base": …, "adapter": …, "baseline": …}`` on ``test``: the comparison every card shows."""
+    """``{"base": …, "adapter": …, "baseline": …}`` on ``test``: the comparison every card shows.
+
+    An adapter that mixes its neighbours' labels into its head also gets ``head_alone`` and
+    ``neighbours_alone``."""
     spec = engine.spec(name)
     info = spec.info
     results = {"adapter": evaluate_engine(engine, name, test, True, batch_size, constrained)}
+    if info.knn_weight:
+        # The two halves of the mix, same thresholds: the head alone is what plain transformers + peft
+        # code gives; the neighbours alone are a k-NN vote over the references index.
+        weight = info.knn_weight
+        try:
+            for system, info.knn_weight in (("head_alone", 0.0), ("neighbours_alone", 1.0)):
+                results[system] = evaluate_engine(engine, name, test, True, batch_size, constrained)
+        finally:
+            info.knn_weight = weight
     if base:
         results["base"] = evaluate_engine(engine, name, test, False, batch_size, constrained)
     if baseline:
@@ -95,9 +107,12 @@ def save_plots(results: dict, task: str, folder: Path) -> None:
         plots.multilabel_f1_bars(adapter["per_label"], folder / PER_LABEL_PLOT, "Adapter: F1 per tag (test split)")
 
 
+SYSTEMS = ("base", "head_alone", "neighbours_alone", "adapter", "baseline")
+
+
 def table(results: dict, task: str) -> str:
     """A markdown table of the headline metrics, one column per system."""
-    systems = [s for s in ("base", "adapter", "baseline") if s in results]
+    systems = [s for s in SYSTEMS if s in results]
     keys = [k for k in summary(results["adapter"]) if k != "n"]
     lines = ["| metric | " + " | ".join(systems) + " |", "|---|" + "---:|" * len(systems)]
     for key in keys:

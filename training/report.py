@@ -1,27 +1,91 @@
-"""Results tables of finished runs: base vs adapter vs baseline, as markdown.
+"""Results tables of finished runs: base vs adapter vs baseline, as markdown and JSON.
 
-    python -m training.report runs/bodywash-l1 runs/bigbasket-category --output bench/results/real_data.md
+    python -m training.report runs/bodywash-l1 runs/bigbasket-category --output bench/results/real_data.md \
+        --json bench/results/real_data.json --shipped bigbasket-category
+
+Each run's section says whether the adapter beats the baseline on the headline metric and by
+how much. The JSON holds one object per run: ``name``, ``dataset``, ``task``, ``method``,
+``metric``, ``base``, ``adapter``, ``baseline``, ``train_seconds``, ``threads``, ``shipped``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
+import time
 from pathlib import Path
 
-from catalog_lora.run_files import METRICS_FILE, STATS_FILE, read_run_info
+import yaml
+
+from catalog_lora.run_files import CONFIG_FILE, METRICS_FILE, STATS_FILE, read_run_info
 from training.evaluate import table
+from training.metrics import HEADLINE
 
 
-def run_section(run: Path) -> str:
+def run_record(run: Path, shipped: bool) -> dict:
+    """The headline numbers of one finished run."""
+    info = read_run_info(str(run))
+    stats = json.loads((run / STATS_FILE).read_text())
+    results = json.loads((run / METRICS_FILE).read_text())["test"]
+    config = yaml.safe_load((run / CONFIG_FILE).read_text())
+    metric = HEADLINE[info.task]
+    value = lambda system: results[system].get(metric) if system in results else None  # noqa: E731
+    return {
+        "name": run.name,
+        "dataset": Path(config["data"]["path"]).name,
+        "task": info.task if not info.label_levels else f"{info.task} (levels={info.label_levels})",
+        "method": info.method + (f" + {info.knn_k} neighbours" if info.knn_weight else ""),
+        "metric": metric,
+        "base": value("base"),
+        "adapter": value("adapter"),
+        "baseline": value("baseline"),
+        "head_alone": value("head_alone"),
+        "neighbours_alone": value("neighbours_alone"),
+        "train_seconds": round(stats["train_runtime_seconds"], 1),
+        "threads": stats.get("threads"),
+        "cut_by_time": stats.get("cut_by_time", False),
+        "shipped": shipped,
+    }
+
+
+def verdict(record: dict) -> str:
+    if record["adapter"] is None or record["baseline"] is None:
+        return "no baseline to compare with"
+    gap = record["adapter"] - record["baseline"]
+    word = "beats" if gap > 0 else "does not beat"
+    return f"the adapter {word} the baseline on {record['metric']}: {record['adapter']:.4f} vs {record['baseline']:.4f} ({gap:+.4f})"
+
+
+def ablation(records: list[dict]) -> str:
+    """The neighbours lever, run by run: each half of the mix and the mix, same training minutes and test split."""
+    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else "—"  # noqa: E731
+    lines = [
+        "| run | metric | head alone | neighbours alone | head + neighbours | TF-IDF baseline | training min (threads) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        mixed = r["adapter"] if r["neighbours_alone"] is not None else None
+        head = r["head_alone"] if r["head_alone"] is not None else r["adapter"]
+        lines.append(
+            f"| {r['name']} | {r['metric']} | {cell(head)} | {cell(r['neighbours_alone'])} | {cell(mixed)} | "
+            f"{cell(r['baseline'])} | {r['train_seconds'] / 60:.1f} ({r['threads']}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run_section(run: Path, record: dict) -> str:
     info = read_run_info(str(run))
     stats = json.loads((run / STATS_FILE).read_text())
     results = json.loads((run / METRICS_FILE).read_text())["test"]
     n = results["adapter"].get("n", "?")
+    cut = " (cut by its time budget)" if record["cut_by_time"] else ""
     header = (
-        f"### {run.name}: {info.task} ({info.method}), {info.base_model_hub_id}\n\n"
+        f"### {run.name}: {info.task} ({record['method']}), {info.base_model_hub_id}"
+        f"{' — shipped default' if record['shipped'] else ''}\n\n"
         f"{stats['examples']['train']:,} training examples, {n} test examples; "
-        f"{stats['optimizer_steps']} steps in {stats['train_runtime_seconds'] / 60:.1f} min on {stats['hardware']}.\n"
+        f"{stats['optimizer_steps']} steps in {stats['train_runtime_seconds'] / 60:.1f} min{cut} on {stats['hardware']}. "
+        f"Verdict: {verdict(record)}.\n"
     )
     return header + "\n" + table(results, info.task) + "\n"
 
@@ -30,11 +94,21 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="finished run folders")
     parser.add_argument("--output", type=Path, help="also write the markdown here")
+    parser.add_argument("--json", type=Path, help="also write the machine-readable results here")
+    parser.add_argument("--ablation", type=Path, help="also write the neighbours ablation table here")
+    parser.add_argument("--shipped", nargs="*", default=[], help="names of the runs whose configs each task ships as its default")
     args = parser.parse_args(argv)
-    text = "\n".join(run_section(run) for run in args.runs)
+    records = [run_record(run, run.name in args.shipped) for run in args.runs]
+    machine = f"Made by `python -m training.report` on {time.strftime('%Y-%m-%d')} ({platform.machine()})."
+    text = machine + "\n\n" + "\n".join(run_section(run, record) for run, record in zip(args.runs, records, strict=True))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
+    if args.ablation:
+        args.ablation.write_text(f"# Ablation: the neighbours lever\n\n{machine}\n\n" + ablation(records))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(records, indent=2) + "\n")
     print(text)
     return text
 

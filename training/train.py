@@ -25,7 +25,9 @@ from tqdm.auto import tqdm
 
 from catalog_lora.base_model import load_base_model, public_model_id
 from catalog_lora.engine import Engine
+from catalog_lora.neighbours import best_thresholds, neighbour_votes, tune_weight
 from catalog_lora.prompts import PromptTemplate
+from catalog_lora.records import record_labels
 from catalog_lora.run_files import (
     COMPLETE_MARKER,
     CONFIG_FILE,
@@ -138,6 +140,7 @@ def train(config: TrainConfig) -> Path:
         device=str(accelerator.device),
         num_labels=len(taxonomy) if head else None,
         problem_type=("multi_label_classification" if task == "tagging" else "single_label_classification") if head else None,
+        num_layers=config.model.num_layers or None,
     )
     log(f"Precision: {precision.describe()}")
     template = PromptTemplate(
@@ -157,6 +160,9 @@ def train(config: TrainConfig) -> Path:
         max_length=config.model.max_length,
         at_least_one_label=config.eval.at_least_one_label,
         labels=taxonomy.labels if taxonomy else [],
+        num_layers=config.model.num_layers or None,
+        knn_k=config.neighbours.k,
+        knn_temperature=config.neighbours.temperature,
     )
 
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -217,7 +223,7 @@ def train(config: TrainConfig) -> Path:
     log(f"Training: {len(train_set)} rows, {total_steps} optimizer steps ({steps_per_epoch}/epoch), optimizer {optimizer_name}")
 
     # State, resumable
-    state = {"step": 0, "epoch": 0, "batches_done": 0, "log_history": [], "best": None, "bad_evals": 0, "tokens": 0, "padded": 0, "samples": 0}
+    state = {"step": 0, "epoch": 0, "batches_done": 0, "log_history": [], "best": None, "bad_evals": 0, "tokens": 0, "padded": 0, "samples": 0, "cut_by_time": False}
     if config.train.resume_from:
         accelerator.load_state(config.train.resume_from)
         state = json.loads((Path(config.train.resume_from) / "trainer_state.json").read_text())
@@ -258,9 +264,14 @@ def train(config: TrainConfig) -> Path:
                     state["log_history"].append({"step": state["step"], "loss": mean, "lr": scheduler.get_last_lr()[0]})
                     bar.set_postfix(loss=f"{mean:.4f}")
                     running, running_n = 0.0, 0
-                if state["step"] % eval_every == 0 or state["step"] == total_steps:
+                # The time budget ends the run at the next step; it is validated like the last one.
+                out_of_time = bool(config.train.max_minutes) and time.time() - train_started > 60 * config.train.max_minutes
+                if out_of_time and state["step"] < total_steps:
+                    state["cut_by_time"] = True
+                    log(f"Time budget of {config.train.max_minutes:g} minutes reached at step {state['step']} of {total_steps}: stopping.")
+                if state["step"] % eval_every == 0 or state["step"] == total_steps or out_of_time:
                     validation_started = time.time()
-                    stop = validate(config, model, accelerator, val_loader, state, info, taxonomy, tokenizer, splits, out, higher_is_better)
+                    stop = validate(config, model, accelerator, val_loader, state, info, taxonomy, tokenizer, splits, out, higher_is_better) or out_of_time
                     validation_seconds += time.time() - validation_started
                 if stop or state["step"] >= total_steps:
                     break
@@ -290,7 +301,16 @@ def train(config: TrainConfig) -> Path:
         log(f"Best checkpoint: step {state['best']['step']} ({config.train.metric_for_best}={state['best']['value']:.4f})")
     unwrapped.eval()
     engine = Engine(unwrapped, tokenizer, precision)
-    engine.register("adapter", info, taxonomy)
+    engine.register("adapter", info, taxonomy, source=str(out))
+    if config.references:
+        if main:
+            from catalog_lora.references import RUN_SUBFOLDER, build_index
+
+            build_index(splits["train"], out / RUN_SUBFOLDER, task).close()
+        accelerator.wait_for_everyone()
+    if config.neighbours.k:
+        info.knn_weight, weights = tune_neighbour_weight(engine, splits["validation"], config, taxonomy)
+        log(f"Neighbours: k={config.neighbours.k}, weight {info.knn_weight} chosen on validation ({weights[info.knn_weight]:.4f} vs {weights[0.0]:.4f} for the head alone)")
     if head and task == "tagging" and config.eval.tune_thresholds:
         info.thresholds = tune_thresholds(engine, splits["validation"], config)
     if main:
@@ -315,6 +335,7 @@ def train(config: TrainConfig) -> Path:
             "trainable_parameters": trainable,
             "trainable_percent": 100 * trainable / total_params,
             "hardware": hardware(accelerator),
+            "threads": torch.get_num_threads(),
             "processes": accelerator.num_processes,
             "train_runtime_seconds": train_seconds,
             "validation_seconds": validation_seconds,
@@ -327,6 +348,8 @@ def train(config: TrainConfig) -> Path:
             "final_train_loss": final_train,
             "final_validation_loss": final_val,
             "best_checkpoint": state["best"],
+            "max_minutes": config.train.max_minutes or None,
+            "cut_by_time": state["cut_by_time"],
             "examples": {split: len(records) for split, records in splits.items()},
             "truncated": {"train": truncated_train, "validation": truncated_val},
             "unseen_eval_labels": unseen,
@@ -346,10 +369,6 @@ def train(config: TrainConfig) -> Path:
         (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
         if not config.train.keep_checkpoints:
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-        if config.references:
-            from catalog_lora.references import RUN_SUBFOLDER, build_index
-
-            build_index(splits["train"], out / RUN_SUBFOLDER, task)
         (out / COMPLETE_MARKER).write_text(f"finished {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         log(f"Run folder: {out.resolve()}")
         if config.push_to_hub:
@@ -403,28 +422,41 @@ def validate(config, model, accelerator, val_loader, state, info, taxonomy, toke
     return False
 
 
-def tune_thresholds(engine: Engine, validation: list[dict], config: TrainConfig) -> list[float]:
-    """Per-label decision thresholds that maximize each label's F1 on validation."""
+def validation_scores(engine: Engine, validation: list[dict], config: TrainConfig):
+    """The adapter's score for every label on every validation row, and the gold labels.
+
+    Gold is a 0/1 matrix for tags and a label-index vector for categories.
+    """
     import numpy as np
 
     spec = engine.spec("adapter")
-    spec.info.thresholds = []
-    predictions = engine.predict("adapter", [r["text"] for r in validation], [r.get("attributes") for r in validation], batch_size=config.eval.batch_size)
     labels = spec.taxonomy.labels
-    probs = np.array([[p.scores[label] for label in labels] for p in predictions])
-    gold = np.array([[label in r[config.data.label_field] for label in labels] for r in validation])
-    thresholds = []
-    for j in range(len(labels)):
-        candidates = np.linspace(0.05, 0.95, 19)
-        f1 = [_f1(gold[:, j], probs[:, j] >= t) for t in candidates]
-        thresholds.append(float(candidates[int(np.argmax(f1))]) if gold[:, j].any() else 0.5)
-    return thresholds
+    predictions = engine.predict(
+        "adapter", [r["text"] for r in validation], [r.get("attributes") for r in validation],
+        batch_size=config.eval.batch_size, top_k=len(labels),
+    )
+    scores = np.array([[p.scores.get(label, 0.0) for label in labels] for p in predictions])
+    gold_labels = [record_labels(r, config.task, config.data.label_levels or None, config.data.label_field) for r in validation]
+    if spec.taxonomy.multi_label:
+        return scores, np.array([[label in gold for label in labels] for gold in gold_labels])
+    return scores, np.array([labels.index(g[0]) if g[0] in labels else -1 for g in gold_labels])
 
 
-def _f1(gold, pred) -> float:
-    tp = float((gold & pred).sum())
-    denominator = float(gold.sum() + pred.sum())
-    return 2 * tp / denominator if denominator else 0.0
+def tune_thresholds(engine: Engine, validation: list[dict], config: TrainConfig) -> list[float]:
+    """Per-label decision thresholds that maximize each label's F1 on validation."""
+    engine.spec("adapter").info.thresholds = []
+    scores, gold = validation_scores(engine, validation, config)
+    return best_thresholds(scores, gold).tolist()
+
+
+def tune_neighbour_weight(engine: Engine, validation: list[dict], config: TrainConfig, taxonomy) -> tuple[float, dict]:
+    """The share of the neighbours' vote that scores best on validation (the head alone is weight 0)."""
+    spec = engine.spec("adapter")
+    spec.info.knn_weight, spec.info.thresholds = 0.0, []
+    head, gold = validation_scores(engine, validation, config)
+    hits = spec.neighbours.query([r["text"] for r in validation], config.neighbours.k)
+    votes = neighbour_votes(hits, taxonomy, config.data.label_levels or None, config.neighbours.temperature)
+    return tune_weight(head, votes, gold, taxonomy.multi_label)
 
 
 def main(argv: list[str] | None = None) -> Path:
