@@ -105,6 +105,7 @@ class Engine:
             device,
             num_labels=first.num_labels,
             problem_type=first.problem_type,
+            head_from_adapter=bool(heads),
         )
         engine = cls(model, tokenizer, precision)
         for name, source in adapters.items():
