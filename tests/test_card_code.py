@@ -18,10 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import hub_client_env, running_hub, train_tiny
-from huggingface_hub import HfApi
+from conftest import hub_client_env, running_hub, train_tiny, upload_embedded_base
 
-from catalog_lora.base_model import EMBEDDED_HUB_ID, ensure_embedded_checkpoint
 from catalog_lora.engine import Engine
 from model_cards.card import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
 from model_cards.publish import publish_adapter
@@ -68,10 +66,7 @@ def hub(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def base_on_hub(hub) -> str:
-    api = HfApi(endpoint=hub.url, token=BASE_TOKEN)
-    api.create_repo(EMBEDDED_HUB_ID)
-    api.upload_folder(repo_id=EMBEDDED_HUB_ID, folder_path=ensure_embedded_checkpoint())
-    return EMBEDDED_HUB_ID
+    return upload_embedded_base(hub, BASE_TOKEN)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import yaml
-from conftest import hub_client_env, running_hub
+from conftest import hub_client_env, running_hub, upload_embedded_base
 from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -96,10 +96,7 @@ def published(hub, run, tmp_path_factory) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def base_on_hub(hub) -> str:
-    api = HfApi(endpoint=hub.url, token=BASE_TOKEN)
-    api.create_repo(EMBEDDED_HUB_ID)
-    api.upload_folder(repo_id=EMBEDDED_HUB_ID, folder_path=ensure_embedded_checkpoint())
-    return EMBEDDED_HUB_ID
+    return upload_embedded_base(hub, BASE_TOKEN)
 
 
 def test_publish_adapter_cli(hub, run, published):
