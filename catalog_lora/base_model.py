@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import warnings
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ EMBEDDED = "embedded"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
+# Where a sequence-classification model keeps its head; peft saves these modules in full with a SEQ_CLS adapter.
+HEAD_MODULES = ("score", "classifier")
 
 
 def cache_dir() -> Path:
@@ -159,6 +162,39 @@ def _check_num_layers(path: str, num_layers: int) -> int:
     return num_layers
 
 
+def _past_cut(key: str, num_layers: int | None) -> bool:
+    """A checkpoint key of a decoder layer that a ``num_layers`` cut deliberately leaves out."""
+    match = re.search(r"\.layers\.(\d+)\.", key)
+    return bool(num_layers and match and int(match.group(1)) >= num_layers)
+
+
+def _load_classifier(path: str, head_from_adapter: bool, **kwargs):
+    """A sequence classifier on a base checkpoint, which has no classification head.
+
+    transformers reports that head as "MISSING ... newly initialized ... Consider training on your
+    downstream task". With ``head_from_adapter`` the adapter loaded right after restores the trained
+    head, so that report would tell the user something false: it is muted, and any other key the
+    checkpoint lacks or adds is still warned about.
+    """
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as transformers_logging
+
+    if not head_from_adapter:
+        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model, loading = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **kwargs)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    missing = [key for key in loading["missing_keys"] if key.split(".")[0] not in HEAD_MODULES]
+    unexpected = [k for k in loading["unexpected_keys"] if not _past_cut(k, kwargs.get("num_hidden_layers"))]
+    problems = sorted(missing) + sorted(unexpected) + sorted(k for k, *_ in loading["mismatched_keys"])
+    if problems:
+        warnings.warn(f"loading {path}: keys missing, unexpected or of another shape: {', '.join(problems)}", stacklevel=3)
+    return model
+
+
 def load_base_model(
     name_or_path: str = EMBEDDED,
     quantization: str = "auto",
@@ -166,15 +202,17 @@ def load_base_model(
     num_labels: int | None = None,
     problem_type: str | None = None,
     num_layers: int | None = None,
+    head_from_adapter: bool = False,
 ):
     """Load a base model and its tokenizer; with ``num_labels`` a sequence-classification head.
 
     ``num_layers`` keeps the first N decoder layers of a classification model (the head then
     reads layer N): a head adapter trained that way needs the same cut to load.
-
+    ``head_from_adapter``: the head's trained weights come from an adapter loaded next (inference),
+    so transformers' report of an untrained head is muted (see :func:`_load_classifier`).
     Returns ``(model, tokenizer, precision)``.
     """
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM
 
     precision = choose_precision(quantization, device)
     path = resolve_base_model(name_or_path)
@@ -188,9 +226,7 @@ def load_base_model(
     if num_labels is not None:
         if num_layers:
             kwargs["num_hidden_layers"] = _check_num_layers(path, num_layers)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=num_labels, problem_type=problem_type, **kwargs
-        )
+        model = _load_classifier(path, head_from_adapter, num_labels=num_labels, problem_type=problem_type, **kwargs)
         model.config.pad_token_id = tokenizer.pad_token_id
     else:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -212,7 +248,7 @@ def load_adapter_model(adapter: str, base_model: str | None = None, quantization
     info = read_run_info(adapter)
     base = base_model or info.base_model or PeftConfig.from_pretrained(adapter).base_model_name_or_path
     model, tokenizer, precision = load_base_model(
-        base, quantization, device, num_labels=info.num_labels, problem_type=info.problem_type
+        base, quantization, device, num_labels=info.num_labels, problem_type=info.problem_type, head_from_adapter=True
     )
     model = PeftModel.from_pretrained(model, adapter, adapter_name=info.adapter_name)
     model.eval()

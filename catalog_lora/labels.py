@@ -12,6 +12,8 @@ from catalog_lora.records import PATH_SEPARATOR
 
 TAG_SEPARATORS = re.compile(r"[,;\n]|\s\|\s")
 PATH_SEPARATORS = re.compile(r"\s*(?:>>|>|/|\|)\s*")
+# Trimmed from both ends of each piece of an answer (list markers, quotes, a closing full stop).
+PIECE_PUNCTUATION = ".*-\"'"
 
 
 def normalize_key(label: str) -> str:
@@ -75,7 +77,7 @@ class ParsedLabels:
 
 
 def _clean_piece(piece: str) -> str:
-    return piece.strip().strip(".*-\"'").strip()
+    return piece.strip().strip(PIECE_PUNCTUATION).strip()
 
 
 def parse_tags(answer: str, taxonomy: Taxonomy) -> ParsedLabels:

@@ -26,12 +26,15 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import jinja2
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, SpaceCardData
 
 from catalog_lora.base_model import EMBEDDED, EMBEDDED_GGUF, EMBEDDED_HUB_ID, public_model_id
-from catalog_lora.labels import Taxonomy
+from catalog_lora.constrained import SEPARATOR
+from catalog_lora.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS, Taxonomy
 from catalog_lora.prompts import RESPONSE_PREFIX, PromptTemplate, format_answer
+from catalog_lora.records import PATH_SEPARATOR
 from catalog_lora.run_files import (
     ADAPTER_FILES,
     CONFIG_FILE,
@@ -60,6 +63,8 @@ TASK_TITLES = {"tagging": "product tagging", "category": "product categorization
 COUNT_KEYS = {"n", "truncated"}
 SYSTEMS = {
     "base": "base model (adapter off)",
+    "head_alone": "head alone (the plain code above)",
+    "neighbours_alone": "nearest training examples alone",
     "adapter": "**this adapter**",
     "baseline": "TF-IDF + logistic regression baseline",
 }
@@ -68,6 +73,16 @@ EXAMPLE_TEXT = {
     "category": "Organic Cold-Pressed Virgin Coconut Oil, 500 ml Glass Jar",
     "description": "Lavender & Chamomile Calming Body Wash, 400 ml",
 }
+# The batch the card's code runs after its example, in one call.
+MORE_TEXTS = {
+    "tagging": [
+        "Gentle on my sensitive skin and the scent lasts all day.",
+        "The pump broke after a week and it leaves my skin dry.",
+    ],
+    "category": ["Basmati Rice, Premium Long Grain, 5 kg", "Dark Chocolate Bar 70% Cocoa, 100 g"],
+    "description": ["Aloe Vera Soothing Shower Gel, 250 ml", "Stainless Steel Insulated Water Bottle, 1 L"],
+}
+TEXT_SLOT = "\x00text\x00"  # stands in for the product text while a prompt is rendered as a format string
 LORA_BIB = """@article{hu2021lora,
   title   = {LoRA: Low-Rank Adaptation of Large Language Models},
   author  = {Hu, Edward J. and Shen, Yelong and Wallis, Phillip and Allen-Zhu, Zeyuan and Li, Yuanzhi and Wang, Shean and Wang, Lu and Chen, Weizhu},
@@ -375,117 +390,69 @@ def _prompt_section(run: Run) -> str:
     return f"{intro}\n\n```text\n{prompt}\n```\n\nThe model continues{prefix} with {answer}."
 
 
-def usage_code(run: Run, repo_id: str) -> str:
-    """The card's how-to-use code: loads base + adapter by id and runs the project's prompt."""
-    base = run.base_model
-    text = EXAMPLE_TEXT[run.info.task]
+def prompt_format(run: Run) -> str:
+    """The exact model input as a ``str.format`` template with one field, ``{text}``.
+
+    Rendered by the project's :class:`PromptTemplate` (the head reads ``user_input`` alone, as the
+    engine feeds it), so the card's code cannot drift from what training and evaluation used.
+    """
     if run.info.method == "head":
-        return f'''import torch
-from peft import PeftModel
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-from catalog_lora.labels import Taxonomy
-from catalog_lora.prompts import PromptTemplate
-from catalog_lora.run_files import fetch_file, read_run_info
-
-adapter = "{repo_id}"
-info = read_run_info(adapter)  # catalog_lora.json: task, labels, thresholds
-taxonomy = Taxonomy.load(fetch_file(adapter, "taxonomy.json"))
-tokenizer = AutoTokenizer.from_pretrained(adapter)
-tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
-base = AutoModelForSequenceClassification.from_pretrained(
-    "{base}", num_labels=info.num_labels, problem_type=info.problem_type, dtype=torch.float32
-)
-base.config.pad_token_id = tokenizer.pad_token_id
-model = PeftModel.from_pretrained(base, adapter).eval()
-
-text = PromptTemplate(info.task, "alpaca").user_input({text!r})
-inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
-with torch.no_grad():
-    logits = model(**inputs).logits[0].float()
-if info.multi_label:
-    probs = torch.sigmoid(logits).tolist()
-    thresholds = info.thresholds or [0.5] * len(probs)
-    labels = [label for label, p, t in zip(taxonomy.labels, probs, thresholds) if p >= t]
-    if not labels and info.at_least_one_label:
-        labels = [taxonomy.labels[int(logits.argmax())]]
-else:
-    labels = [taxonomy.labels[int(logits.argmax())]]
-print(labels)'''
-    parse = run.info.task != "description"
-    lines = [
-        "import torch",
-        "from peft import PeftModel",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "",
-    ]
-    if parse:
-        lines.append("from catalog_lora.labels import Taxonomy, parse_answer")
-    lines += [
-        "from catalog_lora.prompts import PromptTemplate",
-        "from catalog_lora.run_files import fetch_file, read_run_info",
-        "",
-        f'adapter = "{repo_id}"',
-        "info = read_run_info(adapter)  # catalog_lora.json: task, prompt template, label settings",
-        "tokenizer = AutoTokenizer.from_pretrained(adapter)",
-        f'base = AutoModelForCausalLM.from_pretrained("{base}", dtype=torch.float32)',
-        "model = PeftModel.from_pretrained(base, adapter).eval()",
-        "",
-    ]
-    if parse:
-        lines += [
-            'taxonomy = Taxonomy.load(fetch_file(adapter, "taxonomy.json"))',
-            "labels = tuple(taxonomy.labels) if info.prompt_labels else ()",
-            "template = PromptTemplate(info.task, info.prompt_template, labels)",
-        ]
+        rendered = PromptTemplate(run.info.task, "alpaca").user_input(TEXT_SLOT)
     else:
-        lines.append("template = PromptTemplate(info.task, info.prompt_template)")
-    lines += [
-        f"prompt = template.prompt({text!r}, tokenizer)",
-        'inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)',
-        "with torch.no_grad():",
-        "    output = model.generate(",
-        "        **inputs, max_new_tokens=info.max_new_tokens, do_sample=False, top_p=None, top_k=None,",
-        "        pad_token_id=tokenizer.eos_token_id,",
-        "    )",
-        'answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()',
-    ]
-    if parse:
-        lines += [
-            "if template.single_line:",
-            '    answer = answer.split("\\n")[0]',
-            "print(answer)",
-            "print(parse_answer(answer, taxonomy).labels)",
-        ]
-    else:
-        lines.append("print(answer)")
-    return "\n".join(lines)
+        rendered = run.template().prompt(TEXT_SLOT, run.tokenizer() if run.info.prompt_template == "chat" else None)
+    return rendered.replace("{", "{{").replace("}", "}}").replace(TEXT_SLOT, "{text}")
 
 
-def _usage_notes(run: Run) -> str:
-    notes = [
-        "`catalog_lora` is this project's package (prompts, labels, run files); with it installed the snippet "
-        "uses the exact prompt and label parsing the adapter was trained and evaluated with."
-    ]
-    if run.embedded:
-        notes.append(
-            "For outputs identical to the evaluation below, load the base the adapter was trained on, the "
-            "dequantized Q4_1 build, instead: `from catalog_lora.base_model import load_base_model; "
-            + (
-                'base, tokenizer, _ = load_base_model("embedded", quantization="none", '
-                "num_labels=info.num_labels, problem_type=info.problem_type)`."
-                if run.info.method == "head"
-                else 'base, tokenizer, _ = load_base_model("embedded", quantization="none")`.'
-            )
+def _python_literal(value) -> str:
+    """A str or list of str as Python source (JSON's string syntax is Python's)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _code_template(name: str):
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE.parent),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["py"] = _python_literal
+    return env.get_template(name)
+
+
+def _has_labels(run: Run) -> bool:
+    return run.info.task != "description" and run.taxonomy is not None
+
+
+def usage_code(run: Run, repo_id: str) -> str:
+    """The card's first code block: needs only transformers, peft, torch and huggingface_hub.
+
+    It loads base + adapter by id and reproduces ``training.predict``: the prompt from
+    :func:`prompt_format`, greedy decoding constrained like :class:`catalog_lora.constrained.LabelConstraint`
+    and the parsing of :mod:`catalog_lora.labels`, or the head's thresholds, all from the repo's files.
+    """
+    task = run.info.task
+    values = dict(
+        repo_id=repo_id,
+        base_model=run.base_model,
+        example=EXAMPLE_TEXT[task],
+        batch=MORE_TEXTS[task],
+        multi_label=run.info.multi_label,
+    )
+    if run.info.method == "head":
+        template = _code_template("usage_head.py.jinja")
+        return template.render(
+            input_format=prompt_format(run), problem_type=run.info.problem_type, num_layers=run.info.num_layers, **values
         )
-    constrained = _find((run.config or {}).get("eval") or {}, "constrained")
-    if run.info.method == "generate" and run.info.task != "description" and constrained:
-        notes.append(
-            "The evaluation decoded with the answer constrained to the taxonomy (`catalog_lora.constrained`), as "
-            "`training.predict` does; plain greedy decoding as above can produce labels outside it, which "
-            "`parse_answer` sets apart as `unknown`."
-        )
-    return "\n\n".join(notes)
+    return _code_template("usage_generate.py.jinja").render(
+        prompt_lines=[_python_literal(line) for line in prompt_format(run).splitlines(keepends=True)],
+        labels=_has_labels(run),
+        first_prefix=" " if run.info.prompt_template == "alpaca" else "",
+        separator=SEPARATOR,
+        separators=(TAG_SEPARATORS if run.info.multi_label else PATH_SEPARATORS).pattern,
+        punctuation=PIECE_PUNCTUATION,
+        path_separator=PATH_SEPARATOR,
+        **values,
+    ).rstrip()
 
 
 def _training_data(run: Run, dataset_id: str | None) -> str:
@@ -614,7 +581,7 @@ def _evaluation(run: Run) -> str:
         results = run.metrics.get(split)
         if not isinstance(results, dict) or not results.get("adapter"):
             continue
-        systems = [s for s in ("base", "adapter", "baseline") if isinstance(results.get(s), dict)]
+        systems = [s for s in SYSTEMS if isinstance(results.get(s), dict)]
         keys = [k for k in _scalars(results["adapter"]) if k not in COUNT_KEYS]
         rows = []
         for key in keys:
@@ -625,9 +592,16 @@ def _evaluation(run: Run) -> str:
         header = f"**{split.capitalize()} split**" + (f" ({_num(n)} examples)" if n else "") + ":"
         note = f"\n\nNot evaluated on this split: {', '.join(missing)}." if missing else ""
         parts.append(header + "\n\n" + _table(["metric"] + [SYSTEMS[s] for s in systems], rows) + note)
+    mixed = (
+        f" This adapter's answers mix its head's scores with the labels of the {run.info.knn_k} nearest training "
+        f"examples (the `references/` index in this repo; the neighbours' share, {run.info.knn_weight:g}, was chosen on the "
+        "validation split): each half is also scored alone. The plain transformers + peft code above gives the head "
+        "alone; catalog-lora gives the mix."
+        if run.info.knn_weight else ""
+    )
     text = (
         f"The headline metric for {TASK_TITLES[run.info.task]} is **{headline}**. Columns compare the same base "
-        "model without the adapter, this adapter, and a classical baseline trained on the same training split.\n\n"
+        f"model without the adapter, this adapter, and a classical baseline trained on the same training split.{mixed}\n\n"
         + "\n\n".join(parts)
     )
     for plot, caption in ((PER_LABEL_PLOT, "F1 per tag on the test split"), (CONFUSION_PLOT, "Confusion matrix on the test split")):
@@ -779,12 +753,12 @@ def render_adapter_card(
         out_of_scope=out_of_scope,
         taxonomy=_taxonomy_section(run),
         prompt_section=_prompt_section(run),
-        usage_intro=(
-            "Load the base model, put the adapter on it with PEFT and prompt it with the project's own template "
-            "(the settings come from `catalog_lora.json` in this repo):"
-        ),
+        method=run.info.method,
+        multi_label=run.info.multi_label,
+        labels=_has_labels(run),
+        embedded=run.embedded,
         usage_code=usage_code(run, repo_id),
-        usage_notes=_usage_notes(run),
+        example_literal=_python_literal(EXAMPLE_TEXT[run.info.task]),
         training_data=_training_data(run, dataset_id),
         hyperparameters=_hyperparameters(run),
         training_specs=_training_specs(run),

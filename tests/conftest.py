@@ -99,3 +99,15 @@ def hub_client_env(hub, home: Path, token: str | None) -> dict:
     if token:
         env["HF_TOKEN"] = token
     return env
+
+
+def upload_embedded_base(hub, token: str) -> str:
+    """The embedded base checkpoint on the test server under its Hub id (``token`` must own that namespace)."""
+    from huggingface_hub import HfApi
+
+    from catalog_lora.base_model import EMBEDDED_HUB_ID, ensure_embedded_checkpoint
+
+    api = HfApi(endpoint=hub.url, token=token)
+    api.create_repo(EMBEDDED_HUB_ID)
+    api.upload_folder(repo_id=EMBEDDED_HUB_ID, folder_path=ensure_embedded_checkpoint())
+    return EMBEDDED_HUB_ID

@@ -13,15 +13,16 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from catalog_lora.base_model import ensure_embedded_checkpoint
 from catalog_lora.labels import Taxonomy
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.run_files import CONFIG_FILE, INFO_FILE, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
 from model_cards.card import (
     EXAMPLE_TEXT,
     CardError,
+    Run,
     extract_code_blocks,
     main,
+    prompt_format,
     render_adapter_card,
     space_readme,
 )
@@ -155,17 +156,34 @@ def test_refuses_empty_metrics_local_base_and_bad_ids(runs, tmp_path):
         render_adapter_card(run, REPO_ID)
 
 
-def test_head_card_code_runs(runs, capsys):
-    """The how-to-use code of a classification-head card, pointed at the local run and base folders."""
-    card = render_adapter_card(runs["head"], "user/catalog-tagging-head")
-    assert card.data.pipeline_tag == "text-classification"
+STANDALONE_IMPORTS = {"json", "re", "pathlib", "torch", "huggingface_hub", "peft", "transformers"}
+
+
+@pytest.mark.parametrize("method", ["generate", "head"])
+def test_card_code_needs_only_transformers_peft_torch_and_the_hub_client(runs, method):
+    """What the first code block imports; tests/test_card_code.py runs it without catalog-lora installed."""
+    card = render_adapter_card(runs[method], "user/catalog-tagging-" + method)
+    assert card.data.pipeline_tag == ("text-classification" if method == "head" else "text-generation")
     assert placeholder(card.text) is None
     code = extract_code_blocks(card.text)[0]
-    code = code.replace('"user/catalog-tagging-head"', repr(str(runs["head"])))
-    code = code.replace('"HuggingFaceTB/SmolLM2-135M-Instruct"', repr(str(ensure_embedded_checkpoint())))
-    exec(compile(code, "card-how-to-use", "exec"), {"__name__": "__card__"})
-    labels = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])  # the snippet prints its labels
-    assert labels and set(labels) <= set(Taxonomy.load(runs["head"] / TAXONOMY_FILE).labels)
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported <= STANDALONE_IMPORTS
+    assert '"user/catalog-tagging-' + method + '"' in code and "HF_HUB_DISABLE_XET=1" in card.text
+    assert "from catalog_lora.engine import Engine" in extract_code_blocks(card.text)[1]
+
+
+@pytest.mark.parametrize("template", ["alpaca", "chat"])
+def test_card_prompt_is_the_project_prompt(runs, tmp_path, template):
+    run = copy_run(runs["generate"], tmp_path)
+    edit_json(run / INFO_FILE, prompt_template=template, prompt_labels=template == "chat")
+    parsed = Run.read(run)
+    text = "A {braced} product, 100% \\ natural"
+    assert prompt_format(parsed).format(text=text) == parsed.template().prompt(text, parsed.tokenizer())
 
 
 def test_card_cli_writes_readme(runs, tmp_path, capsys):

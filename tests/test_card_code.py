@@ -1,0 +1,142 @@
+"""The model card's first code block runs where catalog-lora is not installed, and agrees with it.
+
+The block is executed in a fresh process whose imports cannot see this project (an import hook
+refuses ``catalog_lora``, ``training``, ``datasets_prep`` and ``model_cards``; the working directory
+and ``PYTHONPATH`` are outside the repository), against tiny adapters really trained and pushed to
+the local Hub-compatible server, with the base model on that server too. Its labels must equal
+``training.predict``'s on the card's example and on more texts.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import hub_client_env, running_hub, train_tiny, upload_embedded_base
+
+from catalog_lora.engine import Engine
+from model_cards.card import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
+from model_cards.publish import publish_adapter
+from training.predict import main as predict_main
+
+pytestmark = pytest.mark.usefixtures("hub_online")
+
+TOKEN = "hf_card_code_test_user_0001"
+BASE_TOKEN = "hf_card_code_test_base_0002"
+UNTRAINED_HEAD_REPORT = ("newly initialized", "MISSING", "LOAD REPORT")
+
+# Runs the card's code with the project hidden, then its `predict` on the texts given; prints JSON.
+WITHOUT_PROJECT = r"""
+import importlib.abc, json, sys
+
+PROJECT = {"catalog_lora", "training", "datasets_prep", "model_cards"}
+
+
+class HideProject(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in PROJECT:
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden from the card's code)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, HideProject())
+for package in sorted(PROJECT):
+    try:
+        __import__(package)
+    except ModuleNotFoundError:
+        continue
+    sys.exit(f"{package} is importable: the test would not prove anything")
+code, texts = open(sys.argv[1], encoding="utf-8").read(), json.loads(sys.argv[2])
+namespace = {"__name__": "__main__"}
+exec(compile(code, "card-how-to-use", "exec"), namespace)
+print("PREDICT " + json.dumps(namespace["predict"](texts)))
+"""
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    yield from running_hub(tmp_path_factory.mktemp("hub"), {TOKEN: "user", BASE_TOKEN: "HuggingFaceTB"})
+
+
+@pytest.fixture(scope="module")
+def base_on_hub(hub) -> str:
+    return upload_embedded_base(hub, BASE_TOKEN)
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
+    """A generative tagging adapter (tiny_runs) and a sigmoid-head tagging adapter, both really trained."""
+    root = tmp_path_factory.mktemp("card-code-runs")
+    head = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", root / "tagging-head")
+    # Copies: publishing writes README.md into the folder, and tiny_runs is shared with other modules.
+    return {
+        "generate": Path(shutil.copytree(tiny_runs["tagging"], root / "tagging")),
+        "head": head,
+    }
+
+
+def texts_for(sample_data: Path) -> list[str]:
+    """The card's example, the card's batch and a few test-split reviews the adapters never trained on."""
+    lines = (sample_data / "tagging" / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    return [EXAMPLE_TEXT["tagging"], *MORE_TEXTS["tagging"], *(json.loads(line)["text"] for line in lines[:4])]
+
+
+def training_predict(run: Path, texts: list[str], tmp_path: Path) -> list[str]:
+    source = tmp_path / "products.csv"
+    pd.DataFrame({"title": texts}).to_csv(source, index=False)
+    result = predict_main(["--adapter", f"tags={run}", "--input", str(source), "--text-column", "title",
+                           "--output", str(tmp_path / "out.csv"), "--quantization", "none"])
+    assert list(result["error"]) == [""] * len(texts)
+    return list(result["tags"])
+
+
+def run_card_code(hub, code: str, texts: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """The card's code in a fresh process: empty HF cache, cwd and PYTHONPATH outside the repository."""
+    script = tmp_path / "card_code.py"
+    script.write_text(code, encoding="utf-8")
+    env = hub_client_env(hub, tmp_path / "hf-home", TOKEN)
+    env.pop("PYTHONPATH")
+    env["HF_HUB_DISABLE_XET"] = "1"  # the test server has no Xet storage
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    return subprocess.run([sys.executable, "-c", WITHOUT_PROJECT, str(script), json.dumps(texts)], env=env,
+                          cwd=workdir, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.parametrize("method", ["generate", "head"])
+def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
+    method, hub, base_on_hub, adapters, sample_data, tmp_path, capfd
+):
+    run, repo_id = adapters[method], f"user/card-code-{method}"
+    publish_adapter(run, repo_id, token=TOKEN, endpoint=hub.url)
+    card = (run / "README.md").read_text(encoding="utf-8")
+    code = extract_code_blocks(card)[0]
+    texts = texts_for(sample_data)
+
+    proc = run_card_code(hub, code, texts, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    printed = proc.stdout.strip().splitlines()
+    card_labels = json.loads(printed[-1].removeprefix("PREDICT "))
+    example_labels = ast.literal_eval(printed[0])  # what the card's own `print(predict([example]))` shows
+
+    capfd.readouterr()
+    expected = training_predict(run, texts, tmp_path)
+    assert [", ".join(labels) for labels in card_labels] == expected
+    assert [", ".join(labels) for labels in example_labels] == expected[:1]
+    assert any(expected), "the adapter should give labels, or the comparison proves little"
+    for output in (proc.stderr, capfd.readouterr().err):
+        assert not any(phrase in output for phrase in UNTRAINED_HEAD_REPORT), output[-2000:]
+
+
+def test_engine_loads_a_head_adapter_without_the_untrained_head_report(adapters, capfd):
+    capfd.readouterr()
+    engine = Engine.load({"tags": str(adapters["head"])}, quantization="none")
+    err = capfd.readouterr().err
+    assert not any(phrase in err for phrase in UNTRAINED_HEAD_REPORT), err[-2000:]
+    assert engine.predict("tags", [EXAMPLE_TEXT["tagging"]])[0].labels
