@@ -1,0 +1,85 @@
+"""The CPU levers of the head method, on the embedded model and the bundled sample:
+the neighbours' vote mixed into the head, the first-N-layers cut, and the time budget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import train_tiny
+
+from catalog_lora.engine import Engine
+from catalog_lora.labels import Taxonomy
+from catalog_lora.neighbours import mix, neighbour_votes, tune_weight
+from catalog_lora.references import Reference
+from catalog_lora.run_files import COMPLETE_MARKER, METRICS_FILE, STATS_FILE, read_run_info
+from training.config import ConfigError, load_config
+
+
+def test_neighbour_votes_weigh_the_nearest_most():
+    taxonomy = Taxonomy.from_examples([["Food > Oil"], ["Food > Tea"], ["Home > Soap"]], multi_label=False)
+    hits = [[Reference("a", "coconut oil", "Food > Oil > Coconut", 0.9), Reference("b", "tea", "Food > Tea > Green", 0.5)], []]
+    votes = neighbour_votes(hits, taxonomy, levels=2, temperature=0.05)
+    oil, tea = taxonomy.index("Food > Oil"), taxonomy.index("Food > Tea")
+    assert votes[0].sum() == pytest.approx(1.0) and votes[0, oil] > 0.99 > votes[0, tea] > 0
+    assert votes[1].sum() == 0, "a query with no neighbours votes for nothing"
+    assert mix(np.eye(3)[:1], votes[:1], 0.5).sum() == pytest.approx(1.0)
+
+
+def test_tune_weight_keeps_the_half_that_is_right():
+    gold = np.array([0, 1, 2, 0])
+    right, wrong = np.eye(3)[gold], np.eye(3)[(gold + 1) % 3]
+    assert tune_weight(right, wrong, gold, multi_label=False)[0] == 0.0
+    weight, scores = tune_weight(wrong, right, gold, multi_label=False)
+    assert weight == 0.55 and scores[weight] == 1.0, "the smallest share of the vote that gets every row right"
+    tags = np.array([[1, 0], [0, 1], [1, 1]], dtype=bool)
+    assert tune_weight(tags.astype(float), 1.0 - tags, tags, multi_label=True)[0] == 0.0
+
+
+@pytest.mark.parametrize("task", ["category", "tagging"])
+def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task):
+    run = train_tiny(
+        f"sample_{task}_head.yaml", sample_data / task, tmp_path / "run",
+        "references=true", "neighbours.k=5", "model.num_layers=6", "eval.base=false",
+    )
+    info = read_run_info(str(run))
+    assert info.num_layers == 6 and info.knn_k == 5 and 0.0 <= info.knn_weight <= 1.0
+    metrics = json.loads((run / METRICS_FILE).read_text())["test"]
+    if info.knn_weight:
+        assert {"head_alone", "neighbours_alone", "adapter", "baseline"} <= set(metrics)
+    # A fresh engine loads the same cut and the same index, and answers as the evaluation did.
+    engine = Engine.load({"head": str(run)})
+    assert engine.model.config.num_hidden_layers == 6
+    test = [json.loads(line) for line in (sample_data / task / "test.jsonl").read_text().splitlines()]
+    predictions = engine.predict("head", [r["text"] for r in test])
+    assert len(predictions) == len(test) and all(p.labels or task == "tagging" for p in predictions)
+    if task == "category":
+        gold = [" > ".join(r["path"][:2]) for r in test]
+        accuracy = np.mean([p.labels[0] == g for p, g in zip(predictions, gold, strict=True)])
+        assert accuracy == pytest.approx(metrics["adapter"]["accuracy"])
+
+
+def test_time_budget_cuts_the_run_and_says_so(sample_data, tmp_path):
+    run = train_tiny(
+        "sample_category_head.yaml", sample_data / "category", tmp_path / "run",
+        "train.max_steps=200", "train.max_minutes=0.0001", "eval.base=false", "eval.baseline=false",
+    )
+    stats = json.loads((run / STATS_FILE).read_text())
+    assert stats["cut_by_time"] is True and stats["max_minutes"] == 0.0001
+    assert stats["optimizer_steps"] < 200
+    assert any("eval_loss" in entry for entry in stats["log_history"]), "the cut run is validated once"
+    assert (run / COMPLETE_MARKER).is_file()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["method=generate", "model.num_layers=6"], "only applies to method='head'"),
+        (["neighbours.k=5", "references=false"], "needs method='head' and references: true"),
+        (["model.num_layers=-1"], r"must be 0 \(off\) or positive"),
+    ],
+)
+def test_lever_settings_are_checked(sample_data, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [f"data.path={sample_data / 'category'}", "task=category", "method=head", *overrides])
