@@ -21,7 +21,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from datasets_prep.report import Report
+from catalog_lora.dataset_files import Report
+from catalog_lora.labels import normalize_key
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -50,8 +51,8 @@ class Table:
         """The column called ``name``, forgiving case and surrounding spaces; ``None`` if absent."""
         if name in self.columns:
             return name
-        wanted = _loose(name)
-        return next((column for column in self.columns if _loose(column) == wanted), None)
+        wanted = normalize_key(name)
+        return next((column for column in self.columns if normalize_key(column) == wanted), None)
 
     def column(self, *names: str, what: str = "") -> str:
         """The first of ``names`` that the table has, else a :class:`DataError` naming them."""
@@ -74,10 +75,6 @@ def missing_column_error(path: Path | str, names: Iterable[str], found: list[str
     if close:
         message += f"; did you mean {close[0]!r}?"
     return DataError(message)
-
-
-def _loose(name: str) -> str:
-    return " ".join(name.lower().split())
 
 
 def progress(iterable: Iterable, desc: str, total: int | None = None) -> Iterator:

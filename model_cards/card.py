@@ -31,7 +31,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, SpaceCardData
 
 from catalog_lora.base_model import EMBEDDED, EMBEDDED_GGUF, EMBEDDED_HUB_ID, public_model_id
 from catalog_lora.labels import Taxonomy
+from catalog_lora.markdown import COUNT_KEYS, metrics_table, scalars
+from catalog_lora.markdown import format_value as _num
+from catalog_lora.markdown import markdown_table as _table
 from catalog_lora.prompts import RESPONSE_PREFIX, PromptTemplate, format_answer
+from catalog_lora.records import HEADLINE
 from catalog_lora.run_files import (
     ADAPTER_FILES,
     CONFIG_FILE,
@@ -42,22 +46,15 @@ from catalog_lora.run_files import (
     STATS_FILE,
     TAXONOMY_FILE,
     RunInfo,
+    check_repo_id,
+    is_repo_id,
 )
-from training.metrics import HEADLINE
 
 TEMPLATE = Path(__file__).parent / "templates" / "adapter_card.md"
 PER_LABEL_PLOT = "per_label_f1.png"
 REQUIRED_FILES = (*ADAPTER_FILES, INFO_FILE, METRICS_FILE)
-REPO_ID_RULE = (
-    "a Hub repo id is 'namespace/name': your user or organization name, a slash, then the repo name; "
-    "each part 1-96 characters from letters, digits, '-', '_' and '.', not starting or ending with '-' or '.', "
-    "without '--' or '..'"
-)
-_REPO_PART = r"(?!.*(--|\.\.))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?"
-REPO_ID_PATTERN = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$", re.ASCII)
 
 TASK_TITLES = {"tagging": "product tagging", "category": "product categorization", "description": "product descriptions"}
-COUNT_KEYS = {"n", "truncated"}
 SYSTEMS = {
     "base": "base model (adapter off)",
     "adapter": "**this adapter**",
@@ -92,12 +89,6 @@ QLORA_APA = (
 
 class CardError(ValueError):
     """The run folder cannot be turned into a card; the message says what is missing."""
-
-
-def check_repo_id(repo_id: str) -> str:
-    if not isinstance(repo_id, str) or not REPO_ID_PATTERN.fullmatch(repo_id):
-        raise ValueError(f"invalid repo id {repo_id!r}: {REPO_ID_RULE}")
-    return repo_id
 
 
 # ---------------------------------------------------------------------- reading the run
@@ -178,7 +169,7 @@ class Run:
     @property
     def base_model(self) -> str:
         base = self.info.base_model_hub_id or public_model_id(self.info.base_model)
-        if not REPO_ID_PATTERN.fullmatch(base) or Path(base).exists():
+        if not is_repo_id(base) or Path(base).exists():
             raise CardError(
                 f"the base model {base!r} is a local folder, not a Hub id, so readers could not load it; "
                 f"set base_model_hub_id in {INFO_FILE} to the Hub id it was downloaded from"
@@ -214,7 +205,7 @@ class Run:
         return Path(data_path).name if data_path else f"catalog-{self.info.task}"
 
     def split_counts(self) -> dict[str, int]:
-        counts = _find(self.stats or {}, "examples", "splits")
+        counts = _find(self.stats or {}, "examples")
         if isinstance(counts, dict) and counts:
             return {k: int(v) for k, v in counts.items() if isinstance(v, int | float)}
         if self.report and self.report.get("splits"):
@@ -232,39 +223,6 @@ class Run:
 
 
 # ---------------------------------------------------------------------- formatting helpers
-
-
-def _num(value, digits: int | None = 4) -> str:
-    """A value for a table: thousands separators, ``digits`` decimals (None: as short as exact)."""
-    if isinstance(value, list | tuple):
-        return ", ".join(f"`{v}`" for v in value)
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:g}" if digits is None else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _flatten(data: dict, prefix: str = "") -> list[tuple[str, object]]:
-    items = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            items += _flatten(value, f"{prefix}{key}.")
-        else:
-            items.append((f"{prefix}{key}", value))
-    return items
-
-
-def _scalars(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 # ---------------------------------------------------------------------- sections
@@ -555,7 +513,7 @@ def _hyperparameters(run: Run) -> str:
 
 def _losses(stats: dict) -> tuple[float | None, float | None]:
     train = _find(stats, "final_train_loss")
-    val = _find(stats, "final_validation_loss", "final_val_loss", "final_eval_loss")
+    val = _find(stats, "final_validation_loss")
     history = stats.get("log_history") or []
     if train is None:
         train = next((e["loss"] for e in reversed(history) if "loss" in e), None)
@@ -565,14 +523,14 @@ def _losses(stats: dict) -> tuple[float | None, float | None]:
 
 
 def _hardware(stats: dict | None) -> str | None:
-    hardware = _find(stats or {}, "hardware", "device")
+    hardware = _find(stats or {}, "hardware")
     if isinstance(hardware, dict):
         return ", ".join(f"{k}: {v}" for k, v in hardware.items())
     return str(hardware) if hardware else None
 
 
 def _runtime(stats: dict | None) -> float | None:
-    value = _find(stats or {}, "train_runtime_seconds", "runtime_seconds", "train_runtime")
+    value = _find(stats or {}, "train_runtime_seconds")
     return float(value) if isinstance(value, int | float) else None
 
 
@@ -583,9 +541,9 @@ def _training_specs(run: Run) -> str:
             f"`{STATS_FILE}` was not found in the run folder; the adapter holds {run.adapter_values:,} trained values "
             "(from `adapter_model.safetensors`)."
         )
-    total = _find(stats, "total_parameters", "total_params")
-    trainable = _find(stats, "trainable_parameters", "trainable_params") or run.adapter_values
-    percent = _find(stats, "trainable_percent", "trainable_pct")
+    total = _find(stats, "total_parameters")
+    trainable = _find(stats, "trainable_parameters") or run.adapter_values
+    percent = _find(stats, "trainable_percent")
     if percent is None and total:
         percent = 100.0 * trainable / total
     train_loss, val_loss = _losses(stats)
@@ -614,17 +572,11 @@ def _evaluation(run: Run) -> str:
         results = run.metrics.get(split)
         if not isinstance(results, dict) or not results.get("adapter"):
             continue
-        systems = [s for s in ("base", "adapter", "baseline") if isinstance(results.get(s), dict)]
-        keys = [k for k in _scalars(results["adapter"]) if k not in COUNT_KEYS]
-        rows = []
-        for key in keys:
-            name = f"**{key}**" if key == headline else key
-            rows.append([name] + [_num(_scalars(results[s]).get(key)) if key in results[s] else "—" for s in systems])
         n = results["adapter"].get("n")
-        missing = [SYSTEMS[s].strip("*") for s in ("base", "baseline") if s not in systems]
+        missing = [SYSTEMS[s].strip("*") for s in ("base", "baseline") if not isinstance(results.get(s), dict)]
         header = f"**{split.capitalize()} split**" + (f" ({_num(n)} examples)" if n else "") + ":"
         note = f"\n\nNot evaluated on this split: {', '.join(missing)}." if missing else ""
-        parts.append(header + "\n\n" + _table(["metric"] + [SYSTEMS[s] for s in systems], rows) + note)
+        parts.append(header + "\n\n" + metrics_table(results, run.info.task, SYSTEMS) + note)
     text = (
         f"The headline metric for {TASK_TITLES[run.info.task]} is **{headline}**. Columns compare the same base "
         "model without the adapter, this adapter, and a classical baseline trained on the same training split.\n\n"
@@ -716,7 +668,7 @@ def _eval_results(run: Run, dataset_id: str | None) -> list[EvalResult]:
     results = []
     for split in ("test", "validation"):
         adapter = (run.metrics.get(split) or {}).get("adapter") or {}
-        for key, value in _scalars(adapter).items():
+        for key, value in scalars(adapter).items():
             if key in COUNT_KEYS or not math.isfinite(value):
                 continue
             results.append(
@@ -793,14 +745,6 @@ def render_adapter_card(
         environment=_environment(run),
         citation=_citation(run, repo_id, year),
     )
-
-
-def write_adapter_card(run_dir: str | Path, repo_id: str, **kwargs) -> Path:
-    """Render the card and save it as ``README.md`` in the run folder; returns its path."""
-    card = render_adapter_card(run_dir, repo_id, **kwargs)
-    path = Path(run_dir) / "README.md"
-    card.save(path)
-    return path
 
 
 def extract_code_blocks(markdown: str, language: str = "python") -> list[str]:

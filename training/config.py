@@ -25,7 +25,7 @@ import yaml
 from catalog_lora.base_model import EMBEDDED, QUANTIZATIONS
 from catalog_lora.prompts import TEMPLATES
 from catalog_lora.records import TASKS
-from catalog_lora.run_files import METHODS
+from catalog_lora.run_files import METHODS, REPO_ID_RULE, is_repo_id
 
 
 class ConfigError(ValueError):
@@ -169,6 +169,8 @@ class TrainConfig:
             raise ConfigError("method='head' needs labels; task='description' only works with method='generate'")
         if self.train.packing and self.method == "head":
             raise ConfigError("train.packing only applies to method='generate'")
+        if self.push_to_hub and not is_repo_id(self.push_to_hub):
+            raise ConfigError(f"push_to_hub={self.push_to_hub!r} is not a Hub repo id: {REPO_ID_RULE}")
         if not self.data.path:
             raise ConfigError("data.path is empty: point it at a folder prepared by `python -m datasets_prep.prepare`")
         return self

@@ -9,8 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from catalog_lora.markdown import metrics_table
 from catalog_lora.run_files import METRICS_FILE, STATS_FILE, read_run_info
-from training.evaluate import table
 
 
 def run_section(run: Path) -> str:
@@ -23,7 +23,7 @@ def run_section(run: Path) -> str:
         f"{stats['examples']['train']:,} training examples, {n} test examples; "
         f"{stats['optimizer_steps']} steps in {stats['train_runtime_seconds'] / 60:.1f} min on {stats['hardware']}.\n"
     )
-    return header + "\n" + table(results, info.task) + "\n"
+    return header + "\n" + metrics_table(results, info.task) + "\n"
 
 
 def main(argv: list[str] | None = None) -> str:
