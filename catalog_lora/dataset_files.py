@@ -30,6 +30,8 @@ CARD_FILE = "README.md"
 
 @dataclass
 class Report:
+    """What a conversion did with every source row; saved as ``report.json`` in the prepared folder."""
+
     name: str = ""
     task: str = ""
     inputs: dict[str, int] = field(default_factory=dict)

