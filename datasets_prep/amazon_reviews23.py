@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from catalog_lora.dataset_files import Report
 from datasets_prep.clean import clean_text, finalize, stable_id, title_key
 from datasets_prep.readers import read_table
-from datasets_prep.report import Report
 
 SOURCE = "amazon-reviews23"
 # Amazon's top-level departments whose names contain a comma

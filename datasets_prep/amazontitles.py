@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from catalog_lora.dataset_files import Report
 from datasets_prep.clean import finalize, stable_id, title_key
 from datasets_prep.readers import DataError, read_table
-from datasets_prep.report import Report
 
 SOURCE = "amazontitles"
 LAYOUTS = {"trn.json": ("title", "content"), "instruction": ("instruction", "output")}

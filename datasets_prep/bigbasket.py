@@ -18,9 +18,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from catalog_lora.dataset_files import Report
 from datasets_prep.clean import finalize
 from datasets_prep.readers import Table, read_table
-from datasets_prep.report import Report
 
 SOURCE = "bigbasket"
 V1_COLUMNS = ("index", "product", "category", "sub_category", "type")

@@ -6,15 +6,15 @@ or from the known origin of the format, so the card never holds a placeholder.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from datasets import Features, List, Value
+from datasets import List
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from catalog_lora.dataset_files import TAXONOMY_L2_FILE, Report, attribute_keys, features, load_split, split_path
 from catalog_lora.labels import Taxonomy
 from catalog_lora.records import SPLITS
-from datasets_prep.report import Report
+from catalog_lora.run_files import TAXONOMY_FILE
 
 # where each format's data comes from (see ../shared/data/raw/SOURCES.md); generic and sample are the user's own
 FORMAT_SOURCES: dict[str, list[str]] = {
@@ -82,21 +82,6 @@ FIELD_DOCS = {
 }
 
 
-def features(task: str, attribute_keys: list[str] | None = None) -> Features:
-    """The ``datasets`` features of a prepared split (``attributes`` only when some record has one)."""
-    spec: dict = {"id": Value("string"), "text": Value("string")}
-    if task == "tagging":
-        spec |= {"labels": List(Value("string")), "labels_l2": List(Value("string"))}
-    elif task == "category":
-        spec["path"] = List(Value("string"))
-    else:
-        spec["description"] = Value("string")
-        if attribute_keys:
-            spec["attributes"] = {key: Value("string") for key in attribute_keys}
-    spec["source"] = Value("string")
-    return Features(spec)
-
-
 def size_category(n: int) -> str:
     for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < bound:
@@ -132,20 +117,14 @@ def _taxonomy(folder: Path, name: str) -> Taxonomy | None:
 
 
 def _attribute_keys(folder: Path) -> list[str]:
-    keys: dict[str, None] = {}
-    for split in SPLITS:
-        path = folder / f"{split}.jsonl"
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    keys.update(dict.fromkeys(json.loads(line).get("attributes") or {}))
-    return list(keys)
+    return attribute_keys({split: load_split(folder, split) for split in SPLITS if split_path(folder, split).is_file()})
 
 
-def build_card(folder: str | Path, repo_id: str | None = None) -> DatasetCard:
+def build_card(folder: str | Path) -> DatasetCard:
     """The card of a prepared folder, from its ``report.json``, taxonomies and splits.
 
-    ``repo_id`` is the Hub dataset it is published as: the usage section then loads it from there.
+    Its last section, ``## Use``, loads the local files; the dataset publisher
+    (``model_cards.dataset_repo``) replaces it with loading the published repo.
     """
     folder = Path(folder)
     report = Report.load(folder)
@@ -155,8 +134,8 @@ def build_card(folder: str | Path, repo_id: str | None = None) -> DatasetCard:
     split_counts = {split: report.splits.get(split, 0) for split in SPLITS}
     total = sum(split_counts.values())
     attribute_keys = _attribute_keys(folder) if task == "description" else []
-    taxonomy = _taxonomy(folder, "taxonomy.json")
-    taxonomy_l2 = _taxonomy(folder, "taxonomy_l2.json")
+    taxonomy = _taxonomy(folder, TAXONOMY_FILE)
+    taxonomy_l2 = _taxonomy(folder, TAXONOMY_L2_FILE)
     levels = sorted(int(p.stem.removeprefix("taxonomy_level")) for p in folder.glob("taxonomy_level*.json"))
     source_key = format_name.removesuffix("-descriptions")
     sources = FORMAT_SOURCES.get(source_key, [])
@@ -250,12 +229,8 @@ def build_card(folder: str | Path, repo_id: str | None = None) -> DatasetCard:
         if taxonomy_l2 is not None:
             body += _label_lines("Level 2 labels (`taxonomy_l2.json`)", taxonomy_l2, top=10)
 
+    files = ", ".join(f'"{split}": "{split}.jsonl"' for split in SPLITS if split_counts[split])
     body += ["## Use", "", "```python", "from datasets import load_dataset", ""]
-    if repo_id:
-        body.append(f'ds = load_dataset("{repo_id}")')
-    else:
-        files = ", ".join(f'"{split}": "{split}.jsonl"' for split in SPLITS if split_counts[split])
-        body.append(f'ds = load_dataset("json", data_files={{{files}}})')
-    body += ["```", ""]
+    body += [f'ds = load_dataset("json", data_files={{{files}}})', "```", ""]
     content = f"---\n{card_data.to_yaml()}\n---\n\n" + "\n".join(body).rstrip() + "\n"
     return DatasetCard(content)

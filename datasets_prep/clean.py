@@ -17,8 +17,9 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 
+from catalog_lora.dataset_files import Report
+from catalog_lora.labels import normalize_key
 from catalog_lora.records import REQUIRED_FIELDS, check_task
-from datasets_prep.report import Report
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -84,7 +85,7 @@ def clean_labels(labels: Iterable) -> list[str]:
     out, seen = [], set()
     for label in labels or ():
         label = clean_text(label)
-        key = " ".join(label.lower().split())
+        key = normalize_key(label)
         if label and key not in seen:
             seen.add(key)
             out.append(label)
@@ -141,8 +142,8 @@ def _target(record: dict, task: str):
 
 
 def _new_labels(labels: list[str], present: list[str]) -> list[str]:
-    keys = {" ".join(label.lower().split()) for label in present}
-    return [label for label in labels if " ".join(label.lower().split()) not in keys]
+    keys = {normalize_key(label) for label in present}
+    return [label for label in labels if normalize_key(label) not in keys]
 
 
 def finalize(records: list[dict], task: str, report: Report) -> list[dict]:

@@ -26,9 +26,9 @@ import json
 import re
 from pathlib import Path
 
+from catalog_lora.dataset_files import Report
 from datasets_prep.clean import clean_text, finalize, title_key
 from datasets_prep.readers import DataError, Table, read_table
-from datasets_prep.report import Report
 
 SOURCE = "flipkart"
 NOHEADER_COLUMNS = ["uniq_id", "product_name", "product_category_tree"]

@@ -19,10 +19,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from catalog_lora.dataset_files import Report
 from catalog_lora.records import check_task
 from datasets_prep.clean import clean_text, finalize, stable_id, title_key
 from datasets_prep.readers import Table, read_table
-from datasets_prep.report import Report
 
 SOURCE = "generic"
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from catalog_lora.dataset_files import Report
 from datasets_prep.clean import finalize
 from datasets_prep.readers import DataError, read_table, read_text
-from datasets_prep.report import Report
 
 SOURCE = "instacart"
 RAW_HEADER = ("product_id", "product_name", "aisle_id", "department_id")

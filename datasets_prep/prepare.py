@@ -15,24 +15,26 @@ Usage::
     python -m datasets_prep.prepare --format sample --output data/sample
     python -m datasets_prep.prepare --format generic ... --output data/mine --push-to-hub you/my-catalog
 
-``--push-to-hub`` (or :func:`publish` on a prepared folder) publishes it as a Hub dataset; the token
-comes from ``HF_TOKEN`` or the stored login, ``HF_ENDPOINT`` picks another Hub.
+``--push-to-hub`` then publishes the folder as a Hub dataset by running the publishing command,
+``python -m model_cards.publish dataset <output> --repo-id you/my-catalog``, as its own process
+(data preparation does not import publishing; see ARCHITECTURE.md). The token comes from
+``HF_TOKEN`` or the stored login, ``HF_ENDPOINT`` picks another Hub.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from catalog_lora.dataset_files import CARD_FILE, REPORT_FILE, TAXONOMY_L2_FILE, Report, split_path
 from catalog_lora.labels import Taxonomy
 from catalog_lora.records import SPLITS, check_task, path_label
+from catalog_lora.run_files import TAXONOMY_FILE, check_repo_id
 from datasets_prep import (
     amazon_reviews23,
     amazontitles,
@@ -43,23 +45,14 @@ from datasets_prep import (
     instacart,
     promptcloud,
 )
-from datasets_prep.card import build_card, features
+from datasets_prep.card import build_card
 from datasets_prep.generic import ColumnMapping
 from datasets_prep.readers import DataError
-from datasets_prep.report import REPORT_FILE, Report
 from datasets_prep.split import check_fractions, split_records
 
-if TYPE_CHECKING:
-    from model_cards.publish import Published
-
-TAXONOMY_FILE = "taxonomy.json"
-TAXONOMY_L2_FILE = "taxonomy_l2.json"
-CARD_FILE = "README.md"
 # cut-path taxonomies are written for levels 1..3: deeper cuts of long Amazon paths are rarely trained on
 MAX_CUT_LEVEL = 3
 SAMPLE_DIR = Path(__file__).parent / "sample"
-# The files of a prepared folder that publish reads (checked for a pasted token before any upload).
-PUBLISHED_FILES = ["*.jsonl", "taxonomy*.json", REPORT_FILE]
 
 
 @dataclass(frozen=True)
@@ -185,7 +178,7 @@ def write_taxonomies(folder: Path, task: str, train: list[dict]) -> list[str]:
 
 def _clear(folder: Path) -> None:
     """Remove the files of an earlier preparation, so none of them outlives this one."""
-    for name in [*(f"{s}.jsonl" for s in SPLITS), REPORT_FILE, CARD_FILE, "taxonomy*.json"]:
+    for name in [*(split_path(folder, s).name for s in SPLITS), REPORT_FILE, CARD_FILE, "taxonomy*.json"]:
         for path in folder.glob(name):
             path.unlink()
 
@@ -203,19 +196,12 @@ def prepare(
     test_frac: float = 0.1,
     name: str | None = None,
     source: str | None = None,
-    push_to_hub: str | None = None,
-    private: bool | None = None,
-    token: str | None = None,
 ) -> Report:
-    """Convert, split and write a dataset folder (and publish it if ``push_to_hub`` names a repo).
+    """Convert, split and write a dataset folder.
 
     ``source`` names the data in the ``source`` field of generic records (default ``generic``).
     """
     check_fractions(val_frac, test_frac)
-    if push_to_hub:
-        from model_cards.card import check_repo_id
-
-        check_repo_id(push_to_hub)  # a bad id fails before the work, not after
     fmt = resolve_format(format_name, task)
     records, report = convert(fmt.name, inputs, task=task, columns=columns, sheet=sheet, source=source)
     task = report.task
@@ -241,14 +227,10 @@ def prepare(
     folder.mkdir(parents=True, exist_ok=True)
     _clear(folder)
     for split, rows in splits.items():
-        _write_jsonl(folder / f"{split}.jsonl", rows)
+        _write_jsonl(split_path(folder, split), rows)
     write_taxonomies(folder, task, splits["train"])
     report.save(folder / REPORT_FILE)
     build_card(folder).save(folder / CARD_FILE)
-    if push_to_hub:
-        published = publish(folder, push_to_hub, private=private, token=token)
-        report.note(f"published to {published.url}")
-        report.save(folder / REPORT_FILE)
     return report
 
 
@@ -274,139 +256,10 @@ def prepare_sample(output_root: str | Path, *, sample_dir: str | Path = SAMPLE_D
     return reports
 
 
-def load_split(folder: str | Path, split: str) -> list[dict]:
-    """The records of one split of a prepared folder."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
-    path = Path(folder) / f"{split}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; is {folder} a folder made by datasets_prep.prepare?")
-    with open(path, encoding="utf-8") as file:
-        return [json.loads(line) for line in file if line.strip()]
-
-
-def load_taxonomy(folder: str | Path, name: str = TAXONOMY_FILE) -> Taxonomy:
-    """The taxonomy of a prepared folder (``name="taxonomy_l2.json"`` for Level 2 tags)."""
-    path = Path(folder) / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; descriptions have no taxonomy, labels have {TAXONOMY_FILE}")
-    return Taxonomy.load(path)
-
-
-def to_dataset_dict(folder: str | Path):
-    """The splits of a prepared folder as a ``datasets.DatasetDict`` with explicit features.
-
-    Explicit features keep empty tag lists typed as strings; ``attributes`` becomes a struct of
-    every attribute name in the folder (missing values are null). A split with no examples is
-    left out: there is no parquet file to hold it.
-    """
-    from datasets import Dataset, DatasetDict
-
-    folder = Path(folder)
-    task = Report.load(folder).task
-    splits = {split: load_split(folder, split) for split in SPLITS}
-    keys = list(dict.fromkeys(k for rows in splits.values() for r in rows for k in r.get("attributes") or {}))
-    feats = features(task, keys)
-
-    def arrow_row(record: dict) -> dict:
-        row = {name: record.get(name) for name in feats if name != "attributes"}
-        if "attributes" in feats:
-            row["attributes"] = {k: (record.get("attributes") or {}).get(k) for k in keys}
-        return row
-
-    return DatasetDict(
-        {
-            split: Dataset.from_list([arrow_row(r) for r in rows], features=feats)
-            for split, rows in splits.items()
-            if rows
-        }
-    )
-
-
-@contextmanager
-def _datasets_endpoint(endpoint: str) -> Iterator[None]:
-    """Point ``datasets`` at ``endpoint`` for a while (it reads ``HF_ENDPOINT`` once, at import)."""
-    from datasets import config
-
-    saved, config.HF_ENDPOINT = config.HF_ENDPOINT, endpoint
-    try:
-        yield
-    finally:
-        config.HF_ENDPOINT = saved
-
-
-def publish(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    private: bool | None = None,
-    revision: str | None = None,
-    token: str | None = None,
-    endpoint: str | None = None,
-) -> Published:
-    """Publish a prepared folder as Hub dataset ``repo_id``: the project's one dataset publisher.
-
-    The splits go up as parquet through ``datasets`` (``DatasetDict.push_to_hub``, so
-    ``load_dataset(repo_id)`` reads them with their features); then one commit adds the card
-    (``README.md``, keeping the ``configs`` and ``dataset_info`` the push wrote), the taxonomies and
-    ``report.json``, and deletes what an earlier publish left that the folder no longer has (a
-    taxonomy, jsonl splits of the old layout). ``revision`` is a branch, created from main when missing.
-
-    Like the adapter publisher (``model_cards.publish``): a bad repo id raises ``ValueError``, and a
-    missing token, a file holding the token, or a failed upload raise ``PublishError`` saying what
-    state the repository is in; the token is never printed.
-    """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi
-
-    from model_cards.card import check_repo_id
-    from model_cards.publish import (
-        Published,
-        PublishError,
-        check_no_token_inside,
-        open_repo,
-        publish_error,
-        resolve_token,
-    )
-
-    check_repo_id(repo_id)
-    folder = Path(folder)
-    missing = [name for name in (REPORT_FILE, "train.jsonl") if not (folder / name).is_file()]
-    if missing:
-        raise PublishError(
-            f"{folder} is not a prepared dataset folder: missing {', '.join(missing)} (prepare it with "
-            "`python -m datasets_prep.prepare`, which writes the splits, taxonomy and report); nothing was uploaded"
-        )
-    token = resolve_token(token)
-    check_no_token_inside(folder, PUBLISHED_FILES, token)
-    splits = to_dataset_dict(folder)
-    name = Report.load(folder).settings.get("name") or folder.name
-    api = HfApi(endpoint=endpoint, token=token)
-    branch = revision or "main"
-    before = None
-    try:
-        url, before = open_repo(api, repo_id, "dataset", private=private, branch=branch)
-        with _datasets_endpoint(api.endpoint):
-            splits.push_to_hub(repo_id, token=token, revision=branch, commit_message=f"Publish {name}: splits")
-        card = build_card(folder, repo_id=repo_id)
-        with tempfile.TemporaryDirectory(prefix="dataset-card-") as cache:
-            readme = api.hf_hub_download(repo_id, CARD_FILE, repo_type="dataset", revision=branch, cache_dir=cache)
-            pushed = DatasetCard.load(readme)
-        for key in ("configs", "dataset_info"):  # the parquet files, their features and sizes
-            if pushed.data.get(key):
-                card.data[key] = pushed.data[key]
-        files = [path.name for path in [*sorted(folder.glob("taxonomy*.json")), folder / REPORT_FILE]]
-        operations = [CommitOperationAdd(CARD_FILE, str(card).encode("utf-8"))]
-        operations += [CommitOperationAdd(file, folder / file) for file in files]
-        for file in api.list_repo_files(repo_id, repo_type="dataset", revision=branch):
-            if "/" not in file and file not in files and (file.startswith("taxonomy") or file.endswith(".jsonl")):
-                operations.append(CommitOperationDelete(file))
-        info = api.create_commit(
-            repo_id, operations, repo_type="dataset", revision=branch,
-            commit_message=f"Publish {name}: card, taxonomy and report",
-        )
-    except Exception as error:
-        raise publish_error(api, repo_id, "dataset", branch, before, error, token) from None
-    return Published(repo_id, "dataset", url, info.oid, branch)
+def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False) -> int:
+    """Publish a prepared folder with the publishing command, run as its own process; its exit status."""
+    command = [sys.executable, "-m", "model_cards.publish", "dataset", str(folder), "--repo-id", repo_id]
+    return subprocess.run([*command, *(["--private"] if private else [])], check=False).returncode
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -446,14 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     options = dict(seed=args.seed, val_frac=args.val_frac, test_frac=args.test_frac)
-    publish_errors: tuple[type[Exception], ...] = ()
     if args.push_to_hub:
         if args.format == SAMPLE_FORMAT:
             parser.error("--push-to-hub publishes one folder: prepare the sample, then publish a task folder with "
                          "`python -m model_cards.publish dataset <output>/<task> --repo-id USER/NAME`")
-        from model_cards.publish import PublishError  # imports torch: only when publishing
-
-        publish_errors = (PublishError,)
+        try:
+            check_repo_id(args.push_to_hub)  # a bad id fails before the work, not after
+        except ValueError as error:
+            parser.error(str(error))
     try:
         if args.format == SAMPLE_FORMAT:
             sample_dir = args.input[0] if args.input else SAMPLE_DIR
@@ -486,18 +339,15 @@ def main(argv: list[str] | None = None) -> int:
             columns=columns,
             sheet=args.sheet,
             name=args.name,
-            push_to_hub=args.push_to_hub,
-            private=args.private or None,
             **options,
         )
     except (DataError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except publish_errors as error:  # the folder is prepared; publishing it failed
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     report.print_summary()
     print(f"  -> {args.output}")
+    if args.push_to_hub:  # the folder is prepared; publishing it may still fail (status 1, the reason on stderr)
+        return push_to_hub(args.output, args.push_to_hub, private=args.private)
     return 0
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from catalog_lora.dataset_files import Report
 from datasets_prep.clean import clean_path, clean_text, finalize, stable_id, title_key
 from datasets_prep.readers import read_table
-from datasets_prep.report import Report
 
 SOURCE = "promptcloud"
 ID, NAME, CATEGORY, ABOUT = "Uniq Id", "Product Name", "Category", "About Product"

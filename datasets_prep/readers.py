@@ -21,7 +21,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from datasets_prep.report import Report
+from catalog_lora.dataset_files import Report
+from catalog_lora.labels import normalize_key
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
@@ -50,8 +51,8 @@ class Table:
         """The column called ``name``, forgiving case and surrounding spaces; ``None`` if absent."""
         if name in self.columns:
             return name
-        wanted = _loose(name)
-        return next((column for column in self.columns if _loose(column) == wanted), None)
+        wanted = normalize_key(name)
+        return next((column for column in self.columns if normalize_key(column) == wanted), None)
 
     def column(self, *names: str, what: str = "") -> str:
         """The first of ``names`` that the table has, else a :class:`DataError` naming them."""
@@ -74,10 +75,6 @@ def missing_column_error(path: Path | str, names: Iterable[str], found: list[str
     if close:
         message += f"; did you mean {close[0]!r}?"
     return DataError(message)
-
-
-def _loose(name: str) -> str:
-    return " ".join(name.lower().split())
 
 
 def progress(iterable: Iterable, desc: str, total: int | None = None) -> Iterator:
@@ -204,29 +201,35 @@ def read_csv(path: Path, report: Report, *, fieldnames: list[str] | None = None,
     return table
 
 
-def read_jsonl(path: Path, report: Report, *, encoding: str = "utf-8", text: str | None = None) -> Table:
-    """One JSON object per line; lines that are not a JSON object are skipped and counted."""
-    text = read_text(path, encoding) if text is None else text
+def _objects_table(path: Path, report: Report, items: Iterable[tuple[str, object]], listed: dict) -> Table:
+    """The JSON objects among ``items`` (``(where, item)`` pairs) as a table; any other item is a malformed row."""
     table = Table(path, [])
     seen: dict[str, None] = {}
-    read, listed = 0, {}
-    for number, line in enumerate(progress(text.splitlines(), desc=f"reading {path.name}"), start=1):
-        if not line.strip():
-            continue
-        read += 1
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            _bad_row(report, path, "malformed_row", f"line {number}: not valid JSON ({error.msg})", listed)
-            continue
+    for where, item in items:
         if not isinstance(item, dict):
-            where = f"line {number}: a JSON {type(item).__name__}, expected an object"
-            _bad_row(report, path, "malformed_row", where, listed)
+            _bad_row(report, path, "malformed_row", f"{where}: a JSON {type(item).__name__}, expected an object", listed)
             continue
         seen.update(dict.fromkeys(item))
         table.rows.append(item)
     table.columns = list(seen)
-    report.read(path, read)
+    return table
+
+
+def read_jsonl(path: Path, report: Report, *, encoding: str = "utf-8", text: str | None = None) -> Table:
+    """One JSON object per line; lines that are not a JSON object are skipped and counted."""
+    text = read_text(path, encoding) if text is None else text
+    lines = [(n, line) for n, line in enumerate(progress(text.splitlines(), desc=f"reading {path.name}"), 1) if line.strip()]
+    listed: dict = {}
+
+    def parsed() -> Iterator[tuple[str, object]]:
+        for number, line in lines:
+            try:
+                yield f"line {number}", json.loads(line)
+            except json.JSONDecodeError as error:
+                _bad_row(report, path, "malformed_row", f"line {number}: not valid JSON ({error.msg})", listed)
+
+    table = _objects_table(path, report, parsed(), listed)
+    report.read(path, len(lines))
     return table
 
 
@@ -246,17 +249,7 @@ def read_json(path: Path, report: Report, *, encoding: str = "utf-8") -> Table:
         items = json.loads(text)
     except json.JSONDecodeError as error:
         raise DataError(f"{path} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-    table = Table(path, [])
-    seen: dict[str, None] = {}
-    listed: dict = {}
-    for number, item in enumerate(items):
-        if not isinstance(item, dict):
-            where = f"item {number}: a JSON {type(item).__name__}, expected an object"
-            _bad_row(report, path, "malformed_row", where, listed)
-            continue
-        seen.update(dict.fromkeys(item))
-        table.rows.append(item)
-    table.columns = list(seen)
+    table = _objects_table(path, report, ((f"item {n}", item) for n, item in enumerate(items)), {})
     report.read(path, len(items))
     return table
 

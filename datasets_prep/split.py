@@ -19,10 +19,10 @@ import math
 import random
 from collections import Counter
 
+from catalog_lora.dataset_files import Report
 from catalog_lora.records import SPLITS, path_label
 from datasets_prep.clean import title_key
 from datasets_prep.readers import DataError
-from datasets_prep.report import Report
 
 # the fractional part of the golden ratio: multiples of it fill [0, 1) as evenly as any sequence can
 GOLDEN = (math.sqrt(5) - 1) / 2

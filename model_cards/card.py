@@ -33,8 +33,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, SpaceCardData
 from catalog_lora.base_model import EMBEDDED, EMBEDDED_GGUF, EMBEDDED_HUB_ID, public_model_id
 from catalog_lora.constrained import SEPARATOR
 from catalog_lora.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS, Taxonomy
+from catalog_lora.markdown import COUNT_KEYS, metrics_table, scalars
+from catalog_lora.markdown import format_value as _num
+from catalog_lora.markdown import markdown_table as _table
 from catalog_lora.prompts import RESPONSE_PREFIX, PromptTemplate, format_answer
-from catalog_lora.records import PATH_SEPARATOR
+from catalog_lora.records import HEADLINE, PATH_SEPARATOR
 from catalog_lora.run_files import (
     ADAPTER_FILES,
     CONFIG_FILE,
@@ -45,22 +48,15 @@ from catalog_lora.run_files import (
     STATS_FILE,
     TAXONOMY_FILE,
     RunInfo,
+    check_repo_id,
+    is_repo_id,
 )
-from training.metrics import HEADLINE
 
 TEMPLATE = Path(__file__).parent / "templates" / "adapter_card.md"
 PER_LABEL_PLOT = "per_label_f1.png"
 REQUIRED_FILES = (*ADAPTER_FILES, INFO_FILE, METRICS_FILE)
-REPO_ID_RULE = (
-    "a Hub repo id is 'namespace/name': your user or organization name, a slash, then the repo name; "
-    "each part 1-96 characters from letters, digits, '-', '_' and '.', not starting or ending with '-' or '.', "
-    "without '--' or '..'"
-)
-_REPO_PART = r"(?!.*(--|\.\.))[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?"
-REPO_ID_PATTERN = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$", re.ASCII)
 
 TASK_TITLES = {"tagging": "product tagging", "category": "product categorization", "description": "product descriptions"}
-COUNT_KEYS = {"n", "truncated"}
 SYSTEMS = {
     "base": "base model (adapter off)",
     "head_alone": "head alone (the plain code above)",
@@ -107,12 +103,6 @@ QLORA_APA = (
 
 class CardError(ValueError):
     """The run folder cannot be turned into a card; the message says what is missing."""
-
-
-def check_repo_id(repo_id: str) -> str:
-    if not isinstance(repo_id, str) or not REPO_ID_PATTERN.fullmatch(repo_id):
-        raise ValueError(f"invalid repo id {repo_id!r}: {REPO_ID_RULE}")
-    return repo_id
 
 
 # ---------------------------------------------------------------------- reading the run
@@ -193,7 +183,7 @@ class Run:
     @property
     def base_model(self) -> str:
         base = self.info.base_model_hub_id or public_model_id(self.info.base_model)
-        if not REPO_ID_PATTERN.fullmatch(base) or Path(base).exists():
+        if not is_repo_id(base) or Path(base).exists():
             raise CardError(
                 f"the base model {base!r} is a local folder, not a Hub id, so readers could not load it; "
                 f"set base_model_hub_id in {INFO_FILE} to the Hub id it was downloaded from"
@@ -229,7 +219,7 @@ class Run:
         return Path(data_path).name if data_path else f"catalog-{self.info.task}"
 
     def split_counts(self) -> dict[str, int]:
-        counts = _find(self.stats or {}, "examples", "splits")
+        counts = _find(self.stats or {}, "examples")
         if isinstance(counts, dict) and counts:
             return {k: int(v) for k, v in counts.items() if isinstance(v, int | float)}
         if self.report and self.report.get("splits"):
@@ -247,39 +237,6 @@ class Run:
 
 
 # ---------------------------------------------------------------------- formatting helpers
-
-
-def _num(value, digits: int | None = 4) -> str:
-    """A value for a table: thousands separators, ``digits`` decimals (None: as short as exact)."""
-    if isinstance(value, list | tuple):
-        return ", ".join(f"`{v}`" for v in value)
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:g}" if digits is None else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _flatten(data: dict, prefix: str = "") -> list[tuple[str, object]]:
-    items = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            items += _flatten(value, f"{prefix}{key}.")
-        else:
-            items.append((f"{prefix}{key}", value))
-    return items
-
-
-def _scalars(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 # ---------------------------------------------------------------------- sections
@@ -522,7 +479,7 @@ def _hyperparameters(run: Run) -> str:
 
 def _losses(stats: dict) -> tuple[float | None, float | None]:
     train = _find(stats, "final_train_loss")
-    val = _find(stats, "final_validation_loss", "final_val_loss", "final_eval_loss")
+    val = _find(stats, "final_validation_loss")
     history = stats.get("log_history") or []
     if train is None:
         train = next((e["loss"] for e in reversed(history) if "loss" in e), None)
@@ -532,14 +489,14 @@ def _losses(stats: dict) -> tuple[float | None, float | None]:
 
 
 def _hardware(stats: dict | None) -> str | None:
-    hardware = _find(stats or {}, "hardware", "device")
+    hardware = _find(stats or {}, "hardware")
     if isinstance(hardware, dict):
         return ", ".join(f"{k}: {v}" for k, v in hardware.items())
     return str(hardware) if hardware else None
 
 
 def _runtime(stats: dict | None) -> float | None:
-    value = _find(stats or {}, "train_runtime_seconds", "runtime_seconds", "train_runtime")
+    value = _find(stats or {}, "train_runtime_seconds")
     return float(value) if isinstance(value, int | float) else None
 
 
@@ -550,9 +507,9 @@ def _training_specs(run: Run) -> str:
             f"`{STATS_FILE}` was not found in the run folder; the adapter holds {run.adapter_values:,} trained values "
             "(from `adapter_model.safetensors`)."
         )
-    total = _find(stats, "total_parameters", "total_params")
-    trainable = _find(stats, "trainable_parameters", "trainable_params") or run.adapter_values
-    percent = _find(stats, "trainable_percent", "trainable_pct")
+    total = _find(stats, "total_parameters")
+    trainable = _find(stats, "trainable_parameters") or run.adapter_values
+    percent = _find(stats, "trainable_percent")
     if percent is None and total:
         percent = 100.0 * trainable / total
     train_loss, val_loss = _losses(stats)
@@ -581,17 +538,11 @@ def _evaluation(run: Run) -> str:
         results = run.metrics.get(split)
         if not isinstance(results, dict) or not results.get("adapter"):
             continue
-        systems = [s for s in SYSTEMS if isinstance(results.get(s), dict)]
-        keys = [k for k in _scalars(results["adapter"]) if k not in COUNT_KEYS]
-        rows = []
-        for key in keys:
-            name = f"**{key}**" if key == headline else key
-            rows.append([name] + [_num(_scalars(results[s]).get(key)) if key in results[s] else "—" for s in systems])
         n = results["adapter"].get("n")
-        missing = [SYSTEMS[s].strip("*") for s in ("base", "baseline") if s not in systems]
+        missing = [SYSTEMS[s].strip("*") for s in ("base", "baseline") if not isinstance(results.get(s), dict)]
         header = f"**{split.capitalize()} split**" + (f" ({_num(n)} examples)" if n else "") + ":"
         note = f"\n\nNot evaluated on this split: {', '.join(missing)}." if missing else ""
-        parts.append(header + "\n\n" + _table(["metric"] + [SYSTEMS[s] for s in systems], rows) + note)
+        parts.append(header + "\n\n" + metrics_table(results, run.info.task, SYSTEMS) + note)
     mixed = (
         f" This adapter's answers mix its head's scores with the labels of the {run.info.knn_k} nearest training "
         f"examples (the `references/` index in this repo; the neighbours' share, {run.info.knn_weight:g}, was chosen on the "
@@ -690,7 +641,7 @@ def _eval_results(run: Run, dataset_id: str | None) -> list[EvalResult]:
     results = []
     for split in ("test", "validation"):
         adapter = (run.metrics.get(split) or {}).get("adapter") or {}
-        for key, value in _scalars(adapter).items():
+        for key, value in scalars(adapter).items():
             if key in COUNT_KEYS or not math.isfinite(value):
                 continue
             results.append(
@@ -767,14 +718,6 @@ def render_adapter_card(
         environment=_environment(run),
         citation=_citation(run, repo_id, year),
     )
-
-
-def write_adapter_card(run_dir: str | Path, repo_id: str, **kwargs) -> Path:
-    """Render the card and save it as ``README.md`` in the run folder; returns its path."""
-    card = render_adapter_card(run_dir, repo_id, **kwargs)
-    path = Path(run_dir) / "README.md"
-    card.save(path)
-    return path
 
 
 def extract_code_blocks(markdown: str, language: str = "python") -> list[str]:

@@ -3,7 +3,7 @@
     python -m model_cards.publish runs/sample-tagging --repo-id user/catalog-tagging [--private] [--revision BRANCH]
     python -m model_cards.publish adapter runs/sample-tagging --repo-id user/catalog-tagging [--dataset-id user/data]
     python -m model_cards.publish dataset data/sample/tagging --repo-id user/catalog-tagging-data [--private]
-        (the same as ``python -m datasets_prep.prepare ... --push-to-hub``: both call datasets_prep.prepare.publish)
+        (``python -m datasets_prep.prepare ... --push-to-hub`` runs this command after preparing)
     python -m model_cards.publish space spaces --repo-id user/catalog-demo --adapter user/a --adapter user/b
 
 The token comes from ``HF_TOKEN`` or the stored login (``hf auth login``); ``HF_ENDPOINT`` picks
@@ -19,19 +19,17 @@ import json
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from catalog_lora.base_model import public_model_id
-from catalog_lora.references import RUN_SUBFOLDER as REFERENCES
-from catalog_lora.run_files import COMPLETE_MARKER, INFO_FILE, RunInfo
-from model_cards.card import CardError, check_repo_id, render_adapter_card, space_readme
-
-if TYPE_CHECKING:
-    from huggingface_hub import HfApi
+from catalog_lora.markdown import split_front_matter
+from catalog_lora.records import SPACE_SLOTS
+from catalog_lora.run_files import COMPLETE_MARKER, INFO_FILE, REFERENCES_DIR, RunInfo, check_repo_id
+from model_cards.card import CardError, render_adapter_card, space_readme
+from model_cards.dataset_repo import publish_dataset
+from model_cards.hub import Published, PublishError, push_folder, resolve_token
 
 # Files of a run folder that make up an adapter repo (and that re-publishing may delete when gone).
 ADAPTER_PATTERNS = [
@@ -50,126 +48,9 @@ ADAPTER_PATTERNS = [
     "train_stats.json",
     "*.png",
     "README.md",
-    f"{REFERENCES}/*",  # the nearest-training-examples index (catalog_lora.references), when built
+    f"{REFERENCES_DIR}/*",  # the nearest-training-examples index (catalog_lora.references), when built
 ]
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
-# Task → the Space's adapter slot (the keys of ``adapters:`` in spaces/adapters.yaml, ADAPTERS in spaces/app.py).
-SPACE_SLOTS = {"tagging": "tag", "category": "category", "description": "describe"}
-
-
-class PublishError(RuntimeError):
-    """Publishing was refused or failed; the message says why and what state the repository is in."""
-
-
-@dataclass
-class Published:
-    repo_id: str
-    repo_type: str
-    url: str
-    commit: str
-    revision: str
-
-    def __str__(self) -> str:
-        return f"{self.repo_type} {self.repo_id} at commit {self.commit[:12]} on {self.revision}: {self.url}"
-
-
-def resolve_token(token: str | None = None) -> str:
-    """The token to write with: the one given, ``HF_TOKEN``, or the stored login."""
-    from huggingface_hub import get_token
-
-    token = token or get_token()
-    if not token:
-        raise PublishError(
-            "no Hugging Face token: set HF_TOKEN to a token with write access "
-            "(https://huggingface.co/settings/tokens) or run `hf auth login`; nothing was uploaded"
-        )
-    return token
-
-
-def _scrub(text: str, token: str | None) -> str:
-    return text.replace(token, "***") if token else text
-
-
-def check_no_token_inside(folder: Path, patterns: list[str], token: str) -> None:
-    """Refuse to upload a file that holds the token (a pasted snippet, a saved environment...)."""
-    from huggingface_hub.utils import filter_repo_objects
-
-    files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
-    for name in filter_repo_objects(files, allow_patterns=patterns):
-        if token.encode() in (folder / name).read_bytes():
-            raise PublishError(f"{name} contains your Hub token; remove it from the file, nothing was uploaded")
-
-
-def _head(api, repo_id: str, repo_type: str, revision: str) -> str | None:
-    try:
-        return api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
-    except Exception:
-        return None
-
-
-def open_repo(
-    api: HfApi, repo_id: str, repo_type: str, *, private: bool | None, branch: str, space_sdk: str | None = None
-) -> tuple[str, str | None]:
-    """Create the repo (and branch) if needed, make it private if asked; its url and the branch's head commit."""
-    url = api.create_repo(repo_id, repo_type=repo_type, private=private or None, exist_ok=True, space_sdk=space_sdk)
-    if private:
-        api.update_repo_settings(repo_id, repo_type=repo_type, private=True)
-    if branch != "main":
-        api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True)
-    return str(url), _head(api, repo_id, repo_type, branch)
-
-
-def publish_error(
-    api: HfApi, repo_id: str, repo_type: str, branch: str, before: str | None, error: Exception, token: str
-) -> PublishError:
-    """The error of a failed upload: the repository, what state ``branch`` is left in, the cause (token scrubbed)."""
-    after = _head(api, repo_id, repo_type, branch) if before else None
-    if before is None:
-        state = "nothing was uploaded"
-    elif after == before:
-        state = f"nothing was published: {branch} is still at {before[:12]}"
-    elif after:
-        state = f"{branch} moved from {before[:12]} to {after[:12]} and may hold a partial upload"
-    else:
-        state = "the state of the repository could not be checked"
-    detail = _scrub(f"{type(error).__name__}: {error}", token)
-    return PublishError(f"publishing to {repo_type} {repo_id} on {api.endpoint} failed, {state}:\n{detail}")
-
-
-def _push(
-    folder: Path,
-    repo_id: str,
-    repo_type: str,
-    *,
-    patterns: list[str],
-    token: str,
-    endpoint: str | None,
-    private: bool,
-    revision: str | None,
-    message: str,
-    space_sdk: str | None = None,
-) -> Published:
-    """Create the repo if needed and upload ``folder`` as one commit; errors name the repo and its state."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=endpoint, token=token)
-    branch = revision or "main"
-    check_no_token_inside(folder, patterns, token)
-    before = None
-    try:
-        url, before = open_repo(api, repo_id, repo_type, private=private, branch=branch, space_sdk=space_sdk)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            repo_type=repo_type,
-            folder_path=folder,
-            revision=branch,
-            commit_message=message,
-            allow_patterns=patterns,
-            delete_patterns=patterns,
-        )
-    except Exception as error:
-        raise publish_error(api, repo_id, repo_type, branch, before, error, token) from None
-    return Published(repo_id, repo_type, url, info.oid, branch)
 
 
 def publish_adapter(
@@ -201,48 +82,26 @@ def publish_adapter(
         for path in run_dir.iterdir():
             if path.is_file():
                 shutil.copy2(path, staged / path.name)
-        if (run_dir / REFERENCES).is_dir():
-            shutil.copytree(run_dir / REFERENCES, staged / REFERENCES, ignore=SKIP)
+        if (run_dir / REFERENCES_DIR).is_dir():
+            shutil.copytree(run_dir / REFERENCES_DIR, staged / REFERENCES_DIR, ignore=SKIP)
         # A run folder records the base as the local folder it was loaded from; readers need its Hub id.
         config_path = staged / "adapter_config.json"
         adapter_config = json.loads(config_path.read_text())
         info = RunInfo.from_dict(json.loads((run_dir / INFO_FILE).read_text()))
         adapter_config["base_model_name_or_path"] = info.base_model_hub_id or public_model_id(info.base_model)
         config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
-        return _push(
+        return push_folder(
             staged, repo_id, "model", patterns=ADAPTER_PATTERNS, token=token, endpoint=endpoint, private=private,
             revision=revision, message=f"Publish catalog-lora {info.task} adapter from {run_dir.name}",
         )
-
-
-def publish_dataset(
-    folder: str | Path,
-    repo_id: str,
-    *,
-    private: bool = False,
-    revision: str | None = None,
-    token: str | None = None,
-    endpoint: str | None = None,
-) -> Published:
-    """Publish a folder made by ``datasets_prep.prepare`` as dataset repo ``repo_id``.
-
-    The project has one dataset publisher, :func:`datasets_prep.prepare.publish` (parquet splits
-    through ``datasets``, the card, taxonomies and report); this is it under the publish CLI.
-    """
-    from datasets_prep.prepare import publish
-
-    return publish(folder, repo_id, private=private, revision=revision, token=token, endpoint=endpoint)
 
 
 def _front_matter(readme: Path) -> tuple[dict, str | None]:
     """The YAML front matter and the body of an existing README (``({}, None)`` when there is none)."""
     if not readme.is_file():
         return {}, None
-    text = readme.read_text(encoding="utf-8")
-    if text.startswith("---") and text.count("---") >= 2:
-        _, front, body = text.split("---", 2)
-        return yaml.safe_load(front) or {}, body
-    return {}, text
+    front, body = split_front_matter(readme.read_text(encoding="utf-8"))
+    return (yaml.safe_load(front) or {}) if front else {}, body
 
 
 def _adapter_infos(adapters: list[str], token: str, endpoint: str | None) -> dict[str, RunInfo]:
@@ -303,8 +162,7 @@ def publish_space(
         staged = Path(tmp) / "space"
         shutil.copytree(space_dir, staged, ignore=SKIP)
         shutil.rmtree(staged / "catalog_lora", ignore_errors=True)
-        package_ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "hub_server.py")  # test-only module
-        shutil.copytree(Path(catalog_lora.__file__).parent, staged / "catalog_lora", ignore=package_ignore)
+        shutil.copytree(Path(catalog_lora.__file__).parent, staged / "catalog_lora", ignore=SKIP)
         settings_file = staged / "adapters.yaml"
         settings = (yaml.safe_load(settings_file.read_text()) if settings_file.is_file() else None) or {}
         settings["adapters"] = {slot: slots.get(slot) for slot in SPACE_SLOTS.values()}
@@ -326,7 +184,7 @@ def publish_space(
             body=body,
         )
         (staged / "README.md").write_text(readme, encoding="utf-8")
-        return _push(
+        return push_folder(
             staged, repo_id, "space", patterns=["*", "**/*"], token=token, endpoint=endpoint, private=private,
             revision=None, message="Publish the catalog-lora Space", space_sdk="gradio",
         )

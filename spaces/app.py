@@ -52,12 +52,15 @@ from catalog_lora.batch import (  # noqa: E402
     read_table,
     write_table,
 )
+from catalog_lora.markdown import metrics_table, split_front_matter  # noqa: E402
+from catalog_lora.records import SPACE_SLOTS  # noqa: E402
 from catalog_lora.references import record_answer  # noqa: E402
 from catalog_lora.run_files import (  # noqa: E402
     CONFIG_FILE,
     INFO_FILE,
     TAXONOMY_FILE,
     fetch_file,
+    is_repo_id,
     read_metrics,
     read_run_info,
 )
@@ -67,7 +70,7 @@ logger = logging.getLogger("catalog_lora.space")
 GPU = getattr(zerogpu, "GPU", None)
 
 # The adapters the Space knows: name → task. The name picks the tab, the env variable and the batch job.
-ADAPTERS = {"tag": "tagging", "category": "category", "describe": "description"}
+ADAPTERS = {slot: task for task, slot in SPACE_SLOTS.items()}
 JOB_LABELS = {"tag": "Tags", "category": "Category", "describe": "Description"}
 OUTPUT_COLUMNS = {"tag": "predicted_tags", "category": "predicted_category", "describe": "generated_description"}
 ANSWER_NAMES = {"tagging": "tags", "category": "category", "description": "description"}
@@ -171,9 +174,6 @@ def read_settings(path: str | Path | None = None, environ=None) -> Settings:
     )
 
 
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-
-
 def resolve_source(value: str | list[str], task: str) -> tuple[str | None, str | None]:
     """A configured adapter → ``(source, None)`` or ``(None, why it cannot be used)``.
 
@@ -197,7 +197,7 @@ def _resolve_one(value: str, task: str) -> tuple[str | None, str | None]:
             if not (folder / INFO_FILE).is_file():
                 return None, f"`{value}` is not a finished catalog-lora run folder (it has no {INFO_FILE})."
             return str(folder.resolve()), None
-    if not value.startswith((".", "/", "~")) and HUB_ID.match(value):
+    if not value.startswith((".", "/", "~")) and is_repo_id(value):
         return value, None
     return None, (
         f"the adapter folder `{value}` does not exist. Train it with "
@@ -737,18 +737,6 @@ def browse_dataset(name: str, query: str = ""):
 # --------------------------------------------------------------------------- About
 
 
-def strip_front_matter(markdown: str) -> str:
-    if markdown.startswith("---"):
-        parts = markdown.split("---", 2)
-        if len(parts) == 3:
-            return parts[2].lstrip()
-    return markdown
-
-
-def _scalars(data: dict) -> dict[str, float]:
-    return {k: v for k, v in data.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-
-
 def adapter_card(slot: Slot) -> str:
     """The adapter's model card (its README.md), else what its run files say."""
     title = f"## {JOB_LABELS[slot.name]}: `{slot.source or slot.configured or 'not configured'}`"
@@ -757,7 +745,7 @@ def adapter_card(slot: Slot) -> str:
     try:
         readme = fetch_file(slot.source, "README.md", required=False)
         if readme is not None:
-            return f"{title}\n\n{strip_front_matter(readme.read_text(encoding='utf-8'))}"
+            return f"{title}\n\n{split_front_matter(readme.read_text(encoding='utf-8'))[1].lstrip()}"
         info = read_run_info(slot.source)
         lines = [
             title,
@@ -768,14 +756,8 @@ def adapter_card(slot: Slot) -> str:
         ]
         metrics = read_metrics(slot.source)
         test = (metrics.get("test") or {}) if isinstance(metrics, dict) else {}
-        systems = [s for s in ("base", "adapter", "baseline") if isinstance(test.get(s), dict)]
-        if systems:
-            values = {s: _scalars(test[s]) for s in systems}
-            names = sorted({k for s in systems for k in values[s]})
-            lines += ["", "**Test metrics**", "", "| metric | " + " | ".join(systems) + " |", "|---" * (len(systems) + 1) + "|"]
-            for metric in names:
-                cells = [f"{values[s][metric]:.4g}" if metric in values[s] else "" for s in systems]
-                lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+        if isinstance(test.get("adapter"), dict):
+            lines += ["", "**Test metrics**", "", metrics_table(test, info.task)]
         taxonomy = fetch_file(slot.source, TAXONOMY_FILE, required=False)
         if taxonomy is not None:
             labels = json.loads(taxonomy.read_text(encoding="utf-8")).get("labels", [])

@@ -69,9 +69,8 @@ def tiny_runs(sample_data, tmp_path_factory) -> dict[str, Path]:
 
 def running_hub(root: Path, tokens: dict[str, str]) -> Iterator:
     """A Hub-compatible server on 127.0.0.1 for a module's tests, stopped when they are done."""
+    from hub_server import HubServer
     from huggingface_hub import constants
-
-    from catalog_lora.hub_server import HubServer
 
     server = HubServer(root, tokens=tokens)
     server.start()
@@ -91,7 +90,7 @@ def hub_online(monkeypatch):
 
 def hub_client_env(hub, home: Path, token: str | None) -> dict:
     """Environment of a fresh client process: endpoint, token and an empty HF_HOME, all set before import."""
-    from catalog_lora.hub_server import CLIENT_ENV
+    from hub_server import CLIENT_ENV
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0",

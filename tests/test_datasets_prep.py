@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 from huggingface_hub import DatasetCard
 
+from catalog_lora.dataset_files import Report, load_split, load_taxonomy, to_dataset_dict
 from catalog_lora.labels import Taxonomy
 from catalog_lora.records import REQUIRED_FIELDS
 from datasets_prep import amazon_reviews23, flipkart, generic, instacart, promptcloud
@@ -18,16 +19,12 @@ from datasets_prep.clean import clean_text, finalize, title_key
 from datasets_prep.generic import ColumnMapping
 from datasets_prep.prepare import (
     SAMPLE_DIR,
-    load_split,
-    load_taxonomy,
     main,
     prepare,
     prepare_sample,
     resolve_format,
-    to_dataset_dict,
 )
 from datasets_prep.readers import DataError, read_table
-from datasets_prep.report import Report
 from datasets_prep.split import check_no_leakage, split_records
 
 

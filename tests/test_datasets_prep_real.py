@@ -13,9 +13,10 @@ from functools import cache
 import pytest
 from conftest import shared_file
 
+from catalog_lora.dataset_files import load_split, load_taxonomy
 from catalog_lora.records import path_label
 from datasets_prep.clean import title_key
-from datasets_prep.prepare import convert, load_split, load_taxonomy, prepare
+from datasets_prep.prepare import convert, prepare
 from datasets_prep.split import check_no_leakage
 
 L1_L2 = "bodywash/bodywash-train_L1_L2.DERIVED.csv"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import hub_client_env, running_hub
+from hub_server import HubServer, git_blob_oid, lfs_pointer
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -21,8 +22,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-
-from catalog_lora.hub_server import HubServer, git_blob_oid, lfs_pointer
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_server_test_user_token_0001"

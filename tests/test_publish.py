@@ -1,6 +1,6 @@
 """Publishing to a Hub-compatible server with the real huggingface_hub client, and loading back.
 
-The round trip loads the published adapter in a fresh process with an empty Hugging Face
+The adapter is a tiny one really trained on the sample catalog (``tiny_runs``). The round trip loads the published adapter in a fresh process with an empty Hugging Face
 cache, on the base model loaded both from the local embedded checkpoint and from the server
 (where it is uploaded as ``HuggingFaceTB/SmolLM2-135M-Instruct``), and runs the card's own code.
 """
@@ -10,10 +10,8 @@ from __future__ import annotations
 import ast
 import json
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 from importlib.metadata import version
 from pathlib import Path
 
@@ -25,12 +23,12 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from catalog_lora.base_model import EMBEDDED_HUB_ID, ensure_embedded_checkpoint, load_base_model
+from catalog_lora.dataset_files import Report
 from catalog_lora.labels import Taxonomy
+from catalog_lora.markdown import COUNT_KEYS, scalars
 from catalog_lora.prompts import PromptTemplate
-from catalog_lora.run_files import COMPLETE_MARKER, LOSS_PLOT, METRICS_FILE, RunInfo
-from datasets_prep.report import Report
+from catalog_lora.run_files import COMPLETE_MARKER, LOSS_PLOT, METRICS_FILE, PER_LABEL_PLOT, REFERENCES_DIR, RunInfo
 from model_cards.card import EXAMPLE_TEXT, MORE_TEXTS
-from model_cards.example_run import make_example_run
 from model_cards.publish import PublishError, publish_adapter, publish_dataset, publish_space
 from model_cards.publish import main as publish_main
 
@@ -45,14 +43,6 @@ ADAPTER_FILES = {
 }
 
 
-def tiny_png() -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\xff\xff\xff")) + chunk(b"IEND", b"")
-
-
 pytestmark = pytest.mark.usefixtures("hub_online")
 
 
@@ -62,10 +52,21 @@ def hub(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    folder = make_example_run(tmp_path_factory.mktemp("runs") / "sample-tagging")
-    (folder / LOSS_PLOT).write_bytes(tiny_png())
-    return folder
+def run(tiny_runs, tmp_path_factory) -> Path:
+    """A copy of the tiny tagging run (publishing writes the card into the folder it publishes)."""
+    return Path(shutil.copytree(tiny_runs["tagging"], tmp_path_factory.mktemp("runs") / "sample-tagging"))
+
+
+def published_files(run: Path) -> set[str]:
+    """What an adapter repo holds: ADAPTER_FILES, the run's per-tag plot and its references index."""
+    references = {f"{REFERENCES_DIR}/{p.relative_to(run / REFERENCES_DIR).as_posix()}"
+                  for p in (run / REFERENCES_DIR).rglob("*") if p.is_file()}
+    return ADAPTER_FILES | {PER_LABEL_PLOT} | references
+
+
+def reported_metrics(metrics: dict) -> dict:
+    """The adapter's metrics as the model-index states them (scores only, 6 decimals)."""
+    return {k: round(v, 6) for k, v in scalars(metrics).items() if k not in COUNT_KEYS}
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ def test_publish_adapter_cli(hub, run, published):
     assert published.returncode == 0, published.stderr
     assert f"Published model {REPO_ID} at commit" in published.stdout
     api = HfApi(endpoint=hub.url, token=TOKEN)
-    assert set(api.list_repo_files(REPO_ID)) == ADAPTER_FILES  # no COMPLETE marker, no stray files
+    assert set(api.list_repo_files(REPO_ID)) == published_files(run)  # no COMPLETE marker, no stray files
     remote = json.loads(Path(hf_hub_download(REPO_ID, "adapter_config.json", endpoint=hub.url, token=TOKEN,
                                              cache_dir=run.parent / "cache")).read_text())
     assert remote["base_model_name_or_path"] == EMBEDDED_HUB_ID  # not the publisher's local folder
@@ -177,7 +178,7 @@ def test_round_trip_in_a_fresh_process(hub, run, published, base_on_hub, tmp_pat
     assert len(example) == 1 and len(batch) == len(MORE_TEXTS["tagging"])  # tests/test_card_code.py: exact labels
     assert all(set(labels) <= set(Taxonomy.load(run / "taxonomy.json").labels) for labels in example + batch)
     metrics = json.loads((run / METRICS_FILE).read_text())["test"]["adapter"]
-    assert out["metrics"] == {k: v for k, v in metrics.items() if k not in ("n", "truncated")}
+    assert out["metrics"] == reported_metrics(metrics)
     assert out["base_model"] == EMBEDDED_HUB_ID
     cached = {p.name for p in (home / "hub").iterdir()}
     assert {"models--user--catalog-tagging", "models--HuggingFaceTB--SmolLM2-135M-Instruct"} <= cached
@@ -300,7 +301,8 @@ print(json.dumps({"ids": {split: sorted(rows["id"]) for split, rows in data.item
 
 
 def test_prepare_push_to_hub_round_trip(hub, tmp_path):
-    """``python -m datasets_prep.prepare ... --push-to-hub``, then load_dataset in a fresh process, empty cache."""
+    """``python -m datasets_prep.prepare ... --push-to-hub`` (which runs the publishing command), then
+    load_dataset in a fresh process, empty cache."""
     out = tmp_path / "catalog"
     proc = subprocess.run(
         [sys.executable, "-m", "datasets_prep.prepare", "--format", "generic", "--input",
@@ -336,7 +338,7 @@ def test_prepare_push_to_hub_round_trip(hub, tmp_path):
 
 
 def test_publish_dataset_is_the_prepare_publisher(hub, sample_data, tmp_path, monkeypatch):
-    """``model_cards.publish dataset`` goes through datasets_prep.prepare.publish; re-publishing cleans up."""
+    """``model_cards.publish dataset`` publishes a prepared folder; re-publishing cleans up."""
     api = HfApi(endpoint=hub.url, token=TOKEN)
     api.create_repo("user/catalog-tagging-data", repo_type="dataset")  # as the former jsonl publisher left it
     api.upload_file(path_or_fileobj=b"{}\n", path_in_repo="train.jsonl", repo_id="user/catalog-tagging-data",

@@ -25,7 +25,7 @@ import yaml
 from catalog_lora.base_model import EMBEDDED, QUANTIZATIONS
 from catalog_lora.prompts import TEMPLATES
 from catalog_lora.records import TASKS
-from catalog_lora.run_files import METHODS
+from catalog_lora.run_files import METHODS, REPO_ID_RULE, is_repo_id
 
 
 class ConfigError(ValueError):
@@ -194,6 +194,8 @@ class TrainConfig:
                 raise ConfigError("neighbours.k works with data.label_field='labels' only: the references index stores the Level 1 tags")
         if self.model.num_layers < 0 or self.neighbours.k < 0 or self.train.max_minutes < 0:
             raise ConfigError("model.num_layers, neighbours.k and train.max_minutes must be 0 (off) or positive")
+        if self.push_to_hub and not is_repo_id(self.push_to_hub):
+            raise ConfigError(f"push_to_hub={self.push_to_hub!r} is not a Hub repo id: {REPO_ID_RULE}")
         if not self.data.path:
             raise ConfigError("data.path is empty: point it at a folder prepared by `python -m datasets_prep.prepare`")
         return self

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
+from catalog_lora.dataset_files import load_split
 from catalog_lora.labels import Taxonomy
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.records import SPLITS, path_label, record_labels
-from datasets_prep.prepare import load_split
 
 IGNORE_INDEX = -100
 

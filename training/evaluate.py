@@ -15,12 +15,13 @@ from pathlib import Path
 import yaml
 
 from catalog_lora.engine import Engine
+from catalog_lora.markdown import metrics_table
 from catalog_lora.records import record_labels
 from catalog_lora.run_files import CONFIG_FILE, CONFUSION_PLOT, METRICS_FILE, PER_LABEL_PLOT, fetch_file
 from training import plots
 from training.baseline import TfidfBaseline
 from training.data import read_split, target_of
-from training.metrics import HEADLINE, description_metrics, multilabel_metrics, singlelabel_metrics, summary
+from training.metrics import description_metrics, multilabel_metrics, singlelabel_metrics
 
 
 def score(task: str, records: list[dict], predictions: list, labels: list[str] | None, levels: int, label_field: str) -> dict:
@@ -107,21 +108,6 @@ def save_plots(results: dict, task: str, folder: Path) -> None:
         plots.multilabel_f1_bars(adapter["per_label"], folder / PER_LABEL_PLOT, "Adapter: F1 per tag (test split)")
 
 
-SYSTEMS = ("base", "head_alone", "neighbours_alone", "adapter", "baseline")
-
-
-def table(results: dict, task: str) -> str:
-    """A markdown table of the headline metrics, one column per system."""
-    systems = [s for s in SYSTEMS if s in results]
-    keys = [k for k in summary(results["adapter"]) if k != "n"]
-    lines = ["| metric | " + " | ".join(systems) + " |", "|---|" + "---:|" * len(systems)]
-    for key in keys:
-        cells = [f"{results[s].get(key, float('nan')):.4f}" if isinstance(results[s].get(key), float) else str(results[s].get(key, "")) for s in systems]
-        bold = f"**{key}**" if key == HEADLINE[task] else key
-        lines.append(f"| {bold} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", required=True, help="run folder or Hub id of an adapter")
@@ -145,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         seed=config["train"]["seed"],
     )
     task = engine.spec("adapter").info.task
-    print(table(results, task))
+    print(metrics_table(results, task))
     folder = Path(args.adapter)
     if folder.is_dir():
         metrics_path = folder / METRICS_FILE

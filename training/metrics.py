@@ -13,8 +13,6 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import MultiLabelBinarizer
 
-HEADLINE = {"tagging": "micro_f1", "category": "accuracy", "description": "rougeL"}
-
 
 def multilabel_metrics(gold: list[list[str]], pred: list[list[str]], labels: list[str], unknown: list[list[str]] | None = None) -> dict:
     """Micro/macro/samples F1, per-label P/R/F1/support, Jaccard, exact match, out-of-taxonomy rate."""
@@ -78,8 +76,3 @@ def description_metrics(references: list[str], predictions: list[str]) -> dict:
         "empty_rate": float(np.mean([not p.strip() for p in predictions])) if predictions else 0.0,
         "n": len(references),
     }
-
-
-def summary(metrics: dict) -> dict:
-    """The scalar metrics only (no per-label tables or matrices), for tables and cards."""
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
+from catalog_lora.markdown import metrics_table
+from catalog_lora.records import HEADLINE
 from catalog_lora.run_files import CONFIG_FILE, METRICS_FILE, STATS_FILE, read_run_info
-from training.evaluate import table
-from training.metrics import HEADLINE
 
 
 def run_record(run: Path, shipped: bool) -> dict:
@@ -87,7 +87,7 @@ def run_section(run: Path, record: dict) -> str:
         f"{stats['optimizer_steps']} steps in {stats['train_runtime_seconds'] / 60:.1f} min{cut} on {stats['hardware']}. "
         f"Verdict: {verdict(record)}.\n"
     )
-    return header + "\n" + table(results, info.task) + "\n"
+    return header + "\n" + metrics_table(results, info.task) + "\n"
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -14,6 +14,7 @@ import json
 import math
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from catalog_lora.base_model import load_base_model, public_model_id
 from catalog_lora.engine import Engine
+from catalog_lora.markdown import metrics_table, scalars
 from catalog_lora.neighbours import best_thresholds, neighbour_votes, tune_weight
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.records import record_labels
@@ -33,6 +35,7 @@ from catalog_lora.run_files import (
     CONFIG_FILE,
     LOSS_PLOT,
     METRICS_FILE,
+    REFERENCES_DIR,
     STATS_FILE,
     TAXONOMY_FILE,
     RunInfo,
@@ -51,8 +54,7 @@ from training.data import (
     read_splits,
     target_of,
 )
-from training.evaluate import evaluate_all, evaluate_engine, save_plots, table
-from training.metrics import summary
+from training.evaluate import evaluate_all, evaluate_engine, save_plots
 
 CHECKPOINTS = "checkpoints"
 
@@ -304,9 +306,9 @@ def train(config: TrainConfig) -> Path:
     engine.register("adapter", info, taxonomy, source=str(out))
     if config.references:
         if main:
-            from catalog_lora.references import RUN_SUBFOLDER, build_index
+            from catalog_lora.references import build_index
 
-            build_index(splits["train"], out / RUN_SUBFOLDER, task).close()
+            build_index(splits["train"], out / REFERENCES_DIR, task).close()
         accelerator.wait_for_everyone()
     if config.neighbours.k:
         info.knn_weight, weights = tune_neighbour_weight(engine, splits["validation"], config, taxonomy)
@@ -364,17 +366,16 @@ def train(config: TrainConfig) -> Path:
             )
             (out / METRICS_FILE).write_text(json.dumps({"test": results}, indent=2) + "\n")
             save_plots(results, task, out)
-            log(table(results, task))
+            log(metrics_table(results, task))
         stats["total_runtime_seconds"] = time.time() - started
         (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
         if not config.train.keep_checkpoints:
             shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
         (out / COMPLETE_MARKER).write_text(f"finished {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         log(f"Run folder: {out.resolve()}")
-        if config.push_to_hub:
-            from model_cards.publish import publish_adapter
-
-            publish_adapter(out, config.push_to_hub)
+        if config.push_to_hub:  # the publishing command as its own process: training does not import publishing
+            command = [sys.executable, "-m", "model_cards.publish", str(out), "--repo-id", config.push_to_hub]
+            subprocess.run(command, check=True)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return out
@@ -389,7 +390,7 @@ def validate(config, model, accelerator, val_loader, state, info, taxonomy, toke
         unwrapped.eval()
         engine = Engine(unwrapped, tokenizer)
         engine.register("adapter", info, taxonomy)
-        scores = summary(evaluate_engine(engine, "adapter", splits["validation"], True, config.eval.batch_size, config.eval.constrained))
+        scores = scalars(evaluate_engine(engine, "adapter", splits["validation"], True, config.eval.batch_size, config.eval.constrained))
         if metric not in scores:
             raise ValueError(f"train.metric_for_best={metric!r} is not a {config.task} metric; choose from eval_loss, {', '.join(scores)}")
         entry.update({f"eval_{k}": v for k, v in scores.items()})

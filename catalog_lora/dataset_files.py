@@ -1,4 +1,9 @@
-"""What a conversion did with every source row, so that nothing is lost silently.
+"""The files of a prepared dataset folder, as ``datasets_prep.prepare`` writes them and others read them.
+
+A prepared folder holds ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (records as in
+:mod:`catalog_lora.records`), ``taxonomy.json`` (labels with train counts; ``taxonomy_l2.json``
+for Level 2 tags, ``taxonomy_level<k>.json`` for category paths cut to ``k`` levels),
+``report.json`` (:class:`Report`: what happened to every source row) and ``README.md`` (the dataset card).
 
 Every source row ends in exactly one of three places: it became an example (``kept``),
 it was folded into another example (``merged``: the same text on several rows, one row per
@@ -14,11 +19,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from catalog_lora.labels import Taxonomy
+from catalog_lora.records import SPLITS
+from catalog_lora.run_files import TAXONOMY_FILE
+
 REPORT_FILE = "report.json"
+TAXONOMY_L2_FILE = "taxonomy_l2.json"
+CARD_FILE = "README.md"
 
 
 @dataclass
 class Report:
+    """What a conversion did with every source row; saved as ``report.json`` in the prepared folder."""
+
     name: str = ""
     task: str = ""
     inputs: dict[str, int] = field(default_factory=dict)
@@ -129,3 +142,79 @@ class Report:
 
 def _counts(counter: Counter) -> str:
     return ", ".join(f"{reason} {count:,}" for reason, count in counter.most_common())
+
+
+def split_path(folder: str | Path, split: str) -> Path:
+    """The JSON lines file of one split of a prepared folder."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not one of {', '.join(SPLITS)}")
+    return Path(folder) / f"{split}.jsonl"
+
+
+def load_split(folder: str | Path, split: str) -> list[dict]:
+    """The records of one split of a prepared folder: the project's one reader of a split."""
+    path = split_path(folder, split)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; is {folder} a folder made by datasets_prep.prepare?")
+    with open(path, encoding="utf-8") as file:
+        return [json.loads(line) for line in file if line.strip()]
+
+
+def load_taxonomy(folder: str | Path, name: str = TAXONOMY_FILE) -> Taxonomy:
+    """The taxonomy of a prepared folder (``name="taxonomy_l2.json"`` for Level 2 tags)."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; descriptions have no taxonomy, labels have {TAXONOMY_FILE}")
+    return Taxonomy.load(path)
+
+
+def features(task: str, attribute_keys: list[str] | None = None):
+    """The ``datasets`` features of a prepared split (``attributes`` only when some record has one)."""
+    from datasets import Features, List, Value
+
+    spec: dict = {"id": Value("string"), "text": Value("string")}
+    if task == "tagging":
+        spec |= {"labels": List(Value("string")), "labels_l2": List(Value("string"))}
+    elif task == "category":
+        spec["path"] = List(Value("string"))
+    else:
+        spec["description"] = Value("string")
+        if attribute_keys:
+            spec["attributes"] = {key: Value("string") for key in attribute_keys}
+    spec["source"] = Value("string")
+    return Features(spec)
+
+
+def attribute_keys(splits: dict[str, list[dict]]) -> list[str]:
+    """Every attribute name in the records, in order of first appearance."""
+    return list(dict.fromkeys(k for rows in splits.values() for r in rows for k in r.get("attributes") or {}))
+
+
+def to_dataset_dict(folder: str | Path):
+    """The splits of a prepared folder as a ``datasets.DatasetDict`` with explicit features.
+
+    Explicit features keep empty tag lists typed as strings; ``attributes`` becomes a struct of
+    every attribute name in the folder (missing values are null). A split with no examples is
+    left out: there is no parquet file to hold it.
+    """
+    from datasets import Dataset, DatasetDict
+
+    folder = Path(folder)
+    task = Report.load(folder).task
+    splits = {split: load_split(folder, split) for split in SPLITS}
+    keys = attribute_keys(splits)
+    feats = features(task, keys)
+
+    def arrow_row(record: dict) -> dict:
+        row = {name: record.get(name) for name in feats if name != "attributes"}
+        if "attributes" in feats:
+            row["attributes"] = {k: (record.get("attributes") or {}).get(k) for k in keys}
+        return row
+
+    return DatasetDict(
+        {
+            split: Dataset.from_list([arrow_row(r) for r in rows], features=feats)
+            for split, rows in splits.items()
+            if rows
+        }
+    )

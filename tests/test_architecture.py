@@ -1,0 +1,146 @@
+"""The dependency rule of ARCHITECTURE.md, checked on the source and in a fresh interpreter.
+
+- ``catalog_lora`` (the core) imports none of the other project folders;
+- ``datasets_prep`` and ``training`` import only the core (and themselves);
+- ``model_cards`` (publishing) imports only the core (and itself);
+- ``spaces/app.py`` imports only the core and the card renderer (``model_cards.card``);
+- no module imports itself back through a chain of imports.
+
+Every import counts, also those inside functions: a deferred import is still a dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = "catalog_lora"
+PACKAGES = (CORE, "datasets_prep", "training", "model_cards", "spaces")
+# what each folder may import besides itself
+ALLOWED = {
+    CORE: set(),
+    "datasets_prep": {CORE},
+    "training": {CORE},
+    "model_cards": {CORE},
+    "spaces": {CORE, "model_cards.card"},
+}
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def project_modules() -> dict[str, Path]:
+    return {module_name(p): p for package in PACKAGES for p in sorted((REPO / package).rglob("*.py"))}
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every absolute module name an ``import`` or ``from … import`` in the file names (``from a import b``: ``a.b`` too)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names |= {node.module, *(f"{node.module}.{alias.name}" for alias in node.names)}
+    return names
+
+
+def resolve(name: str, modules: dict[str, Path]) -> str | None:
+    """The project module ``name`` is (or is inside), or None for a module from outside the project."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {
+        module: {target for name in imported_names(path) if (target := resolve(name, modules)) not in (None, module)}
+        for module, path in modules.items()
+    }
+
+
+def allowed(source: str, target: str) -> bool:
+    folder = source.split(".")[0]
+    own = target.split(".")[0] == folder
+    return own or any(target == rule or target.startswith(rule + ".") for rule in ALLOWED[folder])
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Import loops, each as the chain of modules that closes it (depth-first search)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        stack.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                found.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    return found
+
+
+def test_every_import_points_the_allowed_way():
+    graph = import_graph()
+    assert any(module.startswith(CORE) for module in graph) and "spaces.app" in graph
+    wrong = sorted(f"{source} imports {target}" for source, targets in graph.items() for target in targets
+                   if not allowed(source, target))
+    assert wrong == [], "imports against the dependency rule of ARCHITECTURE.md:\n" + "\n".join(wrong)
+
+
+def test_no_import_cycle():
+    loops = cycles(import_graph())
+    assert loops == [], "import loops:\n" + "\n".join(" -> ".join(loop) for loop in loops)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "verdict"),
+    [("catalog_lora.engine", "training.data", False), ("datasets_prep.prepare", "model_cards.publish", False),
+     ("model_cards.card", "training.metrics", False), ("spaces.app", "model_cards.publish", False),
+     ("spaces.app", "model_cards.card", True), ("training.train", "catalog_lora.engine", True)],
+)
+def test_the_rule_itself(source, target, verdict):
+    assert allowed(source, target) is verdict
+
+
+FRESH_IMPORT = """
+import importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_importing_the_core_loads_no_other_project_folder():
+    """Every core module imported in a fresh interpreter: ``sys.modules`` then holds no other project folder."""
+    core = [module for module in project_modules() if module.split(".")[0] == CORE]
+    proc = subprocess.run([sys.executable, "-c", FRESH_IMPORT, *core], capture_output=True, text=True, timeout=300,
+                          cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert CORE in loaded
+    assert loaded & set(PACKAGES[1:]) == set()
+
+
+def test_no_test_helper_ships_in_the_packages():
+    """The Hub test server and invented run folders live under tests/, never in a shipped package."""
+    shipped = project_modules()
+    assert "catalog_lora.hub_server" not in shipped and "model_cards.example_run" not in shipped
+    writers = [module for module, path in shipped.items()
+               if "COMPLETE_MARKER).write" in path.read_text(encoding="utf-8")]
+    assert writers == ["training.train"]  # only the end of a real training run marks a run folder finished
