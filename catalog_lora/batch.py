@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from catalog_lora.engine import Engine
 from catalog_lora.tables import ERROR_COLUMN, BatchInputError, check_column, read_table
@@ -48,7 +47,6 @@ def predict_table(
     attribute_columns: list[str] | None = None,
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
-    show_progress: bool = False,
 ) -> pd.DataFrame:
     """Add one column per job (adapter name) and an ``error`` column; never drops a row.
 
@@ -71,7 +69,6 @@ def predict_table(
     for i in set(range(len(frame))) - set(good):
         errors[i] = "; ".join(filter(None, [errors[i], f"empty {text_column}"]))
     done, total = 0, len(good) * len(jobs)
-    bar = tqdm(total=total, desc="batch", unit="row", disable=not show_progress)
     for job in jobs:
         task = engine.spec(job).info.task
         column = [""] * len(frame)
@@ -85,11 +82,9 @@ def predict_table(
                     if result.truncated and TRUNCATED not in errors[i]:
                         errors[i] = "; ".join(filter(None, [errors[i], TRUNCATED]))
             done += len(index)
-            bar.update(len(index))
             if progress:
                 progress(done, total)
         out[job] = column
-    bar.close()
     out[ERROR_COLUMN] = errors
     return out
 

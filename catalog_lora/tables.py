@@ -72,6 +72,8 @@ def scan(path: str | Path) -> Scan:
         _decode(decoder, b"", offset, path, final=True)
     if kind == "parquet":
         rows = _parquet(path).metadata.num_rows
+    elif kind in WHOLE_FILE.values():
+        rows = len(_whole_file(path, kind))
     else:
         rows = max(lines - (kind == "csv"), 0)
     return Scan(digest.hexdigest(), rows)
@@ -111,10 +113,12 @@ def check_column(columns: Iterable, column: str) -> None:
 def read_table(path: str | Path) -> pd.DataFrame:
     """The whole table as text columns; an ``error`` column is there when a row had a problem."""
     path = Path(path)
-    scan(path)
-    frame = pd.concat(list(iter_chunks(path, 10_000)), ignore_index=True)
-    if frame.empty:
+    if _kind(path) in STREAMED.values():
+        scan(path)  # refuses a text file that is not UTF-8
+    chunks = list(iter_chunks(path, 10_000))
+    if not chunks:
         raise BatchInputError(f"{path.name} has a header but no rows")
+    frame = pd.concat(chunks, ignore_index=True)
     if not (frame[ERROR_COLUMN] != "").any():
         frame = frame.drop(columns=[ERROR_COLUMN])
     return frame

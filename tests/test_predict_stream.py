@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-from catalog_lora.batch_job import MANIFEST, PARTS_SUFFIX
+from catalog_lora.batch_job import MANIFEST, PARTS_SUFFIX, adapter_fingerprint
 from catalog_lora.engine import Engine
 from catalog_lora.tables import ERROR_COLUMN, iter_chunks, read_table, scan
 from training.predict import main as predict_main
@@ -118,6 +119,9 @@ def test_missing_column_or_bad_bytes_are_refused_before_the_model_loads(tiny_run
     (tmp_path / "latin.csv").write_bytes("title\ncaf\xe9 cr\xe8me\n".encode("latin-1"))
     with pytest.raises(SystemExit, match="not UTF-8"):
         predict(tiny_runs["category"], tmp_path / "latin.csv", tmp_path / "out.csv")
+    (tmp_path / "header.csv").write_text("title,price\n")
+    with pytest.raises(SystemExit, match="has a header but no rows"):
+        predict(tiny_runs["category"], tmp_path / "header.csv", tmp_path / "out.csv")
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -158,6 +162,17 @@ def test_kill_and_resume_equals_an_uninterrupted_run(tiny_runs, catalog, whole, 
 
     state = predict(tiny_runs["category"], source, output, "--chunk-rows", "1")
     assert state.rows == 11 and output.read_bytes() == whole
+
+
+def test_a_retrained_adapter_changes_the_fingerprint(tiny_runs, tmp_path):
+    copy = Path(shutil.copytree(tiny_runs["category"], tmp_path / "category"))
+    before = adapter_fingerprint(str(copy))
+    assert adapter_fingerprint(str(tiny_runs["category"])) == before
+    weights = copy / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert adapter_fingerprint(str(copy)) != before
+    assert adapter_fingerprint("user/catalog-category") == "user/catalog-category", "a Hub id is named, not hashed"
 
 
 def worker_pids(launcher: int) -> list[int]:

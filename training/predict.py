@@ -120,6 +120,31 @@ def check_input(args) -> tuple[list[str], int, str]:
     return columns, scanned.rows, scanned.sha256
 
 
+def predict_share(args, state, job: ChunkedOutput, engine: Engine, index, jobs: list[str], progress: Progress) -> int:
+    """Predict this process's share of the chunks not done yet; the number of chunks in the file.
+
+    The k-th chunk not done at the start goes to process k mod N, so a resumed run stays balanced.
+    """
+    done = set(job.state.done) | set(range(job.state.chunks_written))
+    chunks = pending = 0
+    for position, chunk in enumerate(iter_chunks(args.input, args.chunk_rows)):
+        chunks += 1
+        if position in done:
+            continue
+        pending += 1
+        if (pending - 1) % state.num_processes != state.process_index:
+            continue
+        part = predict_table(engine, chunk, args.text_column, jobs, attribute_columns=args.attribute_column,
+                             batch_size=args.batch_size)
+        if args.references:
+            part = add_references(part, index, args.text_column, args.references)
+        job.save(position, part)
+        if state.is_main_process:
+            job.append_ready()
+            progress.report(job.rows_done())
+    return chunks
+
+
 def run(args):
     state = PartialState(cpu=not torch.cuda.is_available())  # see training.train: torchrun on CPU
     adapters = parse_adapters(args.adapter)
@@ -134,25 +159,9 @@ def run(args):
         print(f"Model: {engine.precision.describe()}; ~{rows:,} rows in {args.input}; adapters: {', '.join(adapters)}; "
               f"{state.num_processes} process(es); {where}", flush=True)
     state.wait_for_everyone()
-    saved = job.load()
-    done = set(saved.done) | set(range(saved.chunks_written))
+    job.load()  # the job as the main process started or resumed it
     progress = Progress(rows, job.rows_done())
-    chunks = pending = 0
-    for position, chunk in enumerate(iter_chunks(args.input, args.chunk_rows)):
-        chunks += 1
-        if position in done:
-            continue
-        pending += 1
-        if (pending - 1) % state.num_processes != state.process_index:
-            continue
-        part = predict_table(engine, chunk, args.text_column, list(adapters), attribute_columns=args.attribute_column,
-                             batch_size=args.batch_size)
-        if args.references:
-            part = add_references(part, index, args.text_column, args.references)
-        job.save(position, part)
-        if state.is_main_process:
-            job.append_ready()
-            progress.report(job.rows_done())
+    chunks = predict_share(args, state, job, engine, index, list(adapters), progress)
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
