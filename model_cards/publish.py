@@ -76,12 +76,12 @@ def publish_adapter(
             f"{run_dir} has no {COMPLETE_MARKER} marker, so its training did not finish; nothing was uploaded"
         )
     token = resolve_token(token)
-    card.save(run_dir / "README.md")
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         staged = Path(tmp)
         for path in run_dir.iterdir():
             if path.is_file():
                 shutil.copy2(path, staged / path.name)
+        card.save(staged / "README.md")  # the run folder gets the card only once the push has succeeded
         if (run_dir / REFERENCES_DIR).is_dir():
             shutil.copytree(run_dir / REFERENCES_DIR, staged / REFERENCES_DIR, ignore=SKIP)
         # A run folder records the base as the local folder it was loaded from; readers need its Hub id.
@@ -90,10 +90,12 @@ def publish_adapter(
         info = RunInfo.from_dict(json.loads((run_dir / INFO_FILE).read_text()))
         adapter_config["base_model_name_or_path"] = info.base_model_hub_id or public_model_id(info.base_model)
         config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
-        return push_folder(
+        published = push_folder(
             staged, repo_id, "model", patterns=ADAPTER_PATTERNS, token=token, endpoint=endpoint, private=private,
             revision=revision, message=f"Publish catalog-lora {info.task} adapter from {run_dir.name}",
         )
+        shutil.copy2(staged / "README.md", run_dir / "README.md")
+    return published
 
 
 def _front_matter(readme: Path) -> tuple[dict, str | None]:

@@ -89,9 +89,10 @@ def test_csv_line_numbers_and_blank_lines_are_reported(tmp_path):
     path = tmp_path / "catalog.csv"
     path.write_text('title,brand\n"two\nline title",a\n\n,\ntoo,many,fields\nok,b\n')
     frame = read_table(path)
-    assert frame["title"].tolist() == ["two\nline title", "", "too", "ok"]  # ",": an empty title, still a row
-    assert frame.loc[2, "error"] == "malformed row (line 6): 3 fields, expected 2"
-    assert blank_lines_note(frame) == " (1 blank line skipped)"
+    assert frame["title"].tolist() == ["two\nline title", "", "", "too", "ok"]  # ",": an empty title, still a row
+    assert frame.loc[1, "error"] == "blank line (line 4)"
+    assert frame.loc[3, "error"] == "malformed row (line 6): 3 fields, expected 2"
+    assert blank_lines_note(frame) == " (1 blank line, marked in the error column)"
 
 
 def test_bad_tables_get_clear_errors(tmp_path):

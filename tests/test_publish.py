@@ -247,6 +247,28 @@ def test_server_error_mid_push_is_reported(hub, run_copy, tmp_path):
     assert publish_adapter(run_copy, "user/fragile", token=TOKEN, endpoint=hub.url).commit != head  # once it is back
 
 
+def test_a_failed_push_leaves_the_run_folder_byte_identical(hub, run_copy):
+    """The repository is created, the commit fails: the run folder keeps no card of a repo that holds nothing."""
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    (run_copy / "README.md").write_text("my own notes\n")
+
+    def snapshot() -> dict[str, bytes]:
+        return {p.relative_to(run_copy).as_posix(): p.read_bytes() for p in sorted(run_copy.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    hub.fail_commits = 6  # the commit fails, and any client retry of it
+    try:
+        with pytest.raises(PublishError, match="publishing to model user/bodywash-midway"):
+            publish_adapter(run_copy, "user/bodywash-midway", token=TOKEN, endpoint=hub.url)
+    finally:
+        hub.fail_commits = 0
+    assert api.repo_exists("user/bodywash-midway"), "the failure came after the repository was created"
+    assert snapshot() == before
+
+    publish_adapter(run_copy, "user/bodywash-midway", token=TOKEN, endpoint=hub.url)
+    assert "user/bodywash-midway" in (run_copy / "README.md").read_text(), "a successful push writes the card locally"
+
+
 def test_private_repo_and_revision(hub, run_copy):
     api = HfApi(endpoint=hub.url, token=TOKEN)
     result = publish_adapter(run_copy, "user/private-tagging", private=True, token=TOKEN, endpoint=hub.url)

@@ -1,26 +1,38 @@
-"""Batch prediction for a catalog file: every input row comes out, with predictions or an error.
+"""Batch prediction for a catalog file: every input row comes out once, with predictions or an error.
 
     python -m training.predict --adapter runs/sample-tagging --input products.csv --text-column text --output out.csv
 
-Several adapters run in one pass (``--adapter tags=runs/a --adapter category=runs/b``),
-each adding its column. Under ``accelerate launch`` or ``torchrun`` the rows are sharded
-across processes and the main process writes one output in the input order.
+CSV, TSV, JSONL and Parquet inputs are streamed in chunks of ``--chunk-rows``; each finished
+chunk is appended to the output, so memory stays flat however long the file is. Rerunning the
+same command after an interruption continues from the last finished chunk (a changed input,
+adapter or setting is refused). Several adapters run in one pass (``--adapter tags=runs/a
+--adapter category=runs/b``), each adding its column. Under ``accelerate launch`` or ``torchrun``
+(one machine or several, by the launcher's flags) each process predicts its share of the chunks
+and the main process writes one output in the input order.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import torch
 from accelerate import PartialState
-from accelerate.utils import gather_object
 
-from catalog_lora.batch import BatchInputError, blank_lines_note, predict_table, read_table, write_table
+from catalog_lora.batch import ERROR_COLUMN, BatchInputError, check_column, predict_table
+from catalog_lora.batch_job import ChunkedOutput, adapter_fingerprint
 from catalog_lora.engine import Engine
+from catalog_lora.tables import columns_of, iter_chunks, scan
 
 REFERENCES_COLUMN = "nearest_training_ids"
+# Settings that change the output; a run is resumed only when all of them are the same.
+FINGERPRINT_SETTINGS = (
+    "text_column", "attribute_column", "batch_size", "chunk_rows", "base_model", "quantization", "references",
+)
 
 
 def parse_adapters(values: list[str]) -> dict[str, str]:
@@ -35,62 +47,140 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
     return adapters
 
 
-def add_references(frame: pd.DataFrame, adapters: dict[str, str], text_column: str, k: int) -> pd.DataFrame:
-    """The ids of the ``k`` most similar training examples, from the first adapter that ships an index."""
+def open_references(adapters: dict[str, str]):
+    """The index of training examples of the first adapter that ships one (``None`` when none does)."""
     from catalog_lora.references import ReferenceIndex, ReferenceIndexError, locate_index
 
     for source in adapters.values():
         try:
-            index = ReferenceIndex.open(locate_index(source))
+            return ReferenceIndex.open(locate_index(source))
         except ReferenceIndexError as error:
             print(f"No references from {source}: {error}", file=sys.stderr)
-            continue
+    return None
+
+
+def add_references(frame: pd.DataFrame, index, text_column: str, k: int) -> pd.DataFrame:
+    """The ids of the ``k`` most similar training examples (``""`` without an index), before the error column."""
+    ids = [""] * len(frame)
+    if index is not None and len(frame):
         texts = [t if t.strip() else " " for t in frame[text_column].astype(str)]
-        found = index.query(texts, k=k)
-        frame[REFERENCES_COLUMN] = [" ".join(r.id for r in refs) for refs in found]
-        return frame
-    frame[REFERENCES_COLUMN] = ""
+        ids = [" ".join(r.id for r in refs) for refs in index.query(texts, k=k)]
+    errors = frame.pop(ERROR_COLUMN)
+    frame[REFERENCES_COLUMN] = ids
+    frame[ERROR_COLUMN] = errors
     return frame
 
 
-def run(args) -> pd.DataFrame | None:
+def output_columns(columns: list[str], jobs: list[str], references: bool) -> list[str]:
+    return [c for c in columns if c != ERROR_COLUMN] + jobs + ([REFERENCES_COLUMN] if references else []) + [ERROR_COLUMN]
+
+
+@dataclass
+class Progress:
+    """Rows done, rows/s and ETA in the terminal, from the rows of every process."""
+
+    total: int
+    start_rows: int
+    started: float = field(default_factory=time.monotonic)
+
+    def report(self, done: int) -> None:
+        elapsed = time.monotonic() - self.started
+        rate = (done - self.start_rows) / elapsed if elapsed > 0 else 0.0
+        left = max(self.total - done, 0)
+        eta = duration(left / rate) if rate > 0 else "unknown"
+        share = f" ({done / self.total:.1%})" if self.total else ""
+        print(f"rows {done:,}/~{self.total:,}{share} · {rate:.2f} rows/s · ETA {eta}", flush=True)
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def fingerprint(args, adapters: dict[str, str], input_sha256: str) -> dict:
+    settings = {key: getattr(args, key) for key in FINGERPRINT_SETTINGS}
+    return {
+        "input": input_sha256,
+        "adapters": {name: adapter_fingerprint(source) for name, source in adapters.items()},
+        "settings": settings,
+    }
+
+
+def check_input(args) -> tuple[list[str], int, str]:
+    """Everything that can be refused before the model loads: file, encoding, columns. Columns, rows, hash."""
+    if args.chunk_rows < 1:
+        raise BatchInputError(f"--chunk-rows must be at least 1 (got {args.chunk_rows})")
+    scanned = scan(args.input)
+    if scanned.rows == 0:
+        raise BatchInputError(f"{args.input} has a header but no rows")
+    columns = columns_of(args.input)
+    for column in [args.text_column, *args.attribute_column]:
+        check_column(columns, column)
+    return columns, scanned.rows, scanned.sha256
+
+
+def predict_share(args, state, job: ChunkedOutput, engine: Engine, index, jobs: list[str], progress: Progress) -> int:
+    """Predict this process's share of the chunks not done yet; the number of chunks in the file.
+
+    The k-th chunk not done at the start goes to process k mod N, so a resumed run stays balanced.
+    """
+    done = set(job.state.done) | set(range(job.state.chunks_written))
+    chunks = pending = 0
+    for position, chunk in enumerate(iter_chunks(args.input, args.chunk_rows)):
+        chunks += 1
+        if position in done:
+            continue
+        pending += 1
+        if (pending - 1) % state.num_processes != state.process_index:
+            continue
+        part = predict_table(engine, chunk, args.text_column, jobs, attribute_columns=args.attribute_column,
+                             batch_size=args.batch_size)
+        if args.references:
+            part = add_references(part, index, args.text_column, args.references)
+        job.save(position, part)
+        if state.is_main_process:
+            job.append_ready()
+            progress.report(job.rows_done())
+    return chunks
+
+
+def run(args):
     state = PartialState(cpu=not torch.cuda.is_available())  # see training.train: torchrun on CPU
     adapters = parse_adapters(args.adapter)
-    frame = read_table(args.input)
+    columns, rows, sha = check_input(args)
+    job = ChunkedOutput(Path(args.output), fingerprint(args, adapters, sha))
+    resumed = job.load()  # every process refuses a mismatched job before any work
     engine = Engine.load(adapters, base_model=args.base_model, quantization=args.quantization)
+    index = open_references(adapters) if args.references else None
     if state.is_main_process:
-        print(f"Model: {engine.precision.describe()}; {len(frame)} rows{blank_lines_note(frame)}; adapters: {', '.join(adapters)}")
-    positions = list(range(len(frame)))
-    with state.split_between_processes(positions) as shard:
-        part = predict_table(
-            engine,
-            frame.iloc[shard],
-            args.text_column,
-            list(adapters),
-            attribute_columns=args.attribute_column,
-            batch_size=args.batch_size,
-            show_progress=state.is_main_process,
-        )
-    parts = gather_object([part]) if state.num_processes > 1 else [part]
+        job.start(output_columns(columns, list(adapters), bool(args.references)))
+        where = f"resuming after {resumed.rows:,} rows" if resumed else "new output"
+        print(f"Model: {engine.precision.describe()}; ~{rows:,} rows in {args.input}; adapters: {', '.join(adapters)}; "
+              f"{state.num_processes} process(es); {where}", flush=True)
+    state.wait_for_everyone()
+    job.load()  # the job as the main process started or resumed it
+    progress = Progress(rows, job.rows_done())
+    chunks = predict_share(args, state, job, engine, index, list(adapters), progress)
+    state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    result = pd.concat(parts).loc[frame.index] if state.num_processes > 1 else parts[0]
-    if args.references:
-        result = add_references(result, adapters, args.text_column, args.references)
-    write_table(result, args.output)
-    failed = int((result["error"] != "").sum())
-    print(f"Wrote {len(result)} rows to {args.output} ({failed} with an error; see the 'error' column)")
-    return result
+    final = job.finish(chunks)
+    took = time.monotonic() - progress.started
+    print(f"Wrote {final.rows:,} rows to {args.output} ({final.errors:,} with an error; see the 'error' column) "
+          f"in {duration(took)}; {(final.rows - progress.start_rows) / max(took, 1e-9):.2f} rows/s this run", flush=True)
+    return final
 
 
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", action="append", required=True, help="run folder or Hub id, optionally NAME=…; repeatable")
-    parser.add_argument("--input", required=True, help="CSV, TSV, xlsx or JSON(L) catalog")
+    parser.add_argument("--input", required=True, help="CSV, TSV, JSONL or Parquet catalog (streamed); xlsx or JSON (read whole)")
     parser.add_argument("--text-column", required=True, help="column with the product text or title")
     parser.add_argument("--attribute-column", action="append", default=[], help="extra column shown to the model; repeatable")
     parser.add_argument("--output", required=True, help="output CSV (formula-safe)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--chunk-rows", type=int, default=500, help="rows per chunk: the unit of memory, output and resume")
     parser.add_argument("--base-model", help="override the base model the adapter names")
     parser.add_argument("--quantization", default="auto", help="auto, 4bit, 8bit or none")
     parser.add_argument("--references", type=int, default=0, metavar="K", help="add the ids of the K nearest training examples")
