@@ -29,6 +29,8 @@ PER_LABEL_PLOT = "per_label_f1.png"
 COMPLETE_MARKER = "COMPLETE"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 METHODS = ("generate", "head")
+# The metric each task is judged by (metrics.json keys): shown first in tables, cards and the Space.
+HEADLINE_METRICS = {"tagging": "micro_f1", "category": "accuracy", "description": "rougeL"}
 
 
 @dataclass
@@ -46,6 +48,9 @@ class RunInfo:
     max_new_tokens: int = 64
     max_length: int = 512
     thresholds: list[float] = field(default_factory=list)
+    # Answers whose label confidence is below this are marked for review; chosen on the validation
+    # split at the end of training (catalog_lora.confidence.choose_threshold). None: no marks.
+    review_threshold: float | None = None
     at_least_one_label: bool = True
     labels: list[str] = field(default_factory=list)
     adapter_name: str = "default"

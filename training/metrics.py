@@ -13,7 +13,7 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import MultiLabelBinarizer
 
-HEADLINE = {"tagging": "micro_f1", "category": "accuracy", "description": "rougeL"}
+from catalog_lora.run_files import HEADLINE_METRICS as HEADLINE  # noqa: F401  (re-exported: training/, model_cards/)
 
 
 def multilabel_metrics(gold: list[list[str]], pred: list[list[str]], labels: list[str], unknown: list[list[str]] | None = None) -> dict:

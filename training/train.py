@@ -51,6 +51,7 @@ from training.data import (
 )
 from training.evaluate import evaluate_all, evaluate_engine, save_plots, table
 from training.metrics import summary
+from training.review import review_threshold
 
 CHECKPOINTS = "checkpoints"
 
@@ -293,6 +294,8 @@ def train(config: TrainConfig) -> Path:
     engine.register("adapter", info, taxonomy)
     if head and task == "tagging" and config.eval.tune_thresholds:
         info.thresholds = tune_thresholds(engine, splits["validation"], config)
+    if taxonomy:
+        info.review_threshold = review_threshold(engine, "adapter", splits["validation"], config)
     if main:
         unwrapped.save_pretrained(out)
         # peft writes a template card full of placeholders; the real card comes from model_cards.
