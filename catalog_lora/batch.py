@@ -18,6 +18,8 @@ from catalog_lora.engine import Engine
 ERROR_COLUMN = "error"
 BLANK_LINES = "blank_lines"
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+CONFIDENCE_SUFFIX = "_confidence"
+REVIEW_SUFFIX = "_needs_review"
 READERS = {".csv": "csv", ".tsv": "csv", ".xlsx": "excel", ".xls": "excel", ".jsonl": "jsonl", ".json": "json"}
 
 
@@ -101,6 +103,13 @@ def format_prediction(prediction, task: str) -> str:
     return ", ".join(prediction.labels)
 
 
+def confidence_cells(prediction) -> tuple[str, str]:
+    """A prediction's confidence as CSV cells: each chosen label's probability, in the order of the
+    labels, and ``"yes"`` when a label is below the adapter's review threshold."""
+    scores = ", ".join(f"{prediction.confidence[label]:.3f}" for label in prediction.labels if label in prediction.confidence)
+    return scores, "yes" if prediction.needs_review else ""
+
+
 def predict_table(
     engine: Engine,
     frame: pd.DataFrame,
@@ -111,8 +120,12 @@ def predict_table(
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
     show_progress: bool = False,
+    confidence: bool = False,
 ) -> pd.DataFrame:
     """Add one column per job (adapter name) and an ``error`` column; never drops a row.
+
+    With ``confidence``, a label job also gets ``<job>_confidence`` and ``<job>_needs_review``
+    columns (:func:`confidence_cells`).
 
     Empty texts are marked and skipped without a model call; a batch that fails is retried
     row by row, so one bad row cannot take its neighbours down with it.
@@ -134,6 +147,7 @@ def predict_table(
     for job in jobs:
         task = engine.spec(job).info.task
         column = [""] * len(frame)
+        scores, review = [""] * len(frame), [""] * len(frame)
         for start in range(0, len(good), batch_size):
             index = good[start : start + batch_size]
             for i, result in zip(index, _predict_rows(engine, job, texts, attributes, index, batch_size), strict=True):
@@ -141,6 +155,7 @@ def predict_table(
                     errors[i] = "; ".join(filter(None, [errors[i], f"{job}: {result}"]))
                 else:
                     column[i] = format_prediction(result, task)
+                    scores[i], review[i] = confidence_cells(result)
                     if result.truncated and "truncated" not in errors[i]:
                         errors[i] = "; ".join(filter(None, [errors[i], "text truncated to the model's limit"]))
             done += len(index)
@@ -148,6 +163,8 @@ def predict_table(
             if progress:
                 progress(done, total)
         out[job] = column
+        if confidence and task != "description":
+            out[job + CONFIDENCE_SUFFIX], out[job + REVIEW_SUFFIX] = scores, review
     bar.close()
     out[ERROR_COLUMN] = errors
     return out

@@ -9,6 +9,7 @@ A finished run folder holds:
 - ``metrics.json``: ``{"test": {"base": {...}, "adapter": {...}, "baseline": {...}}, "validation": {...}}``;
 - ``train_stats.json``: parameters, hardware, runtime, throughput, final losses, ``log_history``;
 - ``loss_curve.png``; ``confusion_matrix.png`` for categories, ``per_label_f1.png`` for tags;
+  ``base_adapter_baseline.png``: the headline metric of the three side by side;
 - ``COMPLETE``: written last, so a crashed run is never mistaken for a finished one.
 """
 
@@ -26,6 +27,7 @@ STATS_FILE = "train_stats.json"
 LOSS_PLOT = "loss_curve.png"
 CONFUSION_PLOT = "confusion_matrix.png"
 PER_LABEL_PLOT = "per_label_f1.png"
+SYSTEMS_PLOT = "base_adapter_baseline.png"
 COMPLETE_MARKER = "COMPLETE"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 METHODS = ("generate", "head")
