@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 _TURN = threading.Lock()  # one run at a time
 _JOBS: dict[str, BatchJob] = {}
+KEPT_JOBS = 50  # finished jobs beyond this many are forgotten, oldest first (their files stay on disk)
 
 
 @dataclass
@@ -69,6 +70,9 @@ class BatchJob:
         return self.status in (DONE, FAILED)
 
     def start(self) -> BatchJob:
+        finished = [job_id for job_id, job in _JOBS.items() if job.over]
+        for job_id in finished[: max(0, len(finished) - KEPT_JOBS + 1)]:
+            del _JOBS[job_id]
         _JOBS[self.id] = self
         threading.Thread(target=self._run, name=f"batch-{self.id}", daemon=True).start()
         return self

@@ -1093,6 +1093,7 @@ with gr.Blocks(title="catalog-lora: product tags, categories and descriptions") 
             batch_status_outputs = [batch_progress, batch_preview, batch_download, batch_notice, batch_timer]
             batch_timer.tick(batch_status, batch_job, batch_status_outputs, api_visibility="private",
                              show_progress="hidden")
+            # The API's /batch: the same job, waited for, so a gradio_client call returns the finished file.
             gr.Button("Run (API)", visible=False).click(
                 batch, [batch_file, batch_column, batch_jobs], [batch_preview, batch_download, batch_notice],
                 api_name="batch", concurrency_limit=1, concurrency_id="batch",
