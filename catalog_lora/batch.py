@@ -17,6 +17,8 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # Longer texts are cut before the model sees them (the model's window is far shorter) and flagged.
 MODEL_TEXT_CHARS = 50_000
 TRUNCATED = "text truncated to the model's limit"
+CONFIDENCE_SUFFIX = "_confidence"
+REVIEW_SUFFIX = "_needs_review"
 
 __all__ = [
     "ERROR_COLUMN", "BatchInputError", "blank_lines_note", "check_column", "escape_formulas", "predict_table",
@@ -38,6 +40,13 @@ def format_prediction(prediction, task: str) -> str:
     return ", ".join(prediction.labels)
 
 
+def confidence_cells(prediction) -> tuple[str, str]:
+    """A prediction's confidence as CSV cells: each chosen label's probability, in the order of the
+    labels, and ``"yes"`` when a label is below the adapter's review threshold."""
+    scores = ", ".join(f"{prediction.confidence[label]:.3f}" for label in prediction.labels if label in prediction.confidence)
+    return scores, "yes" if prediction.needs_review else ""
+
+
 def predict_table(
     engine: Engine,
     frame: pd.DataFrame,
@@ -47,8 +56,12 @@ def predict_table(
     attribute_columns: list[str] | None = None,
     batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
+    confidence: bool = False,
 ) -> pd.DataFrame:
     """Add one column per job (adapter name) and an ``error`` column; never drops a row.
+
+    With ``confidence``, a label job also gets ``<job>_confidence`` and ``<job>_needs_review``
+    columns (:func:`confidence_cells`).
 
     Empty texts are marked and skipped without a model call; a batch that fails is retried
     row by row, so one bad row cannot take its neighbours down with it.
@@ -72,6 +85,7 @@ def predict_table(
     for job in jobs:
         task = engine.spec(job).info.task
         column = [""] * len(frame)
+        scores, review = [""] * len(frame), [""] * len(frame)
         for start in range(0, len(good), batch_size):
             index = good[start : start + batch_size]
             for i, result in zip(index, _predict_rows(engine, job, texts, attributes, index, batch_size), strict=True):
@@ -79,12 +93,15 @@ def predict_table(
                     errors[i] = "; ".join(filter(None, [errors[i], f"{job}: {result}"]))
                 else:
                     column[i] = format_prediction(result, task)
+                    scores[i], review[i] = confidence_cells(result)
                     if result.truncated and TRUNCATED not in errors[i]:
                         errors[i] = "; ".join(filter(None, [errors[i], TRUNCATED]))
             done += len(index)
             if progress:
                 progress(done, total)
         out[job] = column
+        if confidence and task != "description":
+            out[job + CONFIDENCE_SUFFIX], out[job + REVIEW_SUFFIX] = scores, review
     out[ERROR_COLUMN] = errors
     return out
 

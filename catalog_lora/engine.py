@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from catalog_lora.base_model import load_base_model
-from catalog_lora.constrained import LabelConstraint
+from catalog_lora.confidence import TokenLogProbs, label_confidences, low_confidence
+from catalog_lora.constrained import SEPARATOR, LabelConstraint
 from catalog_lora.labels import Taxonomy, parse_answer
 from catalog_lora.neighbours import mix, neighbour_votes
 from catalog_lora.prompts import PromptTemplate
@@ -28,7 +29,11 @@ from catalog_lora.run_files import TAXONOMY_FILE, RunInfo, fetch_file, read_run_
 
 @dataclass
 class Prediction:
-    """One product's answer. ``labels`` for tags and categories, ``text`` the raw answer."""
+    """One product's answer. ``labels`` for tags and categories, ``text`` the raw answer.
+
+    ``confidence`` holds each chosen label's probability (see :mod:`catalog_lora.confidence`),
+    ``scores`` the alternatives (every tag of a head adapter, the top categories with ``top_k``),
+    ``low_confidence`` the chosen labels below the adapter's review threshold."""
 
     text: str = ""
     labels: list[str] = field(default_factory=list)
@@ -36,6 +41,13 @@ class Prediction:
     unknown: list[str] = field(default_factory=list)
     truncated: bool = False
     error: str | None = None
+    confidence: dict[str, float] = field(default_factory=dict)
+    low_confidence: list[str] = field(default_factory=list)
+
+    @property
+    def needs_review(self) -> bool:
+        """A chosen label is below the review threshold."""
+        return bool(self.low_confidence)
 
 
 @dataclass
@@ -204,6 +216,7 @@ class Engine:
             batch = run_batch([prompts[i][0] for i in index], [texts[i] for i in index])
             for i, prediction in zip(index, batch, strict=True):
                 prediction.truncated = prompts[i][1]
+                prediction.low_confidence = low_confidence(prediction.confidence, prediction.labels, spec.info.review_threshold)
                 results[i] = prediction
             bar.update(len(index))
         bar.close()
@@ -247,13 +260,14 @@ class Engine:
                     chosen = [int(row.argmax())]
                 chosen.sort(key=lambda j: -row[j])
                 picked = [labels[j] for j in chosen]
-                results.append(Prediction(", ".join(picked), picked, {labels[j]: float(row[j]) for j in range(len(labels))}))
+                scores = {labels[j]: float(row[j]) for j in range(len(labels))}
+                results.append(Prediction(", ".join(picked), picked, scores, confidence={p: scores[p] for p in picked}))
         else:
             for row in probs:
                 top = row.topk(min(top_k or 1, len(labels)))
                 ranked = {labels[j]: float(p) for p, j in zip(top.values.tolist(), top.indices.tolist(), strict=True)}
                 best = labels[int(row.argmax())]
-                results.append(Prediction(best, [best], ranked))
+                results.append(Prediction(best, [best], ranked, confidence={best: float(row.max())}))
         return results
 
     def _generation_kwargs(self, spec: AdapterSpec, prompt_length: int, constrained: bool):
@@ -319,6 +333,9 @@ class Engine:
         length = batch["input_ids"].shape[1]
         kwargs = self._generation_kwargs(spec, length, constrained)
         sampling = dict(do_sample=True, temperature=temperature, top_k=50) if do_sample else dict(do_sample=False, top_k=None)
+        constrained_run = bool(kwargs["logits_processor"])
+        recorder = TokenLogProbs()
+        kwargs["logits_processor"].append(recorder)
         with self._using(spec, use_adapter):
             if prefix:
                 kwargs["past_key_values"] = self._prefix_cache(batch, prefix)
@@ -326,7 +343,10 @@ class Engine:
         self.tokens_processed += batch["input_ids"][:, prefix:].numel() + (output.shape[1] - length) * output.shape[0]
         answers = self.tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
         results = [self._parse(spec, answer) for answer in answers]
-        if kwargs["logits_processor"]:
+        logprobs = recorder.finish(output).tolist()
+        for prediction, tokens, row in zip(results, output[:, length:].tolist(), logprobs, strict=True):
+            prediction.confidence = self._confidences(spec, tokens, row)
+        if constrained_run:
             # Under the constraint the only text outside the taxonomy is a label cut short by
             # max_new_tokens: drop that fragment rather than report it as an invented label.
             for prediction in results:
@@ -335,6 +355,12 @@ class Engine:
             for prediction, prompt in zip(results, prompts, strict=True):
                 prediction.scores = self.rank_categories(spec, prompt, top_k, use_adapter)
         return results
+
+    def _confidences(self, spec: AdapterSpec, tokens: list[int], logprobs: list[float]) -> dict[str, float]:
+        if spec.taxonomy is None or spec.info.task == "description":
+            return {}
+        separator = self.tokenizer.encode(SEPARATOR, add_special_tokens=False)[0] if spec.info.multi_label else None
+        return label_confidences(tokens, logprobs, self.tokenizer, spec.taxonomy, separator)
 
     def _parse(self, spec: AdapterSpec, answer: str) -> Prediction:
         answer = answer.strip()
@@ -345,23 +371,50 @@ class Engine:
 
     @torch.inference_mode()
     def rank_categories(self, spec: AdapterSpec, prompt: str, k: int, use_adapter: bool = True) -> dict[str, float]:
-        """The ``k`` most likely taxonomy paths for one prompt, by constrained beam search."""
+        """The ``k`` most likely taxonomy paths for one prompt (constrained beam search), each with its probability."""
         batch = self._encode([prompt], "left")
         length = batch["input_ids"].shape[1]
         beams = min(k, len(spec.taxonomy))
         with self._using(spec, use_adapter):
             output = self.model.generate(
                 **batch, max_new_tokens=spec.info.max_new_tokens, num_beams=beams, num_return_sequences=beams,
-                do_sample=False, output_scores=True, return_dict_in_generate=True, top_p=None, top_k=None,
+                do_sample=False, return_dict_in_generate=True, top_p=None, top_k=None,
                 **self._generation_kwargs(spec, length, constrained=True),
             )
-        answers = self.tokenizer.batch_decode(output.sequences[:, length:], skip_special_tokens=True)
-        probs = torch.softmax(output.sequences_scores.float(), dim=0).tolist()
+        answers = [self._cut_at_eos(row) for row in output.sequences[:, length:].tolist()]
+        prompt_ids = batch["input_ids"][0].tolist()
         ranked: dict[str, float] = {}
-        for answer, p in zip(answers, probs, strict=True):
-            for label in parse_answer(answer, spec.taxonomy).labels:
-                ranked[label] = ranked.get(label, 0.0) + p
+        for answer, logprobs in zip(answers, self._answer_logprobs(spec, prompt_ids, answers, use_adapter), strict=True):
+            for label, p in self._confidences(spec, answer, logprobs).items():
+                ranked.setdefault(label, p)
         return dict(sorted(ranked.items(), key=lambda kv: -kv[1]))
+
+    def _cut_at_eos(self, tokens: list[int]) -> list[int]:
+        eos = self.tokenizer.eos_token_id
+        return tokens[: tokens.index(eos)] if eos in tokens else tokens
+
+    @torch.inference_mode()
+    def _answer_logprobs(self, spec: AdapterSpec, prompt_ids: list[int], answers: list[list[int]], use_adapter: bool):
+        """Each answer token's log-probability after ``prompt_ids`` under the constrained distribution
+        (teacher forcing, one forward pass): the same numbers greedy decoding records for its own answer."""
+        width = max(1, max(map(len, answers)))
+        pad = self.tokenizer.pad_token_id
+        rows = [prompt_ids + a + [pad] * (width - len(a)) for a in answers]
+        masks = [[1] * (len(prompt_ids) + len(a)) + [0] * (width - len(a)) for a in answers]
+        batch = {"input_ids": torch.tensor(rows, device=self.device), "attention_mask": torch.tensor(masks, device=self.device)}
+        with self._using(spec, use_adapter):
+            logits = self.model(**batch).logits[:, len(prompt_ids) - 1 : -1].float()
+        self.tokens_processed += batch["input_ids"].numel()
+        constraint = self._generation_kwargs(spec, len(prompt_ids), constrained=True)["logits_processor"][0]
+        constraint.prompt_length = len(prompt_ids)
+        out = []
+        for i, answer in enumerate(answers):
+            steps = [
+                torch.log_softmax(constraint(batch["input_ids"][i : i + 1, : len(prompt_ids) + t], logits[i, t][None]), -1)[0, token]
+                for t, token in enumerate(answer)
+            ]
+            out.append([float(x) for x in steps])
+        return out
 
     def stream(self, name: str, text: str, attributes: dict | None = None, max_new_tokens: int | None = None,
                use_adapter: bool = True) -> Iterator[str]:

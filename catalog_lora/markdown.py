@@ -40,16 +40,16 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def metrics_table(results: dict, task: str, headers: dict[str, str] | None = None) -> str:
+def metrics_table(results: dict, task: str, headers: dict[str, str] | None = None, keys: list[str] | None = None) -> str:
     """One split of ``metrics.json`` as a table: a row per adapter metric (the task's headline in
-    bold), a column per system present; ``headers`` renames the system columns."""
+    bold), a column per system present; ``headers`` renames the system columns, ``keys`` keeps those rows only."""
     systems = [s for s in SYSTEMS if isinstance(results.get(s), dict)]
     values = {s: scalars(results[s]) for s in systems}
     rows = [
         [f"**{key}**" if key == HEADLINE[task] else key]
         + [format_value(values[s][key]) if key in values[s] else "—" for s in systems]
         for key in values["adapter"]
-        if key not in COUNT_KEYS
+        if key not in COUNT_KEYS and (keys is None or key in keys)
     ]
     return markdown_table(["metric", *((headers or {}).get(s, s) for s in systems)], rows)
 

@@ -10,6 +10,7 @@ A finished run folder holds:
 - ``train_stats.json``: parameters, hardware, runtime, throughput, final losses, ``log_history``;
 - ``loss_curve.png``; ``confusion_matrix.png`` for categories, ``per_label_f1.png`` for tags;
 - ``references/``: the index of the training examples (:mod:`catalog_lora.references`), when built;
+  ``base_adapter_baseline.png``: the headline metric of the three side by side;
 - ``COMPLETE``: written last, so a crashed run is never mistaken for a finished one.
 """
 
@@ -28,6 +29,7 @@ STATS_FILE = "train_stats.json"
 LOSS_PLOT = "loss_curve.png"
 CONFUSION_PLOT = "confusion_matrix.png"
 PER_LABEL_PLOT = "per_label_f1.png"
+SYSTEMS_PLOT = "base_adapter_baseline.png"
 COMPLETE_MARKER = "COMPLETE"
 REFERENCES_DIR = "references"  # the index of the training examples (catalog_lora.references), when built
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -68,6 +70,9 @@ class RunInfo:
     max_new_tokens: int = 64
     max_length: int = 512
     thresholds: list[float] = field(default_factory=list)
+    # Answers whose label confidence is below this are marked for review; chosen on the validation
+    # split at the end of training (catalog_lora.confidence.choose_threshold). None: no marks.
+    review_threshold: float | None = None
     at_least_one_label: bool = True
     labels: list[str] = field(default_factory=list)
     adapter_name: str = "default"

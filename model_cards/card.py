@@ -22,7 +22,6 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, SpaceCardData
 
 from catalog_lora.base_model import EMBEDDED, EMBEDDED_GGUF, EMBEDDED_HUB_ID, public_model_id
+from catalog_lora.citation import TASK_TITLES, adapter_citation, run_year
 from catalog_lora.constrained import SEPARATOR
 from catalog_lora.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS, Taxonomy
 from catalog_lora.markdown import COUNT_KEYS, metrics_table, scalars
@@ -46,6 +46,7 @@ from catalog_lora.run_files import (
     LOSS_PLOT,
     METRICS_FILE,
     STATS_FILE,
+    SYSTEMS_PLOT,
     TAXONOMY_FILE,
     RunInfo,
     check_repo_id,
@@ -56,7 +57,6 @@ TEMPLATE = Path(__file__).parent / "templates" / "adapter_card.md"
 PER_LABEL_PLOT = "per_label_f1.png"
 REQUIRED_FILES = (*ADAPTER_FILES, INFO_FILE, METRICS_FILE)
 
-TASK_TITLES = {"tagging": "product tagging", "category": "product categorization", "description": "product descriptions"}
 SYSTEMS = {
     "base": "base model (adapter off)",
     "head_alone": "head alone (the plain code above)",
@@ -79,26 +79,6 @@ MORE_TEXTS = {
     "description": ["Aloe Vera Soothing Shower Gel, 250 ml", "Stainless Steel Insulated Water Bottle, 1 L"],
 }
 TEXT_SLOT = "\x00text\x00"  # stands in for the product text while a prompt is rendered as a format string
-LORA_BIB = """@article{hu2021lora,
-  title   = {LoRA: Low-Rank Adaptation of Large Language Models},
-  author  = {Hu, Edward J. and Shen, Yelong and Wallis, Phillip and Allen-Zhu, Zeyuan and Li, Yuanzhi and Wang, Shean and Wang, Lu and Chen, Weizhu},
-  journal = {arXiv preprint arXiv:2106.09685},
-  year    = {2021}
-}"""
-QLORA_BIB = """@article{dettmers2023qlora,
-  title   = {QLoRA: Efficient Finetuning of Quantized LLMs},
-  author  = {Dettmers, Tim and Pagnoni, Artidoro and Holtzman, Ari and Zettlemoyer, Luke},
-  journal = {arXiv preprint arXiv:2305.14314},
-  year    = {2023}
-}"""
-LORA_APA = (
-    "Hu, E. J., Shen, Y., Wallis, P., Allen-Zhu, Z., Li, Y., Wang, S., Wang, L., & Chen, W. (2021). "
-    "*LoRA: Low-rank adaptation of large language models*. arXiv:2106.09685. https://arxiv.org/abs/2106.09685"
-)
-QLORA_APA = (
-    "Dettmers, T., Pagnoni, A., Holtzman, A., & Zettlemoyer, L. (2023). "
-    "*QLoRA: Efficient finetuning of quantized LLMs*. arXiv:2305.14314. https://arxiv.org/abs/2305.14314"
-)
 
 
 class CardError(ValueError):
@@ -177,7 +157,7 @@ class Run:
             stats=_read_json(folder / STATS_FILE),
             report=report,
             adapter_values=_safetensors_params(folder / "adapter_model.safetensors"),
-            plots=[p for p in (LOSS_PLOT, PER_LABEL_PLOT, CONFUSION_PLOT) if (folder / p).is_file()],
+            plots=[p for p in (LOSS_PLOT, SYSTEMS_PLOT, PER_LABEL_PLOT, CONFUSION_PLOT) if (folder / p).is_file()],
         )
 
     @property
@@ -555,7 +535,8 @@ def _evaluation(run: Run) -> str:
         f"model without the adapter, this adapter, and a classical baseline trained on the same training split.{mixed}\n\n"
         + "\n\n".join(parts)
     )
-    for plot, caption in ((PER_LABEL_PLOT, "F1 per tag on the test split"), (CONFUSION_PLOT, "Confusion matrix on the test split")):
+    for plot, caption in ((SYSTEMS_PLOT, "Base model vs adapter vs baseline on the test split"),
+                          (PER_LABEL_PLOT, "F1 per tag on the test split"), (CONFUSION_PLOT, "Confusion matrix on the test split")):
         if plot in run.plots:
             text += f"\n\n![{caption}]({plot})"
     return text
@@ -615,23 +596,7 @@ def _environment(run: Run) -> str:
 
 
 def _citation(run: Run, repo_id: str, year: int) -> str:
-    namespace, name = repo_id.split("/")
-    key = re.sub(r"\W+", "_", f"{namespace}_{name}_{year}").strip("_").lower()
-    title = f"{name}: a LoRA adapter of {run.base_model} for {TASK_TITLES[run.info.task]}"
-    url = f"https://huggingface.co/{repo_id}"
-    bib = (
-        f"@misc{{{key},\n  title        = {{{title}}},\n  author       = {{{namespace}}},\n"
-        f"  year         = {{{year}}},\n  howpublished = {{\\url{{{url}}}}},\n"
-        "  note         = {LoRA adapter trained with catalog-lora}\n}"
-    )
-    methods_bib = LORA_BIB + ("\n\n" + QLORA_BIB)
-    apa = f"{namespace}. ({year}). *{title}* [LoRA adapter]. Hugging Face. {url}"
-    return (
-        "If you use this adapter, please cite it and the methods it builds on"
-        + (" (QLoRA was used to train it)" if run.qlora else " (LoRA was used; QLoRA is the 4-bit variant the project supports)")
-        + f":\n\n**BibTeX**\n\n```bibtex\n{bib}\n\n{methods_bib}\n```\n\n**APA**\n\n"
-        f"- {apa}\n- {LORA_APA}\n- {QLORA_APA}"
-    )
+    return adapter_citation(repo_id, run.base_model, run.info.task, year, run.qlora)
 
 
 # ---------------------------------------------------------------------- the card
@@ -672,7 +637,7 @@ def render_adapter_card(
     if dataset_id is not None:
         check_repo_id(dataset_id)
     run = Run.read(run_dir)
-    year = year or datetime.now().year
+    year = year or run_year(str(run_dir))
     tags = ["lora", *(["qlora"] if run.qlora else []), run.info.task, "catalog-lora"]
     card_data = ModelCardData(
         base_model=run.base_model,

@@ -43,21 +43,28 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
+from catalog_lora.background import FAILED, QUEUED, BatchJob, find_job  # noqa: E402
 from catalog_lora.batch import (  # noqa: E402
+    CONFIDENCE_SUFFIX,
     ERROR_COLUMN,
+    REVIEW_SUFFIX,
     BatchInputError,
     blank_lines_note,
     escape_formulas,
     predict_table,
     read_table,
-    write_table,
 )
-from catalog_lora.markdown import metrics_table, split_front_matter  # noqa: E402
-from catalog_lora.records import SPACE_SLOTS  # noqa: E402
+from catalog_lora.citation import adapter_citation, methods_citation, run_year  # noqa: E402
+from catalog_lora.markdown import SYSTEMS, metrics_table  # noqa: E402
+from catalog_lora.records import HEADLINE, SPACE_SLOTS  # noqa: E402
 from catalog_lora.references import record_answer  # noqa: E402
 from catalog_lora.run_files import (  # noqa: E402
     CONFIG_FILE,
+    CONFUSION_PLOT,
     INFO_FILE,
+    LOSS_PLOT,
+    PER_LABEL_PLOT,
+    STATS_FILE,
     TAXONOMY_FILE,
     fetch_file,
     is_repo_id,
@@ -74,18 +81,28 @@ ADAPTERS = {slot: task for task, slot in SPACE_SLOTS.items()}
 JOB_LABELS = {"tag": "Tags", "category": "Category", "describe": "Description"}
 OUTPUT_COLUMNS = {"tag": "predicted_tags", "category": "predicted_category", "describe": "generated_description"}
 ANSWER_NAMES = {"tagging": "tags", "category": "category", "description": "description"}
-TEXT_COLUMN_GUESSES = ("text", "title", "product", "product_name", "name", "product_title", "item")
+# A file's text column is taken without asking only when it is named exactly like this (any case).
+TEXT_COLUMNS = ("text", "title")
+CONFIDENCE_COLUMNS = {"tag": "tags_confidence", "category": "category_confidence"}
+REVIEW_COLUMN = "needs_review"
+REVIEW_MARK = "Low confidence — review"
+LETTER = re.compile(r"[^\W\d_]")
 
 MAX_INPUT_CHARS = 5000  # longer input is cut here (and the model cuts again to its token window)
 REFERENCES_K = 5
 PREVIEW_ROWS = 20
-CHUNK_ROWS = 256  # batch rows per (GPU) call: progress moves, and a ZeroGPU call stays short
+CHUNK_ROWS = 256  # batch rows per (GPU) call: progress moves, the finished part is saved, a ZeroGPU call stays short
+POLL_SECONDS = 1.0  # how often the Batch tab shows a running job's progress
 BATCH_ROWS = 16  # rows per model forward pass inside a chunk
 DATASET_ROWS = 100
 MAX_DATASET_RECORDS = 50_000  # the Dataset tab reads at most this many training examples
-REFERENCE_WIDTHS = ["20%", "46%", "34%"]
+REFERENCE_WIDTHS = ["24%", "42%", "34%"]
+PLOTS = [(LOSS_PLOT, "Training and validation loss"), (CONFUSION_PLOT, "Confusion matrix (test split)"),
+         (PER_LABEL_PLOT, "F1 per tag (test split)")]
 CONCURRENCY = 2  # requests at once; the engine itself runs one model call at a time
 QUEUE_SIZE = 64
+MAX_ROWS = 20_000  # see README, "The Space": what one CPU machine finishes in about an hour per job
+CSS = "table th, table th * { white-space: nowrap !important; word-break: normal !important; overflow-wrap: normal !important; }"
 
 TAG_EXAMPLES = [
     "Smells amazing and lathers well, but the bottle is tiny for the price.",
@@ -102,27 +119,6 @@ DESCRIBE_EXAMPLES = [
     ["Homenest Stainless Steel Water Bottle, 1 L", "brand: Homenest; category: Home & Kitchen"],
     ["Beehaven Wildflower Honey, 500 g", ""],
 ]
-
-CITATION = """```bibtex
-@software{catalog_lora,
-  title  = {catalog-lora: teaching small language models a retailer's product catalog with LoRA},
-  year   = {2025},
-  note   = {LoRA / QLoRA adapters for product tagging, categorization and descriptions}
-}
-@article{hu2021lora,
-  title   = {LoRA: Low-Rank Adaptation of Large Language Models},
-  author  = {Hu, Edward J. and Shen, Yelong and Wallis, Phillip and Allen-Zhu, Zeyuan and Li, Yuanzhi and Wang, Shean and Wang, Lu and Chen, Weizhu},
-  journal = {arXiv preprint arXiv:2106.09685},
-  year    = {2021}
-}
-@article{dettmers2023qlora,
-  title   = {QLoRA: Efficient Finetuning of Quantized LLMs},
-  author  = {Dettmers, Tim and Pagnoni, Artidoro and Holtzman, Ari and Zettlemoyer, Luke},
-  journal = {arXiv preprint arXiv:2305.14314},
-  year    = {2023}
-}
-```"""
-
 
 def on_gpu(duration: int = 60):
     """``spaces.GPU(duration=...)`` on a ZeroGPU Space; nothing anywhere else."""
@@ -147,7 +143,7 @@ class Settings:
     adapters: dict[str, str | list[str] | None] = field(default_factory=dict)
     base_model: str | None = None
     quantization: str = "auto"
-    max_rows: int = 5000
+    max_rows: int = MAX_ROWS
     max_file_size_mb: float = 10.0
 
     @property
@@ -169,7 +165,7 @@ def read_settings(path: str | Path | None = None, environ=None) -> Settings:
         adapters=adapters,
         base_model=environ.get("CATALOG_LORA_BASE_MODEL") or data.get("base_model") or None,
         quantization=environ.get("CATALOG_LORA_QUANTIZATION") or data.get("quantization") or "auto",
-        max_rows=int(environ.get("CATALOG_LORA_MAX_ROWS") or data.get("max_rows") or 5000),
+        max_rows=int(environ.get("CATALOG_LORA_MAX_ROWS") or data.get("max_rows") or MAX_ROWS),
         max_file_size_mb=float(environ.get("CATALOG_LORA_MAX_FILE_SIZE_MB") or data.get("max_file_size_mb") or 10),
     )
 
@@ -291,7 +287,7 @@ class Models:
                             logger.info("Base model %s: %s", base, self.precision)
                         else:
                             engine.add_adapter(slot.source, slot.name, slot.info)
-                        slot.engine = engine
+                        slot.engine, slot.info = engine, engine.spec(slot.name).info  # one RunInfo per adapter
                         logger.info("Adapter %s: %s", slot.name, slot.source)
                     except Exception as error:
                         logger.exception("loading adapter %s from %s failed", slot.name, slot.source)
@@ -349,12 +345,14 @@ def run_stream(name: str, text: str, attributes: dict | None = None):
 def run_chunk(frame: pd.DataFrame, column: str, jobs: list[str], progress=None) -> pd.DataFrame:
     engines = {job: MODELS.engine(job) for job in jobs}
     if len({id(e) for e in engines.values()}) == 1:
-        return predict_table(next(iter(engines.values())), frame, column, jobs, batch_size=BATCH_ROWS, progress=progress)
+        engine = next(iter(engines.values()))
+        return predict_table(engine, frame, column, jobs, batch_size=BATCH_ROWS, progress=progress, confidence=True)
     # adapters on different engines (a head adapter has its own model): one pass per engine
     out = None
     for job, engine in engines.items():
-        part = predict_table(engine, frame, column, [job], batch_size=BATCH_ROWS)
-        out = part if out is None else out.assign(**{job: part[job], ERROR_COLUMN: _merge_errors(out, part)})
+        part = predict_table(engine, frame, column, [job], batch_size=BATCH_ROWS, confidence=True)
+        added = [c for c in part.columns if c not in frame.columns and c != ERROR_COLUMN]
+        out = part if out is None else out.assign(**{c: part[c] for c in added}, **{ERROR_COLUMN: _merge_errors(out, part)})
     return out
 
 
@@ -379,6 +377,8 @@ def clean_text(text) -> tuple[str | None, list[str]]:
     if not text.strip():
         return None, [note("Type a product first: the text is empty, so nothing was sent to the model.")]
     text = text.strip()
+    if not LETTER.search(text):
+        return None, [note("The text has no letters, so it does not describe a product: no answer, and nothing was sent to the model.")]
     if len(text) > MAX_INPUT_CHARS:
         return text[:MAX_INPUT_CHARS], [note(f"The text is {len(text):,} characters; only the first {MAX_INPUT_CHARS:,} were used.")]
     return text, []
@@ -398,7 +398,19 @@ def prediction_notices(name: str, prediction) -> list[str]:
         notices.append(note(f"The model reported an error: {prediction.error}"))
     if prediction.unknown:
         notices.append(note(f"The model also wrote labels outside the taxonomy, left out: {', '.join(prediction.unknown)}"))
+    if prediction.low_confidence:
+        notices.insert(0, review_notice(name, prediction))
     return notices
+
+
+def review_notice(name: str, prediction) -> str:
+    """The review mark of an answer with a label below the adapter's threshold."""
+    threshold = MODELS.slots[name].info.review_threshold
+    shown = ", ".join(f"**{label}** ({prediction.confidence.get(label, 0.0):.0%})" for label in prediction.low_confidence)
+    return (
+        f"⚠️ **{REVIEW_MARK}:** {shown}. This adapter marks answers below {threshold:.0%} "
+        "(a threshold chosen on its validation split): check them before use."
+    )
 
 
 def prompt_truncated(name: str, text: str, attributes: dict | None) -> bool:
@@ -440,12 +452,14 @@ def find_references(name: str, text: str | None) -> tuple[pd.DataFrame, str]:
 
 
 def label_value(prediction, task: str):
-    """What a ``gr.Label`` shows: the scores when the adapter gives them, else the answer as text."""
-    if prediction.scores:
-        return dict(sorted(prediction.scores.items(), key=lambda kv: -kv[1]))
-    if prediction.labels:
-        return ", ".join(prediction.labels)
-    return f"(no {ANSWER_NAMES[task]} in the taxonomy)"
+    """What a ``gr.Label`` shows: each chosen label with its probability (categories: with the top
+    alternatives), else a line saying there is no answer."""
+    values = dict(prediction.scores) if task == "category" else {}
+    for label in prediction.labels:
+        values.setdefault(label, prediction.confidence.get(label, 0.0))
+    if values:
+        return dict(sorted(values.items(), key=lambda kv: -kv[1]))
+    return f"(no {ANSWER_NAMES[task]})"
 
 
 def answer_text(prediction, task: str) -> str:
@@ -455,7 +469,9 @@ def answer_text(prediction, task: str) -> str:
 
 
 def failure(name: str, error: Exception) -> str:
+    """The notice of a failed request: one log line for what a user can fix, a traceback for real faults."""
     if isinstance(error, AdapterUnavailable):
+        logger.warning("%s: %s", name, error)
         return f"**{error}**"
     logger.exception("%s failed", name, exc_info=error)
     return f"**Something went wrong:** {type(error).__name__}: {error}"
@@ -470,12 +486,11 @@ def file_path(file) -> str | None:
     return str(getattr(file, "path", None) or getattr(file, "name", None) or file)
 
 
-def guess_text_column(columns: list[str]) -> str:
+def text_column_of(columns: list[str]) -> str | None:
+    """The file's text column when one is named exactly as expected (``text`` or ``title``), else
+    ``None``: the user chooses it; a column is never guessed from its contents."""
     lowered = {str(c).strip().lower(): c for c in columns}
-    for guess in TEXT_COLUMN_GUESSES:
-        if guess in lowered:
-            return lowered[guess]
-    return columns[0]
+    return next((lowered[name] for name in TEXT_COLUMNS if name in lowered), None)
 
 
 def read_upload(file) -> pd.DataFrame:
@@ -530,8 +545,8 @@ def tag(text: str):
     except Exception as error:
         return None, failure("tag", error), references_note, references
     notices += prediction_notices("tag", prediction)
-    if prediction.scores and prediction.labels:
-        notices.append(f"Chosen tags: **{', '.join(prediction.labels)}** (bars: each tag's probability).")
+    if not prediction.labels:
+        notices.append(note("No tag: the adapter found none of its tags in this text."))
     return label_value(prediction, "tagging"), "\n\n".join(notices), references_note, references
 
 
@@ -578,97 +593,201 @@ def classify(text: str):
 
 
 def compare(name: str, text: str):
-    """The same input through the bare base model and through the adapter: ``(base, adapter, notice)``."""
+    """The same input through the bare base model and through the adapter.
+
+    Returns ``(base labels, adapter labels, base answer, adapter answer, notice)``; the labels
+    (with their probabilities) are ``None`` for descriptions."""
     if name not in ADAPTERS:
-        return "", "", f"**Unknown adapter {name!r}**; choose one of {', '.join(ADAPTERS)}."
+        return None, None, "", "", f"**Unknown adapter {name!r}**; choose one of {', '.join(ADAPTERS)}."
     text, notices = clean_text(text)
     if text is None:
-        return "", "", "\n\n".join(notices)
+        return None, None, "", "", "\n\n".join(notices)
     task = ADAPTERS[name]
     try:
         base = run_predict(name, [text], use_adapter=False)[0]
         tuned = run_predict(name, [text], use_adapter=True)[0]
     except Exception as error:
-        return "", "", failure(name, error)
+        return None, None, "", "", failure(name, error)
     notices += prediction_notices(name, tuned)
-    return answer_text(base, task), answer_text(tuned, task), "\n\n".join(notices)
+    labels = (None, None) if task == "description" else (label_value(base, task), label_value(tuned, task))
+    return *labels, answer_text(base, task), answer_text(tuned, task), "\n\n".join(notices)
 
 
-def inspect_upload(file):
-    """On upload: the column dropdown from the file's header, the first rows and what was found."""
-    if file is None:
-        return gr.Dropdown(choices=[], value=None), None, ""
-    try:
-        frame = read_upload(file)
-    except (BatchInputError, OSError) as error:
-        return gr.Dropdown(choices=[], value=None), None, f"**This file cannot be used:** {error}"
-    columns = [str(c) for c in frame.columns if c != ERROR_COLUMN]
-    found = f"{len(frame):,} rows and {len(columns)} columns. Choose the text column and the jobs, then press **Run**."
-    if ERROR_COLUMN in frame.columns:
-        bad = int((frame[ERROR_COLUMN] != "").sum())
-        found += f" {bad} malformed row(s) will be kept and marked in the `error` column."
-    preview = escape_formulas(frame.head(PREVIEW_ROWS))
-    return gr.Dropdown(choices=columns, value=guess_text_column(columns)), preview, found
+def check_batch(file, text_column: str | None, jobs: list[str] | None) -> tuple[pd.DataFrame, str, list[str]]:
+    """The upload, its text column and the jobs, or :class:`BatchInputError` saying what to fix.
 
-
-def batch(file, text_column: str | None = None, jobs: list[str] | None = None, progress=gr.Progress()):  # noqa: B008
-    """Run the chosen jobs over every row of an uploaded CSV/xlsx.
-
-    Returns ``(preview, CSV path, summary)``; the CSV has every input row, one column per job and
-    an ``error`` column. A file that cannot be used at all raises ``gr.Error`` with the reason."""
-    try:
-        frame = read_upload(file)
-    except (BatchInputError, OSError) as error:
-        raise gr.Error(str(error), duration=None) from None
+    Nothing runs before this passes: a file whose text column is missing is refused."""
+    frame = read_upload(file)
     columns = [c for c in frame.columns if c != ERROR_COLUMN]
-    column = text_column or guess_text_column(columns)
+    column = text_column or text_column_of(columns)
+    if column is None:
+        raise BatchInputError(
+            f"choose the text column: the file has no column named {' or '.join(TEXT_COLUMNS)}; "
+            f"its columns are: {', '.join(columns)}."
+        )
     if column not in columns:
-        raise gr.Error(f"Column {column!r} is not in the file; its columns are: {', '.join(map(str, columns))}.", duration=None)
-    jobs = list(jobs) if jobs else [name for name in ("tag", "category") if MODELS.available(name)]
+        raise BatchInputError(f"column {column!r} is not in the file; its columns are: {', '.join(columns)}.")
+    jobs = list(jobs or [])
     unknown = [job for job in jobs if job not in ADAPTERS]
     if unknown or not jobs:
-        raise gr.Error(f"Choose at least one job from {', '.join(ADAPTERS)} (got {', '.join(unknown) or 'none'}).", duration=None)
-    try:
-        for job in jobs:
-            MODELS.engine(job)
-    except AdapterUnavailable as error:
-        raise gr.Error(str(error), duration=None) from None
+        raise BatchInputError(f"choose at least one job from {', '.join(ADAPTERS)} (got {', '.join(unknown) or 'none'}).")
+    for job in jobs:
+        if not MODELS.available(job):
+            raise BatchInputError(f"the {job} adapter is not available: {MODELS.slots[job].problem}")
+    return frame, column, jobs
 
-    work = pd.DataFrame({column: frame[column].astype(str).tolist()})
-    if ERROR_COLUMN in frame.columns:
-        work[ERROR_COLUMN] = frame[ERROR_COLUMN].tolist()
-    total = len(work) * len(jobs)
-    progress((0, total), desc="Predicting", unit="predictions")
-    parts = []
-    try:
-        for start in range(0, len(work), CHUNK_ROWS):
-            chunk = work.iloc[start : start + CHUNK_ROWS]
-            offset = start * len(jobs)
 
-            def report(done, _total, offset=offset):
-                progress((offset + done, total), desc="Predicting", unit="predictions")
-
-            parts.append(run_chunk(chunk, column, jobs, report if GPU is None else None))
-            progress((min(total, (start + len(chunk)) * len(jobs)), total), desc="Predicting", unit="predictions")
-    except Exception as error:  # row errors are handled in predict_table; this is the whole run failing
-        logger.exception("batch failed")
-        raise gr.Error(f"The batch failed after {len(parts) * CHUNK_ROWS:,} rows: {error}", duration=None) from None
-    result = pd.concat(parts)
-
+def batch_output(frame: pd.DataFrame, result: pd.DataFrame, jobs: list[str]) -> pd.DataFrame:
+    """The output table: the input columns, then per job its answer (and its confidence), then
+    ``needs_review`` (the jobs whose answer is below its adapter's review threshold) and ``error``."""
     out = frame.drop(columns=[ERROR_COLUMN], errors="ignore").copy()
     for job in jobs:
         out[unique_column(out, OUTPUT_COLUMNS[job])] = result[job].tolist()
+        if job in CONFIDENCE_COLUMNS:
+            out[unique_column(out, CONFIDENCE_COLUMNS[job])] = result[job + CONFIDENCE_SUFFIX].tolist()
+    labelled = [job for job in jobs if job in CONFIDENCE_COLUMNS]
+    if labelled:
+        flags = zip(*[result[job + REVIEW_SUFFIX] for job in labelled], strict=True)
+        out[unique_column(out, REVIEW_COLUMN)] = [
+            "; ".join(ANSWER_NAMES[ADAPTERS[job]] for job, flag in zip(labelled, row, strict=True) if flag) for row in flags
+        ]
     out[unique_column(out, ERROR_COLUMN)] = result[ERROR_COLUMN].tolist()
+    return out
+
+
+def preview_frame(out: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """The first rows of the output with the prediction columns first, then the input columns."""
+    inputs = [c for c in frame.columns if c != ERROR_COLUMN]
+    ordered = [c for c in out.columns if c not in inputs] + inputs
+    return escape_formulas(out[ordered].head(PREVIEW_ROWS))
+
+
+def launch_batch(file, text_column: str | None, jobs: list[str] | None) -> BatchJob:
+    """Check the upload, then start its run in the background (see :mod:`catalog_lora.background`)."""
+    frame, column, jobs = check_batch(file, text_column, jobs)
+    work = pd.DataFrame({column: frame[column].astype(str).tolist()})
+    if ERROR_COLUMN in frame.columns:
+        work[ERROR_COLUMN] = frame[ERROR_COLUMN].tolist()
+
+    def predict(chunk: pd.DataFrame, report) -> pd.DataFrame:
+        return run_chunk(chunk, column, jobs, (lambda done, _total: report(done)) if GPU is None else None)
+
     target = Path(tempfile.mkdtemp(prefix="catalog-lora-")) / f"{Path(file_path(file)).stem}-predictions.csv"
-    write_table(out, target)
-    flagged = int((result[ERROR_COLUMN] != "").sum())
+    job = BatchJob(
+        work, predict, lambda rows, result: batch_output(frame.iloc[: len(rows)], result, jobs), target,
+        chunk_rows=CHUNK_ROWS, units_per_row=len(jobs), upload=frame,
+    )
+    return job.start()
+
+
+def batch_summary(job: BatchJob) -> str:
+    frame = job.upload
+    if job.status == FAILED:
+        return (
+            f"**The batch stopped after {job.rows_done:,} of {job.rows:,} rows:** {job.error}. "
+            "The finished rows are in the file below."
+        )
+    if not job.over:
+        state = "Waiting for the batch before it" if job.status == QUEUED else "Running"
+        return f"{state}: {job.rows_done:,} of {job.rows:,} rows saved; the file below holds them (download it any time)."
+    out = job.result
+    errors = out[ERROR_COLUMN] if ERROR_COLUMN in out.columns else pd.Series([""] * len(out))
+    flagged = int((errors != "").sum())
     summary = f"Done: {len(out):,} rows{blank_lines_note(frame)}, {len(out) - flagged:,} without errors"
     if flagged:
-        reasons = sorted({r for e in result[ERROR_COLUMN] for r in str(e).split("; ") if r})
+        reasons = sorted({r for e in errors for r in str(e).split("; ") if r})
         shown = "; ".join(reasons[:5]) + (" …" if len(reasons) > 5 else "")
         summary += f", {flagged:,} marked in the `error` column ({shown})"
-    summary += ". Download the full CSV below."
-    return escape_formulas(out.head(PREVIEW_ROWS)), str(target), summary
+    if REVIEW_COLUMN in out.columns:
+        summary += f"; {int((out[REVIEW_COLUMN] != '').sum()):,} marked `{REVIEW_COLUMN}` (low confidence)"
+    return summary + ". Download the full CSV below."
+
+
+def progress_html(job: BatchJob | None) -> str:
+    """The Batch tab's one progress bar."""
+    if job is None:
+        return ""
+    return (
+        f'<progress value="{job.units_done}" max="{max(1, job.units)}" style="width:100%"></progress>'
+        f"<div>{job.units_done:,} of {job.units:,} predictions ({job.rows_done:,} of {job.rows:,} rows saved)</div>"
+    )
+
+
+def inspect_upload(file):
+    """On upload: ``(column dropdown, first rows, notice, Run button)``.
+
+    The dropdown lists the file's header; a column is chosen only when one is named ``text`` or
+    ``title``. No job is pre-checked. Run stays off while the file is refused or a choice is missing."""
+    off = gr.Button(interactive=False)
+    if file is None:
+        return gr.Dropdown(choices=[], value=None), None, "", off
+    try:
+        frame = read_upload(file)
+    except (BatchInputError, OSError) as error:
+        logger.info("upload refused: %s", error)
+        return gr.Dropdown(choices=[], value=None), None, f"**This file cannot be used:** {error}", off
+    columns = [str(c) for c in frame.columns if c != ERROR_COLUMN]
+    column = text_column_of(columns)
+    notice, button = batch_readiness(file, column, [])
+    return gr.Dropdown(choices=columns, value=column), escape_formulas(frame.head(PREVIEW_ROWS)), notice, button
+
+
+def batch_readiness(file, text_column: str | None, jobs: list[str] | None):
+    """``(notice, Run button)`` for the current file, column and jobs: what was found, what is missing."""
+    off = gr.Button(interactive=False)
+    if file is None:
+        return "", off
+    try:
+        frame = read_upload(file)
+    except (BatchInputError, OSError) as error:
+        return f"**This file cannot be used:** {error}", off
+    columns = [c for c in frame.columns if c != ERROR_COLUMN]
+    found = f"{len(frame):,} rows and {len(columns)} columns{blank_lines_note(frame)}."
+    if ERROR_COLUMN in frame.columns:
+        found += f" {int((frame[ERROR_COLUMN] != '').sum())} malformed row(s) will be kept and marked in the `error` column."
+    try:
+        _, column, jobs = check_batch(file, text_column, jobs)
+    except BatchInputError as error:
+        return f"{found} **Before running:** {error}", off
+    return f"{found} Text column `{column}`; jobs: {', '.join(JOB_LABELS[j] for j in jobs)}. Press **Run**.", gr.Button(interactive=True)
+
+
+def start_batch(file, text_column: str | None, jobs: list[str] | None):
+    """The Run button: ``(job id, timer, notice)``; the timer then shows the job (:func:`batch_status`)."""
+    try:
+        job = launch_batch(file, text_column, jobs)
+    except (BatchInputError, OSError) as error:
+        logger.info("batch refused: %s", error)
+        return None, gr.Timer(active=False), f"**This file cannot be used:** {error}"
+    return job.id, gr.Timer(active=True), batch_summary(job)
+
+
+def batch_status(job_id: str | None):
+    """A job's ``(progress bar, preview, file, notice, timer)``; the timer stops once the job is over."""
+    job = find_job(job_id)
+    if job is None:
+        return "", gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
+    preview = preview_frame(job.result, job.upload) if job.result is not None else None
+    path = str(job.partial) if job.partial.is_file() else None
+    return progress_html(job), preview, path, batch_summary(job), gr.Timer(active=not job.over)
+
+
+def batch(file, text_column: str | None = None, jobs: list[str] | None = None, progress=gr.Progress()):  # noqa: B008
+    """Run the chosen jobs over every row of an uploaded CSV/xlsx and wait for the result (the API).
+
+    Returns ``(preview, CSV path, summary)``; the CSV has every input row, one column per job (with
+    its confidence), ``needs_review`` and an ``error`` column. A file that cannot be used at all
+    raises ``gr.Error`` with the reason."""
+    try:
+        job = launch_batch(file, text_column, jobs)
+    except (BatchInputError, OSError) as error:
+        logger.info("batch refused: %s", error)
+        raise gr.Error(str(error), duration=None, print_exception=False) from None
+    job.wait(lambda j: progress((j.units_done, j.units), desc="Predicting", unit="predictions"))
+    progress((job.units_done, job.units), desc="Predicting", unit="predictions")
+    if job.status == FAILED:
+        raise gr.Error(batch_summary(job), duration=None, print_exception=False)
+    return preview_frame(job.result, job.upload), str(job.target), batch_summary(job)
 
 
 def training_records(name: str) -> list[dict]:
@@ -737,16 +856,34 @@ def browse_dataset(name: str, query: str = ""):
 # --------------------------------------------------------------------------- About
 
 
-def adapter_card(slot: Slot) -> str:
-    """The adapter's model card (its README.md), else what its run files say."""
-    title = f"## {JOB_LABELS[slot.name]}: `{slot.source or slot.configured or 'not configured'}`"
+def display_source(slot: Slot) -> str:
+    """The adapter as a reader may name it: a Hub id, or a run folder relative to the repository (never a server path)."""
     if slot.source is None:
-        return f"{title}\n\nNot available: {slot.problem}"
+        return str(slot.configured or "not configured")
+    path = Path(slot.source)
+    if not path.is_dir():
+        return slot.source
     try:
-        readme = fetch_file(slot.source, "README.md", required=False)
-        if readme is not None:
-            return f"{title}\n\n{split_front_matter(readme.read_text(encoding='utf-8'))[1].lstrip()}"
+        return str(path.resolve().relative_to(HERE.parent.resolve()))
+    except ValueError:
+        return path.name
+
+
+def test_metrics(slot: Slot) -> dict[str, dict]:
+    """``{system: metrics}`` of the run's test split (base, adapter, baseline… when present)."""
+    metrics = read_metrics(slot.source)
+    test = (metrics.get("test") or {}) if isinstance(metrics, dict) else {}
+    return {s: test[s] for s in SYSTEMS if isinstance(test.get(s), dict)}
+
+
+def adapter_summary(slot: Slot) -> tuple[str, str]:
+    """The About tab's text for an adapter: ``(summary with its headline metric, every test metric)``."""
+    title = f"## {JOB_LABELS[slot.name]}: `{display_source(slot)}`"
+    if slot.source is None:
+        return f"{title}\n\nNot available: {slot.problem}", ""
+    try:
         info = read_run_info(slot.source)
+        threshold = f"{info.review_threshold:.0%}" if info.review_threshold is not None else "none (an older run)"
         lines = [
             title,
             "",
@@ -754,28 +891,95 @@ def adapter_card(slot: Slot) -> str:
             f"- base model: `{info.base_model_hub_id or info.base_model}`",
             f"- context window: {info.max_length} tokens, answers up to {info.max_new_tokens} tokens",
         ]
-        metrics = read_metrics(slot.source)
-        test = (metrics.get("test") or {}) if isinstance(metrics, dict) else {}
-        if isinstance(test.get("adapter"), dict):
-            lines += ["", "**Test metrics**", "", metrics_table(test, info.task)]
+        if info.task != "description":
+            lines.append(f"- review threshold (answers below it are marked for review): {threshold}")
+        values = test_metrics(slot)
+        headline = HEADLINE[info.task]
+        if "adapter" in values:
+            lines += ["", f"**Test split, headline metric ({headline})**", "", metrics_table(values, info.task, keys=[headline])]
         taxonomy = fetch_file(slot.source, TAXONOMY_FILE, required=False)
         if taxonomy is not None:
             labels = json.loads(taxonomy.read_text(encoding="utf-8")).get("labels", [])
             shown = ", ".join(f"{item['label']} ({item.get('count', 0)})" for item in labels[:60])
             more = f" … and {len(labels) - 60} more" if len(labels) > 60 else ""
             lines += ["", f"**Label taxonomy** ({len(labels)} labels, training counts): {shown}{more}"]
-        return "\n".join(lines)
-    except Exception as error:  # the About tab must render even when a card cannot be read
-        return f"{title}\n\nIts card could not be read: {error}"
+        return "\n".join(lines), metrics_table(values, info.task) if "adapter" in values else "No test metrics in this run."
+    except Exception as error:  # the About tab must render even when a run cannot be read
+        logger.warning("About: %s cannot be read: %s", slot.source, error)
+        return f"{title}\n\nIts run files could not be read: {error}", ""
+
+
+def adapter_plots(slot: Slot) -> list[tuple[str, str]]:
+    """``(image path, caption)`` of the run's plots: loss curve, confusion matrix or per-label F1."""
+    if slot.source is None:
+        return []
+    plots = []
+    for name, caption in PLOTS:
+        try:
+            path = fetch_file(slot.source, name, required=False)
+        except Exception as error:  # an unreachable Hub repo: no picture, the rest of the tab renders
+            logger.warning("About: %s of %s: %s", name, slot.source, error)
+            path = None
+        if path is not None:
+            plots.append((str(path), caption))
+    return plots
+
+
+def headline_bars(slot: Slot) -> pd.DataFrame | None:
+    """Base vs adapter vs baseline on the headline metric, as rows for a bar chart."""
+    if slot.source is None:
+        return None
+    try:
+        values = test_metrics(slot)
+        headline = HEADLINE[read_run_info(slot.source).task]
+    except Exception:  # already reported by adapter_summary
+        return None
+    rows = [[system, values[system][headline]] for system in values if headline in values[system]]
+    return pd.DataFrame(rows, columns=["system", headline]) if rows else None
+
+
+def citations() -> str:
+    """How to cite the adapters: each published one by its Hub repo (the same entry as its model card),
+    the local runs named as such, then the methods once."""
+    parts, local = [], []
+    for slot in MODELS.slots.values():
+        if slot.source is None:
+            continue
+        if Path(slot.source).is_dir():
+            local.append(f"`{display_source(slot)}`")
+            continue
+        info = read_run_info(slot.source)
+        entry = adapter_citation(slot.source, info.base_model_hub_id or info.base_model, info.task,
+                                 run_year(slot.source), trained_in_4bit(slot.source), methods=False)
+        parts.append(f"**{JOB_LABELS[slot.name]}** (`{slot.source}`):\n\n{entry}")
+    if local:
+        parts.append(
+            f"{', '.join(local)}: local run(s), not published on the Hub, so without a URL to cite yet; publish "
+            "with `python -m model_cards.publish` and cite the repo."
+        )
+    return "\n\n".join([*parts, "**Methods:**", methods_citation()])
+
+
+def trained_in_4bit(source: str) -> bool:
+    """Whether the run trained with QLoRA, as its ``train_stats.json`` records."""
+    stats = fetch_file(source, STATS_FILE, required=False)
+    return stats is not None and json.loads(stats.read_text()).get("quantization") == "4bit"
+
+
+def about_intro() -> str:
+    return (
+        "# About\n\nOne base model with a LoRA adapter per task, trained by catalog-lora (LoRA; QLoRA on CUDA). "
+        f"Batch uploads: at most {SETTINGS.max_rows:,} rows and {SETTINGS.max_file_size_mb:g} MB per file."
+    )
 
 
 def about_markdown() -> str:
-    cards = "\n\n---\n\n".join(adapter_card(slot) for slot in MODELS.slots.values())
-    return (
-        "# About\n\nOne base model with a LoRA adapter per task, trained by catalog-lora (LoRA; QLoRA on CUDA). "
-        f"Batch uploads: at most {SETTINGS.max_rows:,} rows and {SETTINGS.max_file_size_mb:g} MB per file.\n\n"
-        f"{cards}\n\n---\n\n## How to cite\n\n{CITATION}\n"
-    )
+    """The About tab's text in one piece (what the UI shows, less the pictures)."""
+    parts = [about_intro()]
+    for slot in MODELS.slots.values():
+        summary, details = adapter_summary(slot)
+        parts += [summary, details]
+    return "\n\n".join([*parts, "## How to cite", citations()])
 
 
 def availability(name: str) -> str:
@@ -845,24 +1049,40 @@ with gr.Blocks(title="catalog-lora: product tags, categories and descriptions") 
         with gr.Tab("Batch upload", id="batch"):
             gr.Markdown(
                 f"Upload a CSV (UTF-8) or xlsx catalog, up to {SETTINGS.max_rows:,} rows and "
-                f"{SETTINGS.max_file_size_mb:g} MB. Every row comes back, with one column per job and an "
-                "`error` column saying what went wrong in a row (empty text, malformed line, truncated text)."
+                f"{SETTINGS.max_file_size_mb:g} MB. Every row comes back, with one column per job, its confidence, "
+                "`needs_review` for answers below the adapter's review threshold and an `error` column saying what "
+                "went wrong in a row. The run goes on in the background: the rows finished so far can be downloaded "
+                "at any time, and closing this page loses nothing (open it again to see the run)."
             )
             with gr.Row():
                 batch_file = gr.File(label="Catalog file", file_types=[".csv", ".tsv", ".xlsx"], elem_id="batch-file")
                 with gr.Column():
-                    batch_column = gr.Dropdown(label="Text column", choices=[], allow_custom_value=True)
-                    batch_jobs = gr.CheckboxGroup(available_jobs(), label="Jobs",
-                                                  value=[v for _, v in available_jobs() if v != "describe"])
-                    batch_button = gr.Button("Run", variant="primary")
+                    batch_column = gr.Dropdown(label="Text column", choices=[], value=None, allow_custom_value=True,
+                                               elem_id="batch-column")
+                    batch_jobs = gr.CheckboxGroup(available_jobs(), label="Jobs (choose the ones that fit your file)",
+                                                  value=[], elem_id="batch-jobs")
+                    batch_button = gr.Button("Run", variant="primary", interactive=False, elem_id="batch-run")
             batch_notice = gr.Markdown(elem_id="batch-notice")
+            batch_progress = gr.HTML(elem_id="batch-progress")
             batch_download = gr.File(label="Predictions (CSV)", interactive=False, elem_id="batch-download")
-            batch_preview = gr.Dataframe(label=f"First {PREVIEW_ROWS} rows", interactive=False, wrap=True)
-            batch_file.change(inspect_upload, batch_file, [batch_column, batch_preview, batch_notice],
-                              api_visibility="private")
-            batch_button.click(batch, [batch_file, batch_column, batch_jobs],
-                               [batch_preview, batch_download, batch_notice],
-                               api_name="batch", concurrency_limit=1, concurrency_id="batch")
+            batch_preview = gr.Dataframe(label=f"First {PREVIEW_ROWS} rows", interactive=False, wrap=True,
+                                         elem_id="batch-preview")
+            batch_job = gr.BrowserState(None, storage_key="catalog-lora-batch-job")
+            batch_timer = gr.Timer(POLL_SECONDS, active=False)
+            batch_file.change(inspect_upload, batch_file, [batch_column, batch_preview, batch_notice, batch_button],
+                              api_visibility="private", show_progress="hidden")
+            gr.on([batch_column.change, batch_jobs.change], batch_readiness, [batch_file, batch_column, batch_jobs],
+                  [batch_notice, batch_button], api_visibility="private", show_progress="hidden")
+            batch_button.click(start_batch, [batch_file, batch_column, batch_jobs], [batch_job, batch_timer, batch_notice],
+                               api_visibility="private", show_progress="hidden")
+            batch_status_outputs = [batch_progress, batch_preview, batch_download, batch_notice, batch_timer]
+            batch_timer.tick(batch_status, batch_job, batch_status_outputs, api_visibility="private",
+                             show_progress="hidden")
+            # The API's /batch: the same job, waited for, so a gradio_client call returns the finished file.
+            gr.Button("Run (API)", visible=False).click(
+                batch, [batch_file, batch_column, batch_jobs], [batch_preview, batch_download, batch_notice],
+                api_name="batch", concurrency_limit=1, concurrency_id="batch",
+            )
 
         with gr.Tab("Compare", id="compare"):
             gr.Markdown("The same input through the base model alone and through the fine-tuned adapter.")
@@ -870,11 +1090,17 @@ with gr.Blocks(title="catalog-lora: product tags, categories and descriptions") 
             compare_text = gr.Textbox(label="Product text", max_length=MAX_INPUT_CHARS)
             compare_button = gr.Button("Compare", variant="primary")
             with gr.Row():
-                compare_base = gr.Textbox(label="Base model (adapter off)", lines=4, interactive=False)
-                compare_tuned = gr.Textbox(label="Fine-tuned adapter", lines=4, interactive=False)
+                compare_base_labels = gr.Label(label="Base model (adapter off)", elem_id="compare-base")
+                compare_tuned_labels = gr.Label(label="Fine-tuned adapter", elem_id="compare-adapter")
+            with gr.Row():
+                compare_base = gr.Textbox(label="Base model's answer", lines=3, interactive=False)
+                compare_tuned = gr.Textbox(label="Adapter's answer", lines=3, interactive=False)
             compare_notice = gr.Markdown()
             gr.on([compare_button.click, compare_text.submit], compare, inputs=[compare_adapter, compare_text],
-                  outputs=[compare_base, compare_tuned, compare_notice], api_name="compare")
+                  outputs=[compare_base_labels, compare_tuned_labels, compare_base, compare_tuned, compare_notice],
+                  api_name="compare")
+            compare_adapter.change(lambda name: [gr.Label(visible=name != "describe")] * 2, compare_adapter,
+                                   [compare_base_labels, compare_tuned_labels], api_visibility="private")
 
         with gr.Tab("Dataset", id="dataset"):
             gr.Markdown("The examples the adapters were trained on; search finds the nearest ones.")
@@ -887,18 +1113,35 @@ with gr.Blocks(title="catalog-lora: product tags, categories and descriptions") 
             gr.on([dataset_adapter.change, dataset_query.submit, dataset_button.click], browse_dataset,
                   inputs=[dataset_adapter, dataset_query], outputs=[dataset_table, dataset_notice], api_name="dataset")
 
-        with gr.Tab("About", id="about"):
-            gr.Markdown(about_markdown())
+        with gr.Tab("About", id="about", elem_id="about-tab"):
+            gr.Markdown(about_intro())
+            for about_slot in MODELS.slots.values():
+                about_text, about_details = adapter_summary(about_slot)
+                gr.Markdown(about_text)
+                with gr.Row(elem_id=f"about-plots-{about_slot.name}"):
+                    for plot_path, caption in adapter_plots(about_slot):
+                        gr.Image(plot_path, label=caption, interactive=False, elem_classes="about-plot", height=260)
+                    bars = headline_bars(about_slot)
+                    if bars is not None:
+                        gr.BarPlot(bars, x="system", y=bars.columns[1], label="Base vs adapter vs baseline (test)",
+                                   sort=bars["system"].tolist(), y_lim=[0, 1], elem_classes="about-bars", height=260)
+                if about_details:
+                    with gr.Accordion("All test metrics", open=False):
+                        gr.Markdown(about_details)
+            gr.Markdown("## How to cite\n\n" + citations())
 
     demo.load(browse_dataset, [dataset_adapter, dataset_query], [dataset_table, dataset_notice],
               api_visibility="private")
+    # A job started earlier in this browser (the page was closed or reloaded): show it again.
+    batch_job.change(batch_status, batch_job, batch_status_outputs, api_visibility="private", show_progress="hidden")
 
 
 def launch(app: gr.Blocks = demo, port: int | None = None, host: str | None = None, **kwargs):
     """Queue with a concurrency limit, the upload size limit, then Gradio's own launch."""
     app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return app.launch(
-        server_name=host, server_port=port, max_file_size=SETTINGS.max_file_bytes, theme=gr.themes.Soft(), **kwargs
+        server_name=host, server_port=port, max_file_size=SETTINGS.max_file_bytes, theme=gr.themes.Soft(), css=CSS,
+        **kwargs,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -118,3 +120,47 @@ def test_label_parsing():
     paths = Taxonomy(["Beverages > Tea", "Beverages > Coffee"], multi_label=False)
     assert parse_category("beverages >> tea\nmore text", paths).labels == ["Beverages > Tea"]
     assert parse_category("Beverages / Juice", paths).unknown == ["Beverages > Juice"]
+
+
+def test_every_chosen_label_has_its_probability(engine, tiny_runs):
+    for name in ("tagging", "category"):
+        for prediction in engine.predict(name, PRODUCTS, batch_size=8):
+            assert set(prediction.confidence) == set(prediction.labels), prediction
+            assert all(0.0 < p <= 1.0 for p in prediction.confidence.values())
+    assert engine.predict("description", PRODUCTS[:1])[0].confidence == {}
+    for task in ("tagging", "category"):
+        threshold = json.loads((tiny_runs[task] / "catalog_lora.json").read_text())["review_threshold"]
+        assert 0.0 <= threshold <= 1.0, "chosen on the validation split at the end of training"
+
+
+def test_greedy_confidence_is_the_constrained_sequence_probability(engine):
+    """Recorded while decoding, it equals the teacher-forced probability of the same path (the ranking's numbers)."""
+    spec = engine.spec("category")
+    for text in PRODUCTS[:3]:
+        [prediction] = engine.predict("category", [text])
+        ranked = engine.rank_categories(spec, engine.prompt_for(spec, text)[0], 3)
+        assert list(ranked.values()) == sorted(ranked.values(), reverse=True) and sum(ranked.values()) <= 1 + 1e-6
+        label = prediction.labels[0]
+        if label in ranked:
+            assert prediction.confidence[label] == pytest.approx(ranked[label], rel=1e-3)
+
+
+def test_answers_below_the_review_threshold_are_marked(engine):
+    spec = engine.spec("tagging")
+    saved = spec.info.review_threshold
+    try:
+        spec.info.review_threshold = 1.01
+        marked = engine.predict("tagging", PRODUCTS[:2])
+        assert all(p.needs_review and p.low_confidence == p.labels for p in marked)
+        spec.info.review_threshold = 0.0
+        assert not any(p.needs_review for p in engine.predict("tagging", PRODUCTS[:2]))
+    finally:
+        spec.info.review_threshold = saved
+
+
+def test_choose_threshold_separates_wrong_from_right():
+    from catalog_lora.confidence import choose_threshold
+
+    assert choose_threshold([(0.9, True), (0.8, True), (0.3, False), (0.2, False)]) == 0.31
+    assert choose_threshold([(0.4, False), (0.3, False)]) == 0.41, "all wrong: every answer is reviewed"
+    assert choose_threshold([(0.4, True)]) == 0.0 and choose_threshold([]) == 0.5

@@ -122,6 +122,31 @@ def test_rare_labels_are_named(runs, tmp_path):
     assert f"| {rare} | 8 |" in text and f"fewer than 10 training examples ({rare})" in text
 
 
+def test_citation_is_the_runs_own_and_shared_with_the_space(runs, tmp_path):
+    from catalog_lora.base_model import EMBEDDED_HUB_ID
+    from catalog_lora.citation import adapter_citation, run_year
+
+    run = copy_run(runs["generate"], tmp_path)
+    (run / "COMPLETE").write_text("finished 2029-03-04 10:11:12\n")
+    assert run_year(str(run)) == 2029
+    text = render_adapter_card(run, REPO_ID).text
+    base = EMBEDDED_HUB_ID  # the example run's base, the embedded model
+    assert adapter_citation(REPO_ID, base, "tagging", 2029, qlora=False) in text, "the year the run finished"
+    entry = adapter_citation(REPO_ID, base, "tagging", 2029, qlora=False, methods=False)
+    assert "author       = {user}" in entry and "https://huggingface.co/user/catalog-tagging" in entry
+    assert "hu2021lora" not in entry
+
+
+def test_the_card_shows_base_adapter_and_baseline_as_bars(runs, tmp_path):
+    from catalog_lora.run_files import SYSTEMS_PLOT
+    from training.plots import system_bars
+
+    run = copy_run(runs["generate"], tmp_path)
+    test = json.loads((run / METRICS_FILE).read_text())["test"]
+    system_bars({s: test[s]["micro_f1"] for s in ("base", "adapter", "baseline")}, "micro_f1", run / SYSTEMS_PLOT, "Test")
+    assert f"![Base model vs adapter vs baseline on the test split]({SYSTEMS_PLOT})" in render_adapter_card(run, REPO_ID).text
+
+
 def test_prompt_is_rendered_by_the_project_template(runs, tmp_path):
     run = copy_run(runs["generate"], tmp_path)
     expected = PromptTemplate("tagging", "alpaca").prompt(EXAMPLE_TEXT["tagging"])

@@ -253,7 +253,8 @@ def test_empty_text_never_reaches_the_model(app, spy):
     assert "empty" in app.tag("   \n ")[1]
     assert "empty" in app.classify("")[1]
     assert "empty" in list(app.describe(" "))[-1][1]
-    assert "empty" in app.compare("tag", None)[2]
+    assert "empty" in app.compare("tag", None)[4]
+    assert "no letters" in app.tag("12345 ---")[1] and "no letters" in app.classify("500 / 42")[1]
     assert spy.calls == []
 
 
@@ -263,6 +264,8 @@ def test_tag_answers_from_the_taxonomy_with_its_references(app, spy):
     assert call.kind == "predict" and call.name == "tag" and call.texts == ["Smells amazing and lathers well, but the bottle is tiny."]
     prediction = call.result[0]
     assert tags == app.label_value(prediction, "tagging")
+    assert tags == dict(sorted(prediction.confidence.items(), key=lambda kv: -kv[1])), "each tag with its probability"
+    assert set(tags) == set(prediction.labels) and all(0 < p <= 1 for p in tags.values())
     assert set(prediction.labels) <= set(spy.labels("tag")) and not prediction.truncated
     assert "truncated" not in notice
     if (Path(spy.spec("tag").source) / "references").is_dir():
@@ -274,7 +277,7 @@ def test_long_text_is_truncated_with_a_notice(app, spy):
     window = spy.spec("tag").info.max_length
     tags, notice, _, _ = app.tag("lathers well " * window)
     assert spy.calls[-1].result[0].truncated and f"{window}-token window" in notice
-    assert set(shown_labels(tags)) <= set(spy.labels("tag")) | {"(no tags in the taxonomy)"}
+    assert set(shown_labels(tags)) <= set(spy.labels("tag")) | {"(no tags)"}
     _, notice, _, _ = app.tag("x" * (app.MAX_INPUT_CHARS + 10))
     assert f"first {app.MAX_INPUT_CHARS:,}" in notice
     assert spy.calls[-1].texts == ["x" * app.MAX_INPUT_CHARS]
@@ -304,9 +307,22 @@ def test_describe_streams_and_classify_ranks(app, spy):
     assert set(ranked) <= set(spy.labels("category"))
     assert list(ranked.values()) == sorted(ranked.values(), reverse=True)
 
-    base, tuned, _ = app.compare("describe", "Body wash")
+    base_labels, tuned_labels, base, tuned, _ = app.compare("describe", "Body wash")
     assert [(c.name, c.options["use_adapter"]) for c in spy.calls[-2:]] == [("describe", False), ("describe", True)]
-    assert (base, tuned) == tuple(c.result[0].text for c in spy.calls[-2:])
+    assert (base, tuned) == tuple(c.result[0].text for c in spy.calls[-2:]) and base_labels is tuned_labels is None
+    base_labels, tuned_labels, _, _, _ = app.compare("category", "Coconut oil")
+    adapter = spy.calls[-1].result[0]
+    assert tuned_labels == {adapter.labels[0]: adapter.confidence[adapter.labels[0]]} and isinstance(base_labels, dict)
+
+
+def test_low_confidence_answers_are_marked_for_review(app, spy, monkeypatch):
+    info = spy.spec("tag").info
+    monkeypatch.setattr(info, "review_threshold", 1.01)  # every answer is below it
+    tags, notice, _, _ = app.tag("Smells amazing and lathers well")
+    assert "Low confidence — review" in notice and "101%" in notice
+    assert all(label in notice for label in tags)
+    monkeypatch.setattr(info, "review_threshold", 0.0)
+    assert "review" not in app.tag("Smells amazing and lathers well")[1]
 
 
 def test_corrupt_reference_index_gives_a_notice(app, spy, tmp_path):
@@ -371,15 +387,22 @@ def test_batch_keeps_every_row_and_marks_the_bad_ones(app, spy, tmp_path):
         "6,\"Tea, green\",Drinks\n"
     )
     path = write(tmp_path / "catalog.csv", csv)
-    dropdown, preview, found = app.inspect_upload(str(path))
+    dropdown, preview, found, run = app.inspect_upload(str(path))
     assert dropdown.choices == [("id", "id"), ("title", "title"), ("category", "category")]
     assert dropdown.value == "title" and "1 malformed" in found and len(preview) == 6
+    assert "choose at least one job" in found and run.interactive is False, "no job is pre-checked"
+    notice, run = app.batch_readiness(str(path), "title", ["tag"])
+    assert run.interactive is True and "Press **Run**" in notice
     spy.fail_on = "BOOM bar"  # fault injection: the model fails on this row, and on it only
     progress = Recorder()
     preview, out_path, summary = app.batch(str(path), "title", ["tag", "category"], progress=progress)
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
     assert list(out["id"]) == ["1", "2", "3", "4", "5", "6"]
-    assert list(out.columns) == ["id", "title", "category", "predicted_tags", "predicted_category", "error"]
+    assert list(out.columns) == [
+        "id", "title", "category", "predicted_tags", "tags_confidence", "predicted_category", "category_confidence",
+        "needs_review", "error",
+    ]
+    assert list(preview.columns)[:2] == ["predicted_tags", "tags_confidence"], "predictions first in the preview"
     assert list(out["category"]) == ["Food"] * 5 + ["Drinks"], "an input column must never be overwritten"
     assert out.loc[2, "title"] == "'=1+1", "formula cells are escaped"
     errors = list(out["error"])
@@ -393,6 +416,14 @@ def test_batch_keeps_every_row_and_marks_the_bad_ones(app, spy, tmp_path):
     assert set(out.loc[processed, "predicted_category"]) <= set(spy.labels("category"))
     assert out.loc[1, ["predicted_tags", "predicted_category"]].tolist() == ["", ""]
     assert out.loc[4, ["predicted_tags", "predicted_category"]].tolist() == ["", ""]
+    for job, answers, scores in (("tag", "predicted_tags", "tags_confidence"), ("category", "predicted_category", "category_confidence")):
+        threshold = spy.spec(job).info.review_threshold
+        for i in processed:
+            values = [float(x) for x in out.loc[i, scores].split(", ")]
+            assert len(values) == len(out.loc[i, answers].split(", ")) and all(0 < v <= 1 for v in values)
+            name = "tags" if job == "tag" else "category"
+            assert (name in out.loc[i, "needs_review"].split("; ")) == any(v < threshold for v in values)
+    assert out.loc[1, ["tags_confidence", "needs_review"]].tolist() == ["", ""]
     done = {text for call in spy.calls if call.result for text in call.texts}
     assert done == {"Coconut oil 500 ml", "=1+1", "Dark chocolate", "Tea, green"}, "the other rows went through"
     assert "6 rows" in summary and "3 marked" in summary
@@ -403,11 +434,15 @@ def test_batch_keeps_every_row_and_marks_the_bad_ones(app, spy, tmp_path):
 def test_batch_xlsx(app, spy, tmp_path):
     path = tmp_path / "catalog.xlsx"
     pd.DataFrame({"sku": ["a", "b"], "Product": ["Coconut oil", "Basmati rice"], 2024: ["x", "y"]}).to_excel(path, index=False)
-    dropdown, _, _ = app.inspect_upload(str(path))
-    assert dropdown.value == "Product" and ("2024", "2024") in dropdown.choices
-    _, out_path, _ = app.batch(str(path), None, ["category"], progress=Recorder())
+    dropdown, _, notice, run = app.inspect_upload(str(path))
+    assert dropdown.value is None and ("2024", "2024") in dropdown.choices, "the text column is never guessed"
+    assert "choose the text column" in notice and run.interactive is False
+    with pytest.raises(gr.Error, match="choose the text column"):
+        app.batch(str(path), None, ["category"], progress=Recorder())
+    assert spy.calls == []
+    _, out_path, _ = app.batch(str(path), "Product", ["category"], progress=Recorder())
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
-    assert list(out.columns) == ["sku", "Product", "2024", "predicted_category", "error"]
+    assert list(out.columns) == ["sku", "Product", "2024", "predicted_category", "category_confidence", "needs_review", "error"]
     assert list(out["sku"]) == ["a", "b"] and list(out["error"]) == ["", ""]
     assert set(out["predicted_category"]) <= set(spy.labels("category"))
     assert [text for call in spy.calls for text in call.texts] == ["Coconut oil", "Basmati rice"]
@@ -417,9 +452,40 @@ def test_batch_with_repeated_header_names(app, spy, tmp_path):
     path = write(tmp_path / "twice.csv", "title,title\nCoconut oil,Oil\n")
     _, out_path, _ = app.batch(str(path), "title_2", ["tag"], progress=Recorder())
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
-    assert list(out.columns) == ["title", "title_2", "predicted_tags", "error"]
+    assert list(out.columns) == ["title", "title_2", "predicted_tags", "tags_confidence", "needs_review", "error"]
     assert spy.calls[-1].texts == ["Oil"] and len(out) == 1 and out.loc[0, "title"] == "Coconut oil"
     assert out.loc[0, "predicted_tags"] and set(column_labels(out["predicted_tags"])) <= set(spy.labels("tag"))
+
+
+def test_batch_runs_in_the_background_and_keeps_what_is_done(app, spy, tmp_path, monkeypatch):
+    """The Run button starts a job that outlives the page; each finished chunk is saved, so a fault
+    (injected here on the third row's chunk) loses only the rows not yet done."""
+    monkeypatch.setattr(app, "CHUNK_ROWS", 2)
+    real_chunk = app.run_chunk
+
+    def chunk_or_fault(chunk, *args):
+        if "STOP" in chunk["title"].tolist():
+            raise RuntimeError("injected fault: the machine went away")
+        return real_chunk(chunk, *args)
+
+    monkeypatch.setattr(app, "run_chunk", chunk_or_fault)
+    path = write(tmp_path / "catalog.csv", "id,title\n1,Coconut oil\n2,Basmati rice\n3,STOP\n4,Green tea\n")
+    job_id, timer, notice = app.start_batch(str(path), "title", ["category"])
+    assert timer.active is True and job_id
+    job = app.find_job(job_id).wait()
+    bar, preview, download, notice, timer = app.batch_status(job_id)
+    assert job.status == "failed" and "stopped after 2 of 4 rows" in notice and timer.active is False
+    assert 'value="2"' in bar and 'max="4"' in bar
+    out = pd.read_csv(download, dtype=str, keep_default_na=False)
+    assert list(out["id"]) == ["1", "2"] and all(out["predicted_category"]) and all(out["category_confidence"])
+    assert list(preview.columns)[:3] == ["predicted_category", "category_confidence", "needs_review"]
+
+    monkeypatch.setattr(app, "run_chunk", real_chunk)
+    job_id, _, _ = app.start_batch(str(path), "title", ["category"])
+    app.find_job(job_id).wait()
+    _, _, download, notice, timer = app.batch_status(job_id)
+    assert "Done: 4 rows" in notice and timer.active is False and download.endswith("catalog-predictions.csv")
+    assert list(pd.read_csv(download, dtype=str)["id"]) == ["1", "2", "3", "4"]
 
 
 @pytest.mark.slow
@@ -434,7 +500,7 @@ def test_batch_of_5000_rows_completes_with_progress(app, spy, tmp_path, monkeypa
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
     assert len(out) == 5000 and list(out["id"]) == [str(i) for i in range(5000)]
     assert list(out["title"]) == [f"Oil {i}" for i in range(5000)]
-    assert list(out.columns) == ["id", "title", "predicted_category", "error"]
+    assert list(out.columns) == ["id", "title", "predicted_category", "category_confidence", "needs_review", "error"]
     assert (out["error"] == "").all()
     assert set(out["predicted_category"]) <= set(spy.labels("category")), "constrained to the taxonomy"
     assert sorted(text for call in spy.calls for text in call.texts) == sorted(out["title"]), "each row once"
@@ -463,6 +529,8 @@ def test_api_names(client):
 def test_api_tag(client, tiny_runs):
     tags, notice, references_note, references = client.predict("Smells amazing and lathers well", api_name="/tag")
     assert tags["label"], tags
+    confidences = {c["label"]: c["confidence"] for c in tags["confidences"]}
+    assert tags["label"] in confidences and all(0 < p <= 1 for p in confidences.values()), tags
     if (tiny_runs["tagging"] / "references").is_dir():
         assert "most similar" in references_note and len(references["data"]) == 5
     _, notice, _, _ = client.predict("   ", api_name="/tag")
@@ -480,6 +548,7 @@ def test_api_classify(client):
     category, _ = client.predict("Organic Coconut Oil, 500 ml", api_name="/classify")
     assert category["label"]
     assert 1 <= len(category.get("confidences") or []) <= 5
+    assert all(0 < c["confidence"] <= 1 for c in category["confidences"])
 
 
 def test_api_batch_round_trip(client, tmp_path):
@@ -490,7 +559,8 @@ def test_api_batch_round_trip(client, tmp_path):
     preview, out_path, summary = client.predict(handle_file(str(path)), "title", ["tag", "category"], api_name="/batch")
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
     assert list(out["id"]) == ["1", "2", "3", "4"], "one output row per input row"
-    assert {"predicted_tags", "predicted_category", "error"} <= set(out.columns)
+    assert {"predicted_tags", "tags_confidence", "predicted_category", "category_confidence", "needs_review", "error"} <= set(out.columns)
+    assert out.loc[0, "category_confidence"] and 0 < float(out.loc[0, "category_confidence"]) <= 1
     assert out.loc[2, "title"] == "'=1+1"
     assert "empty title" in out.loc[1, "error"]
     assert out.loc[1, "predicted_tags"] == "" and out.loc[0, "predicted_category"] != ""
@@ -505,4 +575,9 @@ def test_about_shows_the_run_files(tiny_runs):
     app, _ = launch_space(tiny_runs)
     about = app.about_markdown()
     assert "task: **tagging**" in about and "Label taxonomy" in about
+    assert str(tiny_runs["tagging"]) not in about and str(tiny_runs["tagging"].parent) not in about, "no server paths"
+    assert "local run(s), not published" in about and about.count("hu2021lora") == 1 and "2025" not in about
+    assert [caption for _, caption in app.adapter_plots(app.MODELS.slots["tag"])] == [
+        "Training and validation loss", "F1 per tag (test split)"]
+    assert app.headline_bars(app.MODELS.slots["category"])["system"].tolist() == ["base", "adapter", "baseline"]
     assert json.loads((tiny_runs["tagging"] / "catalog_lora.json").read_text())["task"] == "tagging"

@@ -8,6 +8,7 @@ screenshot is also copied to ``docs/space.png`` for the README.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -30,6 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+PERCENT = re.compile(r"\d+(\.\d+)?\s?%")
 TIMEOUT_MS = 240_000  # the CPU is shared: a prediction on a busy machine can take a while
 
 
@@ -72,6 +74,7 @@ def test_tag_a_product(page, tiny_runs):
     tags = page.locator("#tag-output [data-testid='label-output-value']")
     tags.wait_for()
     assert tags.inner_text().strip()
+    assert PERCENT.search(page.locator("#tag-output").inner_text()), "each tag shows its probability"
     if (tiny_runs["tagging"] / "references").is_dir():
         page.get_by_text("most similar training examples").wait_for()
         assert page.locator("#tag-references tbody tr").count() >= 1
@@ -81,16 +84,67 @@ def test_tag_a_product(page, tiny_runs):
         small_png(shot, DOCS_SCREENSHOT)
 
 
+def test_a_category_shows_its_probability(page):
+    page.get_by_role("tab", name="Classify").click()
+    page.get_by_label("Product name").fill("Organic Cold-Pressed Virgin Coconut Oil, 500 ml")
+    page.get_by_role("button", name="Classify", exact=True).click()
+    page.locator("#classify-output [data-testid='label-output-value']").wait_for()
+    assert PERCENT.search(page.locator("#classify-output").inner_text())
+    page.screenshot(path=str(ARTIFACTS / "classify.png"))
+
+
+def test_a_low_confidence_answer_shows_its_review_mark(page, tiny_runs):
+    app, _ = launch_space(tiny_runs)
+    info = app.MODELS.slots["tag"].info
+    saved, info.review_threshold = info.review_threshold, 1.01  # every answer is below it
+    try:
+        page.get_by_role("tab", name="Tag a product").click()
+        page.get_by_label("Product text or review").fill("qwerty asdf")
+        page.get_by_role("button", name="Tag", exact=True).click()
+        page.locator("#tag-notice").get_by_text("Low confidence — review").wait_for()
+    finally:
+        info.review_threshold = saved
+
+
+def test_about_shows_a_plot_per_adapter(page):
+    page.get_by_role("tab", name="About").click()
+    page.locator(".about-plot img").first.wait_for()
+    for name, least in (("tag", 2), ("category", 2), ("describe", 1)):  # loss curve, then per-tag F1 or confusion matrix
+        plots = page.locator(f"#about-plots-{name} .about-plot img")
+        assert plots.count() >= least, name
+        assert all(plots.nth(i).evaluate("img => img.naturalWidth") > 0 for i in range(plots.count())), name
+    assert "/tmp/" not in page.locator("#about-tab").inner_text(), "no server paths"
+    page.screenshot(path=str(ARTIFACTS / "about.png"), full_page=True)
+
+
+def test_a_refused_file_cannot_be_run(page, tmp_path):
+    bad = tmp_path / "latin1.csv"
+    bad.write_bytes("title\nCr\xe8me br\xfbl\xe9e\n".encode("latin-1"))
+    page.get_by_role("tab", name="Batch upload").click()
+    page.locator("#batch-file input[type=file]").set_input_files(str(bad))
+    page.get_by_text("This file cannot be used").wait_for()
+    assert page.locator("#batch-run").is_disabled()
+    page.locator("#batch-file button[aria-label='Clear']").click()
+    no_text = tmp_path / "no-text-column.csv"
+    no_text.write_text("sku,name\n1,Coconut oil\n", encoding="utf-8")
+    page.locator("#batch-file input[type=file]").set_input_files(str(no_text))
+    page.get_by_text("choose the text column").wait_for()
+    assert page.locator("#batch-run").is_disabled()
+    page.locator("#batch-file button[aria-label='Clear']").click()
+
+
 def test_upload_a_csv_and_download_the_result(page, tmp_path):
     csv = tmp_path / "products.csv"
     csv.write_text("id,title\n1,Coconut oil 500 ml\n2,\n3,=1+1\n", encoding="utf-8")
     page.get_by_role("tab", name="Batch upload").click()
     page.locator("#batch-file input[type=file]").set_input_files(str(csv))
     page.get_by_text("3 rows and 2 columns").wait_for()
-    category = page.get_by_label("Category", exact=True)
-    if category.is_checked():
-        category.uncheck()  # tags alone: the CPU is shared, keep it short
-    page.get_by_role("button", name="Run", exact=True).click()
+    assert page.locator("#batch-run").is_disabled(), "no job is pre-checked"
+    page.get_by_label("Tags", exact=True).check()  # tags alone: the CPU is shared, keep it short
+    page.get_by_text("Press Run").wait_for()
+    page.locator("#batch-run").click()
+    page.get_by_text("Done: 3 rows").wait_for()
+    assert page.locator("#batch-progress progress").count() == 1, "one progress bar"
     link = page.locator("#batch-download a").first
     link.wait_for()
     page.screenshot(path=str(ARTIFACTS / "batch.png"), full_page=True)
@@ -101,4 +155,10 @@ def test_upload_a_csv_and_download_the_result(page, tmp_path):
     out = pd.read_csv(saved, dtype=str, keep_default_na=False)
     assert list(out["id"]) == ["1", "2", "3"]
     assert out.loc[2, "title"] == "'=1+1" and "empty title" in out.loc[1, "error"]
-    assert "predicted_tags" in out.columns and "predicted_category" not in out.columns
+    assert {"predicted_tags", "tags_confidence", "needs_review"} <= set(out.columns)
+    assert "predicted_category" not in out.columns
+    # the job lives on the server: a reloaded page shows it again
+    page.reload()
+    page.get_by_role("tab", name="Batch upload").click()
+    page.get_by_text("Done: 3 rows").wait_for()
+    page.locator("#batch-download a").first.wait_for()

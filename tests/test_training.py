@@ -19,6 +19,7 @@ from catalog_lora.run_files import (
     METRICS_FILE,
     PER_LABEL_PLOT,
     STATS_FILE,
+    SYSTEMS_PLOT,
     read_run_info,
 )
 from training.config import ConfigError, load_config
@@ -64,13 +65,14 @@ def check_run(run: Path, systems=("base", "adapter", "baseline")) -> dict:
 def test_tagging_generate(tiny_runs):
     run = tiny_runs["tagging"]
     metrics = check_run(run)
-    assert (run / "taxonomy.json").is_file() and (run / PER_LABEL_PLOT).is_file()
+    assert (run / "taxonomy.json").is_file() and (run / PER_LABEL_PLOT).is_file() and (run / SYSTEMS_PLOT).is_file()
     for system in ("base", "adapter", "baseline"):
         assert 0.0 <= metrics[system]["micro_f1"] <= 1.0
     # Constrained decoding: the adapter never answers outside the taxonomy.
     assert metrics["adapter"]["out_of_taxonomy_rate"] == 0.0
     info = read_run_info(str(run))
     assert info.task == "tagging" and "Fragrance" in info.labels and info.max_new_tokens > 0
+    assert 0.0 <= info.review_threshold <= 1.0, "chosen on the validation split"
 
 
 def test_category_generate(tiny_runs):

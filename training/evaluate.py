@@ -15,9 +15,9 @@ from pathlib import Path
 import yaml
 
 from catalog_lora.engine import Engine
-from catalog_lora.markdown import metrics_table
-from catalog_lora.records import record_labels
-from catalog_lora.run_files import CONFIG_FILE, CONFUSION_PLOT, METRICS_FILE, PER_LABEL_PLOT, fetch_file
+from catalog_lora.markdown import SYSTEMS, metrics_table
+from catalog_lora.records import HEADLINE, record_labels
+from catalog_lora.run_files import CONFIG_FILE, CONFUSION_PLOT, METRICS_FILE, PER_LABEL_PLOT, SYSTEMS_PLOT, fetch_file
 from training import plots
 from training.baseline import TfidfBaseline
 from training.data import read_split, target_of
@@ -106,6 +106,9 @@ def save_plots(results: dict, task: str, folder: Path) -> None:
         plots.confusion_matrix(cm["matrix"], cm["labels"], folder / CONFUSION_PLOT, "Adapter on the test split")
     elif task == "tagging":
         plots.multilabel_f1_bars(adapter["per_label"], folder / PER_LABEL_PLOT, "Adapter: F1 per tag (test split)")
+    headline = HEADLINE[task]
+    values = {s: results[s][headline] for s in SYSTEMS if isinstance(results.get(s, {}).get(headline), float)}
+    plots.system_bars(values, headline, folder / SYSTEMS_PLOT, f"Test split: {headline}")
 
 
 def main(argv: list[str] | None = None) -> dict:

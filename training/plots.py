@@ -70,5 +70,21 @@ def multilabel_f1_bars(per_label: dict, path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
+def system_bars(values: dict[str, float], metric: str, path: str | Path, title: str) -> None:
+    """One metric of base model, adapter and baseline side by side, each bar labelled with its value."""
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    bars = ax.bar(names, [values[n] for n in names], color=["#9e9e9e", "#1f77b4", "#ff7f0e"][: len(names)])
+    top = max(1.0, 1.1 * max(values.values(), default=0.0))
+    for bar, name in zip(bars, names, strict=True):
+        ax.text(bar.get_x() + bar.get_width() / 2, values[name] + 0.02 * top, f"{values[name]:.3f}", ha="center", fontsize=8)
+    ax.set_ylim(0, top)
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1) :]

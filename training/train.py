@@ -55,6 +55,7 @@ from training.data import (
     target_of,
 )
 from training.evaluate import evaluate_all, evaluate_engine, save_plots
+from training.review import review_threshold
 
 CHECKPOINTS = "checkpoints"
 
@@ -315,6 +316,8 @@ def train(config: TrainConfig) -> Path:
         log(f"Neighbours: k={config.neighbours.k}, weight {info.knn_weight} chosen on validation ({weights[info.knn_weight]:.4f} vs {weights[0.0]:.4f} for the head alone)")
     if head and task == "tagging" and config.eval.tune_thresholds:
         info.thresholds = tune_thresholds(engine, splits["validation"], config)
+    if taxonomy:
+        info.review_threshold = review_threshold(engine, "adapter", splits["validation"], config)
     if main:
         unwrapped.save_pretrained(out)
         # peft writes a template card full of placeholders; the real card comes from model_cards.
