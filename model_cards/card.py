@@ -671,6 +671,7 @@ def render_adapter_card(
         prompt_section=_prompt_section(run),
         method=run.info.method,
         multi_label=run.info.multi_label,
+        knn_k=run.info.knn_k if run.info.knn_weight else 0,
         labels=_has_labels(run),
         embedded=run.embedded,
         usage_code=usage_code(run, repo_id),

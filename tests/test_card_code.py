@@ -90,9 +90,10 @@ def texts_for(sample_data: Path) -> list[str]:
 def training_predict(run: Path, texts: list[str], tmp_path: Path) -> list[str]:
     source = tmp_path / "products.csv"
     pd.DataFrame({"title": texts}).to_csv(source, index=False)
-    result = predict_main(["--adapter", f"tags={run}", "--input", str(source), "--text-column", "title",
-                           "--output", str(tmp_path / "out.csv"), "--quantization", "none"])
-    assert list(result["error"]) == [""] * len(texts)
+    predict_main(["--adapter", f"tags={run}", "--input", str(source), "--text-column", "title",
+                  "--output", str(tmp_path / "out.csv"), "--quantization", "none"])
+    result = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert list(result.get("error", [""] * len(result))) == [""] * len(texts)
     return list(result["tags"])
 
 

@@ -27,7 +27,15 @@ from catalog_lora.dataset_files import Report
 from catalog_lora.labels import Taxonomy
 from catalog_lora.markdown import COUNT_KEYS, scalars
 from catalog_lora.prompts import PromptTemplate
-from catalog_lora.run_files import COMPLETE_MARKER, LOSS_PLOT, METRICS_FILE, PER_LABEL_PLOT, REFERENCES_DIR, RunInfo
+from catalog_lora.run_files import (
+    COMPLETE_MARKER,
+    LOSS_PLOT,
+    METRICS_FILE,
+    PER_LABEL_PLOT,
+    REFERENCES_DIR,
+    SYSTEMS_PLOT,
+    RunInfo,
+)
 from model_cards.card import EXAMPLE_TEXT, MORE_TEXTS
 from model_cards.publish import PublishError, publish_adapter, publish_dataset, publish_space
 from model_cards.publish import main as publish_main
@@ -58,10 +66,10 @@ def run(tiny_runs, tmp_path_factory) -> Path:
 
 
 def published_files(run: Path) -> set[str]:
-    """What an adapter repo holds: ADAPTER_FILES, the run's per-tag plot and its references index."""
+    """What an adapter repo holds: ADAPTER_FILES, the run's per-tag and base/adapter/baseline plots and its references index."""
     references = {f"{REFERENCES_DIR}/{p.relative_to(run / REFERENCES_DIR).as_posix()}"
                   for p in (run / REFERENCES_DIR).rglob("*") if p.is_file()}
-    return ADAPTER_FILES | {PER_LABEL_PLOT} | references
+    return ADAPTER_FILES | {PER_LABEL_PLOT, SYSTEMS_PLOT} | references
 
 
 def reported_metrics(metrics: dict) -> dict:
