@@ -22,6 +22,8 @@ from catalog_lora.markdown import metrics_table
 from catalog_lora.records import HEADLINE
 from catalog_lora.run_files import CONFIG_FILE, METRICS_FILE, STATS_FILE, read_run_info
 
+SECOND_METRIC = {"tagging": "macro_f1", "category": "macro_f1", "description": "chrf"}
+
 
 def run_record(run: Path, shipped: bool) -> dict:
     """The headline numbers of one finished run."""
@@ -40,6 +42,10 @@ def run_record(run: Path, shipped: bool) -> dict:
         "base": value("base"),
         "adapter": value("adapter"),
         "baseline": value("baseline"),
+        "second_metric": {
+            "name": SECOND_METRIC[info.task],
+            **{s: results[s].get(SECOND_METRIC[info.task]) for s in ("base", "adapter", "baseline") if s in results},
+        },
         "head_alone": value("head_alone"),
         "neighbours_alone": value("neighbours_alone"),
         "train_seconds": round(stats["train_runtime_seconds"], 1),
@@ -50,11 +56,19 @@ def run_record(run: Path, shipped: bool) -> dict:
 
 
 def verdict(record: dict) -> str:
+    """Whether the adapter beats the baseline, on the headline metric and on the second one."""
     if record["adapter"] is None or record["baseline"] is None:
         return "no baseline to compare with"
-    gap = record["adapter"] - record["baseline"]
-    word = "beats" if gap > 0 else "does not beat"
-    return f"the adapter {word} the baseline on {record['metric']}: {record['adapter']:.4f} vs {record['baseline']:.4f} ({gap:+.4f})"
+    parts = []
+    second = record["second_metric"]
+    for name, adapter, baseline in (
+        (record["metric"], record["adapter"], record["baseline"]),
+        (second["name"], second.get("adapter"), second.get("baseline")),
+    ):
+        if adapter is not None and baseline is not None:
+            word = "beats" if adapter > baseline else "does not beat"
+            parts.append(f"{word} the baseline on {name}: {adapter:.4f} vs {baseline:.4f} ({adapter - baseline:+.4f})")
+    return "the adapter " + "; it ".join(parts)
 
 
 def ablation(records: list[dict]) -> str:
