@@ -58,6 +58,23 @@ def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task):
         gold = [" > ".join(r["path"][:2]) for r in test]
         accuracy = np.mean([p.labels[0] == g for p, g in zip(predictions, gold, strict=True)])
         assert accuracy == pytest.approx(metrics["adapter"]["accuracy"])
+    check_report(run, metrics, tmp_path)
+
+
+def check_report(run, metrics: dict, tmp_path) -> None:
+    """training.report: the JSON the README's table comes from, with the verdict and the ablation."""
+    from training.report import main as report_main
+
+    text = report_main([str(run), "--output", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json"),
+                        "--ablation", str(tmp_path / "a.md"), "--shipped", run.name])
+    [record] = json.loads((tmp_path / "r.json").read_text())
+    keys = {"name", "dataset", "task", "method", "metric", "base", "adapter", "baseline", "train_seconds", "threads", "shipped"}
+    assert keys <= set(record) and record["shipped"] is True and record["threads"] >= 1
+    headline = record["metric"]
+    assert record["adapter"] == metrics["adapter"][headline] and record["baseline"] == metrics["baseline"][headline]
+    word = "beats" if record["adapter"] > record["baseline"] else "does not beat"
+    assert f"the adapter {word} the baseline on {headline}" in text
+    assert run.name in (tmp_path / "a.md").read_text()
 
 
 def test_time_budget_cuts_the_run_and_says_so(sample_data, tmp_path):

@@ -71,6 +71,28 @@ def verdict(record: dict) -> str:
     return "the adapter " + "; it ".join(parts)
 
 
+def summary_table(records: list[dict]) -> str:
+    """One row per run: headline and second metric for base, adapter and baseline, minutes, threads."""
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else "—"  # noqa: E731
+    lines = [
+        "| run | task | method | metric | base | **adapter** | TF-IDF baseline | training min (threads) | shipped |",
+        "|---|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in records:
+        second = r["second_metric"]
+        minutes = f"{r['train_seconds'] / 60:.1f} ({r['threads']})" + (" cut" if r["cut_by_time"] else "")
+        shipped = "yes" if r["shipped"] else ""
+        lines.append(
+            f"| {r['name']} | {r['task']} | {r['method']} | {r['metric']} | {cell(r['base'])} | **{cell(r['adapter'])}** | "
+            f"{cell(r['baseline'])} | {minutes} | {shipped} |"
+        )
+        lines.append(
+            f"| | | | {second['name']} | {cell(second.get('base'))} | **{cell(second.get('adapter'))}** | "
+            f"{cell(second.get('baseline'))} | | |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def ablation(records: list[dict]) -> str:
     """The neighbours lever, run by run: each half of the mix and the mix, same training minutes and test split."""
     cell = lambda v: f"{v:.4f}" if isinstance(v, float) else "—"  # noqa: E731
@@ -114,7 +136,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     records = [run_record(run, run.name in args.shipped) for run in args.runs]
     machine = f"Made by `python -m training.report` on {time.strftime('%Y-%m-%d')} ({platform.machine()})."
-    text = machine + "\n\n" + "\n".join(run_section(run, record) for run, record in zip(args.runs, records, strict=True))
+    text = machine + "\n\n" + summary_table(records) + "\n" + "\n".join(run_section(run, record) for run, record in zip(args.runs, records, strict=True))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
