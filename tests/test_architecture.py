@@ -143,4 +143,4 @@ def test_no_test_helper_ships_in_the_packages():
     assert "catalog_lora.hub_server" not in shipped and "model_cards.example_run" not in shipped
     writers = [module for module, path in shipped.items()
                if "COMPLETE_MARKER).write" in path.read_text(encoding="utf-8")]
-    assert writers == ["training.train"]  # only the end of a real training run marks a run folder finished
+    assert writers == ["training.run_folder"]  # only the end of a real training run marks a run folder finished

@@ -2,9 +2,11 @@
 
     python -m training.train --config training/configs/sample_tagging.yaml [key=value ...]
 
-The whole loop is in :func:`train`, top to bottom: data, model, optimizer, the step loop
-with validation, early stopping and checkpoints, then the run folder (adapter, config,
-taxonomy, statistics, plots) and the evaluation against the base model and the baseline.
+:func:`train` reads top to bottom: :func:`setup` (data, model with LoRA, tokens, optimizer),
+:func:`fit` (the step loop, with :func:`validate`, early stopping, the time budget and
+resumable checkpoints), :func:`best_engine` (the best adapter on the inference engine, tuned on
+validation), then :func:`training.run_folder.write_run_folder` (adapter, config, statistics,
+plots, the evaluation against the base model and the baseline, ``COMPLETE`` last).
 It runs unchanged under ``accelerate launch`` or ``torchrun`` on several processes.
 """
 
@@ -12,11 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -24,24 +26,13 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from catalog_lora.base_model import load_base_model, public_model_id
+from catalog_lora.base_model import Precision, load_base_model, public_model_id
 from catalog_lora.engine import Engine
-from catalog_lora.markdown import metrics_table, scalars
-from catalog_lora.neighbours import best_thresholds, neighbour_votes, tune_weight
+from catalog_lora.labels import Taxonomy
+from catalog_lora.markdown import scalars
 from catalog_lora.prompts import PromptTemplate
-from catalog_lora.records import record_labels
-from catalog_lora.run_files import (
-    COMPLETE_MARKER,
-    CONFIG_FILE,
-    LOSS_PLOT,
-    METRICS_FILE,
-    REFERENCES_DIR,
-    STATS_FILE,
-    TAXONOMY_FILE,
-    RunInfo,
-)
-from training import plots
-from training.config import TrainConfig, load_config, save_config
+from catalog_lora.run_files import COMPLETE_MARKER, REFERENCES_DIR, RunInfo
+from training.config import TrainConfig, load_config
 from training.data import (
     Collator,
     answer_loss,
@@ -54,22 +45,11 @@ from training.data import (
     read_splits,
     target_of,
 )
-from training.evaluate import evaluate_all, evaluate_engine, save_plots
-from training.review import review_threshold
+from training.evaluate import evaluate_engine
+from training.run_folder import CHECKPOINTS, Timing, write_run_folder
+from training.tuning import NAME, tune_on_validation
 
-CHECKPOINTS = "checkpoints"
-
-
-def hardware(accelerator: Accelerator) -> str:
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
-        return f"{accelerator.num_processes} x {name}"
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"CPU ({cpu}, {torch.get_num_threads()} threads) x {accelerator.num_processes} process(es)"
+STATE_FILE = "trainer_state.json"
 
 
 def make_optimizer(config: TrainConfig, params, device_type: str):
@@ -114,29 +94,109 @@ def validation_loss(model, loader, accelerator) -> float:
     return float(total / count)
 
 
+@dataclass
+class Progress:
+    """How far the loop is: saved with every checkpoint, so that a run can resume from it."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_done: int = 0
+    log_history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    bad_evals: int = 0
+    tokens: int = 0
+    padded: int = 0
+    samples: int = 0
+    cut_by_time: bool = False
+
+    def save(self, folder: Path) -> None:
+        (folder / STATE_FILE).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Progress:
+        data = json.loads((Path(folder) / STATE_FILE).read_text())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Session:
+    """Everything :func:`setup` prepares for one run, shared by the loop and the run folder."""
+
+    config: TrainConfig
+    accelerator: Accelerator
+    out: Path
+    splits: dict[str, list[dict]]
+    taxonomy: Taxonomy | None
+    unseen: dict[str, int]
+    info: RunInfo
+    model: object
+    tokenizer: object
+    precision: Precision
+    optimizer: object
+    optimizer_name: str
+    train_set: list
+    collate: Callable
+    truncated: dict[str, int]
+    parameters: dict[str, int]
+    started: float
+    scheduler: object = None
+    val_loader: object = None
+    steps_per_epoch: int = 0
+    total_steps: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def log(self, text: str) -> None:
+        self.accelerator.print(text)
+
+    def loader(self, dataset: list, batches: list[list[int]]):
+        dl = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=self.collate)
+        return self.accelerator.prepare_data_loader(dl)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This epoch's batches of training rows: shuffled by epoch, grouped by length."""
+        lengths = [len(e.input_ids) for e in self.train_set]
+        train = self.config.train
+        return length_grouped_batches(lengths, train.batch_size, train.seed + epoch, train.group_by_length)
+
+
 def train(config: TrainConfig) -> Path:
     """Train, evaluate and write the run folder; return its path."""
+    session = setup(config)
+    progress = resume(session)
+    timing = fit(session, progress)
+    engine = best_engine(session, progress)
+    if session.main:
+        write_run_folder(session, progress, timing, engine)
+        if config.push_to_hub:  # the publishing command as its own process: training does not import publishing
+            command = [sys.executable, "-m", "model_cards.publish", str(session.out), "--repo-id", config.push_to_hub]
+            subprocess.run(command, check=True)
+    session.accelerator.wait_for_everyone()
+    session.accelerator.end_training()
+    return session.out
+
+
+def setup(config: TrainConfig) -> Session:
+    """Data, the base model with LoRA, the tokenized splits, the optimizer: everything before the first step."""
     # cpu=True without CUDA: otherwise accelerate ignores torchrun's WORLD_SIZE on CPU and runs each process alone.
     accelerator = Accelerator(gradient_accumulation_steps=config.train.grad_accum, cpu=not torch.cuda.is_available())
-    main = accelerator.is_main_process
-    log = accelerator.print
+    log, main = accelerator.print, accelerator.is_main_process
     out = Path(config.output_dir)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / COMPLETE_MARKER).unlink(missing_ok=True)
     set_seed(config.train.seed)
     started = time.time()
-    task, head = config.task, config.method == "head"
-    levels, label_field = config.data.label_levels, config.data.label_field
+    task, head, levels, label_field = config.task, config.method == "head", config.data.label_levels, config.data.label_field
 
-    # Data
     splits = read_splits(config.data.path, config.data.max_train_examples, config.data.max_eval_examples)
     taxonomy = build_taxonomy(splits["train"], task, levels, label_field)
     unseen = check_labels(splits, taxonomy, task, levels, label_field) if taxonomy else {}
     if unseen:
         log(f"Note: {sum(unseen.values())} validation/test labels never occur in training ({len(unseen)} distinct); they count as errors.")
 
-    # Model
     model, tokenizer, precision = load_base_model(
         config.model.base_model,
         config.model.quantization,
@@ -146,48 +206,12 @@ def train(config: TrainConfig) -> Path:
         num_layers=config.model.num_layers or None,
     )
     log(f"Precision: {precision.describe()}")
-    template = PromptTemplate(
-        task, config.model.prompt_template, tuple(taxonomy.labels) if config.model.prompt_labels and taxonomy else ()
-    )
-    answers = [target_of(r, task, levels, label_field) for r in splits["train"]]
-    info = RunInfo(
-        task=task,
-        method=config.method,
-        base_model=config.model.base_model,
-        base_model_hub_id=public_model_id(config.model.base_model),
-        prompt_template=config.model.prompt_template,
-        prompt_labels=config.model.prompt_labels,
-        label_levels=levels or None,
-        label_field=label_field,
-        max_new_tokens=config.model.max_new_tokens or derive_max_new_tokens(answers, tokenizer, template, config),
-        max_length=config.model.max_length,
-        at_least_one_label=config.eval.at_least_one_label,
-        labels=taxonomy.labels if taxonomy else [],
-        num_layers=config.model.num_layers or None,
-        knn_k=config.neighbours.k,
-        knn_temperature=config.neighbours.temperature,
-    )
+    template = PromptTemplate(task, config.model.prompt_template, tuple(taxonomy.labels) if config.model.prompt_labels and taxonomy else ())
+    info = run_info(config, taxonomy, template, tokenizer, splits["train"])
+    model = add_lora(model, config, precision)
+    trainable, total = sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())
+    log(f"Parameters: {total:,} total, {trainable:,} trainable ({100 * trainable / total:.3f}%)")
 
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if precision.quantization in ("4bit", "8bit"):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.model.gradient_checkpointing)
-    elif config.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
-    lora = LoraConfig(
-        r=config.lora.r,
-        lora_alpha=config.lora.alpha,
-        lora_dropout=config.lora.dropout,
-        target_modules=config.lora.target_modules,
-        task_type="SEQ_CLS" if head else "CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total_params = sum(p.numel() for p in model.parameters())
-    log(f"Parameters: {total_params:,} total, {trainable:,} trainable ({100 * trainable / total_params:.3f}%)")
-
-    # Tokenize
     max_length = config.model.max_length
     if head:
         encode = lambda r: encode_head(r, taxonomy, tokenizer, task, max_length, levels, label_field)  # noqa: E731
@@ -202,265 +226,207 @@ def train(config: TrainConfig) -> Path:
     pad_to = max_length if config.train.padding == "max_length" else None
     collate = Collator(tokenizer.pad_token_id, pad_to, classification=head, multi_label=task == "tagging")
 
-    def loader(dataset, batches):
-        dl = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate)
-        return accelerator.prepare_data_loader(dl)
-
-    lengths = [len(e.input_ids) for e in train_set]
-    epoch_batches = lambda epoch: length_grouped_batches(  # noqa: E731
-        lengths, config.train.batch_size, config.train.seed + epoch, config.train.group_by_length
+    optimizer, optimizer_name = make_optimizer(config, [p for p in model.parameters() if p.requires_grad], accelerator.device.type)
+    session = Session(
+        config, accelerator, out, splits, taxonomy, unseen, info, model, tokenizer, precision, optimizer, optimizer_name,
+        train_set, collate, {"train": truncated_train, "validation": truncated_val},
+        {"trainable": trainable, "total": total}, started,
     )
-    val_loader = loader(val_set, length_grouped_batches([len(e.input_ids) for e in val_set], config.eval.batch_size, 0, True))
-    steps_per_epoch = max(1, math.ceil(len(epoch_batches(0)) / accelerator.num_processes / config.train.grad_accum))
-    total_steps = config.train.max_steps or max(1, math.ceil(config.train.epochs * steps_per_epoch))
-    eval_every = config.train.eval_every or steps_per_epoch
+    val_batches = length_grouped_batches([len(e.input_ids) for e in val_set], config.eval.batch_size, 0, True)
+    session.val_loader = session.loader(val_set, val_batches)
+    session.steps_per_epoch = max(1, math.ceil(len(session.epoch_batches(0)) / accelerator.num_processes / config.train.grad_accum))
+    session.total_steps = config.train.max_steps or max(1, math.ceil(config.train.epochs * session.steps_per_epoch))
 
-    # Optimizer
     from transformers import get_scheduler
 
-    optimizer, optimizer_name = make_optimizer(config, [p for p in model.parameters() if p.requires_grad], accelerator.device.type)
-    scheduler = get_scheduler(
-        config.train.scheduler, optimizer, math.ceil(config.train.warmup_ratio * total_steps), total_steps
-    )
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    log(f"Training: {len(train_set)} rows, {total_steps} optimizer steps ({steps_per_epoch}/epoch), optimizer {optimizer_name}")
+    warmup = math.ceil(config.train.warmup_ratio * session.total_steps)
+    scheduler = get_scheduler(config.train.scheduler, optimizer, warmup, session.total_steps)
+    session.model, session.optimizer, session.scheduler = accelerator.prepare(model, optimizer, scheduler)
+    log(f"Training: {len(train_set)} rows, {session.total_steps} optimizer steps ({session.steps_per_epoch}/epoch), optimizer {optimizer_name}")
+    return session
 
-    # State, resumable
-    state = {"step": 0, "epoch": 0, "batches_done": 0, "log_history": [], "best": None, "bad_evals": 0, "tokens": 0, "padded": 0, "samples": 0, "cut_by_time": False}
-    if config.train.resume_from:
-        accelerator.load_state(config.train.resume_from)
-        state = json.loads((Path(config.train.resume_from) / "trainer_state.json").read_text())
-        log(f"Resumed from {config.train.resume_from} at step {state['step']}")
-    higher_is_better = config.train.metric_for_best != "eval_loss"
+
+def run_info(config: TrainConfig, taxonomy: Taxonomy | None, template: PromptTemplate, tokenizer, train: list[dict]) -> RunInfo:
+    """How the adapter is to be used (``catalog_lora.json``); what is tuned on validation is filled in later."""
+    answers = [target_of(r, config.task, config.data.label_levels, config.data.label_field) for r in train]
+    return RunInfo(
+        task=config.task,
+        method=config.method,
+        base_model=config.model.base_model,
+        base_model_hub_id=public_model_id(config.model.base_model),
+        prompt_template=config.model.prompt_template,
+        prompt_labels=config.model.prompt_labels,
+        label_levels=config.data.label_levels or None,
+        label_field=config.data.label_field,
+        max_new_tokens=config.model.max_new_tokens or derive_max_new_tokens(answers, tokenizer, template, config),
+        max_length=config.model.max_length,
+        at_least_one_label=config.eval.at_least_one_label,
+        labels=taxonomy.labels if taxonomy else [],
+        num_layers=config.model.num_layers or None,
+        knn_k=config.neighbours.k,
+        knn_temperature=config.neighbours.temperature,
+    )
+
+
+def add_lora(model, config: TrainConfig, precision: Precision):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if precision.quantization in ("4bit", "8bit"):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.model.gradient_checkpointing)
+    elif config.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    lora = LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules,
+        task_type="SEQ_CLS" if config.method == "head" else "CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def resume(session: Session) -> Progress:
+    """A fresh start, or where ``train.resume_from`` left off (model, optimizer, scheduler, RNG and progress)."""
+    folder = session.config.train.resume_from
+    if not folder:
+        return Progress()
+    session.accelerator.load_state(folder)
+    progress = Progress.load(folder)
+    session.log(f"Resumed from {folder} at step {progress.step}")
+    return progress
+
+
+def fit(session: Session, progress: Progress) -> Timing:
+    """The step loop: gradient accumulation, logging, validation, early stopping, the time budget."""
+    config, accelerator, model = session.config, session.accelerator, session.model
+    eval_every = config.train.eval_every or session.steps_per_epoch
     running, running_n = 0.0, 0
-    bar = tqdm(total=total_steps, initial=state["step"], desc="train", disable=not main)
-    train_started, validation_seconds = time.time(), 0.0
-    resumed = {key: state[key] for key in ("tokens", "samples")}  # throughput counts this session only
+    bar = tqdm(total=session.total_steps, initial=progress.step, desc="train", disable=not session.main)
+    timing = Timing(resumed_tokens=progress.tokens, resumed_samples=progress.samples)  # throughput counts this session only
+    started = time.time()
     stop = False
     model.train()
     try:
-        while not stop and state["step"] < total_steps:
-            dl = loader(train_set, epoch_batches(state["epoch"]))
-            batches = accelerator.skip_first_batches(dl, state["batches_done"]) if state["batches_done"] else dl
+        while not stop and progress.step < session.total_steps:
+            dl = session.loader(session.train_set, session.epoch_batches(progress.epoch))
+            batches = accelerator.skip_first_batches(dl, progress.batches_done) if progress.batches_done else dl
             for batch in batches:
                 with accelerator.accumulate(model):
                     loss = compute_loss(model, batch)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                state["batches_done"] += 1
-                real = int(accelerator.reduce(batch["attention_mask"].sum(), "sum"))
-                state["tokens"] += real
-                state["padded"] += int(batch["attention_mask"].numel()) * accelerator.num_processes
-                state["samples"] += batch["input_ids"].shape[0] * accelerator.num_processes
+                    session.optimizer.step()
+                    session.scheduler.step()
+                    session.optimizer.zero_grad()
+                progress.batches_done += 1
+                progress.tokens += int(accelerator.reduce(batch["attention_mask"].sum(), "sum"))
+                progress.padded += int(batch["attention_mask"].numel()) * accelerator.num_processes
+                progress.samples += batch["input_ids"].shape[0] * accelerator.num_processes
                 running += float(loss.detach())
                 running_n += 1
                 if not accelerator.sync_gradients:
                     continue
-                state["step"] += 1
+                progress.step += 1
                 bar.update(1)
-                if state["step"] % config.train.logging_steps == 0 or state["step"] == total_steps:
+                if progress.step % config.train.logging_steps == 0 or progress.step == session.total_steps:
                     mean = float(accelerator.reduce(torch.tensor(running / running_n, device=accelerator.device), "mean"))
-                    state["log_history"].append({"step": state["step"], "loss": mean, "lr": scheduler.get_last_lr()[0]})
+                    progress.log_history.append({"step": progress.step, "loss": mean, "lr": session.scheduler.get_last_lr()[0]})
                     bar.set_postfix(loss=f"{mean:.4f}")
                     running, running_n = 0.0, 0
                 # The time budget ends the run at the next step; it is validated like the last one.
-                out_of_time = bool(config.train.max_minutes) and time.time() - train_started > 60 * config.train.max_minutes
-                if out_of_time and state["step"] < total_steps:
-                    state["cut_by_time"] = True
-                    log(f"Time budget of {config.train.max_minutes:g} minutes reached at step {state['step']} of {total_steps}: stopping.")
-                if state["step"] % eval_every == 0 or state["step"] == total_steps or out_of_time:
+                out_of_time = bool(config.train.max_minutes) and time.time() - started > 60 * config.train.max_minutes
+                if out_of_time and progress.step < session.total_steps:
+                    progress.cut_by_time = True
+                    session.log(f"Time budget of {config.train.max_minutes:g} minutes reached at step {progress.step} of {session.total_steps}: stopping.")
+                if progress.step % eval_every == 0 or progress.step == session.total_steps or out_of_time:
                     validation_started = time.time()
-                    stop = validate(config, model, accelerator, val_loader, state, info, taxonomy, tokenizer, splits, out, higher_is_better) or out_of_time
-                    validation_seconds += time.time() - validation_started
-                if stop or state["step"] >= total_steps:
+                    stop = validate(session, progress) or out_of_time
+                    timing.validation_seconds += time.time() - validation_started
+                if stop or progress.step >= session.total_steps:
                     break
             else:
-                state["epoch"] += 1
-                state["batches_done"] = 0
+                progress.epoch += 1
+                progress.batches_done = 0
     except torch.OutOfMemoryError as error:
         raise RuntimeError(
-            f"Out of memory at step {state['step']} with train.batch_size={config.train.batch_size}. "
+            f"Out of memory at step {progress.step} with train.batch_size={config.train.batch_size}. "
             "Try a smaller train.batch_size with a larger train.grad_accum, model.quantization=4bit, "
             "model.gradient_checkpointing=true or a smaller model.max_length. "
-            f"{out} is incomplete (no {COMPLETE_MARKER} file)."
+            f"{session.out} is incomplete (no {COMPLETE_MARKER} file)."
         ) from error
     bar.close()
-    train_seconds = time.time() - train_started
-    step_seconds = max(1e-9, train_seconds - validation_seconds)
-
-    # The run folder
-    accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
-    best_dir = out / CHECKPOINTS / "best"
-    if state["best"] is not None and (best_dir / "adapter_model.safetensors").is_file():
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(unwrapped, load_file(best_dir / "adapter_model.safetensors"))
-        log(f"Best checkpoint: step {state['best']['step']} ({config.train.metric_for_best}={state['best']['value']:.4f})")
-    unwrapped.eval()
-    engine = Engine(unwrapped, tokenizer, precision)
-    engine.register("adapter", info, taxonomy, source=str(out))
-    if config.references:
-        if main:
-            from catalog_lora.references import build_index
-
-            build_index(splits["train"], out / REFERENCES_DIR, task).close()
-        accelerator.wait_for_everyone()
-    if config.neighbours.k:
-        info.knn_weight, weights = tune_neighbour_weight(engine, splits["validation"], config, taxonomy)
-        log(f"Neighbours: k={config.neighbours.k}, weight {info.knn_weight} chosen on validation ({weights[info.knn_weight]:.4f} vs {weights[0.0]:.4f} for the head alone)")
-    if head and task == "tagging" and config.eval.tune_thresholds:
-        info.thresholds = tune_thresholds(engine, splits["validation"], config)
-    if taxonomy:
-        info.review_threshold = review_threshold(engine, "adapter", splits["validation"], config)
-    if main:
-        unwrapped.save_pretrained(out)
-        # peft writes a template card full of placeholders; the real card comes from model_cards.
-        (out / "README.md").unlink(missing_ok=True)
-        tokenizer.save_pretrained(out)
-        info.save(out)
-        if taxonomy:
-            taxonomy.save(out / TAXONOMY_FILE)
-        save_config(config, out / CONFIG_FILE)
-        final_train = next((e["loss"] for e in reversed(state["log_history"]) if "loss" in e), None)
-        final_val = next((e["eval_loss"] for e in reversed(state["log_history"]) if "eval_loss" in e), None)
-        stats = {
-            "task": task,
-            "method": config.method,
-            "base_model": info.base_model_hub_id,
-            "precision": precision.describe(),
-            "quantization": precision.quantization,
-            "optimizer": optimizer_name,
-            "total_parameters": total_params,
-            "trainable_parameters": trainable,
-            "trainable_percent": 100 * trainable / total_params,
-            "hardware": hardware(accelerator),
-            "threads": torch.get_num_threads(),
-            "processes": accelerator.num_processes,
-            "train_runtime_seconds": train_seconds,
-            "validation_seconds": validation_seconds,
-            "optimizer_steps": state["step"],
-            "epochs_completed": state["epoch"] + state["batches_done"] / max(1, len(epoch_batches(0))),
-            # throughput of the training steps alone, without the time spent validating
-            "train_samples_per_second": (state["samples"] - resumed["samples"]) / step_seconds,
-            "train_tokens_per_second": (state["tokens"] - resumed["tokens"]) / step_seconds,
-            "padding_efficiency": state["tokens"] / max(1, state["padded"]),
-            "final_train_loss": final_train,
-            "final_validation_loss": final_val,
-            "best_checkpoint": state["best"],
-            "max_minutes": config.train.max_minutes or None,
-            "cut_by_time": state["cut_by_time"],
-            "examples": {split: len(records) for split, records in splits.items()},
-            "truncated": {"train": truncated_train, "validation": truncated_val},
-            "unseen_eval_labels": unseen,
-            "log_history": state["log_history"],
-        }
-        plots.loss_curve(state["log_history"], out / LOSS_PLOT, f"{task} ({config.method}) on {Path(config.data.path).name}")
-        if config.eval.enabled:
-            results = evaluate_all(
-                engine, "adapter", splits["train"], splits["test"], base=config.eval.base,
-                baseline=config.eval.baseline, batch_size=config.eval.batch_size,
-                constrained=config.eval.constrained, seed=config.train.seed,
-            )
-            (out / METRICS_FILE).write_text(json.dumps({"test": results}, indent=2) + "\n")
-            save_plots(results, task, out)
-            log(metrics_table(results, task))
-        stats["total_runtime_seconds"] = time.time() - started
-        (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
-        if not config.train.keep_checkpoints:
-            shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-        (out / COMPLETE_MARKER).write_text(f"finished {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        log(f"Run folder: {out.resolve()}")
-        if config.push_to_hub:  # the publishing command as its own process: training does not import publishing
-            command = [sys.executable, "-m", "model_cards.publish", str(out), "--repo-id", config.push_to_hub]
-            subprocess.run(command, check=True)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return out
+    timing.train_seconds = time.time() - started
+    return timing
 
 
-def validate(config, model, accelerator, val_loader, state, info, taxonomy, tokenizer, splits, out, higher_is_better) -> bool:
+def validate(session: Session, progress: Progress) -> bool:
     """Log validation results, keep the best adapter and a resumable checkpoint; True means stop early."""
-    entry = {"step": state["step"], "eval_loss": validation_loss(model, val_loader, accelerator)}
+    config, accelerator, model = session.config, session.accelerator, session.model
+    entry = {"step": progress.step, "eval_loss": validation_loss(model, session.val_loader, accelerator)}
     metric = config.train.metric_for_best
     if metric != "eval_loss":
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
-        engine = Engine(unwrapped, tokenizer)
-        engine.register("adapter", info, taxonomy)
-        scores = scalars(evaluate_engine(engine, "adapter", splits["validation"], True, config.eval.batch_size, config.eval.constrained))
+        engine = Engine(unwrapped, session.tokenizer)
+        engine.register(NAME, session.info, session.taxonomy)
+        scores = scalars(evaluate_engine(engine, NAME, session.splits["validation"], True, config.eval.batch_size, config.eval.constrained))
         if metric not in scores:
             raise ValueError(f"train.metric_for_best={metric!r} is not a {config.task} metric; choose from eval_loss, {', '.join(scores)}")
         entry.update({f"eval_{k}": v for k, v in scores.items()})
         entry[metric] = scores[metric]
         model.train()
-    state["log_history"].append(entry)
+    progress.log_history.append(entry)
     value = entry[metric]
-    best = state["best"]
-    improved = best is None or (value > best["value"] if higher_is_better else value < best["value"])
-    accelerator.print(f"step {state['step']}: eval_loss={entry['eval_loss']:.4f}" + (f" {metric}={value:.4f}" if metric != "eval_loss" else ""))
-    checkpoints = out / CHECKPOINTS
+    higher_is_better = metric != "eval_loss"
+    improved = progress.best is None or (value > progress.best["value"] if higher_is_better else value < progress.best["value"])
+    session.log(f"step {progress.step}: eval_loss={entry['eval_loss']:.4f}" + (f" {metric}={value:.4f}" if metric != "eval_loss" else ""))
+    checkpoints = session.out / CHECKPOINTS
     if improved:
-        state["best"] = {"step": state["step"], "value": value}
-        state["bad_evals"] = 0
-        if accelerator.is_main_process:
+        progress.best = {"step": progress.step, "value": value}
+        progress.bad_evals = 0
+        if session.main:
             accelerator.unwrap_model(model).save_pretrained(checkpoints / "best")
     else:
-        state["bad_evals"] += 1
+        progress.bad_evals += 1
     # Every process writes its own RNG state into the folder, so each must find it there.
     (checkpoints / "last").mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(checkpoints / "last")
-    if accelerator.is_main_process:
-        (checkpoints / "last" / "trainer_state.json").write_text(json.dumps(state))
+    if session.main:
+        progress.save(checkpoints / "last")
     accelerator.wait_for_everyone()
     patience = config.train.early_stopping_patience
-    if patience and state["bad_evals"] >= patience:
-        accelerator.print(f"Early stopping: no improvement of {metric} in {patience} validations.")
+    if patience and progress.bad_evals >= patience:
+        session.log(f"Early stopping: no improvement of {metric} in {patience} validations.")
         return True
     return False
 
 
-def validation_scores(engine: Engine, validation: list[dict], config: TrainConfig):
-    """The adapter's score for every label on every validation row, and the gold labels.
+def best_engine(session: Session, progress: Progress) -> Engine:
+    """The best checkpoint's adapter on the inference engine, with its references index, tuned on validation."""
+    accelerator, out = session.accelerator, session.out
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(session.model)
+    best_dir = out / CHECKPOINTS / "best"
+    if progress.best is not None and (best_dir / "adapter_model.safetensors").is_file():
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
 
-    Gold is a 0/1 matrix for tags and a label-index vector for categories.
-    """
-    import numpy as np
+        set_peft_model_state_dict(unwrapped, load_file(best_dir / "adapter_model.safetensors"))
+        session.log(f"Best checkpoint: step {progress.best['step']} ({session.config.train.metric_for_best}={progress.best['value']:.4f})")
+    unwrapped.eval()
+    engine = Engine(unwrapped, session.tokenizer, session.precision)
+    engine.register(NAME, session.info, session.taxonomy, source=str(out))
+    if session.config.references:
+        if session.main:
+            from catalog_lora.references import build_index
 
-    spec = engine.spec("adapter")
-    labels = spec.taxonomy.labels
-    predictions = engine.predict(
-        "adapter", [r["text"] for r in validation], [r.get("attributes") for r in validation],
-        batch_size=config.eval.batch_size, top_k=len(labels),
-    )
-    scores = np.array([[p.scores.get(label, 0.0) for label in labels] for p in predictions])
-    gold_labels = [record_labels(r, config.task, config.data.label_levels or None, config.data.label_field) for r in validation]
-    if spec.taxonomy.multi_label:
-        return scores, np.array([[label in gold for label in labels] for gold in gold_labels])
-    return scores, np.array([labels.index(g[0]) if g[0] in labels else -1 for g in gold_labels])
-
-
-def tune_thresholds(engine: Engine, validation: list[dict], config: TrainConfig) -> list[float]:
-    """Per-label decision thresholds that maximize each label's F1 on validation."""
-    engine.spec("adapter").info.thresholds = []
-    scores, gold = validation_scores(engine, validation, config)
-    return best_thresholds(scores, gold).tolist()
-
-
-def tune_neighbour_weight(engine: Engine, validation: list[dict], config: TrainConfig, taxonomy) -> tuple[float, dict]:
-    """The share of the neighbours' vote that scores best on validation (the head alone is weight 0)."""
-    spec = engine.spec("adapter")
-    spec.info.knn_weight, spec.info.thresholds = 0.0, []
-    head, gold = validation_scores(engine, validation, config)
-    hits = spec.neighbours.query([r["text"] for r in validation], config.neighbours.k)
-    votes = neighbour_votes(hits, taxonomy, config.data.label_levels or None, config.neighbours.temperature)
-    return tune_weight(head, votes, gold, taxonomy.multi_label)
+            build_index(session.splits["train"], out / REFERENCES_DIR, session.config.task).close()
+        accelerator.wait_for_everyone()
+    tune_on_validation(engine, session.splits["validation"], session.config, session.taxonomy, session.log)
+    return engine
 
 
 def main(argv: list[str] | None = None) -> Path:

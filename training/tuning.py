@@ -1,0 +1,83 @@
+"""What is chosen on the validation split once training is done, with the best adapter on the engine:
+the neighbours' share of the mix, the per-label thresholds of a tagging head, the review threshold.
+
+Each is chosen on validation only; the test split is never looked at here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from catalog_lora.confidence import choose_threshold
+from catalog_lora.engine import Engine
+from catalog_lora.labels import Taxonomy
+from catalog_lora.neighbours import best_thresholds, neighbour_votes, tune_weight
+from catalog_lora.records import record_labels
+from training.config import TrainConfig
+from training.data import target_of
+
+NAME = "adapter"  # the name the trained adapter is registered under on the engine
+
+
+def validation_scores(engine: Engine, validation: list[dict], config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The adapter's score for every label on every validation row, and the gold labels.
+
+    Gold is a 0/1 matrix for tags and a label-index vector for categories (-1: a label training never saw).
+    """
+    labels = engine.spec(NAME).taxonomy.labels
+    predictions = engine.predict(
+        NAME, [r["text"] for r in validation], [r.get("attributes") for r in validation],
+        batch_size=config.eval.batch_size, top_k=len(labels),
+    )
+    scores = np.array([[p.scores.get(label, 0.0) for label in labels] for p in predictions])
+    gold = [record_labels(r, config.task, config.data.label_levels or None, config.data.label_field) for r in validation]
+    if engine.spec(NAME).taxonomy.multi_label:
+        return scores, np.array([[label in labels_ for label in labels] for labels_ in gold])
+    return scores, np.array([labels.index(g[0]) if g[0] in labels else -1 for g in gold])
+
+
+def tune_neighbour_weight(engine: Engine, validation: list[dict], config: TrainConfig, taxonomy: Taxonomy) -> tuple[float, dict]:
+    """The share of the neighbours' vote that scores best on validation (the head alone is weight 0)."""
+    spec = engine.spec(NAME)
+    spec.info.knn_weight, spec.info.thresholds = 0.0, []
+    head, gold = validation_scores(engine, validation, config)
+    hits = spec.neighbours.query([r["text"] for r in validation], config.neighbours.k)
+    votes = neighbour_votes(hits, taxonomy, config.data.label_levels or None, config.neighbours.temperature)
+    return tune_weight(head, votes, gold, taxonomy.multi_label)
+
+
+def tune_thresholds(engine: Engine, validation: list[dict], config: TrainConfig) -> list[float]:
+    """Per-label decision thresholds that maximize each label's F1 on validation."""
+    engine.spec(NAME).info.thresholds = []
+    scores, gold = validation_scores(engine, validation, config)
+    return best_thresholds(scores, gold).tolist()
+
+
+def review_threshold(engine: Engine, name: str, validation: list[dict], config: TrainConfig) -> float:
+    """Predict the validation split and choose the confidence below which an answer is sent to review.
+
+    Every label the adapter chose is one answer: right when it is in the record's gold labels
+    (tags) or equals the gold path (categories); see :func:`catalog_lora.confidence.choose_threshold`."""
+    predictions = engine.predict(
+        name, [r["text"] for r in validation], [r.get("attributes") for r in validation],
+        batch_size=config.eval.batch_size, constrained=config.eval.constrained,
+    )
+    answers = []
+    for prediction, record in zip(predictions, validation, strict=True):
+        gold = target_of(record, config.task, config.data.label_levels, config.data.label_field)
+        gold = set(gold) if isinstance(gold, list) else {gold}
+        answers += [(prediction.confidence.get(label, 0.0), label in gold) for label in prediction.labels]
+    return choose_threshold(answers)
+
+
+def tune_on_validation(engine: Engine, validation: list[dict], config: TrainConfig, taxonomy: Taxonomy | None, log) -> None:
+    """Choose everything above for the adapter on ``engine``, in order, into its ``RunInfo``."""
+    info = engine.spec(NAME).info
+    if config.neighbours.k:
+        info.knn_weight, scores = tune_neighbour_weight(engine, validation, config, taxonomy)
+        log(f"Neighbours: k={config.neighbours.k}, weight {info.knn_weight} chosen on validation "
+            f"({scores[info.knn_weight]:.4f} vs {scores[0.0]:.4f} for the head alone)")
+    if config.method == "head" and config.task == "tagging" and config.eval.tune_thresholds:
+        info.thresholds = tune_thresholds(engine, validation, config)
+    if taxonomy:
+        info.review_threshold = review_threshold(engine, NAME, validation, config)
