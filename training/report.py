@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from catalog_lora.markdown import metrics_table
+from catalog_lora.markdown import markdown_table, metrics_table
 from catalog_lora.records import HEADLINE
 from catalog_lora.run_files import CONFIG_FILE, METRICS_FILE, STATS_FILE, read_run_info
 
@@ -71,43 +71,37 @@ def verdict(record: dict) -> str:
     return "the adapter " + "; it ".join(parts)
 
 
+def _cell(value, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else "—"
+
+
+def _minutes(record: dict) -> str:
+    return f"{record['train_seconds'] / 60:.1f} ({record['threads']})" + (" cut" if record["cut_by_time"] else "")
+
+
 def summary_table(records: list[dict]) -> str:
-    """One row per run: headline and second metric for base, adapter and baseline, minutes, threads."""
-    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else "—"  # noqa: E731
-    lines = [
-        "| run | task | method | metric | base | **adapter** | TF-IDF baseline | training min (threads) | shipped |",
-        "|---|---|---|---|---:|---:|---:|---:|---|",
-    ]
+    """One row per run and metric (headline, second): base, adapter and baseline, minutes (threads)."""
+    rows = []
     for r in records:
         second = r["second_metric"]
-        minutes = f"{r['train_seconds'] / 60:.1f} ({r['threads']})" + (" cut" if r["cut_by_time"] else "")
-        shipped = "yes" if r["shipped"] else ""
-        lines.append(
-            f"| {r['name']} | {r['task']} | {r['method']} | {r['metric']} | {cell(r['base'])} | **{cell(r['adapter'])}** | "
-            f"{cell(r['baseline'])} | {minutes} | {shipped} |"
-        )
-        lines.append(
-            f"| | | | {second['name']} | {cell(second.get('base'))} | **{cell(second.get('adapter'))}** | "
-            f"{cell(second.get('baseline'))} | | |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append([r["name"], r["task"], r["method"], r["metric"], _cell(r["base"], 3), f"**{_cell(r['adapter'], 3)}**",
+                     _cell(r["baseline"], 3), _minutes(r), "yes" if r["shipped"] else ""])
+        rows.append(["", "", "", second["name"], _cell(second.get("base"), 3), f"**{_cell(second.get('adapter'), 3)}**",
+                     _cell(second.get("baseline"), 3), "", ""])
+    header = ["run", "task", "method", "metric", "base", "**adapter**", "TF-IDF baseline", "training min (threads)", "shipped"]
+    return markdown_table(header, rows) + "\n"
 
 
 def ablation(records: list[dict]) -> str:
     """The neighbours lever, run by run: each half of the mix and the mix, same training minutes and test split."""
-    cell = lambda v: f"{v:.4f}" if isinstance(v, float) else "—"  # noqa: E731
-    lines = [
-        "| run | metric | head alone | neighbours alone | head + neighbours | TF-IDF baseline | training min (threads) |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
+    rows = []
     for r in records:
         mixed = r["adapter"] if r["neighbours_alone"] is not None else None
         head = r["head_alone"] if r["head_alone"] is not None else r["adapter"]
-        lines.append(
-            f"| {r['name']} | {r['metric']} | {cell(head)} | {cell(r['neighbours_alone'])} | {cell(mixed)} | "
-            f"{cell(r['baseline'])} | {r['train_seconds'] / 60:.1f} ({r['threads']}) |"
-        )
-    return "\n".join(lines) + "\n"
+        rows.append([r["name"], r["metric"], _cell(head, 4), _cell(r["neighbours_alone"], 4), _cell(mixed, 4),
+                     _cell(r["baseline"], 4), _minutes(r)])
+    header = ["run", "metric", "head alone", "neighbours alone", "head + neighbours", "TF-IDF baseline", "training min (threads)"]
+    return markdown_table(header, rows) + "\n"
 
 
 def run_section(run: Path, record: dict) -> str:
