@@ -27,6 +27,8 @@ from catalog_lora.prompts import TEMPLATES
 from catalog_lora.records import TASKS
 from catalog_lora.run_files import METHODS, REPO_ID_RULE, is_repo_id
 
+CLASS_WEIGHTS = ("none", "sqrt", "balanced")
+
 
 class ConfigError(ValueError):
     pass
@@ -105,6 +107,9 @@ class TrainSettings:
     """Batch examples of similar length together to cut padding."""
     packing: bool = False
     """Concatenate examples into full ``max_length`` rows (generate method only)."""
+    class_weight: str = "none"
+    """Head method: count rare labels up in the loss: ``none``, ``sqrt`` or ``balanced`` (see
+    training.data.class_weights; the baseline's logistic regression uses ``balanced``)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
     seed: int = 42
@@ -180,6 +185,7 @@ class TrainConfig:
         _choice("train.scheduler", self.train.scheduler, ("cosine", "linear"))
         _choice("train.optimizer", self.train.optimizer, ("auto", "adamw", "adamw_8bit"))
         _choice("train.padding", self.train.padding, ("dynamic", "max_length"))
+        _choice("train.class_weight", self.train.class_weight, CLASS_WEIGHTS)
         _choice("data.label_field", self.data.label_field, ("labels", "labels_l2"))
         if self.task == "description" and self.method == "head":
             raise ConfigError("method='head' needs labels; task='description' only works with method='generate'")

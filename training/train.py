@@ -38,8 +38,10 @@ from training.data import (
     answer_loss,
     build_taxonomy,
     check_labels,
+    class_weights,
     encode_generation,
     encode_head,
+    head_loss,
     length_grouped_batches,
     pack,
     read_splits,
@@ -76,17 +78,19 @@ def encode_split(records, encode, desc: str, main: bool) -> tuple[list, int]:
     return encoded, sum(e.truncated for e in encoded)
 
 
-def compute_loss(model, batch):
-    """Head models compute their own loss; causal LMs use the answer-only loss of training.data."""
-    return answer_loss(model, batch) if "position_ids" in batch else model(**batch).loss
+def compute_loss(model, batch, weights: torch.Tensor | None = None):
+    """Causal LMs use the answer-only loss of training.data; heads their own loss, or the class-weighted one."""
+    if "position_ids" in batch:
+        return answer_loss(model, batch)
+    return model(**batch).loss if weights is None else head_loss(model, batch, weights)
 
 
 @torch.no_grad()
-def validation_loss(model, loader, accelerator) -> float:
+def validation_loss(model, loader, accelerator, weights: torch.Tensor | None = None) -> float:
     model.eval()
     total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
     for batch in loader:
-        loss = compute_loss(model, batch)
+        loss = compute_loss(model, batch, weights)
         total += loss.detach().float() * batch["input_ids"].shape[0]
         count += batch["input_ids"].shape[0]
     model.train()
@@ -143,6 +147,7 @@ class Session:
     val_loader: object = None
     steps_per_epoch: int = 0
     total_steps: int = 0
+    loss_weights: torch.Tensor | None = None
 
     @property
     def main(self) -> bool:
@@ -232,6 +237,8 @@ def setup(config: TrainConfig) -> Session:
         train_set, collate, {"train": truncated_train, "validation": truncated_val},
         {"trainable": trainable, "total": total}, started,
     )
+    if head:
+        session.loss_weights = class_weights(train_set, len(taxonomy), task == "tagging", config.train.class_weight)
     val_batches = length_grouped_batches([len(e.input_ids) for e in val_set], config.eval.batch_size, 0, True)
     session.val_loader = session.loader(val_set, val_batches)
     session.steps_per_epoch = max(1, math.ceil(len(session.epoch_batches(0)) / accelerator.num_processes / config.train.grad_accum))
@@ -313,7 +320,7 @@ def fit(session: Session, progress: Progress) -> Timing:
             batches = accelerator.skip_first_batches(dl, progress.batches_done) if progress.batches_done else dl
             for batch in batches:
                 with accelerator.accumulate(model):
-                    loss = compute_loss(model, batch)
+                    loss = compute_loss(model, batch, session.loss_weights)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
@@ -364,7 +371,7 @@ def fit(session: Session, progress: Progress) -> Timing:
 def validate(session: Session, progress: Progress) -> bool:
     """Log validation results, keep the best adapter and a resumable checkpoint; True means stop early."""
     config, accelerator, model = session.config, session.accelerator, session.model
-    entry = {"step": progress.step, "eval_loss": validation_loss(model, session.val_loader, accelerator)}
+    entry = {"step": progress.step, "eval_loss": validation_loss(model, session.val_loader, accelerator, session.loss_weights)}
     metric = config.train.metric_for_best
     if metric != "eval_loss":
         unwrapped = accelerator.unwrap_model(model)
