@@ -53,6 +53,7 @@ def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task):
     run = train_tiny(
         f"sample_{task}_head.yaml", sample_data / task, tmp_path / "run",
         "references=true", "neighbours.k=5", "model.num_layers=6", "eval.base=false", "train.class_weight=sqrt",
+        "train.head_lr=5e-3",
     )
     info = read_run_info(str(run))
     assert info.num_layers == 6 and info.knn_k == 5 and 0.0 <= info.knn_weight <= 1.0
@@ -106,6 +107,7 @@ def test_time_budget_cuts_the_run_and_says_so(sample_data, tmp_path):
         (["method=generate", "model.num_layers=6"], "only applies to method='head'"),
         (["neighbours.k=5", "references=false"], "needs method='head' and references: true"),
         (["model.num_layers=-1"], r"must be 0 \(off\) or positive"),
+        (["method=generate", "train.head_lr=0.01"], "train.head_lr=0.01 only applies to method='head'"),
         (["train.class_weight=inverse"], "train.class_weight='inverse' is not allowed; choose one of: none, sqrt, balanced"),
     ],
 )

@@ -93,6 +93,8 @@ class TrainSettings:
     """Micro-batches per optimizer step."""
     lr: float = 2e-4
     """Peak learning rate."""
+    head_lr: float = 0.0
+    """Head method: peak learning rate of the new output layer (0 = ``lr``), as SetFit's head_learning_rate."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     warmup_ratio: float = 0.05
@@ -198,6 +200,8 @@ class TrainConfig:
                 raise ConfigError(f"neighbours.k={self.neighbours.k} needs method='head' and references: true (the index the neighbours come from)")
             if self.task == "tagging" and self.data.label_field != "labels":
                 raise ConfigError("neighbours.k works with data.label_field='labels' only: the references index stores the Level 1 tags")
+        if self.train.head_lr and self.method != "head":
+            raise ConfigError(f"train.head_lr={self.train.head_lr} only applies to method='head'")
         if self.model.num_layers < 0 or self.neighbours.k < 0 or self.train.max_minutes < 0:
             raise ConfigError("model.num_layers, neighbours.k and train.max_minutes must be 0 (off) or positive")
         if self.push_to_hub and not is_repo_id(self.push_to_hub):

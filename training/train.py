@@ -26,7 +26,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from catalog_lora.base_model import Precision, load_base_model, public_model_id
+from catalog_lora.base_model import HEAD_MODULES, Precision, load_base_model, public_model_id
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy
 from catalog_lora.markdown import scalars
@@ -54,10 +54,18 @@ from training.tuning import NAME, tune_on_validation
 STATE_FILE = "trainer_state.json"
 
 
-def make_optimizer(config: TrainConfig, params, device_type: str):
+def make_optimizer(config: TrainConfig, model, device_type: str):
+    """AdamW over the trainable parameters; a head's new output layer may get its own ``train.head_lr``."""
     choice = config.train.optimizer
     if choice == "auto":
         choice = "adamw_8bit" if device_type == "cuda" else "adamw"
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    # The head starts from random weights while LoRA starts from the identity: a higher rate lets it catch up.
+    is_head = lambda name: any(f".{module}." in f".{name}" for module in HEAD_MODULES)  # noqa: E731
+    head = [p for name, p in trainable if is_head(name)] if config.train.head_lr else []
+    params = [{"params": [p for name, p in trainable if not (head and is_head(name))], "lr": config.train.lr}]
+    if head:
+        params.append({"params": head, "lr": config.train.head_lr})
     if choice == "adamw_8bit":
         import bitsandbytes as bnb
 
@@ -231,7 +239,7 @@ def setup(config: TrainConfig) -> Session:
     pad_to = max_length if config.train.padding == "max_length" else None
     collate = Collator(tokenizer.pad_token_id, pad_to, classification=head, multi_label=task == "tagging")
 
-    optimizer, optimizer_name = make_optimizer(config, [p for p in model.parameters() if p.requires_grad], accelerator.device.type)
+    optimizer, optimizer_name = make_optimizer(config, model, accelerator.device.type)
     session = Session(
         config, accelerator, out, splits, taxonomy, unseen, info, model, tokenizer, precision, optimizer, optimizer_name,
         train_set, collate, {"train": truncated_train, "validation": truncated_val},
