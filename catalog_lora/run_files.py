@@ -12,6 +12,10 @@ A finished run folder holds:
 - ``references/``: the index of the training examples (:mod:`catalog_lora.references`), when built;
   ``base_adapter_baseline.png``: the headline metric of the three side by side;
 - ``COMPLETE``: written last, so a crashed run is never mistaken for a finished one.
+
+An adapter repo holds these files (the card as ``README.md``) and, for a head mixed with its
+neighbours, ``neighbours.safetensors``: the references' embeddings and labels as plain tensors
+(:func:`catalog_lora.neighbours.save_plain`), written when the run is published.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ PER_LABEL_PLOT = "per_label_f1.png"
 SYSTEMS_PLOT = "base_adapter_baseline.png"
 COMPLETE_MARKER = "COMPLETE"
 REFERENCES_DIR = "references"  # the index of the training examples (catalog_lora.references), when built
+NEIGHBOURS_FILE = "neighbours.safetensors"  # the same examples as plain tensors, in a published head's repo
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 METHODS = ("generate", "head")
 REPO_ID_RULE = (

@@ -38,6 +38,7 @@ from catalog_lora.markdown import format_value as _num
 from catalog_lora.markdown import markdown_table as _table
 from catalog_lora.prompts import RESPONSE_PREFIX, PromptTemplate, format_answer
 from catalog_lora.records import HEADLINE, PATH_SEPARATOR
+from catalog_lora.references import MODEL_NAME
 from catalog_lora.run_files import (
     ADAPTER_FILES,
     CONFIG_FILE,
@@ -45,6 +46,7 @@ from catalog_lora.run_files import (
     INFO_FILE,
     LOSS_PLOT,
     METRICS_FILE,
+    NEIGHBOURS_FILE,
     STATS_FILE,
     SYSTEMS_PLOT,
     TAXONOMY_FILE,
@@ -59,7 +61,7 @@ REQUIRED_FILES = (*ADAPTER_FILES, INFO_FILE, METRICS_FILE)
 
 SYSTEMS = {
     "base": "base model (adapter off)",
-    "head_alone": "head alone (the plain code above)",
+    "head_alone": "head alone",
     "neighbours_alone": "nearest training examples alone",
     "adapter": "**this adapter**",
     "baseline": "TF-IDF + logistic regression baseline",
@@ -378,7 +380,9 @@ def usage_code(run: Run, repo_id: str) -> str:
     if run.info.method == "head":
         template = _code_template("usage_head.py.jinja")
         return template.render(
-            input_format=prompt_format(run), problem_type=run.info.problem_type, num_layers=run.info.num_layers, **values
+            input_format=prompt_format(run), problem_type=run.info.problem_type, num_layers=run.info.num_layers,
+            knn=bool(run.info.knn_k and run.info.knn_weight), embedder=MODEL_NAME, neighbours_file=NEIGHBOURS_FILE,
+            **values,
         )
     return _code_template("usage_generate.py.jinja").render(
         prompt_lines=[_python_literal(line) for line in prompt_format(run).splitlines(keepends=True)],
@@ -526,8 +530,8 @@ def _evaluation(run: Run) -> str:
     mixed = (
         f" This adapter's answers mix its head's scores with the labels of the {run.info.knn_k} nearest training "
         f"examples (the `references/` index in this repo; the neighbours' share, {run.info.knn_weight:g}, was chosen on the "
-        "validation split): each half is also scored alone. The plain transformers + peft code above gives the head "
-        "alone; catalog-lora gives the mix."
+        "validation split): each half is also scored alone. The plain transformers + peft code above gives the mix "
+        "too."
         if run.info.knn_weight else ""
     )
     text = (
@@ -672,6 +676,8 @@ def render_adapter_card(
         method=run.info.method,
         multi_label=run.info.multi_label,
         knn_k=run.info.knn_k if run.info.knn_weight else 0,
+        embedder=MODEL_NAME,
+        neighbours_file=NEIGHBOURS_FILE,
         labels=_has_labels(run),
         embedded=run.embedded,
         usage_code=usage_code(run, repo_id),

@@ -24,9 +24,20 @@ from pathlib import Path
 import yaml
 
 from catalog_lora.base_model import public_model_id
+from catalog_lora.labels import Taxonomy
 from catalog_lora.markdown import split_front_matter
+from catalog_lora.neighbours import save_plain
 from catalog_lora.records import SPACE_SLOTS
-from catalog_lora.run_files import COMPLETE_MARKER, INFO_FILE, REFERENCES_DIR, RunInfo, check_repo_id
+from catalog_lora.references import ReferenceIndex, ReferenceIndexError
+from catalog_lora.run_files import (
+    COMPLETE_MARKER,
+    INFO_FILE,
+    NEIGHBOURS_FILE,
+    REFERENCES_DIR,
+    TAXONOMY_FILE,
+    RunInfo,
+    check_repo_id,
+)
 from model_cards.card import CardError, render_adapter_card, space_readme
 from model_cards.dataset_repo import publish_dataset
 from model_cards.hub import Published, PublishError, push_folder, resolve_token
@@ -49,6 +60,7 @@ ADAPTER_PATTERNS = [
     "*.png",
     "README.md",
     f"{REFERENCES_DIR}/*",  # the nearest-training-examples index (catalog_lora.references), when built
+    NEIGHBOURS_FILE,  # the same examples as plain tensors, for the card's code (heads mixed with neighbours)
 ]
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
@@ -84,10 +96,12 @@ def publish_adapter(
         card.save(staged / "README.md")  # the run folder gets the card only once the push has succeeded
         if (run_dir / REFERENCES_DIR).is_dir():
             shutil.copytree(run_dir / REFERENCES_DIR, staged / REFERENCES_DIR, ignore=SKIP)
+        info = RunInfo.from_dict(json.loads((run_dir / INFO_FILE).read_text()))
+        if info.knn_k and info.knn_weight:
+            _save_neighbours(run_dir, info, staged / NEIGHBOURS_FILE, Path(tmp) / "index")
         # A run folder records the base as the local folder it was loaded from; readers need its Hub id.
         config_path = staged / "adapter_config.json"
         adapter_config = json.loads(config_path.read_text())
-        info = RunInfo.from_dict(json.loads((run_dir / INFO_FILE).read_text()))
         adapter_config["base_model_name_or_path"] = info.base_model_hub_id or public_model_id(info.base_model)
         config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
         published = push_folder(
@@ -96,6 +110,24 @@ def publish_adapter(
         )
         shutil.copy2(staged / "README.md", run_dir / "README.md")
     return published
+
+
+def _save_neighbours(run_dir: Path, info: RunInfo, path: Path, scratch: Path) -> None:
+    """The card's code mixes in the neighbours' vote without ChromaDB: their embeddings and labels as plain tensors.
+
+    Read from a copy of the index, since opening a ChromaDB folder may write to it and a publish
+    leaves the run folder as it was."""
+    if not (run_dir / REFERENCES_DIR).is_dir():
+        raise PublishError(
+            f"{run_dir} mixes its head with {info.knn_k} neighbours (knn_k in {INFO_FILE}) but has no "
+            f"{REFERENCES_DIR}/ index to take them from; nothing was uploaded"
+        )
+    shutil.copytree(run_dir / REFERENCES_DIR, scratch, ignore=SKIP)
+    try:
+        with ReferenceIndex.open(scratch) as index:
+            save_plain(index, Taxonomy.load(run_dir / TAXONOMY_FILE), info.label_levels, path)
+    except ReferenceIndexError as error:
+        raise PublishError(f"{error}; nothing was uploaded") from None
 
 
 def _front_matter(readme: Path) -> tuple[dict, str | None]:
