@@ -100,7 +100,9 @@ def best_thresholds(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
     return thresholds
 
 
-def tune_weight(head: np.ndarray, votes: np.ndarray, gold: np.ndarray, multi_label: bool) -> tuple[float, dict[float, float]]:
+def tune_weight(
+    head: np.ndarray, votes: np.ndarray, gold: np.ndarray, multi_label: bool
+) -> tuple[float, dict[float, float]]:
     """The vote's share with the best validation score, and the score of every share tried.
 
     ``gold`` is a label-index vector (single label) or a 0/1 matrix (tags). Single label is

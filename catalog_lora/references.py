@@ -373,7 +373,10 @@ def locate_index(adapter: str | Path) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(str(adapter), allow_patterns=[f"{REFERENCES_DIR}/*", f"{REFERENCES_DIR}/**"])) / REFERENCES_DIR
+        return (
+            Path(snapshot_download(str(adapter), allow_patterns=[f"{REFERENCES_DIR}/*", f"{REFERENCES_DIR}/**"]))
+            / REFERENCES_DIR
+        )
     except Exception as error:  # any Hub failure means: no references for this adapter
         raise ReferenceIndexError(f"could not fetch the references index of {adapter}: {error}") from error
 

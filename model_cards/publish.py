@@ -38,9 +38,11 @@ from catalog_lora.run_files import (
     RunInfo,
     check_repo_id,
 )
-from model_cards.card import CardError, render_adapter_card, space_readme
+from model_cards.card import render_adapter_card
+from model_cards.card_run import CardError
 from model_cards.dataset_repo import publish_dataset
 from model_cards.hub import Published, PublishError, push_folder, resolve_token
+from model_cards.space_card import space_readme
 
 # Files of a run folder that make up an adapter repo (and that re-publishing may delete when gone).
 ADAPTER_PATTERNS = [
@@ -105,8 +107,15 @@ def publish_adapter(
         adapter_config["base_model_name_or_path"] = info.base_model_hub_id or public_model_id(info.base_model)
         config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
         published = push_folder(
-            staged, repo_id, "model", patterns=ADAPTER_PATTERNS, token=token, endpoint=endpoint, private=private,
-            revision=revision, message=f"Publish catalog-lora {info.task} adapter from {run_dir.name}",
+            staged,
+            repo_id,
+            "model",
+            patterns=ADAPTER_PATTERNS,
+            token=token,
+            endpoint=endpoint,
+            private=private,
+            revision=revision,
+            message=f"Publish catalog-lora {info.task} adapter from {run_dir.name}",
         )
         shutil.copy2(staged / "README.md", run_dir / "README.md")
     return published
@@ -189,7 +198,9 @@ def publish_space(
     for adapter, info in infos.items():
         slot = SPACE_SLOTS[info.task]
         if slot in slots:
-            raise PublishError(f"{slots[slot]} and {adapter} are both {info.task} adapters; the Space takes one per task")
+            raise PublishError(
+                f"{slots[slot]} and {adapter} are both {info.task} adapters; the Space takes one per task"
+            )
         slots[slot] = adapter
     bases = [info.base_model_hub_id or public_model_id(info.base_model) for info in infos.values()]
     with tempfile.TemporaryDirectory(prefix="publish-space-") as tmp:
@@ -211,7 +222,9 @@ def publish_space(
             base_models=bases,
             emoji=front.get("emoji", "🛍️"),
             license=front.get("license", "apache-2.0"),
-            short_description=front.get("short_description", "Tag, categorize and describe products with LoRA adapters"),
+            short_description=front.get(
+                "short_description", "Tag, categorize and describe products with LoRA adapters"
+            ),
             color_from=front.get("colorFrom", "indigo"),
             color_to=front.get("colorTo", "green"),
             pinned=bool(front.get("pinned", False)),
@@ -219,8 +232,16 @@ def publish_space(
         )
         (staged / "README.md").write_text(readme, encoding="utf-8")
         return push_folder(
-            staged, repo_id, "space", patterns=["*", "**/*"], token=token, endpoint=endpoint, private=private,
-            revision=None, message="Publish the catalog-lora Space", space_sdk="gradio",
+            staged,
+            repo_id,
+            "space",
+            patterns=["*", "**/*"],
+            token=token,
+            endpoint=endpoint,
+            private=private,
+            revision=None,
+            message="Publish the catalog-lora Space",
+            space_sdk="gradio",
         )
 
 
@@ -251,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "adapter":
             result = publish_adapter(
-                args.run_dir, args.repo_id, private=args.private, revision=args.revision,
-                dataset_id=args.dataset_id, license=args.license,
+                args.run_dir,
+                args.repo_id,
+                private=args.private,
+                revision=args.revision,
+                dataset_id=args.dataset_id,
+                license=args.license,
             )
         elif args.command == "dataset":
             result = publish_dataset(args.folder, args.repo_id, private=args.private, revision=args.revision)

@@ -27,7 +27,7 @@ from catalog_lora.labels import Taxonomy
 from catalog_lora.neighbours import neighbour_votes
 from catalog_lora.references import MODEL_NAME, ReferenceIndex, model_path
 from catalog_lora.run_files import NEIGHBOURS_FILE, read_run_info
-from model_cards.card import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
+from model_cards.card_code import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
 from model_cards.publish import publish_adapter
 from training.predict import main as predict_main
 
@@ -97,8 +97,13 @@ def adapters(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("card-code-runs")
     head = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", root / "tagging-head")
     mixed = train_tiny(
-        "sample_tagging_head.yaml", sample_data / "tagging", root / "tagging-head-neighbours",
-        "references=true", "neighbours.k=5", "model.num_layers=6", "eval.base=false",
+        "sample_tagging_head.yaml",
+        sample_data / "tagging",
+        root / "tagging-head-neighbours",
+        "references=true",
+        "neighbours.k=5",
+        "model.num_layers=6",
+        "eval.base=false",
     )
     # Copies: publishing writes README.md into the folder, and tiny_runs is shared with other modules.
     return {
@@ -117,8 +122,20 @@ def texts_for(sample_data: Path) -> list[str]:
 def training_predict(run: Path, texts: list[str], tmp_path: Path) -> list[str]:
     source = tmp_path / "products.csv"
     pd.DataFrame({"title": texts}).to_csv(source, index=False)
-    predict_main(["--adapter", f"tags={run}", "--input", str(source), "--text-column", "title",
-                  "--output", str(tmp_path / "out.csv"), "--quantization", "none"])
+    predict_main(
+        [
+            "--adapter",
+            f"tags={run}",
+            "--input",
+            str(source),
+            "--text-column",
+            "title",
+            "--output",
+            str(tmp_path / "out.csv"),
+            "--quantization",
+            "none",
+        ]
+    )
     result = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
     assert list(result.get("error", [""] * len(result))) == [""] * len(texts)
     return list(result["tags"])
@@ -133,8 +150,14 @@ def run_card_code(hub, code: str, texts: list[str], tmp_path: Path) -> subproces
     env["HF_HUB_DISABLE_XET"] = "1"  # the test server has no Xet storage
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    return subprocess.run([sys.executable, "-c", WITHOUT_PROJECT, str(script), json.dumps(texts)], env=env,
-                          cwd=workdir, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_PROJECT, str(script), json.dumps(texts)],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.mark.parametrize("method", ["generate", "head", "head-neighbours"])
@@ -155,13 +178,21 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
     proc = run_card_code(hub, code, texts, tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     printed = proc.stdout.strip().splitlines()
-    results = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in printed if line.startswith(("PREDICT ", "VOTES "))}
+    results = {
+        line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
+        for line in printed
+        if line.startswith(("PREDICT ", "VOTES "))
+    }
     card_labels = results["PREDICT"]
     example_labels = ast.literal_eval(printed[0])  # what the card's own `print(predict([example]))` shows
     if mixed:  # the plain embedding, exact top-k and vote give the engine's vote from the ChromaDB index
         with ReferenceIndex.open(shutil.copytree(run / "references", tmp_path / "references")) as index:
-            engine_votes = neighbour_votes(index.query(texts, info.knn_k), Taxonomy.load(run / "taxonomy.json"),
-                                           info.label_levels, info.knn_temperature)
+            engine_votes = neighbour_votes(
+                index.query(texts, info.knn_k),
+                Taxonomy.load(run / "taxonomy.json"),
+                info.label_levels,
+                info.knn_temperature,
+            )
         np.testing.assert_allclose(np.array(results["VOTES"]), engine_votes, atol=1e-5)
 
     capfd.readouterr()
