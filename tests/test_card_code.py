@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import hub_client_env, running_hub, train_tiny, upload_embedded_base
+from conftest import REPO, hub_client_env, running_hub, train_tiny, upload_embedded_base
 
+from catalog_lora.dataset_files import load_split
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy
 from catalog_lora.neighbours import neighbour_votes
@@ -36,6 +37,9 @@ pytestmark = pytest.mark.usefixtures("hub_online")
 TOKEN = "hf_card_code_test_user_0001"
 BASE_TOKEN = "hf_card_code_test_base_0002"
 EMBEDDER_TOKEN = "hf_card_code_test_embedder_0003"
+EXAMPLE_TOKEN = "hf_card_code_test_example_0004"
+EXAMPLE = REPO / "model_cards" / "examples" / "bigbasket-category-head" / "README.md"
+EXAMPLE_REPO = "catalog-lora/smollm2-135m-bigbasket-category"  # as README's command regenerates it
 UNTRAINED_HEAD_REPORT = ("newly initialized", "MISSING", "LOAD REPORT")
 
 # Runs the card's code with the project hidden, then its `predict` on the texts given; prints JSON.
@@ -70,7 +74,12 @@ if "neighbour_votes" in namespace:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    namespaces = {TOKEN: "user", BASE_TOKEN: "HuggingFaceTB", EMBEDDER_TOKEN: MODEL_NAME.split("/")[0]}
+    namespaces = {
+        TOKEN: "user",
+        BASE_TOKEN: "HuggingFaceTB",
+        EMBEDDER_TOKEN: MODEL_NAME.split("/")[0],
+        EXAMPLE_TOKEN: EXAMPLE_REPO.split("/")[0],
+    }
     yield from running_hub(tmp_path_factory.mktemp("hub"), namespaces)
 
 
@@ -206,6 +215,31 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
         assert [p.text for p in engine.predict("tags", texts)] != expected
     for output in (proc.stderr, capfd.readouterr().err):
         assert not any(phrase in output for phrase in UNTRAINED_HEAD_REPORT), output[-2000:]
+
+
+@pytest.mark.slow
+def test_example_card_code_agrees_with_training_predict_on_the_real_run(
+    hub, base_on_hub, embedder_on_hub, tmp_path, capfd
+):
+    """The committed example card's first block, against its real run published to the test server."""
+    real = REPO / "runs" / "bigbasket-category-head"
+    if not (real / "COMPLETE").is_file() or not (REPO / "data" / "bigbasket" / "test.jsonl").is_file():
+        pytest.skip("the real run needs `bash scripts/real_results.sh bigbasket_category_head` first")
+    run = Path(shutil.copytree(real, tmp_path / "run"))  # publishing writes README.md into the folder
+    publish_adapter(
+        run, EXAMPLE_REPO, token=EXAMPLE_TOKEN, endpoint=hub.url, dataset_id="catalog-lora/bigbasket-categories"
+    )
+    code = extract_code_blocks((run / "README.md").read_text(encoding="utf-8"))[0]
+    assert code == extract_code_blocks(EXAMPLE.read_text(encoding="utf-8"))[0], "regenerate the example card"
+    titles = [record["text"] for record in load_split(REPO / "data" / "bigbasket", "test")[:100]]
+    texts = [EXAMPLE_TEXT["category"], *MORE_TEXTS["category"], *titles]
+
+    proc = run_card_code(hub, code, texts, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    printed = [line for line in proc.stdout.splitlines() if line.startswith("PREDICT ")]
+    card_labels = [", ".join(labels) for labels in json.loads(printed[0].removeprefix("PREDICT "))]
+    capfd.readouterr()
+    assert card_labels == training_predict(run, texts, tmp_path)
 
 
 def test_engine_loads_a_head_adapter_without_the_untrained_head_report(adapters, capfd):
