@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from catalog_lora.batch import BatchInputError, blank_lines_note, escape_formulas, predict_table, read_table
 from catalog_lora.engine import Engine
@@ -52,7 +53,9 @@ def test_constrained_answers_only_hold_taxonomy_labels(engine):
             assert prediction.unknown == []
     for prediction in engine.predict("category", PRODUCTS[:2], top_k=3):
         assert len(prediction.labels) == 1 and prediction.labels[0] in engine.spec("category").taxonomy.labels
-        assert 1 <= len(prediction.scores) <= 3 and set(prediction.scores) <= set(engine.spec("category").taxonomy.labels)
+        assert 1 <= len(prediction.scores) <= 3 and set(prediction.scores) <= set(
+            engine.spec("category").taxonomy.labels
+        )
 
 
 def test_adapters_share_one_base_and_switch_per_request(engine):
@@ -164,3 +167,59 @@ def test_choose_threshold_separates_wrong_from_right():
     assert choose_threshold([(0.9, True), (0.8, True), (0.3, False), (0.2, False)]) == 0.31
     assert choose_threshold([(0.4, False), (0.3, False)]) == 0.41, "all wrong: every answer is reviewed"
     assert choose_threshold([(0.4, True)]) == 0.0 and choose_threshold([]) == 0.5
+
+
+def test_decoding_loop_answers_as_generate(engine):
+    """The engine's own loop (finished rows dropped, the output layer only on allowed columns) answers
+    exactly as ``generate`` with the same constraint and stop, one product at a time."""
+    spec = engine.spec("tagging")
+    for constrained in (False, True):
+        ours = [p.text for p in engine.predict("tagging", PRODUCTS, batch_size=8, constrained=constrained)]
+        theirs = []
+        for text in PRODUCTS:
+            batch = engine.tokenizer([engine.prompt_for(spec, text)[0]], return_tensors="pt", add_special_tokens=False)
+            length = batch["input_ids"].shape[1]
+            with engine._using(spec, True), torch.inference_mode():
+                output = engine.model.generate(
+                    **batch,
+                    max_new_tokens=spec.info.max_new_tokens,
+                    do_sample=False,
+                    top_p=None,
+                    top_k=None,
+                    **engine._generation_kwargs(spec, length, constrained),
+                )
+            theirs.append(engine.tokenizer.decode(output[0, length:], skip_special_tokens=True).strip())
+        assert ours == theirs
+
+
+def tag_sets(engine: Engine, name: str) -> list[frozenset[str]]:
+    return [frozenset(p.labels) for p in engine.predict(name, PRODUCTS * 2, batch_size=4)]
+
+
+def test_merged_and_int8_engines_answer_as_fp32(engine, tiny_runs):
+    """The opt-in CPU paths against the fp32 LoRA engine on the embedded model: merged fp32 gives the
+    same tags; int8 (merged or not) keeps to the agreement rule of the benchmark (≥ 98% equal tag sets,
+    so here every one of the 10)."""
+    fp32 = tag_sets(engine, "tagging")
+    merged = Engine.load({"tagging": str(tiny_runs["tagging"])}, merge=True)
+    assert merged.merged == "tagging" and tag_sets(merged, "tagging") == fp32
+    for options in ({"merge": True}, {}):
+        int8 = Engine.load({"tagging": str(tiny_runs["tagging"])}, quantization="int8", **options)
+        assert int8.precision.describe().startswith("dynamic int8 linear layers (output layer fp32)")
+        assert tag_sets(int8, "tagging") == fp32, options
+
+
+def test_merged_and_int8_refuse_what_they_cannot_do(tiny_runs):
+    with pytest.raises(ValueError, match=r"merge=True folds one adapter into the base, got 2 \(tagging, category\)"):
+        Engine.load({"tagging": str(tiny_runs["tagging"]), "category": str(tiny_runs["category"])}, merge=True)
+    with pytest.raises(ValueError, match="quantization='int8' is the CPU inference path, not for device='cuda'"):
+        Engine.load({"tagging": str(tiny_runs["tagging"])}, quantization="int8", device="cuda")
+    merged = Engine.load({"tagging": str(tiny_runs["tagging"])}, merge=True)
+    with pytest.raises(
+        ValueError, match="'tagging' is merged into the base: use_adapter=False needs an Engine without merge"
+    ):
+        merged.predict("tagging", PRODUCTS[:1], use_adapter=False)
+    with pytest.raises(
+        ValueError, match="adapter 'tagging' is merged into this Engine's base; load 'category' in another"
+    ):
+        merged.add_adapter(str(tiny_runs["category"]), "category")
