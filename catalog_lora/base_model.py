@@ -24,7 +24,7 @@ EMBEDDED = "embedded"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
-# Inference only (the engine): dynamic int8 of the decoder's linear layers on CPU; not trainable.
+# Inference only (the engine): the decoder's linear layers in int8 on CPU (catalog_lora/int8.py); not trainable.
 INFERENCE_QUANTIZATIONS = (*QUANTIZATIONS, "int8")
 # Where a sequence-classification model keeps its head; peft saves these modules in full with a SEQ_CLS adapter.
 HEAD_MODULES = ("score", "classifier")
@@ -117,7 +117,7 @@ class Precision:
             "4bit": "4-bit NF4 (QLoRA)",
             "8bit": "8-bit",
             "none": "no quantization",
-            "int8": "dynamic int8 linear layers (output layer fp32)",
+            "int8": "int8 linear layers (per-token activations, output layer fp32)",
         }[self.quantization]
         return f"{q}, {str(self.dtype).removeprefix('torch.')} on {self.device}: {self.reason}"
 
@@ -132,7 +132,7 @@ def choose_precision(quantization: str = "auto", device: str | None = None) -> P
                 f"quantization='int8' is the CPU inference path, not for device={device!r}; on CUDA use 4bit or 8bit"
             )
         return Precision(
-            "int8", torch.float32, device, "quantization=int8 asked for: dynamic int8 on CPU (inference only)"
+            "int8", torch.float32, device, "quantization=int8 asked for: int8 linear layers on CPU (inference only)"
         )
     if device.startswith("cuda"):
         compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -159,23 +159,6 @@ def quantization_config(precision: Precision):
     if precision.quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     return None
-
-
-def quantize_int8(model) -> None:
-    """Dynamic int8 (``torch.ao``: int8 weights, activations quantized per batch) for every linear
-    layer of the decoder, in place; the output layer (tied to the embeddings) stays fp32, since
-    quantizing it changed most next-token choices. Works on plain, merged and peft-wrapped layers
-    (a LoRA layer's base weight is quantized, its small A and B stay fp32)."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    names = {
-        name: per_channel_dynamic_qconfig
-        for name, module in model.model.layers.named_modules()
-        if isinstance(module, torch.nn.Linear) and ".lora_" not in name and not name.startswith("lora_")
-    }
-    if not names:
-        raise ValueError("quantize_int8 found no linear layer to quantize in the decoder")
-    quantize_dynamic(model.model.layers, qconfig_spec=names, dtype=torch.qint8, inplace=True)
 
 
 def load_tokenizer(name_or_path: str):

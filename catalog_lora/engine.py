@@ -8,7 +8,8 @@ The classification-head path needs one forward pass per batch and no generation.
 
 Two opt-in CPU speed-ups (``Engine.load``): ``merge=True`` folds a single generate adapter into the
 base weights (no LoRA work per layer and step), and ``quantization="int8"`` runs the decoder's
-linear layers in dynamic int8 (the output layer stays fp32). Both refuse what they cannot do.
+linear layers in int8 (:mod:`catalog_lora.int8`; the output layer stays fp32). Both refuse what
+they cannot do.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from catalog_lora.base_model import load_base_model, quantize_int8
+from catalog_lora.base_model import load_base_model
 from catalog_lora.confidence import label_confidences, low_confidence
 from catalog_lora.constrained import SEPARATOR, LabelConstraint
 from catalog_lora.decoding import Sampling, decode
+from catalog_lora.int8 import quantize_int8
 from catalog_lora.labels import Taxonomy, parse_answer
 from catalog_lora.neighbours import mix, neighbour_votes
 from catalog_lora.prompts import PromptTemplate
@@ -133,7 +135,7 @@ class Engine:
         """Load the base once and put every adapter (name → run folder or Hub id) on it.
 
         ``merge=True`` folds the one generate adapter into the base weights; ``quantization="int8"``
-        then runs the decoder's linear layers in dynamic int8 on CPU (see :func:`quantize_int8`)."""
+        then runs the decoder's linear layers in int8 on CPU (see :mod:`catalog_lora.int8`)."""
         if not adapters:
             raise ValueError("Engine.load needs at least one adapter: {name: run folder or Hub id}")
         infos = {name: read_run_info(source) for name, source in adapters.items()}

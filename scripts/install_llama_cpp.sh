@@ -12,7 +12,7 @@ if [ ! -d "$DEST/llama_cpp_python-$VERSION" ]; then
     "$PY" -m pip download --quiet --no-deps --no-binary :all: -d "$DEST" "llama-cpp-python==$VERSION"
     tar -xzf "$DEST/llama_cpp_python-$VERSION.tar.gz" -C "$DEST"
 fi
-"$PY" -m pip install --quiet sentencepiece
+"$PY" -m pip install --quiet sentencepiece diskcache  # the converter's and llama_cpp's runtime needs
 if ! "$PY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$VERSION')" 2>/dev/null; then
     # CPU build; GGML_NATIVE optimises for this machine's instruction set.
     CMAKE_ARGS=${CMAKE_ARGS:-"-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"} \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ import torch
 from catalog_lora.batch import BatchInputError, blank_lines_note, escape_formulas, predict_table, read_table
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy, parse_category, parse_tags
+from catalog_lora.micro_batch import MicroBatcher
 
 PRODUCTS = [
     "Smells like a spring garden, I keep sniffing my arms.",
@@ -223,3 +225,17 @@ def test_merged_and_int8_refuse_what_they_cannot_do(tiny_runs):
         ValueError, match="adapter 'tagging' is merged into this Engine's base; load 'category' in another"
     ):
         merged.add_adapter(str(tiny_runs["category"]), "category")
+
+
+def test_micro_batcher_answers_each_caller_and_never_mixes_adapters(engine):
+    """Twelve concurrent callers, two adapters interleaved: each gets the answer to its own product
+    from its own adapter, and the requests ran in fewer engine calls than there were requests."""
+    batcher = MicroBatcher(engine, max_batch=16, max_wait_s=0.5)
+    jobs = [("tagging" if i % 3 else "category", PRODUCTS[i % len(PRODUCTS)]) for i in range(12)]
+    expected = [engine.predict(name, [text])[0].text for name, text in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        answers = list(pool.map(lambda job: batcher.predict(*job).text, jobs))
+    assert answers == expected
+    assert batcher.batches < len(jobs)
+    with pytest.raises(KeyError, match="no adapter named 'nope'"):
+        batcher.predict("nope", "x")
