@@ -104,6 +104,8 @@ class _StopAtNewline(StoppingCriteria):
 
 
 MIN_SHARED_PREFIX = 8
+# A product in the adapter's own prompt: finds the int8 layers' outlier channels (catalog_lora/int8.py).
+INT8_CALIBRATION_TEXT = "Lathers well and smells fresh, but the pump broke after a week. Great value for a big bottle."
 
 
 class Engine:
@@ -169,7 +171,9 @@ class Engine:
         if merge:
             engine.merge()
         if precision.quantization == "int8":
-            quantize_int8(engine.causal_lm)
+            spec = engine.adapters[next(iter(adapters))]
+            prompt = engine.prompt_for(spec, INT8_CALIBRATION_TEXT)[0]
+            quantize_int8(engine.causal_lm, engine._encode([prompt], "left")["input_ids"])
         return engine
 
     def merge(self) -> None:

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
+from catalog_lora.base_model import load_base_model
 from catalog_lora.batch import BatchInputError, blank_lines_note, escape_formulas, predict_table, read_table
 from catalog_lora.engine import Engine
+from catalog_lora.int8 import Int8Linear, quantize_int8
 from catalog_lora.labels import Taxonomy, parse_category, parse_tags
 from catalog_lora.micro_batch import MicroBatcher
 
@@ -198,17 +200,45 @@ def tag_sets(engine: Engine, name: str) -> list[frozenset[str]]:
     return [frozenset(p.labels) for p in engine.predict(name, PRODUCTS * 2, batch_size=4)]
 
 
-def test_merged_and_int8_engines_answer_as_fp32(engine, tiny_runs):
-    """The opt-in CPU paths against the fp32 LoRA engine on the embedded model: merged fp32 gives the
-    same tags; int8 (merged or not) keeps to the agreement rule of the benchmark (≥ 98% equal tag sets,
-    so here every one of the 10)."""
+def test_merged_engine_answers_as_fp32_and_int8_answers_in_the_taxonomy(engine, tiny_runs):
+    """Merged fp32 gives the fp32 LoRA engine's tags exactly. The int8 engines (merged, and on the
+    base under the adapter) give taxonomy answers; how often their tag sets equal fp32's on a real
+    adapter is the benchmark's agreement figure (bench/results/speed.md), not a test's."""
     fp32 = tag_sets(engine, "tagging")
     merged = Engine.load({"tagging": str(tiny_runs["tagging"])}, merge=True)
     assert merged.merged == "tagging" and tag_sets(merged, "tagging") == fp32
+    labels = set(engine.spec("tagging").taxonomy.labels)
     for options in ({"merge": True}, {}):
         int8 = Engine.load({"tagging": str(tiny_runs["tagging"])}, quantization="int8", **options)
-        assert int8.precision.describe().startswith("dynamic int8 linear layers (output layer fp32)")
-        assert tag_sets(int8, "tagging") == fp32, options
+        assert int8.precision.describe().startswith("int8 linear layers (per-token activations, output layer fp32)")
+        assert sum(isinstance(m, Int8Linear) for m in int8.model.modules()) == 7 * 30, "every linear layer of the 30"
+        assert all(answer and answer <= labels for answer in tag_sets(int8, "tagging")), options
+
+
+def test_int8_layers_track_fp32_on_real_activations():
+    """Every int8 linear layer of the embedded model (outlier channels found on one product), fed the
+    real inputs it sees on another, stays within 5% (relative) of its fp32 output (12% without the
+    fp32 outlier channels)."""
+    model, tokenizer, _ = load_base_model("embedded", "none", "cpu")
+    names = [name for name, m in model.model.layers.named_modules() if isinstance(m, torch.nn.Linear)]
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [
+        model.model.layers.get_submodule(name).register_forward_hook(
+            lambda m, args, out, name=name: seen.setdefault(name, (args[0], out)) and None
+        )
+        for name in names
+    ]
+    with torch.inference_mode():
+        model(**tokenizer(PRODUCTS[0], return_tensors="pt"))
+        for hook in hooks:
+            hook.remove()
+        assert quantize_int8(model, tokenizer(PRODUCTS[4], return_tensors="pt")["input_ids"]) == 7 * 30
+        errors = []
+        for name, (x, exact) in seen.items():
+            layer = model.model.layers.get_submodule(name)
+            assert isinstance(layer, Int8Linear)
+            errors.append(float((layer(x) - exact).norm() / exact.norm()))
+    assert len(errors) == 7 * 30 and max(errors) < 0.05, sorted(errors)[-3:]
 
 
 def test_merged_and_int8_refuse_what_they_cannot_do(tiny_runs):
