@@ -28,7 +28,8 @@ MODES = ("lock", "batched")
 
 
 def serve(engine, mode: str):
-    """A Gradio app with the Space's /tag endpoint on a free port of 127.0.0.1; returns (app, url)."""
+    """A Gradio app with the Space's /tag endpoint on a free port of 127.0.0.1; returns (app, url,
+    a function counting the engine calls made so far)."""
     import gradio as gr
 
     from catalog_lora.micro_batch import MicroBatcher
@@ -40,18 +41,22 @@ def serve(engine, mode: str):
             return ", ".join(batcher.predict("tag", text).labels)
 
         limit = None  # every request reaches the batcher at once
+        calls = lambda: batcher.batches  # noqa: E731
     else:
+        served = []
 
         def tag(text: str) -> str:
+            served.append(text)
             return ", ".join(engine.predict("tag", [text])[0].labels)
 
         limit = 1
+        calls = lambda: len(served)  # noqa: E731
     with gr.Blocks() as app:
         text, tags = gr.Textbox(), gr.Textbox()
         gr.Button().click(tag, text, tags, api_name="tag", concurrency_limit=limit)
     app.queue(default_concurrency_limit=limit)
     _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    return app, url
+    return app, url, calls
 
 
 def load(url: str, clients: int, requests: int, texts: list[str]) -> dict:
@@ -104,10 +109,13 @@ def main() -> None:
     levels = [int(c) for c in args.clients.split(",")]
     results = {}
     for mode in MODES:
-        app, url = serve(engine, mode)
+        app, url, calls = serve(engine, mode)
         try:
             load(url, 1, 3, texts)  # warm-up
-            results[mode] = [load(url, clients, args.requests, texts) for clients in levels]
+            results[mode] = []
+            for clients in levels:
+                before = calls()
+                results[mode].append({**load(url, clients, args.requests, texts), "engine_calls": calls() - before})
         finally:
             app.close()
     lines = [
@@ -115,13 +123,13 @@ def main() -> None:
         f"load average {host['load_average_at_start'][0]:.2f} at start; torch {torch.__version__}. {args.note} "
         f"Adapter: {adapter.name} (fp32 LoRA, as the Space loads it). Products: {source}. Date: {host['date']}.",
         "",
-        "| mode | clients | requests | p50 ms | p95 ms | requests/s | vs 1 client |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| mode | clients | requests | engine calls | p50 ms | p95 ms | requests/s | vs 1 client |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, rows in results.items():
         for r in rows:
             lines.append(
-                f"| {mode} | {r['clients']} | {r['requests']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
+                f"| {mode} | {r['clients']} | {r['requests']} | {r['engine_calls']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
                 f"| {r['requests_per_s']:.2f} | {r['requests_per_s'] / rows[0]['requests_per_s']:.1f}x |"
             )
     batched = results["batched"]
