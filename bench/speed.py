@@ -1,17 +1,32 @@
-"""Speed benchmark: this project's engine against the reference approach, on the same model and machine.
+"""Speed benchmark: this project's engine against the reference approach and llama.cpp, on the same
+model, adapter and machine.
 
-    .venv/bin/python bench/speed.py [--products 256] [--output bench/results/speed.md]
+    .venv/bin/python bench/speed.py [--products 256] [--parts inference,llama,memory,space,training]
+                                    [--note "what else ran on the machine"]
 
-Inference (products/s, peak memory, compute floor): (a) the reference, one product at a time,
-sampling at temperature 0.3 with max_new_tokens=50 (and the same forced to generate all 50 tokens,
-which is what it costs with an adapter that never emits EOS); (b) batched greedy; (c) batched
-greedy with constrained decoding; (d) the classification head. On CUDA the default is 4-bit NF4,
-and (b) and (c) are measured in bf16 too. Training (non-padding tokens/s): (a) padding
-to 512 as the reference; (b) dynamic padding with length grouping; (c) packing. The Space: /tag
-latency on a warm app, and the memory of one base with three adapters against three models.
+Writes ``bench/results/speed.md`` and ``bench/results/speed.json`` (``--output``). Run it as you
+want it measured: ``OMP_NUM_THREADS=1 taskset -c 1 ...`` measures one thread on one core; the
+machine line records the CPU, the threads torch used, the cores the process could run on, the
+load average and the date.
 
-Each measurement runs in its own process, so its peak memory is its own. The adapters are the
-sample ones trained by ``bash run.sh`` (trained here first when missing).
+Inference (products/s, peak memory, share of the fp32 compute floor, agreement): (a) the
+reference, one product at a time, sampling at temperature 0.3 with max_new_tokens=50 (and the same
+forced to generate all 50 tokens); (b) batched greedy; (c) batched greedy with constrained
+decoding; the same with the adapter merged into the base, and merged in dynamic int8; (d) the
+classification head; llama.cpp (``bench/llama_cpp_peer.py``) at F16 and Q8_0, greedy and with a
+GBNF grammar over the taxonomy. Agreement: the share of products whose tag set equals the fp32
+engine's (greedy rows against (b), constrained rows against (c)); quality: micro-F1 of the tags
+against the held-out gold labels. The products are the held-out body-wash reviews of
+``data/bodywash`` (test, then validation) when prepared, else the raw body-wash CSV of
+``../shared``, else the bundled sample.
+
+Training (non-padding tokens/s): (a) padding to 512 as the reference; (b) dynamic padding with length
+grouping; (c) packing. Memory: one base with three adapters against three separately loaded models,
+whole-process RSS. The Space: /tag latency on a warm app.
+
+Each measurement runs in its own process, so its peak memory is its own. The tagging adapter is
+``runs/bodywash-l1`` (``training/configs/bodywash_l1.yaml``) when trained, else the sample one of
+``bash run.sh`` (trained here first when missing).
 """
 
 from __future__ import annotations
@@ -30,19 +45,24 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 SHARED_BODYWASH = REPO.parent / "shared/data/raw/bodywash/bodywash-train_L1_L2.DERIVED.csv"
-RUNS = {
-    "tagging": REPO / "runs/sample-tagging",
-    "category": REPO / "runs/sample-category",
-    "description": REPO / "runs/sample-description",
-    "tagging-head": REPO / "runs/sample-tagging-head",
+BODYWASH = REPO / "data/bodywash"
+# The first complete run of each list is used. The sample tagging run is trained when there is no
+# tagging run; the head row is measured only when a head run exists, and the memory rows use the
+# tagging run in place of a missing category or description run (the same size of adapter).
+CANDIDATES = {
+    "tagging": ["bodywash-l1", "sample-tagging"],
+    "tagging-head": ["bodywash-l1-head", "sample-tagging-head"],
+    "category": ["sample-category", "bodywash-l1", "sample-tagging"],
+    "description": ["sample-description", "bodywash-l1", "sample-tagging"],
 }
-CONFIGS = {
-    "tagging": "sample_tagging.yaml",
-    "category": "sample_category.yaml",
-    "description": "sample_description.yaml",
-    "tagging-head": "sample_tagging_head.yaml",
-}
+PARTS = ("inference", "llama", "memory", "space", "training")
 WORK = REPO / "bench/.work"
+
+
+def run_for(kind: str) -> Path:
+    """The run folder the benchmark uses for ``kind``."""
+    runs = [REPO / "runs" / name for name in CANDIDATES[kind]]
+    return next((run for run in runs if (run / "COMPLETE").is_file()), runs[-1])
 
 
 def proc_status_mb(field: str) -> float:
@@ -64,31 +84,41 @@ def peak_memory() -> dict:
     return memory
 
 
-def product_texts(n: int) -> tuple[list[str], str]:
-    """Real body-wash reviews when ../shared is present, else the bundled sample, cycled to ``n``."""
+def products(n: int) -> tuple[list[str], list[list[str]] | None, str]:
+    """``n`` texts, their gold tags (``None`` without them) and where they come from."""
     import pandas as pd
 
+    if (BODYWASH / "test.jsonl").is_file():
+        from catalog_lora.dataset_files import load_split
+
+        records = (load_split(BODYWASH, "test") + load_split(BODYWASH, "validation"))[:n]
+        if len(records) == n:
+            return (
+                [r["text"] for r in records],
+                [r["labels"] for r in records],
+                "held-out body-wash reviews (data/bodywash test + validation)",
+            )
     if SHARED_BODYWASH.is_file():
         texts = pd.read_csv(SHARED_BODYWASH)["Core Item"].dropna().astype(str).str.strip().drop_duplicates().tolist()
         source = "body-wash reviews (../shared)"
     else:
         texts = pd.read_csv(REPO / "datasets_prep/sample/tagging.csv")["text"].tolist()
         source = "bundled sample reviews"
-    return [texts[i % len(texts)] for i in range(n)], source
+    return [texts[i % len(texts)] for i in range(n)], None, source
 
 
-def ensure_runs() -> None:
+def ensure_tagging_run() -> None:
     from training.config import load_config
     from training.train import train
 
+    if (run_for("tagging") / "COMPLETE").is_file():
+        return
     if not (REPO / "data/sample/tagging/train.jsonl").is_file():
         from datasets_prep.prepare import prepare_sample
 
         prepare_sample(REPO / "data/sample")
-    for name, run in RUNS.items():
-        if not (run / "COMPLETE").is_file():
-            print(f"Training the sample adapter {name} first ({run})...")
-            train(load_config(REPO / "training/configs" / CONFIGS[name]))
+    print(f"Training the sample adapter first ({run_for('tagging')})...")
+    train(load_config(REPO / "training/configs/sample_tagging.yaml"))
 
 
 def matmul_peak_gflops() -> float:
@@ -103,46 +133,105 @@ def matmul_peak_gflops() -> float:
     return 2 * 1024**3 * reps / (time.perf_counter() - start) / 1e9
 
 
-def non_embedding_params(model) -> int:
-    embeddings = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" in n)
-    return sum(p.numel() for p in model.parameters()) - embeddings
+def machine() -> dict:
+    import torch
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "arch": platform.machine(),
+        "cpu_cores": os.cpu_count(),
+        "cores_allowed": sorted(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_average_at_start": os.getloadavg(),
+        "torch": torch.__version__,
+        "device": f"CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "CPU",
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
 
 
 # One measurement per process ------------------------------------------------------------------
 
 
-def measure_inference(mode: str, n: int, quantization: str = "auto") -> dict:
+def measure_inference(mode: str, n: int, options: dict) -> dict:
     import torch
 
     from catalog_lora.engine import Engine
 
-    texts, _ = product_texts(n)
-    adapter = RUNS["tagging-head" if mode == "d" else "tagging"]
-    engine = Engine.load({"tagging": str(adapter)}, quantization=quantization)
-    base = engine.model.get_base_model()
+    texts, _, _ = products(n)
+    adapter = run_for("tagging-head" if mode == "d" else "tagging")
+    engine = Engine.load({"tagging": str(adapter)}, **options)
     start = time.perf_counter()
     if mode in ("a", "a50"):
         spec = engine.spec("tagging")
         engine.model.set_adapter(spec.peft_name)
         torch.manual_seed(0)
-        tokens = 0
+        tokens, answers = 0, None
         for text in texts:
             batch = engine.tokenizer(spec.template.prompt(text), return_tensors="pt", add_special_tokens=False)
             with torch.inference_mode():
-                out = engine.model.generate(**batch, do_sample=True, temperature=0.3, max_new_tokens=50,
-                                            min_new_tokens=50 if mode == "a50" else 0,
-                                            pad_token_id=engine.tokenizer.pad_token_id)
+                out = engine.model.generate(
+                    **batch,
+                    do_sample=True,
+                    temperature=0.3,
+                    max_new_tokens=50,
+                    min_new_tokens=50 if mode == "a50" else 0,
+                    pad_token_id=engine.tokenizer.pad_token_id,
+                )
             tokens += out.shape[1]
         engine.tokens_processed = tokens
     else:
-        engine.predict("tagging", texts, batch_size=32, constrained=mode == "c")
+        predictions = engine.predict("tagging", texts, batch_size=32, constrained=mode == "c")
+        answers = [p.labels for p in predictions]
     seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
         "products_per_second": n / seconds,
         "tokens": engine.tokens_processed,
-        "non_embedding_params": non_embedding_params(base),
-        "precision": engine.precision.describe().split(":")[0],
+        "precision": engine.precision.describe().split(":")[0] + (", merged adapter" if engine.merged else ""),
+        "adapter": adapter.name,
+        "labels": answers,
+        **peak_memory(),
+    }
+
+
+def measure_llama(outtype: str, n: int, constrained: bool) -> dict:
+    import llama_cpp_peer
+    import torch
+
+    from catalog_lora.engine import Engine
+    from catalog_lora.labels import parse_answer
+
+    texts, _, _ = products(n)
+    adapter = run_for("tagging")
+    engine = Engine.load({"tagging": str(adapter)}, quantization="none")
+    spec = engine.spec("tagging")
+    prompts = [engine.prompt_for(spec, text)[0] for text in texts]
+    grammar = (
+        llama_cpp_peer.taxonomy_grammar(spec.taxonomy.labels, spec.info.prompt_template == "alpaca")
+        if constrained
+        else None
+    )
+    llama_cpp_peer.export_gguf(adapter, outtype)  # before the clock
+    del engine
+    result = llama_cpp_peer.run(adapter, outtype, prompts, spec.info.max_new_tokens, grammar, torch.get_num_threads())
+    import llama_cpp
+
+    return {
+        "seconds": result["seconds"],
+        "products_per_second": n / result["seconds"],
+        "tokens": result["tokens"],
+        "precision": f"llama.cpp {llama_cpp.__version__} {outtype.upper()}, merged adapter",
+        "adapter": adapter.name,
+        "labels": [parse_answer(answer, spec.taxonomy).labels for answer in result["answers"]],
         **peak_memory(),
     }
 
@@ -151,7 +240,7 @@ def measure_training(mode: str, steps: int) -> dict:
     from training.config import load_config
     from training.train import train
 
-    data = REPO / "data/bodywash" if (REPO / "data/bodywash/train.jsonl").is_file() else REPO / "data/sample/tagging"
+    data = BODYWASH if (BODYWASH / "train.jsonl").is_file() else REPO / "data/sample/tagging"
     overrides = {
         "a": ["train.padding=max_length", "train.group_by_length=false", "model.max_length=512"],
         "b": ["train.padding=dynamic", "train.group_by_length=true", "model.max_length=512"],
@@ -160,8 +249,17 @@ def measure_training(mode: str, steps: int) -> dict:
     out = WORK / f"train-{mode}"
     config = load_config(
         REPO / "training/configs/sample_tagging.yaml",
-        [f"data.path={data}", f"output_dir={out}", f"train.max_steps={steps}", "train.batch_size=8",
-         "eval.enabled=false", "references=false", "train.eval_every=100000", "data.max_eval_examples=16", *overrides],
+        [
+            f"data.path={data}",
+            f"output_dir={out}",
+            f"train.max_steps={steps}",
+            "train.batch_size=8",
+            "eval.enabled=false",
+            "references=false",
+            "train.eval_every=100000",
+            "data.max_eval_examples=16",
+            *overrides,
+        ],
     )
     train(config)
     stats = json.loads((out / "train_stats.json").read_text())
@@ -174,18 +272,22 @@ def measure_training(mode: str, steps: int) -> dict:
 
 
 def measure_memory(mode: str) -> dict:
+    """Whole-process RSS with three generate adapters: on one base (``shared``) or three models."""
     from catalog_lora.engine import Engine
 
-    names = ("tagging", "category", "description")
+    adapters = {
+        name: str(run_for(kind))
+        for name, kind in (("tags", "tagging"), ("category", "category"), ("describe", "description"))
+    }
     runtime = proc_status_mb("VmRSS")
     if mode == "shared":
-        engines = [Engine.load({name: str(RUNS[name]) for name in names})]
+        engines = [Engine.load(adapters)]
     else:
-        engines = [Engine.load({name: str(RUNS[name])}) for name in names]
+        engines = [Engine.load({name: source}) for name, source in adapters.items()]
     for engine in engines:
         for name in engine.adapters:
             engine.predict(name, ["warm-up product"], max_new_tokens=2)
-    return {**peak_memory(), "runtime_rss_mb": runtime}
+    return {**peak_memory(), "rss_mb": proc_status_mb("VmRSS"), "runtime_rss_mb": runtime}
 
 
 def measure_space(requests: int) -> dict:
@@ -196,13 +298,10 @@ def measure_space(requests: int) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "GRADIO_SERVER_PORT": str(port),
-        "CATALOG_LORA_TAG_ADAPTER": str(RUNS["tagging"]),
-        "CATALOG_LORA_CATEGORY_ADAPTER": str(RUNS["category"]),
-        "CATALOG_LORA_DESCRIBE_ADAPTER": str(RUNS["description"]),
-    }
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "CATALOG_LORA_TAG_ADAPTER": str(run_for("tagging"))}
+    for slot, kind in (("CATEGORY", "category"), ("DESCRIBE", "description")):
+        if (run_for(kind) / "COMPLETE").is_file():
+            env[f"CATALOG_LORA_{slot}_ADAPTER"] = str(run_for(kind))
     app = subprocess.Popen([sys.executable, str(REPO / "spaces/app.py")], env=env, cwd=REPO)
     try:
         client = None
@@ -214,7 +313,7 @@ def measure_space(requests: int) -> dict:
                 time.sleep(1)
         if client is None:
             raise RuntimeError("the app did not come up in 240 s")
-        texts, _ = product_texts(requests + 3)
+        texts, _, _ = products(requests + 3)
         for text in texts[:3]:
             client.predict(text, api_name="/tag")
         latencies = []
@@ -230,101 +329,259 @@ def measure_space(requests: int) -> dict:
     return {"median_s": statistics.median(latencies), "p95_s": nearest_rank_95}
 
 
-def in_subprocess(kind: str, mode: str, arg: int, quantization: str = "auto") -> dict:
+def in_subprocess(kind: str, mode: str, arg: int, options: dict | None = None) -> dict:
     result = subprocess.run(
-        [sys.executable, __file__, "--measure", kind, mode, str(arg), quantization],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
+        [sys.executable, __file__, "--measure", kind, mode, str(arg), json.dumps(options or {})],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
     )
     if result.returncode:
         raise RuntimeError(f"{kind} {mode} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def report(args) -> str:
+# The report --------------------------------------------------------------------------------------
+
+
+def agreement(labels: list[list[str]], reference: list[list[str]]) -> float:
+    return sum(set(a) == set(b) for a, b in zip(labels, reference, strict=True)) / len(reference)
+
+
+def micro_f1(labels: list[list[str]], gold: list[list[str]]) -> float:
+    hits = sum(len(set(a) & set(g)) for a, g in zip(labels, gold, strict=True))
+    predicted, true = sum(len(set(a)) for a in labels), sum(len(set(g)) for g in gold)
+    return 2 * hits / (predicted + true) if predicted + true else 0.0
+
+
+def fp32_non_embedding_params() -> int:
+    """The compute floor's parameter count: the fp32 decoder without its embeddings (the output
+    layer, tied to them, is not counted)."""
+    from catalog_lora.base_model import load_base_model
+    from catalog_lora.run_files import read_run_info
+
+    model, _, _ = load_base_model(read_run_info(str(run_for("tagging"))).base_model, "none", "cpu")
+    embeddings = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" in n or "lm_head" in n)
+    return sum(p.numel() for p in model.parameters()) - embeddings
+
+
+def against_row(key: str) -> str | None:
+    """The fp32 engine row a row's answers are compared with: (b) greedy, (c) constrained; none for (a) and (d)."""
+    if key in ("a", "a50", "d"):
+        return None
+    return "c" if key == "c" or key.startswith("c-") or key.endswith("-c") else "b"
+
+
+def inference_rows(args, parts) -> list[tuple[str, str, str, int, dict]]:
+    """``(key, name, kind, products, options)`` of every inference row to measure."""
     import torch
 
-    ensure_runs()
+    n = args.products
+    # One product at a time costs the same per product however many there are, and on one thread
+    # it takes seconds a product: the reference rates are measured on the first few.
+    few = min(args.reference_products, n)
+    rows = []
+    if "inference" in parts:
+        rows += [
+            ("a", f"(a) reference: one at a time, sampled, max_new_tokens=50 (first {few} products)", "a", few, {}),
+            (
+                "a50",
+                f"(a) forced to all 50 new tokens (an adapter that never emits EOS; first {few // 2} products)",
+                "a50",
+                few // 2,
+                {},
+            ),
+            ("b", "(b) batched greedy", "b", n, {}),
+            ("c", "(c) batched greedy + constrained", "c", n, {}),
+            ("c-merged", "(c) merged adapter", "c", n, {"merge": True}),
+        ]
+        if not torch.cuda.is_available():
+            rows += [
+                ("b-int8", "(b) merged adapter, int8", "b", n, {"merge": True, "quantization": "int8"}),
+                ("c-int8", "(c) merged adapter, int8", "c", n, {"merge": True, "quantization": "int8"}),
+                (
+                    "c-int8-lora",
+                    "(c) int8 base, adapter not merged (several adapters)",
+                    "c",
+                    n,
+                    {"quantization": "int8"},
+                ),
+            ]
+        if (run_for("tagging-head") / "COMPLETE").is_file():
+            rows.append(("d", "(d) classification head", "d", n, {}))
+        if torch.cuda.is_available():  # the default on CUDA is 4-bit NF4; the same engine unquantized in bf16 beside it
+            rows += [
+                (
+                    f"{m}-bf16",
+                    f"({m}) batched{' + constrained' if m == 'c' else ''}, bf16",
+                    m,
+                    n,
+                    {"quantization": "none"},
+                )
+                for m in "bc"
+            ]
+    if "llama" in parts:  # Q8_0 greedy and constrained; F16 (the engine's fp32 weights rounded) constrained
+        for outtype, constrained in (("q8_0", False), ("q8_0", True), ("f16", True)):
+            grammar = " + GBNF grammar" if constrained else ""
+            key = f"llama-{outtype}-{'c' if constrained else 'b'}"
+            name = f"llama.cpp {outtype.upper()} greedy{grammar}, one at a time"
+            rows.append((key, name, "llama", n, {"outtype": outtype, "constrained": constrained}))
+    return rows
+
+
+def report(args) -> tuple[str, dict]:
+    import torch
+
+    parts = set(args.parts.split(","))
+    if unknown := parts - set(PARTS):
+        raise SystemExit(f"--parts: {', '.join(sorted(unknown))} not among {', '.join(PARTS)}")
+    ensure_tagging_run()
     peak = matmul_peak_gflops()
-    _, source = product_texts(1)
+    host = machine()
+    texts, gold, source = products(args.products)
     cuda = torch.cuda.is_available()
     memory, key = ("peak GPU MB", "peak_gpu_mb") if cuda else ("peak RSS MB", "peak_rss_mb")
-    # One product at a time costs the same per product however many there are, and the forced
-    # 50 tokens take ~5 s a product on a 2-core CPU: its rate is measured on the first 32.
-    counts = {"a50": min(32, args.products)}
+    params = fp32_non_embedding_params()
     lines = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
-        f"({'CUDA ' + torch.cuda.get_device_name(0) if cuda else 'CPU, fp32'}); "
-        f"measured fp32 matmul peak {peak:.0f} GFLOP/s. Products: {args.products} {source}. "
-        f"Date: {time.strftime('%Y-%m-%d')}.",
+        f"Machine: {host['cpu']} ({host['arch']}), {host['cpu_cores']} cores, this run allowed on core(s) "
+        f"{host['cores_allowed']} with {host['torch_threads']} torch thread(s) (OMP_NUM_THREADS={host['omp_num_threads']}), "
+        f"load average {host['load_average_at_start'][0]:.2f} at start; torch {host['torch']} ({host['device']}); "
+        f"measured fp32 matmul peak {peak:.1f} GFLOP/s on those threads. {args.note} "
+        f"Products: {args.products} {source}. Tagging adapter: runs/{run_for('tagging').name}. Date: {host['date']}.",
         "",
-        f"| inference | precision | products/s | vs (a) | {memory} | tokens processed | compute floor s | time s | of floor |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| inference | precision | products/s | vs (a) | {memory} | tokens processed | compute floor s | time s | of floor "
+        "| agreement with fp32 | micro-F1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    names = {
-        "a": "(a) reference: one at a time, sampled, max_new_tokens=50",
-        "a50": f"(a) forced to all 50 new tokens (an adapter that never emits EOS; first {counts['a50']} products)",
-        "b": "(b) batched greedy",
-        "c": "(c) batched greedy + constrained",
-        "d": "(d) classification head",
+    measured = {}
+    for row_key, name, kind, n, options in inference_rows(args, parts):
+        if kind == "llama":
+            try:
+                measured[row_key] = (
+                    name,
+                    in_subprocess("llama", options["outtype"], n, {"constrained": options["constrained"]}),
+                )
+            except RuntimeError as error:  # published as such: the README says why
+                print(f"{name}: not measured: {error}", file=sys.stderr)
+                measured[row_key] = (name, {"error": str(error).strip().splitlines()[-1][:200]})
+        else:
+            measured[row_key] = (name, in_subprocess("inference", kind, n, options))
+    reference = measured["a"][1]["products_per_second"] if "a" in measured else None
+    rows_json = []
+    for row_key, (name, r) in measured.items():
+        if "error" in r:
+            lines.append(f"| {name} | not measured: {r['error']} |" + " |" * 9)
+            rows_json.append({"name": name, "key": row_key, "error": r["error"]})
+            continue
+        floor = r["tokens"] * 2 * params / (peak * 1e9)
+        against = against_row(row_key)
+        agree = quality = None
+        if r["labels"] and against in measured and row_key != against:
+            agree = agreement(r["labels"], measured[against][1]["labels"])
+        if r["labels"] and gold:
+            quality = micro_f1(r["labels"], gold)
+        vs = r["products_per_second"] / reference if reference else None
+        lines.append(
+            f"| {name} | {r['precision']} | {r['products_per_second']:.2f} | {f'{vs:.1f}x' if vs else '—'} "
+            f"| {r[key]:.0f} | {r['tokens']:,} | {floor:.1f} | {r['seconds']:.1f} | {floor / r['seconds']:.0%} "
+            f"| {f'{agree:.1%}' if agree is not None else '—'} | {f'{quality:.3f}' if quality is not None else '—'} |"
+        )
+        rows_json.append(
+            {
+                "name": name,
+                "key": row_key,
+                "precision": r["precision"],
+                "products_per_s": r["products_per_second"],
+                "vs_reference": vs,
+                "of_floor": floor / r["seconds"],
+                "agreement": agree,
+                "agreement_against": f"({against}) fp32" if agree is not None else None,
+                "micro_f1": quality,
+                "tokens": r["tokens"],
+                "seconds": r["seconds"],
+                "peak_mb": r[key],
+            }
+        )
+    result = {
+        "machine": {**host, "matmul_peak_gflops": peak, "note": args.note},
+        "products": args.products,
+        "source": source,
+        "adapter": run_for("tagging").name,
+        "non_embedding_params": params,
+        "rows": rows_json,
     }
-    rows = [(names[mode], mode, "auto") for mode in ("a", "a50", "b", "c", "d")]
-    if cuda:  # the default on CUDA is 4-bit NF4; the same engine unquantized in bf16 beside it
-        rows += [(f"{names[mode]}, bf16", mode, "none") for mode in "bc"]
-    inference = [(name, in_subprocess("inference", mode, counts.get(mode, args.products), q)) for name, mode, q in rows]
-    reference = inference[0][1]["products_per_second"]
-    for name, r in inference:
-        if cuda:
-            floor_cells = f"— | {r['seconds']:.1f} | — "
-        else:  # the CPU floor: tokens x 2 x non-embedding parameters at the measured fp32 matmul peak
-            floor = r["tokens"] * 2 * r["non_embedding_params"] / (peak * 1e9)
-            floor_cells = f"{floor:.1f} | {r['seconds']:.1f} | {floor / r['seconds']:.0%} "
-        lines.append(
-            f"| {name} | {r['precision']} | {r['products_per_second']:.2f} | {r['products_per_second'] / reference:.1f}x "
-            f"| {r[key]:.0f} | {r['tokens']:,} | {floor_cells}|"
-        )
-    lines += ["", f"| training (one epoch slice) | non-padding tokens/s | vs (a) | padding efficiency | {memory} |",
-              "|---|---:|---:|---:|---:|"]
-    tnames = {"a": "(a) pad to 512 (reference)", "b": "(b) dynamic padding + length grouping", "c": "(c) packing (512)"}
-    training = {mode: in_subprocess("training", mode, args.train_steps) for mode in "abc"}
-    for mode, r in training.items():
-        lines.append(
-            f"| {tnames[mode]} | {r['tokens_per_second']:.0f} | {r['tokens_per_second'] / training['a']['tokens_per_second']:.1f}x "
-            f"| {r['padding_efficiency']:.0%} | {r[key]:.0f} |"
-        )
-    shared, separate = in_subprocess("memory", "shared", 0), in_subprocess("memory", "separate", 0)
-    space = in_subprocess("space", "tag", args.requests)
-    lines += [
-        "",
-        "| the Space | value |",
-        "|---|---:|",
-        f"| /tag latency on a warm app, median ({args.requests} requests) | {space['median_s'] * 1000:.0f} ms |",
-        f"| /tag latency, 95th percentile | {space['p95_s'] * 1000:.0f} ms |",
-        f"| {memory}, one base + three adapters | {shared[key]:.0f} |",
-        f"| {memory}, three separately loaded models | {separate[key]:.0f} |",
-        f"| ratio | {shared[key] / separate[key]:.0%} |",
-    ]
-    if not cuda:
-        runtime = shared["runtime_rss_mb"]
-        lines.append(
-            f"| the same without the {runtime:.0f} MB of Python, torch and transformers (model memory only) "
-            f"| {shared[key] - runtime:.0f} / {separate[key] - separate['runtime_rss_mb']:.0f} MB = "
-            f"{(shared[key] - runtime) / (separate[key] - separate['runtime_rss_mb']):.0%} |"
-        )
-    return "\n".join(lines) + "\n"
+    if "training" in parts:
+        lines += [
+            "",
+            f"| training (one epoch slice) | non-padding tokens/s | vs (a) | padding efficiency | {memory} |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        tnames = {
+            "a": "(a) pad to 512 (reference)",
+            "b": "(b) dynamic padding + length grouping",
+            "c": "(c) packing (512)",
+        }
+        training = {mode: in_subprocess("training", mode, args.train_steps) for mode in "abc"}
+        for mode, r in training.items():
+            lines.append(
+                f"| {tnames[mode]} | {r['tokens_per_second']:.0f} | {r['tokens_per_second'] / training['a']['tokens_per_second']:.1f}x "
+                f"| {r['padding_efficiency']:.0%} | {r[key]:.0f} |"
+            )
+        result["training"] = training
+    if "memory" in parts:
+        shared, separate = in_subprocess("memory", "shared", 0), in_subprocess("memory", "separate", 0)
+        adapters = ", ".join(run_for(kind).name for kind in ("tagging", "category", "description"))
+        lines += [
+            "",
+            f"| memory (three adapters: {adapters}) | one base + three adapters | three models | ratio |",
+            "|---|---:|---:|---:|",
+            f"| whole-process peak RSS MB | {shared['peak_rss_mb']:.0f} | {separate['peak_rss_mb']:.0f} "
+            f"| {shared['peak_rss_mb'] / separate['peak_rss_mb']:.0%} |",
+            f"| whole-process RSS MB after loading and one answer each | {shared['rss_mb']:.0f} | {separate['rss_mb']:.0f} "
+            f"| {shared['rss_mb'] / separate['rss_mb']:.0%} |",
+            f"| the same without the {shared['runtime_rss_mb']:.0f} MB of Python, torch and transformers "
+            f"| {shared['rss_mb'] - shared['runtime_rss_mb']:.0f} | {separate['rss_mb'] - separate['runtime_rss_mb']:.0f} "
+            f"| {(shared['rss_mb'] - shared['runtime_rss_mb']) / (separate['rss_mb'] - separate['runtime_rss_mb']):.0%} |",
+        ]
+        result["memory_ratio"] = shared["rss_mb"] / separate["rss_mb"]
+        result["memory_peak_ratio"] = shared["peak_rss_mb"] / separate["peak_rss_mb"]
+        result["memory"] = {"shared": shared, "separate": separate}
+    if "space" in parts:
+        space = in_subprocess("space", "tag", args.requests)
+        lines += [
+            "",
+            "| the Space (one client) | value |",
+            "|---|---:|",
+            f"| /tag latency on a warm app, median ({args.requests} requests) | {space['median_s'] * 1000:.0f} ms |",
+            f"| /tag latency, 95th percentile | {space['p95_s'] * 1000:.0f} ms |",
+        ]
+        result["space"] = {
+            "p50_ms": space["median_s"] * 1000,
+            "p95_ms": space["p95_s"] * 1000,
+            "throughput_gain_20": None,
+        }
+    return "\n".join(lines) + "\n", result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--products", type=int, default=256)
+    parser.add_argument("--reference-products", type=int, default=32, help="products for the one-at-a-time rows")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
     parser.add_argument("--train-steps", type=int, default=12)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--note", default="", help="conditions the script cannot see, e.g. other work on the machine")
     parser.add_argument("--output", default=str(REPO / "bench/results/speed.md"))
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        kind, mode, arg, quantization = args.measure
+        kind, mode, arg, options = args.measure
+        options = json.loads(options)
         if kind == "inference":
-            result = measure_inference(mode, int(arg), quantization)
+            result = measure_inference(mode, int(arg), options)
+        elif kind == "llama":
+            result = measure_llama(mode, int(arg), options["constrained"])
         elif kind == "training":
             result = measure_training(mode, int(arg))
         elif kind == "memory":
@@ -333,11 +590,13 @@ def main() -> None:
             result = measure_space(int(arg))
         print(json.dumps(result))
         return
-    table = report(args)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(table)
+    table, result = report(args)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(table)
+    output.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     print(table)
-    print(f"Written to {args.output}")
+    print(f"Written to {output} and {output.with_suffix('.json')}")
 
 
 if __name__ == "__main__":

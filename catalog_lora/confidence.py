@@ -11,35 +11,7 @@ from __future__ import annotations
 
 import math
 
-import torch
-from transformers import LogitsProcessor
-
 from catalog_lora.labels import Taxonomy
-
-
-class TokenLogProbs(LogitsProcessor):
-    """Records the log-probability of every generated token; it must be the last processor.
-
-    At each step it keeps the normalized scores and, one step later, picks the probability of the
-    token that was chosen. :meth:`finish` adds the last token and returns ``[rows, new tokens]``."""
-
-    def __init__(self):
-        self.steps: list[torch.Tensor] = []
-        self._last: torch.Tensor | None = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._last is not None:
-            self.steps.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))
-        self._last = torch.log_softmax(scores.float(), dim=-1)
-        return scores
-
-    def finish(self, sequences: torch.LongTensor) -> torch.Tensor:
-        if self._last is not None:
-            self.steps.append(self._last.gather(1, sequences[:, -1:]).squeeze(1))
-            self._last = None
-        if not self.steps:
-            return torch.zeros(sequences.shape[0], 0)
-        return torch.stack(self.steps, dim=1).cpu()
 
 
 def label_confidences(

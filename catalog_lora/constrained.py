@@ -59,7 +59,12 @@ class LabelConstraint(LogitsProcessor):
         self.separator_id = separator[0]
         self.prompt_length: int | None = None
 
-    def _allowed(self, row: _RowState) -> list[int]:
+    def start(self) -> _RowState:
+        """The state of a row that has generated nothing yet."""
+        return _RowState(self.first_tree)
+
+    def allowed(self, row: _RowState) -> list[int]:
+        """The tokens ``row`` may emit next."""
         if row.done:
             return [self.eos_id]
         if row.used:
@@ -77,19 +82,23 @@ class LabelConstraint(LogitsProcessor):
             return True
         return any(self._has_unused(child, used) for child in node.children.values())
 
+    def advance(self, row: _RowState, token: int) -> None:
+        """Move ``row`` past the token it just emitted."""
+        if token == self.eos_id or row.done:
+            row.done = True
+        elif token == self.separator_id and row.node.label is not None:
+            row.used.add(row.node.label)
+            row.node = self.next_tree
+        elif token in row.node.children:
+            row.node = row.node.children[token]
+        else:
+            row.done = True
+
     def _state(self, generated: list[int]) -> _RowState:
         # Rebuilt from the row's tokens each step, so beam search may reorder rows freely.
-        row = _RowState(self.first_tree)
+        row = self.start()
         for token in generated:
-            if token == self.eos_id or row.done:
-                row.done = True
-            elif token == self.separator_id and row.node.label is not None:
-                row.used.add(row.node.label)
-                row.node = self.next_tree
-            elif token in row.node.children:
-                row.node = row.node.children[token]
-            else:
-                row.done = True
+            self.advance(row, token)
         return row
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -97,5 +106,5 @@ class LabelConstraint(LogitsProcessor):
             self.prompt_length = input_ids.shape[1]
         mask = torch.full_like(scores, float("-inf"))
         for i, generated in enumerate(input_ids[:, self.prompt_length :].tolist()):
-            mask[i, self._allowed(self._state(generated))] = 0.0
+            mask[i, self.allowed(self._state(generated))] = 0.0
         return scores + mask

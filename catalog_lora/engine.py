@@ -5,6 +5,11 @@ per request under a lock, so requests for different adapters never mix. Generati
 truly batched (left padding, attention masks, KV cache, batches sorted by length),
 greedy by default, stops at the end of the answer and can be constrained to the taxonomy.
 The classification-head path needs one forward pass per batch and no generation.
+
+Two opt-in CPU speed-ups (``Engine.load``): ``merge=True`` folds a single generate adapter into the
+base weights (no LoRA work per layer and step), and ``quantization="int8"`` runs the decoder's
+linear layers in int8 (:mod:`catalog_lora.int8`; the output layer stays fp32). Both refuse what
+they cannot do.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import DynamicCache, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from catalog_lora.base_model import load_base_model
-from catalog_lora.confidence import TokenLogProbs, label_confidences, low_confidence
+from catalog_lora.confidence import label_confidences, low_confidence
 from catalog_lora.constrained import SEPARATOR, LabelConstraint
+from catalog_lora.decoding import Sampling, decode
+from catalog_lora.int8 import quantize_int8
 from catalog_lora.labels import Taxonomy, parse_answer
 from catalog_lora.neighbours import mix, neighbour_votes
 from catalog_lora.prompts import PromptTemplate
@@ -76,13 +83,18 @@ class AdapterSpec:
         return PromptTemplate(self.info.task, self.info.prompt_template, labels)
 
 
+def newline_tokens(tokenizer) -> torch.Tensor:
+    """``[vocab]`` booleans: which tokens hold a newline."""
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    text = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in vocab]
+    return torch.tensor(["\n" in t for t in text])
+
+
 class _StopAtNewline(StoppingCriteria):
     """Tags and categories are one line: a row is done once it emits any token holding a newline."""
 
-    def __init__(self, tokenizer, prompt_length: int):
-        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        text = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in vocab]
-        self.newline = torch.tensor(["\n" in t for t in text])
+    def __init__(self, newline: torch.Tensor, prompt_length: int):
+        self.newline = newline
         self.prompt_length = prompt_length
 
     def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
@@ -92,6 +104,8 @@ class _StopAtNewline(StoppingCriteria):
 
 
 MIN_SHARED_PREFIX = 8
+# A product in the adapter's own prompt: finds the int8 layers' outlier channels (catalog_lora/int8.py).
+INT8_CALIBRATION_TEXT = "Lathers well and smells fresh, but the pump broke after a week. Great value for a big bottle."
 
 
 class Engine:
@@ -103,15 +117,27 @@ class Engine:
         self.precision = precision
         self.adapters: dict[str, AdapterSpec] = {}
         self._lock = threading.Lock()
-        self._newline_stop: _StopAtNewline | None = None
+        self._newline: torch.Tensor | None = None
+        # The single adapter folded into the base weights (merge=True), if any.
+        self.merged: str | None = None
         # Run the prompts' common prefix (the instruction) once per batch; see _encode_shared_prefix.
         self.share_prefix = True
         # Token positions run through the model, padding included: the benchmark's cost measure.
         self.tokens_processed = 0
 
     @classmethod
-    def load(cls, adapters: dict[str, str], base_model: str | None = None, quantization: str = "auto", device=None):
-        """Load the base once and put every adapter (name → run folder or Hub id) on it."""
+    def load(
+        cls,
+        adapters: dict[str, str],
+        base_model: str | None = None,
+        quantization: str = "auto",
+        device=None,
+        merge: bool = False,
+    ):
+        """Load the base once and put every adapter (name → run folder or Hub id) on it.
+
+        ``merge=True`` folds the one generate adapter into the base weights; ``quantization="int8"``
+        then runs the decoder's linear layers in int8 on CPU (see :mod:`catalog_lora.int8`)."""
         if not adapters:
             raise ValueError("Engine.load needs at least one adapter: {name: run folder or Hub id}")
         infos = {name: read_run_info(source) for name, source in adapters.items()}
@@ -121,6 +147,14 @@ class Engine:
             raise ValueError(
                 f"head adapters {sorted(heads)} need a classification model of their own; "
                 "load them in a separate Engine, one head adapter each"
+            )
+        if (merge or quantization == "int8") and heads:
+            option = "merge=True" if merge else "quantization='int8'"
+            raise ValueError(f"{option} serves generate adapters only; {sorted(heads)} are head adapters")
+        if merge and len(adapters) > 1:
+            raise ValueError(
+                f"merge=True folds one adapter into the base, got {len(adapters)} ({', '.join(adapters)}); "
+                "load several adapters without merge, or one merged Engine each"
             )
         model, tokenizer, precision = load_base_model(
             base_model or first.base_model,
@@ -134,12 +168,39 @@ class Engine:
         engine = cls(model, tokenizer, precision)
         for name, source in adapters.items():
             engine.add_adapter(source, name, infos[name])
+        if merge:
+            engine.merge()
+        if precision.quantization == "int8":
+            spec = engine.adapters[next(iter(adapters))]
+            prompt = engine.prompt_for(spec, INT8_CALIBRATION_TEXT)[0]
+            quantize_int8(engine.causal_lm, engine._encode([prompt], "left")["input_ids"])
         return engine
+
+    def merge(self) -> None:
+        """Fold the one loaded adapter into the base weights; it then serves only with the adapter on."""
+        if len(self.adapters) != 1:
+            raise ValueError(
+                f"merge needs exactly one adapter loaded, got {len(self.adapters)}: {', '.join(self.adapters)}"
+            )
+        [name] = self.adapters
+        self.model = self.model.merge_and_unload()
+        self.merged = name
+
+    @property
+    def causal_lm(self):
+        """The transformers model under any peft wrapper (``LlamaForCausalLM`` for generate adapters)."""
+        from peft import PeftModel
+
+        return self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
 
     def add_adapter(self, source: str, name: str, info: RunInfo | None = None) -> AdapterSpec:
         from peft import PeftModel
 
         info = info or read_run_info(source)
+        if self.merged:
+            raise ValueError(
+                f"adapter {self.merged!r} is merged into this Engine's base; load {name!r} in another Engine"
+            )
         if name in self.adapters:
             raise ValueError(f"an adapter named {name!r} is already loaded")
         if isinstance(self.model, PeftModel):
@@ -165,6 +226,13 @@ class Engine:
     @contextmanager
     def _using(self, spec: AdapterSpec, use_adapter: bool):
         with self._lock:
+            if self.merged:
+                if not use_adapter:
+                    raise ValueError(
+                        f"adapter {self.merged!r} is merged into the base: use_adapter=False needs an Engine without merge"
+                    )
+                yield
+                return
             if not use_adapter:
                 with self.model.disable_adapter():
                     yield
@@ -203,8 +271,11 @@ class Engine:
             run_batch = lambda batch, texts: self._classify(spec, batch, texts, use_adapter, top_k)  # noqa: E731
         else:
             options = dict(
-                constrained=constrained, do_sample=do_sample, temperature=temperature,
-                max_new_tokens=max_new_tokens or spec.info.max_new_tokens, top_k=top_k,
+                constrained=constrained,
+                do_sample=do_sample,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens or spec.info.max_new_tokens,
+                top_k=top_k,
             )
             run_batch = lambda batch, texts: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
         prompts = [self.prompt_for(spec, text, attrs) for text, attrs in zip(texts, attributes, strict=True)]
@@ -216,7 +287,9 @@ class Engine:
             batch = run_batch([prompts[i][0] for i in index], [texts[i] for i in index])
             for i, prediction in zip(index, batch, strict=True):
                 prediction.truncated = prompts[i][1]
-                prediction.low_confidence = low_confidence(prediction.confidence, prediction.labels, spec.info.review_threshold)
+                prediction.low_confidence = low_confidence(
+                    prediction.confidence, prediction.labels, spec.info.review_threshold
+                )
                 results[i] = prediction
             bar.update(len(index))
         bar.close()
@@ -239,7 +312,9 @@ class Engine:
         return {k: v.to(self.device) for k, v in batch.items()}
 
     @torch.inference_mode()
-    def _classify(self, spec: AdapterSpec, prompts: list[str], texts: list[str], use_adapter: bool, top_k: int) -> list[Prediction]:
+    def _classify(
+        self, spec: AdapterSpec, prompts: list[str], texts: list[str], use_adapter: bool, top_k: int
+    ) -> list[Prediction]:
         with self._using(spec, use_adapter):
             batch = self._encode(prompts, "right")
             logits = self.model(**batch).logits.float()
@@ -248,7 +323,10 @@ class Engine:
         probs = torch.sigmoid(logits) if spec.info.multi_label else torch.softmax(logits, dim=-1)
         if use_adapter and spec.info.knn_k and spec.info.knn_weight:
             votes = neighbour_votes(
-                spec.neighbours.query(texts, spec.info.knn_k), spec.taxonomy, spec.info.label_levels, spec.info.knn_temperature
+                spec.neighbours.query(texts, spec.info.knn_k),
+                spec.taxonomy,
+                spec.info.label_levels,
+                spec.info.knn_temperature,
             )
             probs = torch.from_numpy(mix(probs.cpu().numpy(), votes, spec.info.knn_weight))
         results = []
@@ -283,10 +361,7 @@ class Engine:
             )
         stops = StoppingCriteriaList()
         if spec.template.single_line:
-            if self._newline_stop is None:
-                self._newline_stop = _StopAtNewline(self.tokenizer, 0)
-            self._newline_stop.prompt_length = prompt_length
-            stops.append(self._newline_stop)
+            stops.append(_StopAtNewline(self.newline, prompt_length))
         return dict(
             logits_processor=processors,
             stopping_criteria=stops,
@@ -315,14 +390,21 @@ class Engine:
         batch = {"input_ids": torch.tensor(rows), "attention_mask": torch.tensor(masks)}
         return {k: v.to(self.device) for k, v in batch.items()}, prefix
 
-    def _prefix_cache(self, batch, prefix: int):
-        """The KV cache of the shared prefix, computed for one row and repeated for all."""
-        from transformers import DynamicCache
+    @property
+    def newline(self) -> torch.Tensor:
+        """Which tokens hold a newline (computed once)."""
+        if self._newline is None:
+            self._newline = newline_tokens(self.tokenizer)
+        return self._newline
 
-        cache = DynamicCache(config=self.model.config)
-        self.model(input_ids=batch["input_ids"][:1, :prefix], past_key_values=cache, use_cache=True)
-        cache.batch_repeat_interleave(batch["input_ids"].shape[0])
-        self.tokens_processed += prefix
+    def _cache(self, batch, prefix: int) -> DynamicCache:
+        """The KV cache to decode with: empty, or holding the shared prefix, computed for one row
+        (hidden states only, no output layer) and repeated for all."""
+        cache = DynamicCache(config=self.causal_lm.config)
+        if prefix:
+            self.causal_lm.model(input_ids=batch["input_ids"][:1, :prefix], past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(batch["input_ids"].shape[0])
+            self.tokens_processed += prefix
         return cache
 
     @torch.inference_mode()
@@ -330,21 +412,28 @@ class Engine:
         self, spec, prompts, use_adapter, *, constrained, do_sample, temperature, max_new_tokens, top_k
     ) -> list[Prediction]:
         batch, prefix = self._encode_shared_prefix(prompts) if self.share_prefix else (self._encode(prompts, "left"), 0)
-        length = batch["input_ids"].shape[1]
-        kwargs = self._generation_kwargs(spec, length, constrained)
-        sampling = dict(do_sample=True, temperature=temperature, top_k=50) if do_sample else dict(do_sample=False, top_k=None)
-        constrained_run = bool(kwargs["logits_processor"])
-        recorder = TokenLogProbs()
-        kwargs["logits_processor"].append(recorder)
+        [constraint] = self._generation_kwargs(spec, batch["input_ids"].shape[1], constrained)["logits_processor"] or [
+            None
+        ]
+        constrained_run = constraint is not None
+        model = self.causal_lm
         with self._using(spec, use_adapter):
-            if prefix:
-                kwargs["past_key_values"] = self._prefix_cache(batch, prefix)
-            output = self.model.generate(**batch, max_new_tokens=max_new_tokens, **sampling, **kwargs, top_p=None)
-        self.tokens_processed += batch["input_ids"][:, prefix:].numel() + (output.shape[1] - length) * output.shape[0]
-        answers = self.tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
+            decoded = decode(
+                model.model,
+                model.get_output_embeddings().weight,
+                batch,
+                self._cache(batch, prefix),
+                prefix,
+                max_new_tokens=max_new_tokens,
+                eos_id=self.tokenizer.eos_token_id,
+                stop=self.newline if spec.template.single_line else None,
+                constraint=constraint,
+                sampling=Sampling(temperature) if do_sample else None,
+            )
+        self.tokens_processed += decoded.positions
+        answers = self.tokenizer.batch_decode(decoded.tokens, skip_special_tokens=True)
         results = [self._parse(spec, answer) for answer in answers]
-        logprobs = recorder.finish(output).tolist()
-        for prediction, tokens, row in zip(results, output[:, length:].tolist(), logprobs, strict=True):
+        for prediction, tokens, row in zip(results, decoded.tokens, decoded.logprobs, strict=True):
             prediction.confidence = self._confidences(spec, tokens, row)
         if constrained_run:
             # Under the constraint the only text outside the taxonomy is a label cut short by
@@ -377,14 +466,22 @@ class Engine:
         beams = min(k, len(spec.taxonomy))
         with self._using(spec, use_adapter):
             output = self.model.generate(
-                **batch, max_new_tokens=spec.info.max_new_tokens, num_beams=beams, num_return_sequences=beams,
-                do_sample=False, return_dict_in_generate=True, top_p=None, top_k=None,
+                **batch,
+                max_new_tokens=spec.info.max_new_tokens,
+                num_beams=beams,
+                num_return_sequences=beams,
+                do_sample=False,
+                return_dict_in_generate=True,
+                top_p=None,
+                top_k=None,
                 **self._generation_kwargs(spec, length, constrained=True),
             )
         answers = [self._cut_at_eos(row) for row in output.sequences[:, length:].tolist()]
         prompt_ids = batch["input_ids"][0].tolist()
         ranked: dict[str, float] = {}
-        for answer, logprobs in zip(answers, self._answer_logprobs(spec, prompt_ids, answers, use_adapter), strict=True):
+        for answer, logprobs in zip(
+            answers, self._answer_logprobs(spec, prompt_ids, answers, use_adapter), strict=True
+        ):
             for label, p in self._confidences(spec, answer, logprobs).items():
                 ranked.setdefault(label, p)
         return dict(sorted(ranked.items(), key=lambda kv: -kv[1]))
@@ -401,7 +498,10 @@ class Engine:
         pad = self.tokenizer.pad_token_id
         rows = [prompt_ids + a + [pad] * (width - len(a)) for a in answers]
         masks = [[1] * (len(prompt_ids) + len(a)) + [0] * (width - len(a)) for a in answers]
-        batch = {"input_ids": torch.tensor(rows, device=self.device), "attention_mask": torch.tensor(masks, device=self.device)}
+        batch = {
+            "input_ids": torch.tensor(rows, device=self.device),
+            "attention_mask": torch.tensor(masks, device=self.device),
+        }
         with self._using(spec, use_adapter):
             logits = self.model(**batch).logits[:, len(prompt_ids) - 1 : -1].float()
         self.tokens_processed += batch["input_ids"].numel()
@@ -410,14 +510,22 @@ class Engine:
         out = []
         for i, answer in enumerate(answers):
             steps = [
-                torch.log_softmax(constraint(batch["input_ids"][i : i + 1, : len(prompt_ids) + t], logits[i, t][None]), -1)[0, token]
+                torch.log_softmax(
+                    constraint(batch["input_ids"][i : i + 1, : len(prompt_ids) + t], logits[i, t][None]), -1
+                )[0, token]
                 for t, token in enumerate(answer)
             ]
             out.append([float(x) for x in steps])
         return out
 
-    def stream(self, name: str, text: str, attributes: dict | None = None, max_new_tokens: int | None = None,
-               use_adapter: bool = True) -> Iterator[str]:
+    def stream(
+        self,
+        name: str,
+        text: str,
+        attributes: dict | None = None,
+        max_new_tokens: int | None = None,
+        use_adapter: bool = True,
+    ) -> Iterator[str]:
         """Yield the growing answer for one text, token by token (the Space's Describe tab)."""
         spec = self.spec(name)
         prompt, _ = self.prompt_for(spec, text, attributes)
@@ -428,8 +536,13 @@ class Engine:
         def run():
             with self._using(spec, use_adapter), torch.inference_mode():
                 self.model.generate(
-                    **batch, streamer=streamer, do_sample=False, top_p=None, top_k=None,
-                    max_new_tokens=max_new_tokens or spec.info.max_new_tokens, **kwargs,
+                    **batch,
+                    streamer=streamer,
+                    do_sample=False,
+                    top_p=None,
+                    top_k=None,
+                    max_new_tokens=max_new_tokens or spec.info.max_new_tokens,
+                    **kwargs,
                 )
 
         thread = threading.Thread(target=run, daemon=True)
@@ -444,4 +557,3 @@ class Engine:
 def _load_taxonomy(source: str) -> Taxonomy | None:
     path = fetch_file(source, TAXONOMY_FILE, required=False)
     return Taxonomy.load(path) if path else None
-

@@ -43,7 +43,7 @@ def test_4bit_nf4_loads_and_generates_on_cpu():
 def test_precision_choice_is_explained():
     assert "fp32" in choose_precision("auto", "cpu").reason
     assert choose_precision("auto", "cuda").quantization == "4bit"
-    with pytest.raises(ValueError, match="quantization='3bit' is not one of auto, 4bit, 8bit, none"):
+    with pytest.raises(ValueError, match="quantization='3bit' is not one of auto, 4bit, 8bit, none, int8"):
         choose_precision("3bit")
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
+import torch
 
+from catalog_lora.base_model import load_base_model
 from catalog_lora.batch import BatchInputError, blank_lines_note, escape_formulas, predict_table, read_table
 from catalog_lora.engine import Engine
+from catalog_lora.int8 import Int8Linear, quantize_int8
 from catalog_lora.labels import Taxonomy, parse_category, parse_tags
+from catalog_lora.micro_batch import MicroBatcher
 
 PRODUCTS = [
     "Smells like a spring garden, I keep sniffing my arms.",
@@ -52,7 +57,9 @@ def test_constrained_answers_only_hold_taxonomy_labels(engine):
             assert prediction.unknown == []
     for prediction in engine.predict("category", PRODUCTS[:2], top_k=3):
         assert len(prediction.labels) == 1 and prediction.labels[0] in engine.spec("category").taxonomy.labels
-        assert 1 <= len(prediction.scores) <= 3 and set(prediction.scores) <= set(engine.spec("category").taxonomy.labels)
+        assert 1 <= len(prediction.scores) <= 3 and set(prediction.scores) <= set(
+            engine.spec("category").taxonomy.labels
+        )
 
 
 def test_adapters_share_one_base_and_switch_per_request(engine):
@@ -164,3 +171,101 @@ def test_choose_threshold_separates_wrong_from_right():
     assert choose_threshold([(0.9, True), (0.8, True), (0.3, False), (0.2, False)]) == 0.31
     assert choose_threshold([(0.4, False), (0.3, False)]) == 0.41, "all wrong: every answer is reviewed"
     assert choose_threshold([(0.4, True)]) == 0.0 and choose_threshold([]) == 0.5
+
+
+def test_decoding_loop_answers_as_generate(engine):
+    """The engine's own loop (finished rows dropped, the output layer only on allowed columns) answers
+    exactly as ``generate`` with the same constraint and stop, one product at a time."""
+    spec = engine.spec("tagging")
+    for constrained in (False, True):
+        ours = [p.text for p in engine.predict("tagging", PRODUCTS, batch_size=8, constrained=constrained)]
+        theirs = []
+        for text in PRODUCTS:
+            batch = engine.tokenizer([engine.prompt_for(spec, text)[0]], return_tensors="pt", add_special_tokens=False)
+            length = batch["input_ids"].shape[1]
+            with engine._using(spec, True), torch.inference_mode():
+                output = engine.model.generate(
+                    **batch,
+                    max_new_tokens=spec.info.max_new_tokens,
+                    do_sample=False,
+                    top_p=None,
+                    top_k=None,
+                    **engine._generation_kwargs(spec, length, constrained),
+                )
+            theirs.append(engine.tokenizer.decode(output[0, length:], skip_special_tokens=True).strip())
+        assert ours == theirs
+
+
+def tag_sets(engine: Engine, name: str) -> list[frozenset[str]]:
+    return [frozenset(p.labels) for p in engine.predict(name, PRODUCTS * 2, batch_size=4)]
+
+
+def test_merged_engine_answers_as_fp32_and_int8_answers_in_the_taxonomy(engine, tiny_runs):
+    """Merged fp32 gives the fp32 LoRA engine's tags exactly. The int8 engines (merged, and on the
+    base under the adapter) give taxonomy answers; how often their tag sets equal fp32's on a real
+    adapter is the benchmark's agreement figure (bench/results/speed.md), not a test's."""
+    fp32 = tag_sets(engine, "tagging")
+    merged = Engine.load({"tagging": str(tiny_runs["tagging"])}, merge=True)
+    assert merged.merged == "tagging" and tag_sets(merged, "tagging") == fp32
+    labels = set(engine.spec("tagging").taxonomy.labels)
+    for options in ({"merge": True}, {}):
+        int8 = Engine.load({"tagging": str(tiny_runs["tagging"])}, quantization="int8", **options)
+        assert int8.precision.describe().startswith("int8 linear layers (per-token activations, output layer fp32)")
+        assert sum(isinstance(m, Int8Linear) for m in int8.model.modules()) == 7 * 30, "every linear layer of the 30"
+        assert all(answer and answer <= labels for answer in tag_sets(int8, "tagging")), options
+
+
+def test_int8_layers_track_fp32_on_real_activations():
+    """Every int8 linear layer of the embedded model (outlier channels found on one product), fed the
+    real inputs it sees on another, stays within 5% (relative) of its fp32 output (12% without the
+    fp32 outlier channels)."""
+    model, tokenizer, _ = load_base_model("embedded", "none", "cpu")
+    names = [name for name, m in model.model.layers.named_modules() if isinstance(m, torch.nn.Linear)]
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [
+        model.model.layers.get_submodule(name).register_forward_hook(
+            lambda m, args, out, name=name: seen.setdefault(name, (args[0], out)) and None
+        )
+        for name in names
+    ]
+    with torch.inference_mode():
+        model(**tokenizer(PRODUCTS[0], return_tensors="pt"))
+        for hook in hooks:
+            hook.remove()
+        assert quantize_int8(model, tokenizer(PRODUCTS[4], return_tensors="pt")["input_ids"]) == 7 * 30
+        errors = []
+        for name, (x, exact) in seen.items():
+            layer = model.model.layers.get_submodule(name)
+            assert isinstance(layer, Int8Linear)
+            errors.append(float((layer(x) - exact).norm() / exact.norm()))
+    assert len(errors) == 7 * 30 and max(errors) < 0.05, sorted(errors)[-3:]
+
+
+def test_merged_and_int8_refuse_what_they_cannot_do(tiny_runs):
+    with pytest.raises(ValueError, match=r"merge=True folds one adapter into the base, got 2 \(tagging, category\)"):
+        Engine.load({"tagging": str(tiny_runs["tagging"]), "category": str(tiny_runs["category"])}, merge=True)
+    with pytest.raises(ValueError, match="quantization='int8' is the CPU inference path, not for device='cuda'"):
+        Engine.load({"tagging": str(tiny_runs["tagging"])}, quantization="int8", device="cuda")
+    merged = Engine.load({"tagging": str(tiny_runs["tagging"])}, merge=True)
+    with pytest.raises(
+        ValueError, match="'tagging' is merged into the base: use_adapter=False needs an Engine without merge"
+    ):
+        merged.predict("tagging", PRODUCTS[:1], use_adapter=False)
+    with pytest.raises(
+        ValueError, match="adapter 'tagging' is merged into this Engine's base; load 'category' in another"
+    ):
+        merged.add_adapter(str(tiny_runs["category"]), "category")
+
+
+def test_micro_batcher_answers_each_caller_and_never_mixes_adapters(engine):
+    """Twelve concurrent callers, two adapters interleaved: each gets the answer to its own product
+    from its own adapter, and the requests ran in fewer engine calls than there were requests."""
+    batcher = MicroBatcher(engine, max_batch=16, max_wait_s=0.5)
+    jobs = [("tagging" if i % 3 else "category", PRODUCTS[i % len(PRODUCTS)]) for i in range(12)]
+    expected = [engine.predict(name, [text])[0].text for name, text in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        answers = list(pool.map(lambda job: batcher.predict(*job).text, jobs))
+    assert answers == expected
+    assert batcher.batches < len(jobs)
+    with pytest.raises(KeyError, match="no adapter named 'nope'"):
+        batcher.predict("nope", "x")

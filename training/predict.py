@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--chunk-rows", type=int, default=500, help="rows per chunk: the unit of memory, output and resume")
     parser.add_argument("--base-model", help="override the base model the adapter names")
-    parser.add_argument("--quantization", default="auto", help="auto, 4bit, 8bit or none")
+    parser.add_argument("--quantization", default="auto", help="auto, 4bit, 8bit, none, or int8 (CPU inference: dynamic int8 linear layers)")
     parser.add_argument("--references", type=int, default=0, metavar="K", help="add the ids of the K nearest training examples")
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,79 @@
+"""Requests from concurrent users, answered in batches: throughput grows with load instead of
+queueing one product at a time behind the engine's lock.
+
+Each caller of :meth:`MicroBatcher.predict` hands in one product and waits for its answer. One
+worker thread takes the first waiting request, gathers whatever else arrives within ``max_wait_s``
+(up to ``max_batch``), and runs every group of requests for the same adapter and options as one
+``Engine.predict`` call. An answer goes back to the caller that asked for it, and a batch never
+holds two adapters or two sets of options.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from catalog_lora.engine import Engine, Prediction
+
+
+@dataclass
+class _Request:
+    name: str
+    text: str
+    attributes: dict | None
+    options: tuple
+    answer: Future = field(default_factory=Future)
+
+
+class MicroBatcher:
+    """Batches concurrent single-product requests to one :class:`Engine`."""
+
+    def __init__(self, engine: Engine, max_batch: int = 32, max_wait_s: float = 0.02):
+        if max_batch < 1:
+            raise ValueError(f"max_batch={max_batch} must be at least 1")
+        if max_wait_s < 0:
+            raise ValueError(f"max_wait_s={max_wait_s} must be 0 or more")
+        self.engine = engine
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.batches = 0  # engine calls made: fewer than requests once requests overlap
+        self._queue: queue.Queue[_Request] = queue.Queue()
+        threading.Thread(target=self._work, name="micro-batcher", daemon=True).start()
+
+    def predict(self, name: str, text: str, attributes: dict | None = None, **options) -> Prediction:
+        """The answer for one product, as ``engine.predict(name, [text], [attributes], **options)[0]``."""
+        self.engine.spec(name)  # an unknown adapter fails in the caller, not in the worker
+        request = _Request(name, text, attributes, tuple(sorted(options.items())))
+        self._queue.put(request)
+        return request.answer.result()
+
+    def _work(self) -> None:
+        while True:
+            pending = [self._queue.get()]
+            deadline = time.monotonic() + self.max_wait_s
+            while len(pending) < self.max_batch:
+                try:
+                    pending.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                except queue.Empty:
+                    break
+            groups: dict[tuple, list[_Request]] = {}
+            for request in pending:  # arrival order within each group; groups in order of first arrival
+                groups.setdefault((request.name, request.options), []).append(request)
+            for (name, options), requests in groups.items():
+                self._run(name, dict(options), requests)
+
+    def _run(self, name: str, options: dict, requests: list[_Request]) -> None:
+        self.batches += 1
+        try:
+            answers = self.engine.predict(
+                name, [r.text for r in requests], [r.attributes for r in requests], batch_size=len(requests), **options
+            )
+        except Exception as error:  # every caller of the batch gets the error, the worker goes on
+            for request in requests:
+                request.answer.set_exception(error)
+            return
+        for request, answer in zip(requests, answers, strict=True):
+            request.answer.set_result(answer)
