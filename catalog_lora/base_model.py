@@ -185,19 +185,19 @@ def _past_cut(key: str, num_layers: int | None) -> bool:
     return bool(num_layers and match and int(match.group(1)) >= num_layers)
 
 
-def _load_classifier(path: str, head_from_adapter: bool, **kwargs):
+def _load_classifier(path: str, **kwargs):
     """A sequence classifier on a base checkpoint, which has no classification head.
 
     transformers reports that head as "MISSING ... newly initialized ... Consider training on your
-    downstream task". With ``head_from_adapter`` the adapter loaded right after restores the trained
-    head, so that report would tell the user something false: it is muted, and any other key the
-    checkpoint lacks or adds is still warned about.
+    downstream task", and with a ``num_hidden_layers`` cut every layer left out as "UNEXPECTED".
+    Neither tells the user anything true: in training the new head is what is trained next, at
+    inference the adapter loaded right after restores the trained head, and the cut is deliberate.
+    So that report is muted, and any other key the checkpoint lacks, adds or shapes differently is
+    still warned about.
     """
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as transformers_logging
 
-    if not head_from_adapter:
-        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()
     try:
@@ -221,14 +221,12 @@ def load_base_model(
     num_labels: int | None = None,
     problem_type: str | None = None,
     num_layers: int | None = None,
-    head_from_adapter: bool = False,
 ):
     """Load a base model and its tokenizer; with ``num_labels`` a sequence-classification head.
 
     ``num_layers`` keeps the first N decoder layers of a classification model (the head then
     reads layer N): a head adapter trained that way needs the same cut to load.
-    ``head_from_adapter``: the head's trained weights come from an adapter loaded next (inference),
-    so transformers' report of an untrained head is muted (see :func:`_load_classifier`).
+    Its transformers report of a new head (and of the layers cut) is muted (see :func:`_load_classifier`).
     Returns ``(model, tokenizer, precision)``.
     """
     from transformers import AutoModelForCausalLM
@@ -245,7 +243,7 @@ def load_base_model(
     if num_labels is not None:
         if num_layers:
             kwargs["num_hidden_layers"] = _check_num_layers(path, num_layers)
-        model = _load_classifier(path, head_from_adapter, num_labels=num_labels, problem_type=problem_type, **kwargs)
+        model = _load_classifier(path, num_labels=num_labels, problem_type=problem_type, **kwargs)
         model.config.pad_token_id = tokenizer.pad_token_id
     else:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

@@ -163,7 +163,6 @@ class Engine:
             num_labels=first.num_labels,
             problem_type=first.problem_type,
             num_layers=first.num_layers,
-            head_from_adapter=bool(heads),
         )
         engine = cls(model, tokenizer, precision)
         for name, source in adapters.items():

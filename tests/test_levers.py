@@ -49,12 +49,14 @@ def test_class_weights_count_rare_labels_up():
 
 
 @pytest.mark.parametrize("task", ["category", "tagging"])
-def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task):
+def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task, capfd):
     run = train_tiny(
         f"sample_{task}_head.yaml", sample_data / task, tmp_path / "run",
         "references=true", "neighbours.k=5", "model.num_layers=6", "eval.base=false", "train.class_weight=sqrt",
         "train.head_lr=5e-3",
     )
+    err = capfd.readouterr().err
+    assert "UNEXPECTED" not in err and "newly initialized" not in err, "no load report about the cut or the new head"
     info = read_run_info(str(run))
     assert info.num_layers == 6 and info.knn_k == 5 and 0.0 <= info.knn_weight <= 1.0
     metrics = json.loads((run / METRICS_FILE).read_text())["test"]
