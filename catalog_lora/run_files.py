@@ -31,6 +31,7 @@ CONFUSION_PLOT = "confusion_matrix.png"
 PER_LABEL_PLOT = "per_label_f1.png"
 SYSTEMS_PLOT = "base_adapter_baseline.png"
 COMPLETE_MARKER = "COMPLETE"
+PROGRESS_FILE = "progress.json"  # written while training runs: step, losses, phase (see training.train)
 REFERENCES_DIR = "references"  # the index of the training examples (catalog_lora.references), when built
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 METHODS = ("generate", "head")

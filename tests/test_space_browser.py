@@ -94,8 +94,8 @@ def test_a_category_shows_its_probability(page):
 
 
 def test_a_low_confidence_answer_shows_its_review_mark(page, tiny_runs):
-    app, _ = launch_space(tiny_runs)
-    info = app.MODELS.slots["tag"].info
+    models, _ = launch_space(tiny_runs)
+    info = models.slots["tag"].info
     saved, info.review_threshold = info.review_threshold, 1.01  # every answer is below it
     try:
         page.get_by_role("tab", name="Tag a product").click()
@@ -109,7 +109,11 @@ def test_a_low_confidence_answer_shows_its_review_mark(page, tiny_runs):
 def test_about_shows_a_plot_per_adapter(page):
     page.get_by_role("tab", name="About").click()
     page.locator(".about-plot img").first.wait_for()
-    for name, least in (("tag", 2), ("category", 2), ("describe", 1)):  # loss curve, then per-tag F1 or confusion matrix
+    for name, least in (
+        ("tag", 2),
+        ("category", 2),
+        ("describe", 1),
+    ):  # loss curve, then per-tag F1 or confusion matrix
         plots = page.locator(f"#about-plots-{name} .about-plot img")
         assert plots.count() >= least, name
         assert all(plots.nth(i).evaluate("img => img.naturalWidth") > 0 for i in range(plots.count())), name
