@@ -12,10 +12,12 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
@@ -59,7 +61,16 @@ def launch_space(tiny_runs: dict[str, Path]):
     """The real app on the tiny adapters, built by ``build_demo`` and launched once per session: ``(models, url)``."""
     if "url" not in _LIVE:
         environ = {ADAPTER_ENV[name]: str(tiny_runs[TASKS[name]]) for name in ADAPTER_ENV}
-        models = Models(read_settings(REPO / "spaces" / "adapters.yaml", environ=environ))
+        jobs = tempfile.mkdtemp(prefix="space-train-jobs-")
+        atexit.register(shutil.rmtree, jobs, True)
+        # Train tab jobs evaluate on a few rows and validate every 2 steps: tiny real runs, like tiny_runs
+        settings = replace(
+            read_settings(REPO / "spaces" / "adapters.yaml", environ=environ),
+            train_dir=jobs,
+            train_eval_examples=6,
+            train_eval_every=2,
+        )
+        models = Models(settings)
         models.load()
         assert all(slot.problem is None for slot in models.slots.values()), models.slots
         demo = build_demo(models)

@@ -166,3 +166,65 @@ def test_upload_a_csv_and_download_the_result(page, tmp_path):
     page.get_by_role("tab", name="Batch upload").click()
     page.get_by_text("Done: 3 rows").wait_for()
     page.locator("#batch-download a").first.wait_for()
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick ``option`` in the Gradio dropdown ``#elem_id`` (single or multiple choice)."""
+    page.locator(f"#{elem_id} input").first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.keyboard.press("Escape")
+
+
+def set_number(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input")
+    box.fill(value)
+    box.press("Enter")
+
+
+def test_train_an_adapter_then_tag_with_it_and_cancel_another(page, tmp_path):
+    """Upload a small real-format catalog, train it for one step, watch the progress and the loss
+    plot, tag with the new adapter; then start a longer job and cancel it part way."""
+    from test_space_train import catalog
+
+    path = catalog(tmp_path / "reviews.csv")
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-file input[type=file]").set_input_files(str(path))
+    page.get_by_text("60 rows and 2 columns").wait_for()
+    assert page.locator("#train-start").is_disabled(), "nothing starts before the answer column is mapped"
+    choose(page, "train-targets", "tags")
+    page.get_by_text("Press Start").wait_for()
+    assert page.locator("#train-counts tbody tr").count() >= 2, "the label counts are shown"
+    set_number(page, "train-minutes", "1")
+    set_number(page, "train-epochs", "1")
+    set_number(page, "train-samples", "8")  # one step of 8 rows
+    page.locator("#train-name input, #train-name textarea").first.fill("browser-tags")
+    page.get_by_text("Press Start").wait_for()
+    page.locator("#train-start").click()
+    page.locator("#train-progress progress").wait_for()
+    page.locator("#train-status").get_by_text("Done").wait_for(timeout=TIMEOUT_MS)
+    page.locator("#train-loss canvas, #train-loss svg").first.wait_for()
+    assert "step 1 of 1" in page.locator("#train-progress").inner_text()
+    assert page.locator("#train-validation tbody tr").count() >= 1, "validation results are shown"
+    shot = ARTIFACTS / "train.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if not os.environ.get("CI"):
+        small_png(shot, REPO / "docs" / "train.png")
+
+    page.get_by_role("tab", name="Tag a product").click()
+    choose(page, "tag-adapter", "browser-tags (trained here)")
+    page.get_by_label("Product text or review").fill("Smells amazing and lathers well")
+    page.get_by_role("button", name="Tag", exact=True).click()
+    page.locator("#tag-output [data-testid='label-output-value']").wait_for()
+    assert "Something went wrong" not in page.locator("#tag-notice").inner_text()
+
+    page.get_by_role("tab", name="Train").click()
+    set_number(page, "train-samples", "400")  # a longer job, cancelled part way
+    set_number(page, "train-minutes", "6")
+    page.locator("#train-start").click()
+    page.locator("#train-progress").get_by_text(re.compile(r"Training · step [1-9]")).wait_for(timeout=TIMEOUT_MS)
+    page.locator("#train-cancel").click()
+    page.locator("#train-status").get_by_text("Cancelled").wait_for(timeout=TIMEOUT_MS)
+    assert "best checkpoint" in page.locator("#train-status").inner_text()
+    page.get_by_role("tab", name="Tag a product").click()
+    page.get_by_role("button", name="Tag", exact=True).click()
+    page.locator("#tag-output [data-testid='label-output-value']").wait_for()

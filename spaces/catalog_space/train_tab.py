@@ -275,10 +275,15 @@ def discard_training(models: Models, job_id: str | None):
     return None, f"Job `{job.id}` discarded: its files are deleted.", len(models.slots)
 
 
-def publish_trained(job_id: str | None, repo_id: str, token: str) -> str:
+def publish_trained(job_id: str | None, repo_id: str, token: str):
     """Publish the job's run folder with ``python -m model_cards.publish`` (the same card and upload).
 
-    The token goes to that one process in its environment: it is never stored, logged or shown."""
+    The token goes to that one process in its environment: it is never stored, logged or shown.
+    Returns ``(notice, "")``: the token field is emptied."""
+    return publish_notice(job_id, repo_id, (token or "").strip()), ""
+
+
+def publish_notice(job_id: str | None, repo_id: str, token: str) -> str:
     job = training_jobs.find_train_job(job_id)
     if job is None or job.status != training_jobs.DONE:
         return "**Nothing to publish:** train an adapter first (the job must be done)."
@@ -288,16 +293,16 @@ def publish_trained(job_id: str | None, repo_id: str, token: str) -> str:
     except ValueError as error:
         return f"**Not published:** {error}"
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
-    if token and token.strip():
-        env["HF_TOKEN"] = token.strip()
+    if token:
+        env["HF_TOKEN"] = token
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "model_cards.publish", str(job.run_dir), "--repo-id", repo_id]
     done = subprocess.run(command, cwd=REPO_DIR, env=env, capture_output=True, text=True)
     output = (done.stdout + done.stderr).strip()
-    if token and token.strip():
-        output = output.replace(token.strip(), "***")
+    if token:
+        output = output.replace(token, "***")
     if done.returncode != 0:
-        logger.info("publishing %s failed", repo_id)
+        logger.info("publishing %s failed (exit status %s)", repo_id, done.returncode)
         return f"**Not published:** {output.splitlines()[-1] if output else f'exit status {done.returncode}'}"
     return f"**Published** to `{repo_id}`.\n\n```\n{output[-1500:]}\n```"
 

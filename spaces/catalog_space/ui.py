@@ -279,16 +279,22 @@ def build_demo(models: Models) -> gr.Blocks:
                             train_tab.TASK_CHOICES, value="tagging", label="Task", elem_id="train-task"
                         )
                 with gr.Row():
-                    train_text = gr.Dropdown(label="Text column", choices=[], elem_id="train-text")
+                    train_text = gr.Dropdown(
+                        label="Text column", choices=[], allow_custom_value=True, elem_id="train-text"
+                    )
                     train_targets = gr.Dropdown(
                         label="Answer column(s): tags, category levels (most general first) or the description",
                         choices=[],
                         multiselect=True,
+                        allow_custom_value=True,
                         elem_id="train-targets",
                     )
                     train_separator = gr.Textbox("|", label="Tag separator inside a cell", elem_id="train-separator")
                     train_attributes = gr.Dropdown(
-                        label="Attribute columns (descriptions only)", choices=[], multiselect=True
+                        label="Attribute columns (descriptions only)",
+                        choices=[],
+                        multiselect=True,
+                        allow_custom_value=True,
                     )
                 with gr.Row():
                     train_method = gr.Radio(list(training_jobs.METHODS), value="generate", label="Method")
@@ -417,6 +423,7 @@ def adapter_picker(models: Models, name: str, task: str) -> gr.Dropdown:
     return gr.Dropdown(
         train_tab.adapter_choices(models, task),
         value=name if models.available(name) else None,
+        allow_custom_value=True,  # the API may name an adapter trained after this page was built
         label="Adapter",
         elem_id=f"{name}-adapter",
     )
