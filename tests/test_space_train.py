@@ -18,9 +18,9 @@ from test_space import launch_space
 
 from catalog_lora.dataset_files import load_taxonomy
 from catalog_lora.run_files import COMPLETE_MARKER, PROGRESS_FILE
-from catalog_space import train_tab, training_jobs
+from catalog_space import train_requests, train_tab, training_jobs
 from catalog_space.settings import read_settings
-from catalog_space.training_jobs import TrainInputError, TrainRequest
+from catalog_space.train_requests import TrainInputError, TrainRequest
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_TAGS = REPO / "datasets_prep" / "sample" / "tagging.csv"
@@ -39,7 +39,7 @@ def catalog(path: Path, rows: int = 60) -> Path:
 
 
 def frame_of(path: Path) -> pd.DataFrame:
-    return training_jobs.read_catalog(str(path))
+    return train_requests.read_catalog(str(path))
 
 
 def tags_request(**changes) -> TrainRequest:
@@ -52,8 +52,8 @@ def tags_request(**changes) -> TrainRequest:
 
 def test_a_usable_catalog_passes_and_is_counted(tmp_path):
     frame = frame_of(catalog(tmp_path / "reviews.csv"))
-    training_jobs.check_request(tags_request(), frame, 5000)
-    counts = training_jobs.label_counts(frame, tags_request())
+    train_requests.check_request(tags_request(), frame, 5000)
+    counts = train_requests.label_counts(frame, tags_request())
     assert counts["rows"].is_monotonic_decreasing and len(counts) >= 2
     assert counts["rows"].sum() >= len(frame), "a review with two tags counts for both"
 
@@ -74,15 +74,15 @@ def test_a_usable_catalog_passes_and_is_counted(tmp_path):
 def test_bad_input_is_refused_with_what_would_work(tmp_path, change, message):
     frame = frame_of(catalog(tmp_path / "reviews.csv")).assign(empty="", one="Price")
     with pytest.raises(TrainInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        training_jobs.check_request(tags_request(**change), frame, 5000)
+        train_requests.check_request(tags_request(**change), frame, 5000)
 
 
 def test_too_few_rows_and_too_many_rows_are_refused(tmp_path):
     small = frame_of(catalog(tmp_path / "small.csv", rows=12))
     with pytest.raises(TrainInputError, match="only 12 rows .* at least 30"):
-        training_jobs.check_request(tags_request(), small, 5000)
+        train_requests.check_request(tags_request(), small, 5000)
     with pytest.raises(TrainInputError, match="60 rows; training from this app takes at most 50"):
-        training_jobs.check_request(tags_request(), frame_of(catalog(tmp_path / "big.csv")), 50)
+        train_requests.check_request(tags_request(), frame_of(catalog(tmp_path / "big.csv")), 50)
 
 
 def test_the_train_tab_is_off_on_a_public_space_unless_turned_on(tmp_path):

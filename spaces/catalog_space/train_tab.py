@@ -18,12 +18,12 @@ import pandas as pd
 from catalog_lora.markdown import metrics_table
 from catalog_lora.records import SPACE_SLOTS
 from catalog_lora.run_files import check_repo_id
-from catalog_space import training_jobs
+from catalog_space import train_requests, training_jobs
 from catalog_space.about import metrics_on_test
 from catalog_space.batch_runs import PREVIEW_ROWS, file_path, text_column_of
 from catalog_space.models import Models
 from catalog_space.settings import JOB_LABELS, REPO_DIR
-from catalog_space.training_jobs import TrainInputError, TrainRequest
+from catalog_space.train_requests import TrainInputError, TrainRequest
 
 logger = logging.getLogger("catalog_lora.space")
 
@@ -68,7 +68,7 @@ def read_training_file(models: Models, file) -> pd.DataFrame:
         raise TrainInputError(
             f"the file is {size / 1024 / 1024:.1f} MB; uploads are limited to {models.settings.max_file_size_mb:g} MB"
         )
-    return training_jobs.read_catalog(path)
+    return train_requests.read_catalog(path)
 
 
 def inspect_training_file(models: Models, file):
@@ -99,7 +99,7 @@ def preview_mapping(models: Models, file, dataset, *fields):
     parsed = counts = None
     try:
         if file is None:
-            training_jobs.check_request(request, None, models.settings.max_train_rows)
+            train_requests.check_request(request, None, models.settings.max_train_rows)
             return (
                 None,
                 None,
@@ -108,7 +108,7 @@ def preview_mapping(models: Models, file, dataset, *fields):
             )
         frame = read_training_file(models, file)
         parsed, counts = parsed_preview(frame, request)
-        training_jobs.check_request(request, frame, models.settings.max_train_rows)
+        train_requests.check_request(request, frame, models.settings.max_train_rows)
     except (TrainInputError, OSError) as error:
         return parsed, counts, f"**Before training:** {error}.", off
     classes = f", {len(counts)} labels" if counts is not None else ""
@@ -120,9 +120,9 @@ def parsed_preview(frame: pd.DataFrame, request: TrainRequest):
     mapped = [request.text_column, *request.target_columns]
     if not request.target_columns or not all(column in frame.columns for column in mapped):
         return None, None
-    answers = training_jobs.targets_of(frame, request)
+    answers = train_requests.targets_of(frame, request)
     parsed = pd.DataFrame({"text": frame[request.text_column].astype(str), "answer": answers}).head(PREVIEW_ROWS)
-    return parsed, training_jobs.label_counts(frame, request) if request.task != "description" else None
+    return parsed, train_requests.label_counts(frame, request) if request.task != "description" else None
 
 
 def _start(models: Models):
