@@ -123,9 +123,9 @@ class TrainJob:
             )
             if not (self.run_dir / COMPLETE_MARKER).is_file():
                 raise RuntimeError(f"training ended without a finished run folder (no {COMPLETE_MARKER})")
-            self.status = DONE
-            if self.on_done is not None:
+            if self.on_done is not None:  # the adapter joins the app before the job says it is done
                 self.adapter = self.on_done(self)
+            self.status = DONE
         except Exception as error:
             if self.cancel_requested:
                 self.status = CANCELLED
