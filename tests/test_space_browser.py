@@ -184,7 +184,11 @@ def set_number(page, elem_id: str, value: str) -> None:
 def test_train_an_adapter_then_tag_with_it_and_cancel_another(page, tmp_path):
     """Upload a small real-format catalog, train it for one step, watch the progress and the loss
     plot, tag with the new adapter; then start a longer job and cancel it part way."""
+    from playwright.sync_api import expect
     from test_space_train import catalog
+
+    from catalog_space import training_jobs
+    from training.train import STOPPED_EXIT
 
     path = catalog(tmp_path / "reviews.csv")
     page.get_by_role("tab", name="Train").click()
@@ -192,19 +196,19 @@ def test_train_an_adapter_then_tag_with_it_and_cancel_another(page, tmp_path):
     page.get_by_text("60 rows and 2 columns").wait_for()
     assert page.locator("#train-start").is_disabled(), "nothing starts before the answer column is mapped"
     choose(page, "train-targets", "tags")
-    page.get_by_text("Press Start").wait_for()
-    page.locator("#train-counts tbody tr").nth(1).wait_for()  # the label counts: at least two labels
+    page.locator("#train-notice").get_by_text("Press Start").wait_for()
+    page.locator("#train-counts [role=gridcell]").nth(3).wait_for()  # the label counts: two labels, each with its rows
     set_number(page, "train-minutes", "1")
     set_number(page, "train-epochs", "1")
     set_number(page, "train-samples", "8")  # one step of 8 rows
     page.locator("#train-name input, #train-name textarea").first.fill("browser-tags")
-    page.get_by_text("Press Start").wait_for()
+    page.locator("#train-notice").get_by_text("Press Start").wait_for()
     page.locator("#train-start").click()
     page.locator("#train-progress progress").wait_for()
     page.locator("#train-status").get_by_text("Done").wait_for(timeout=TIMEOUT_MS)
     page.locator("#train-loss canvas, #train-loss svg").first.wait_for()
     assert "step 1 of 1" in page.locator("#train-progress").inner_text()
-    page.locator("#train-validation tbody tr").first.wait_for()  # the validation results
+    page.locator("#train-validation [role=gridcell]").first.wait_for()  # the validation results
     shot = ARTIFACTS / "train.png"
     page.screenshot(path=str(shot), full_page=True)
     if not os.environ.get("CI"):
@@ -225,6 +229,14 @@ def test_train_an_adapter_then_tag_with_it_and_cancel_another(page, tmp_path):
     page.locator("#train-cancel").click()
     page.locator("#train-status").get_by_text("Cancelled").wait_for(timeout=TIMEOUT_MS)
     assert "best checkpoint" in page.locator("#train-status").inner_text()
-    page.get_by_role("tab", name="Tag a product").click()
+    cancelled = max(training_jobs._JOBS.values(), key=lambda job: job.started)
+    assert cancelled.process.returncode == STOPPED_EXIT, "training stopped itself on SIGTERM"
+    assert (cancelled.run_dir / "checkpoints" / "best" / "adapter_model.safetensors").is_file()
+    assert not (cancelled.run_dir / "COMPLETE").exists(), "a cancelled run is not a finished run"
+    page.get_by_role("tab", name="Tag a product").click()  # the app is still usable
+    page.get_by_label("Product text or review").fill("The pump broke after a week")
     page.get_by_role("button", name="Tag", exact=True).click()
+    page.locator("#tag-output").get_by_text("processing").wait_for()
+    expect(page.locator("#tag-output")).not_to_contain_text("processing", timeout=TIMEOUT_MS)
     page.locator("#tag-output [data-testid='label-output-value']").wait_for()
+    assert "Something went wrong" not in page.locator("#tag-notice").inner_text()

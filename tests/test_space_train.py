@@ -195,3 +195,18 @@ def test_publish_from_the_app_uses_the_token_once(api_job, monkeypatch, tmp_path
         assert {"adapter_model.safetensors", "catalog_lora.json", "README.md"} <= files
     finally:
         next(hub_gen, None)
+
+
+def test_discarding_the_job_deletes_its_folder_and_its_adapter(client, api_job, tiny_runs):
+    models, _ = launch_space(tiny_runs)
+    job = training_jobs.find_train_job(api_job["id"])
+    name, folder = api_job["adapter"], job.folder
+    assert folder.is_dir() and name in models.slots
+    job_id, notice, _ = train_tab.discard_training(models, api_job["id"])
+    assert job_id is None and "discarded" in notice
+    assert not folder.exists() and name not in models.slots
+    assert training_jobs.find_train_job(api_job["id"]) is None
+    _, notice, _, _ = client.predict("Smells amazing", name, api_name="/tag")
+    assert "no adapter named" in notice
+    own, notice, _, _ = client.predict("Smells amazing", api_name="/tag")
+    assert own["label"] and "wrong" not in notice, "the Space's own adapters stay"

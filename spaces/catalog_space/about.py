@@ -172,5 +172,8 @@ def about_markdown(models: Models) -> str:
 
 
 def availability(models: Models, name: str) -> str:
+    """Why a tab has no adapter to answer with, or ``""`` (its own adapter, or one trained in the app, is there)."""
     slot = models.slots[name]
-    return "" if slot.problem is None else f"⚠️ **This tab is switched off:** {slot.problem}"
+    if any(models.available(other) for other, s in models.slots.items() if s.task == slot.task):
+        return ""
+    return f"⚠️ **This tab is switched off:** {slot.problem}"

@@ -99,10 +99,9 @@ def reference_frame(task: str, rows: list | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows or [], columns=columns)
 
 
-def find_references(models: Models, name: str, text: str | None) -> tuple[pd.DataFrame, str]:
+def find_references(models: Models, name: str, task: str, text: str | None) -> tuple[pd.DataFrame, str]:
     """The training products nearest to ``text`` and a line saying where they come from."""
-    task = models.slots[name].task
-    if text is None:
+    if text is None or name not in models.slots:
         return reference_frame(task), ""
     index, problem = models.references(name)
     if index is None:
@@ -146,7 +145,7 @@ def tag(models: Models, text: str, adapter: str | None = None):
     """Tags of a product text by ``adapter`` (default: the Space's tagger). Returns ``(tags, notice, references note, references)``."""
     adapter = adapter or "tag"
     text, notices = clean_text(text)
-    references, references_note = find_references(models, adapter, text)
+    references, references_note = find_references(models, adapter, "tagging", text)
     if text is None:
         return None, "\n\n".join(notices), references_note, references
     try:
@@ -163,7 +162,7 @@ def describe(models: Models, title: str, attributes: str = "", adapter: str | No
     """A product description, streamed. Yields ``(description, notice, references note, references)``."""
     adapter = adapter or "describe"
     title, notices = clean_text(title)
-    references, references_note = find_references(models, adapter, title)
+    references, references_note = find_references(models, adapter, "description", title)
     if title is None:
         yield "", "\n\n".join(notices), references_note, references
         return

@@ -18,7 +18,7 @@ import pandas as pd
 from catalog_lora.markdown import metrics_table
 from catalog_lora.records import SPACE_SLOTS
 from catalog_lora.run_files import check_repo_id
-from catalog_space import train_requests, training_jobs
+from catalog_space import about, train_requests, training_jobs
 from catalog_space.about import metrics_on_test
 from catalog_space.batch_runs import PREVIEW_ROWS, file_path, text_column_of
 from catalog_space.models import Models
@@ -311,16 +311,22 @@ def adapter_choices(models: Models, task: str) -> list[tuple[str, str]]:
     return [(slot.label, name) for name, slot in models.slots.items() if slot.task == task and models.available(name)]
 
 
+def picked_adapter(models: Models, name: str) -> str | None:
+    """A tab's adapter when the page opens: the Space's own, else the first one trained here, else none."""
+    if models.available(name):
+        return name
+    choices = adapter_choices(models, models.slots[name].task)
+    return choices[0][1] if choices else None
+
+
 def refreshed_choices(models: Models, _version=None):
-    """The adapter pickers of the other tabs, with any adapter trained here since the page was built:
-    ``(Tag, Classify, Describe, Compare, Dataset, Batch jobs)``."""
+    """The other tabs with any adapter trained here since the page was built: ``(Tag, Classify,
+    Describe pickers, their three notices, Compare, Dataset, Batch jobs)``."""
     every = [(slot.label, name) for name, slot in models.slots.items()]
     available = [(slot.label, name) for name, slot in models.slots.items() if models.available(name)]
-    return (
-        gr.Dropdown(choices=adapter_choices(models, "tagging")),
-        gr.Dropdown(choices=adapter_choices(models, "category")),
-        gr.Dropdown(choices=adapter_choices(models, "description")),
-        gr.Radio(choices=every),
-        gr.Radio(choices=every),
-        gr.CheckboxGroup(choices=available),
-    )
+    own = ("tag", "category", "describe")
+    pickers = [
+        gr.Dropdown(choices=adapter_choices(models, models.slots[n].task), value=picked_adapter(models, n)) for n in own
+    ]
+    notices = [about.availability(models, n) for n in own]
+    return (*pickers, *notices, gr.Radio(choices=every), gr.Radio(choices=every), gr.CheckboxGroup(choices=available))

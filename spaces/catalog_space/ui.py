@@ -51,7 +51,7 @@ def build_demo(models: Models) -> gr.Blocks:
         )
         with gr.Tabs():
             with gr.Tab("Tag a product", id="tag"):
-                gr.Markdown(about.availability(models, "tag"))
+                tag_availability = gr.Markdown(about.availability(models, "tag"))
                 with gr.Row():
                     with gr.Column(scale=3):
                         tag_text = gr.Textbox(
@@ -84,7 +84,7 @@ def build_demo(models: Models) -> gr.Blocks:
                 )
 
             with gr.Tab("Describe a product", id="describe"):
-                gr.Markdown(about.availability(models, "describe"))
+                describe_availability = gr.Markdown(about.availability(models, "describe"))
                 with gr.Row():
                     with gr.Column(scale=3):
                         describe_title = gr.Textbox(
@@ -120,7 +120,7 @@ def build_demo(models: Models) -> gr.Blocks:
                 )
 
             with gr.Tab("Classify", id="classify"):
-                gr.Markdown(about.availability(models, "category"))
+                classify_availability = gr.Markdown(about.availability(models, "category"))
                 classify_text = gr.Textbox(
                     label="Product name",
                     max_length=handlers.MAX_INPUT_CHARS,
@@ -269,7 +269,8 @@ def build_demo(models: Models) -> gr.Blocks:
             api_visibility="private",
         )
         # Adapters trained here since the page was built: in every picker, on each page load and each new one.
-        pickers = [tag_adapter, classify_adapter, describe_adapter, compare_adapter, dataset_adapter, batch_jobs]
+        pickers = [tag_adapter, classify_adapter, describe_adapter, tag_availability, classify_availability]
+        pickers += [describe_availability, compare_adapter, dataset_adapter, batch_jobs]
         gr.on(
             [demo.load, adapters_version.change],
             partial(train_tab.refreshed_choices, models),
@@ -289,7 +290,7 @@ def adapter_picker(models: Models, name: str, task: str) -> gr.Dropdown:
     """A tab's choice of adapter: the Space's own for the task first, then any trained in the Train tab."""
     return gr.Dropdown(
         train_tab.adapter_choices(models, task),
-        value=name if models.available(name) else None,
+        value=train_tab.picked_adapter(models, name),
         allow_custom_value=True,  # the API may name an adapter trained after this page was built
         label="Adapter",
         elem_id=f"{name}-adapter",
