@@ -175,6 +175,18 @@ def choose(page, elem_id: str, option: str) -> None:
     page.keyboard.press("Escape")
 
 
+def tag_and_wait(page, text: str) -> None:
+    """Tag ``text`` with the chosen adapter and wait for this answer (not the one shown before)."""
+    from playwright.sync_api import expect
+
+    page.get_by_label("Product text or review").fill(text)
+    page.get_by_role("button", name="Tag", exact=True).click()
+    page.locator("#tag-output").get_by_text("processing").wait_for()
+    expect(page.locator("#tag-output")).not_to_contain_text("processing", timeout=TIMEOUT_MS)
+    page.locator("#tag-output [data-testid='label-output-value']").wait_for()
+    assert "Something went wrong" not in page.locator("#tag-notice").inner_text()
+
+
 def set_number(page, elem_id: str, value: str) -> None:
     box = page.locator(f"#{elem_id} input")
     box.fill(value)
@@ -184,7 +196,6 @@ def set_number(page, elem_id: str, value: str) -> None:
 def test_train_an_adapter_then_tag_with_it_and_cancel_another(page, tmp_path):
     """Upload a small real-format catalog, train it for one step, watch the progress and the loss
     plot, tag with the new adapter; then start a longer job and cancel it part way."""
-    from playwright.sync_api import expect
     from test_space_train import catalog
 
     from catalog_space import training_jobs
@@ -216,10 +227,7 @@ def test_train_an_adapter_then_tag_with_it_and_cancel_another(page, tmp_path):
 
     page.get_by_role("tab", name="Tag a product").click()
     choose(page, "tag-adapter", "browser-tags (trained here)")
-    page.get_by_label("Product text or review").fill("Smells amazing and lathers well")
-    page.get_by_role("button", name="Tag", exact=True).click()
-    page.locator("#tag-output [data-testid='label-output-value']").wait_for()
-    assert "Something went wrong" not in page.locator("#tag-notice").inner_text()
+    tag_and_wait(page, "Smells amazing and lathers well")
 
     page.get_by_role("tab", name="Train").click()
     set_number(page, "train-samples", "400")  # a longer job, cancelled part way
@@ -234,9 +242,4 @@ def test_train_an_adapter_then_tag_with_it_and_cancel_another(page, tmp_path):
     assert (cancelled.run_dir / "checkpoints" / "best" / "adapter_model.safetensors").is_file()
     assert not (cancelled.run_dir / "COMPLETE").exists(), "a cancelled run is not a finished run"
     page.get_by_role("tab", name="Tag a product").click()  # the app is still usable
-    page.get_by_label("Product text or review").fill("The pump broke after a week")
-    page.get_by_role("button", name="Tag", exact=True).click()
-    page.locator("#tag-output").get_by_text("processing").wait_for()
-    expect(page.locator("#tag-output")).not_to_contain_text("processing", timeout=TIMEOUT_MS)
-    page.locator("#tag-output [data-testid='label-output-value']").wait_for()
-    assert "Something went wrong" not in page.locator("#tag-notice").inner_text()
+    tag_and_wait(page, "The pump broke after a week")
