@@ -194,7 +194,7 @@ def set_number(page, elem_id: str, value: str) -> None:
 
 
 def test_train_an_adapter_then_tag_with_it_and_cancel_another(page, tmp_path):
-    """Upload a small real-format catalog, train it for one step, watch the progress and the loss
+    """Upload a small real-format catalog, train it for two steps, watch the progress and the loss
     plot, tag with the new adapter; then start a longer job and cancel it part way."""
     from test_space_train import catalog
 
@@ -211,14 +211,14 @@ def test_train_an_adapter_then_tag_with_it_and_cancel_another(page, tmp_path):
     page.locator("#train-counts [role=gridcell]").nth(3).wait_for()  # the label counts: two labels, each with its rows
     set_number(page, "train-minutes", "1")
     set_number(page, "train-epochs", "1")
-    set_number(page, "train-samples", "8")  # one step of 8 rows
+    set_number(page, "train-samples", "16")  # two steps of 8 rows: a loss curve of two points
     page.locator("#train-name input, #train-name textarea").first.fill("browser-tags")
     page.locator("#train-notice").get_by_text("Press Start").wait_for()
     page.locator("#train-start").click()
     page.locator("#train-progress progress").wait_for()
     page.locator("#train-status").get_by_text("Done").wait_for(timeout=TIMEOUT_MS)
     page.locator("#train-loss canvas, #train-loss svg").first.wait_for()
-    assert "step 1 of 1" in page.locator("#train-progress").inner_text()
+    assert "step 2 of 2" in page.locator("#train-progress").inner_text()
     page.locator("#train-validation [role=gridcell]").first.wait_for()  # the validation results
     shot = ARTIFACTS / "train.png"
     page.screenshot(path=str(shot), full_page=True)

@@ -116,12 +116,12 @@ def preview_mapping(models: Models, file, dataset, *fields):
 
 
 def parsed_preview(frame: pd.DataFrame, request: TrainRequest):
-    """``(first rows as text → answer, label counts)`` once the mapped columns are in the file, else ``(None, None)``."""
+    """``(first rows as answer and text, label counts)`` once the mapped columns are in the file, else ``(None, None)``."""
     mapped = [request.text_column, *request.target_columns]
     if not request.target_columns or not all(column in frame.columns for column in mapped):
         return None, None
     answers = train_requests.targets_of(frame, request)
-    parsed = pd.DataFrame({"text": frame[request.text_column].astype(str), "answer": answers}).head(PREVIEW_ROWS)
+    parsed = pd.DataFrame({"answer": answers, "text": frame[request.text_column].astype(str)}).head(PREVIEW_ROWS)
     return parsed, train_requests.label_counts(frame, request) if request.task != "description" else None
 
 
@@ -212,7 +212,8 @@ def progress_html(summary: dict) -> str:
 def loss_frame(summary: dict) -> pd.DataFrame:
     rows = [(e["step"], e["loss"], "training") for e in summary["losses"]]
     rows += [(e["step"], e["eval_loss"], "validation") for e in summary["validation"]]
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+    # numeric even while empty: the plot keeps the axis types of the first frame it is given
+    return pd.DataFrame(rows, columns=["step", "loss", "series"]).astype({"step": int, "loss": float, "series": str})
 
 
 def validation_frame(summary: dict) -> pd.DataFrame:
