@@ -10,11 +10,15 @@ interpolation of kNN-LM (Khandelwal et al., 2020), applied to labels.
 
 The share of the vote (``weight``) is chosen on the validation split at the end of
 training and saved in ``catalog_lora.json``; 0 means the head alone.
+
+For code without catalog-lora (the model card's), :func:`save_plain` writes the index's
+embeddings and each example's labels to one safetensors file published beside the adapter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -31,6 +35,12 @@ def _answer_labels(answer: str, multi_label: bool, levels: int | None) -> list[s
         return [piece.strip() for piece in answer.split(", ") if piece.strip()]
     path = answer.split(PATH_SEPARATOR)
     return [PATH_SEPARATOR.join(path[:levels] if levels else path)]
+
+
+def answer_label_indices(answer: str, taxonomy: Taxonomy, levels: int | None) -> list[int]:
+    """The taxonomy indices of a reference's labels (labels outside the taxonomy count for nothing)."""
+    names = (taxonomy.canonical(label) for label in _answer_labels(answer, taxonomy.multi_label, levels))
+    return [taxonomy.index(name) for name in names if name is not None]
 
 
 def neighbour_votes(
@@ -50,11 +60,29 @@ def neighbour_votes(
         weights = np.exp((scores - scores.max()) / temperature)
         weights /= weights.sum()
         for weight, hit in zip(weights, hits, strict=True):
-            for label in _answer_labels(hit.answer, taxonomy.multi_label, levels):
-                name = taxonomy.canonical(label)
-                if name is not None:
-                    votes[row, taxonomy.index(name)] += weight
+            for column in answer_label_indices(hit.answer, taxonomy, levels):
+                votes[row, column] += weight
     return votes
+
+
+def save_plain(index, taxonomy: Taxonomy, levels: int | None, path: str | Path) -> Path:
+    """The references ``index`` as plain tensors, for code without catalog-lora or ChromaDB.
+
+    ``embeddings`` (float32, one unit-length row per training example, as the index stores them)
+    and ``labels`` (uint8, the same rows, one column per label of ``taxonomy``: how often the
+    example's answer holds the label), so that ``softmax(top-k similarity / temperature) @ labels``
+    is :func:`neighbour_votes` over an exact nearest-neighbour search.
+    """
+    from safetensors.numpy import save_file
+
+    embeddings, answers = index.entries()
+    labels = np.zeros((len(answers), len(taxonomy)), dtype=np.uint8)
+    for row, answer in enumerate(answers):
+        for column in answer_label_indices(answer, taxonomy, levels):
+            labels[row, column] += 1
+    path = Path(path)
+    save_file({"embeddings": embeddings, "labels": labels}, str(path), metadata={"embedding_model": index.model})
+    return path
 
 
 def mix(head: np.ndarray, votes: np.ndarray, weight: float) -> np.ndarray:
@@ -72,7 +100,9 @@ def best_thresholds(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
     return thresholds
 
 
-def tune_weight(head: np.ndarray, votes: np.ndarray, gold: np.ndarray, multi_label: bool) -> tuple[float, dict[float, float]]:
+def tune_weight(
+    head: np.ndarray, votes: np.ndarray, gold: np.ndarray, multi_label: bool
+) -> tuple[float, dict[float, float]]:
     """The vote's share with the best validation score, and the score of every share tried.
 
     ``gold`` is a label-index vector (single label) or a 0/1 matrix (tags). Single label is

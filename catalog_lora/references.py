@@ -30,6 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from catalog_lora.dataset_files import load_split
 from catalog_lora.records import REQUIRED_FIELDS, SPLITS, check_task, path_label
 from catalog_lora.run_files import REFERENCES_DIR
@@ -116,8 +118,6 @@ def _embedding_function_class():
             pass
 
         def __call__(self, input: Documents) -> Embeddings:
-            import numpy as np
-
             return [np.asarray(vector, dtype=np.float32) for vector in embed(list(input))]
 
         @staticmethod
@@ -253,6 +253,17 @@ class ReferenceIndex:
     def count(self) -> int:
         return self._collection.count()
 
+    @property
+    def model(self) -> str:
+        """The Hub id of the sentence model the entries were embedded with."""
+        return str((self._collection.metadata or {}).get("model", MODEL_NAME))
+
+    def entries(self) -> tuple[np.ndarray, list[str]]:
+        """Every entry's stored embedding (float32, one row each) and its gold answer, in the same order."""
+        stored = self._collection.get(include=["embeddings", "metadatas"])
+        answers = [str((metadata or {}).get("answer", "")) for metadata in stored["metadatas"]]
+        return np.asarray(stored["embeddings"], dtype=np.float32), answers
+
     def __len__(self) -> int:
         return self.count
 
@@ -362,7 +373,10 @@ def locate_index(adapter: str | Path) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(str(adapter), allow_patterns=[f"{REFERENCES_DIR}/*", f"{REFERENCES_DIR}/**"])) / REFERENCES_DIR
+        return (
+            Path(snapshot_download(str(adapter), allow_patterns=[f"{REFERENCES_DIR}/*", f"{REFERENCES_DIR}/**"]))
+            / REFERENCES_DIR
+        )
     except Exception as error:  # any Hub failure means: no references for this adapter
         raise ReferenceIndexError(f"could not fetch the references index of {adapter}: {error}") from error
 

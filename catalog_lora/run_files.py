@@ -12,6 +12,10 @@ A finished run folder holds:
 - ``references/``: the index of the training examples (:mod:`catalog_lora.references`), when built;
   ``base_adapter_baseline.png``: the headline metric of the three side by side;
 - ``COMPLETE``: written last, so a crashed run is never mistaken for a finished one.
+
+An adapter repo holds these files (the card as ``README.md``) and, for a head mixed with its
+neighbours, ``neighbours.safetensors``: the references' embeddings and labels as plain tensors
+(:func:`catalog_lora.neighbours.save_plain`), written when the run is published.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import yaml
+
+from catalog_lora.labels import Taxonomy
 
 INFO_FILE = "catalog_lora.json"
 TAXONOMY_FILE = "taxonomy.json"
@@ -30,9 +38,11 @@ LOSS_PLOT = "loss_curve.png"
 CONFUSION_PLOT = "confusion_matrix.png"
 PER_LABEL_PLOT = "per_label_f1.png"
 SYSTEMS_PLOT = "base_adapter_baseline.png"
+PLOTS = (LOSS_PLOT, SYSTEMS_PLOT, PER_LABEL_PLOT, CONFUSION_PLOT)
 COMPLETE_MARKER = "COMPLETE"
 PROGRESS_FILE = "progress.json"  # written while training runs: step, losses, phase (see training.train)
 REFERENCES_DIR = "references"  # the index of the training examples (catalog_lora.references), when built
+NEIGHBOURS_FILE = "neighbours.safetensors"  # the same examples as plain tensors, in a published head's repo
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 METHODS = ("generate", "head")
 REPO_ID_RULE = (
@@ -125,7 +135,9 @@ def fetch_file(adapter: str, filename: str, required: bool = True) -> Path | Non
         return Path(hf_hub_download(adapter, filename))
     except EntryNotFoundError:
         if required:
-            raise FileNotFoundError(f"Hub repo {adapter} has no {filename}; was it published by catalog-lora?") from None
+            raise FileNotFoundError(
+                f"Hub repo {adapter} has no {filename}; was it published by catalog-lora?"
+            ) from None
         return None
 
 
@@ -134,5 +146,42 @@ def read_run_info(adapter: str) -> RunInfo:
 
 
 def read_metrics(adapter: str) -> dict:
-    path = fetch_file(adapter, METRICS_FILE, required=False)
-    return json.loads(path.read_text()) if path else {}
+    return _read_json(adapter, METRICS_FILE) or {}
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """What a run folder (or the adapter repo published from it) says about the run, read once.
+
+    ``info`` and ``metrics`` are always there; a missing optional file is None (``plots``: the
+    plots present, in :data:`PLOTS` order)."""
+
+    source: str
+    info: RunInfo
+    metrics: dict
+    adapter_config: dict | None
+    config: dict | None
+    stats: dict | None
+    taxonomy: Taxonomy | None
+    plots: tuple[str, ...]
+
+    @classmethod
+    def read(cls, source: str | Path) -> RunFolder:
+        source = str(source)
+        config = fetch_file(source, CONFIG_FILE, required=False)
+        taxonomy = fetch_file(source, TAXONOMY_FILE, required=False)
+        return cls(
+            source=source,
+            info=read_run_info(source),
+            metrics=read_metrics(source),
+            adapter_config=_read_json(source, ADAPTER_FILES[0]),
+            config=yaml.safe_load(config.read_text(encoding="utf-8")) if config else None,
+            stats=_read_json(source, STATS_FILE),
+            taxonomy=Taxonomy.load(taxonomy) if taxonomy else None,
+            plots=tuple(plot for plot in PLOTS if fetch_file(source, plot, required=False)),
+        )
+
+
+def _read_json(source: str, filename: str) -> dict | None:
+    path = fetch_file(source, filename, required=False)
+    return json.loads(path.read_text(encoding="utf-8")) if path else None

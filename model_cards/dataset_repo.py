@@ -103,7 +103,10 @@ def publish_dataset(
             if "/" not in file and file not in files and (file.startswith("taxonomy") or file.endswith(".jsonl")):
                 operations.append(CommitOperationDelete(file))
         info = api.create_commit(
-            repo_id, operations, repo_type="dataset", revision=branch,
+            repo_id,
+            operations,
+            repo_type="dataset",
+            revision=branch,
             commit_message=f"Publish {name}: card, taxonomy and report",
         )
     except Exception as error:

@@ -24,12 +24,25 @@ from pathlib import Path
 import yaml
 
 from catalog_lora.base_model import public_model_id
+from catalog_lora.labels import Taxonomy
 from catalog_lora.markdown import split_front_matter
+from catalog_lora.neighbours import save_plain
 from catalog_lora.records import SPACE_SLOTS
-from catalog_lora.run_files import COMPLETE_MARKER, INFO_FILE, REFERENCES_DIR, RunInfo, check_repo_id
-from model_cards.card import CardError, render_adapter_card, space_readme
+from catalog_lora.references import ReferenceIndex, ReferenceIndexError
+from catalog_lora.run_files import (
+    COMPLETE_MARKER,
+    INFO_FILE,
+    NEIGHBOURS_FILE,
+    REFERENCES_DIR,
+    TAXONOMY_FILE,
+    RunInfo,
+    check_repo_id,
+)
+from model_cards.card import render_adapter_card
+from model_cards.card_run import CardError
 from model_cards.dataset_repo import publish_dataset
 from model_cards.hub import Published, PublishError, push_folder, resolve_token
+from model_cards.space_card import space_readme
 
 # Files of a run folder that make up an adapter repo (and that re-publishing may delete when gone).
 ADAPTER_PATTERNS = [
@@ -49,6 +62,7 @@ ADAPTER_PATTERNS = [
     "*.png",
     "README.md",
     f"{REFERENCES_DIR}/*",  # the nearest-training-examples index (catalog_lora.references), when built
+    NEIGHBOURS_FILE,  # the same examples as plain tensors, for the card's code (heads mixed with neighbours)
 ]
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
@@ -84,18 +98,45 @@ def publish_adapter(
         card.save(staged / "README.md")  # the run folder gets the card only once the push has succeeded
         if (run_dir / REFERENCES_DIR).is_dir():
             shutil.copytree(run_dir / REFERENCES_DIR, staged / REFERENCES_DIR, ignore=SKIP)
+        info = RunInfo.from_dict(json.loads((run_dir / INFO_FILE).read_text()))
+        if info.knn_k and info.knn_weight:
+            _save_neighbours(run_dir, info, staged / NEIGHBOURS_FILE, Path(tmp) / "index")
         # A run folder records the base as the local folder it was loaded from; readers need its Hub id.
         config_path = staged / "adapter_config.json"
         adapter_config = json.loads(config_path.read_text())
-        info = RunInfo.from_dict(json.loads((run_dir / INFO_FILE).read_text()))
         adapter_config["base_model_name_or_path"] = info.base_model_hub_id or public_model_id(info.base_model)
         config_path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
         published = push_folder(
-            staged, repo_id, "model", patterns=ADAPTER_PATTERNS, token=token, endpoint=endpoint, private=private,
-            revision=revision, message=f"Publish catalog-lora {info.task} adapter from {run_dir.name}",
+            staged,
+            repo_id,
+            "model",
+            patterns=ADAPTER_PATTERNS,
+            token=token,
+            endpoint=endpoint,
+            private=private,
+            revision=revision,
+            message=f"Publish catalog-lora {info.task} adapter from {run_dir.name}",
         )
         shutil.copy2(staged / "README.md", run_dir / "README.md")
     return published
+
+
+def _save_neighbours(run_dir: Path, info: RunInfo, path: Path, scratch: Path) -> None:
+    """The card's code mixes in the neighbours' vote without ChromaDB: their embeddings and labels as plain tensors.
+
+    Read from a copy of the index, since opening a ChromaDB folder may write to it and a publish
+    leaves the run folder as it was."""
+    if not (run_dir / REFERENCES_DIR).is_dir():
+        raise PublishError(
+            f"{run_dir} mixes its head with {info.knn_k} neighbours (knn_k in {INFO_FILE}) but has no "
+            f"{REFERENCES_DIR}/ index to take them from; nothing was uploaded"
+        )
+    shutil.copytree(run_dir / REFERENCES_DIR, scratch, ignore=SKIP)
+    try:
+        with ReferenceIndex.open(scratch) as index:
+            save_plain(index, Taxonomy.load(run_dir / TAXONOMY_FILE), info.label_levels, path)
+    except ReferenceIndexError as error:
+        raise PublishError(f"{error}; nothing was uploaded") from None
 
 
 def _front_matter(readme: Path) -> tuple[dict, str | None]:
@@ -157,7 +198,9 @@ def publish_space(
     for adapter, info in infos.items():
         slot = SPACE_SLOTS[info.task]
         if slot in slots:
-            raise PublishError(f"{slots[slot]} and {adapter} are both {info.task} adapters; the Space takes one per task")
+            raise PublishError(
+                f"{slots[slot]} and {adapter} are both {info.task} adapters; the Space takes one per task"
+            )
         slots[slot] = adapter
     bases = [info.base_model_hub_id or public_model_id(info.base_model) for info in infos.values()]
     with tempfile.TemporaryDirectory(prefix="publish-space-") as tmp:
@@ -179,7 +222,9 @@ def publish_space(
             base_models=bases,
             emoji=front.get("emoji", "🛍️"),
             license=front.get("license", "apache-2.0"),
-            short_description=front.get("short_description", "Tag, categorize and describe products with LoRA adapters"),
+            short_description=front.get(
+                "short_description", "Tag, categorize and describe products with LoRA adapters"
+            ),
             color_from=front.get("colorFrom", "indigo"),
             color_to=front.get("colorTo", "green"),
             pinned=bool(front.get("pinned", False)),
@@ -187,8 +232,16 @@ def publish_space(
         )
         (staged / "README.md").write_text(readme, encoding="utf-8")
         return push_folder(
-            staged, repo_id, "space", patterns=["*", "**/*"], token=token, endpoint=endpoint, private=private,
-            revision=None, message="Publish the catalog-lora Space", space_sdk="gradio",
+            staged,
+            repo_id,
+            "space",
+            patterns=["*", "**/*"],
+            token=token,
+            endpoint=endpoint,
+            private=private,
+            revision=None,
+            message="Publish the catalog-lora Space",
+            space_sdk="gradio",
         )
 
 
@@ -219,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "adapter":
             result = publish_adapter(
-                args.run_dir, args.repo_id, private=args.private, revision=args.revision,
-                dataset_id=args.dataset_id, license=args.license,
+                args.run_dir,
+                args.repo_id,
+                private=args.private,
+                revision=args.revision,
+                dataset_id=args.dataset_id,
+                license=args.license,
             )
         elif args.command == "dataset":
             result = publish_dataset(args.folder, args.repo_id, private=args.private, revision=args.revision)

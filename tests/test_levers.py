@@ -1,5 +1,5 @@
 """The CPU levers of the head method, on the embedded model and the bundled sample:
-the neighbours' vote mixed into the head, the first-N-layers cut, and the time budget."""
+the neighbours' vote mixed into the head, the first-N-layers cut, class-weighted losses and the time budget."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from catalog_lora.neighbours import mix, neighbour_votes, tune_weight
 from catalog_lora.references import Reference
 from catalog_lora.run_files import COMPLETE_MARKER, METRICS_FILE, STATS_FILE, read_run_info
 from training.config import ConfigError, load_config
+from training.data import IGNORE_INDEX, Encoded, class_weights
 
 
 def test_neighbour_votes_weigh_the_nearest_most():
@@ -37,11 +38,22 @@ def test_tune_weight_keeps_the_half_that_is_right():
     assert tune_weight(tags.astype(float), 1.0 - tags, tags, multi_label=True)[0] == 0.0
 
 
+def test_class_weights_count_rare_labels_up():
+    tags = [Encoded([1], row, False) for row in ([1.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0])]
+    assert class_weights(tags, 2, True, "balanced").tolist() == pytest.approx([1 / 3, 3.0]), "negatives / positives"
+    assert class_weights(tags, 2, True, "sqrt").tolist() == pytest.approx([(1 / 3) ** 0.5, 3**0.5])
+    assert class_weights(tags, 2, True, "none") is None
+    classes = [Encoded([1], label, False) for label in (0, 0, 0, 1, IGNORE_INDEX)]
+    # rows / (classes * rows of the class); a class never seen in training keeps weight 1.
+    assert class_weights(classes, 3, False, "balanced").tolist() == pytest.approx([4 / 9, 4 / 3, 1.0])
+
+
 @pytest.mark.parametrize("task", ["category", "tagging"])
 def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task):
     run = train_tiny(
         f"sample_{task}_head.yaml", sample_data / task, tmp_path / "run",
-        "references=true", "neighbours.k=5", "model.num_layers=6", "eval.base=false",
+        "references=true", "neighbours.k=5", "model.num_layers=6", "eval.base=false", "train.class_weight=sqrt",
+        "train.head_lr=5e-3",
     )
     info = read_run_info(str(run))
     assert info.num_layers == 6 and info.knn_k == 5 and 0.0 <= info.knn_weight <= 1.0
@@ -95,6 +107,8 @@ def test_time_budget_cuts_the_run_and_says_so(sample_data, tmp_path):
         (["method=generate", "model.num_layers=6"], "only applies to method='head'"),
         (["neighbours.k=5", "references=false"], "needs method='head' and references: true"),
         (["model.num_layers=-1"], r"must be 0 \(off\) or positive"),
+        (["method=generate", "train.head_lr=0.01"], "train.head_lr=0.01 only applies to method='head'"),
+        (["train.class_weight=inverse"], "train.class_weight='inverse' is not allowed; choose one of: none, sqrt, balanced"),
     ],
 )
 def test_lever_settings_are_checked(sample_data, overrides, message):

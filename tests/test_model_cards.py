@@ -18,16 +18,10 @@ from catalog_lora.labels import Taxonomy
 from catalog_lora.markdown import COUNT_KEYS, scalars
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.run_files import CONFIG_FILE, INFO_FILE, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
-from model_cards.card import (
-    EXAMPLE_TEXT,
-    CardError,
-    Run,
-    extract_code_blocks,
-    main,
-    prompt_format,
-    render_adapter_card,
-    space_readme,
-)
+from model_cards.card import main, render_adapter_card
+from model_cards.card_code import EXAMPLE_TEXT, extract_code_blocks, prompt_format
+from model_cards.card_run import CardError, Run
+from model_cards.space_card import space_readme
 
 REPO_ID = "user/catalog-tagging"
 PLACEHOLDERS = re.compile(r"\bNone\b|\bnan\b|(?i:more information needed|\btodo\b|\btbd\b|<fill|\[your)|\{\{|\}\}")
@@ -42,7 +36,9 @@ def placeholder(text: str) -> str | None:
 @pytest.fixture(scope="module")
 def runs(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
     """Finished tagging runs of both methods, from the real training code."""
-    head = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("card-runs") / "head")
+    head = train_tiny(
+        "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("card-runs") / "head"
+    )
     return {"generate": tiny_runs["tagging"], "head": head}
 
 
@@ -84,9 +80,22 @@ def test_metadata_and_model_index(runs):
 
 def test_sections_come_from_the_run_files(runs):
     text = render_adapter_card(runs["generate"], REPO_ID, year=2031).text
-    for heading in ("Model details", "Intended use", "Out-of-scope use", "Label taxonomy", "Prompt template",
-                    "How to use", "Batch predictions", "Training data", "Hyperparameters", "Training specifications",
-                    "Evaluation", "Limitations and bias", "Environmental impact", "Citation"):
+    for heading in (
+        "Model details",
+        "Intended use",
+        "Out-of-scope use",
+        "Label taxonomy",
+        "Prompt template",
+        "How to use",
+        "Batch predictions",
+        "Training data",
+        "Hyperparameters",
+        "Training specifications",
+        "Evaluation",
+        "Limitations and bias",
+        "Environmental impact",
+        "Citation",
+    ):
         assert f"## {heading}" in text or f"### {heading}" in text, heading
     assert placeholder(text) is None
     stats = json.loads((runs["generate"] / STATS_FILE).read_text())
@@ -143,8 +152,13 @@ def test_the_card_shows_base_adapter_and_baseline_as_bars(runs, tmp_path):
 
     run = copy_run(runs["generate"], tmp_path)
     test = json.loads((run / METRICS_FILE).read_text())["test"]
-    system_bars({s: test[s]["micro_f1"] for s in ("base", "adapter", "baseline")}, "micro_f1", run / SYSTEMS_PLOT, "Test")
-    assert f"![Base model vs adapter vs baseline on the test split]({SYSTEMS_PLOT})" in render_adapter_card(run, REPO_ID).text
+    system_bars(
+        {s: test[s]["micro_f1"] for s in ("base", "adapter", "baseline")}, "micro_f1", run / SYSTEMS_PLOT, "Test"
+    )
+    assert (
+        f"![Base model vs adapter vs baseline on the test split]({SYSTEMS_PLOT})"
+        in render_adapter_card(run, REPO_ID).text
+    )
 
 
 def test_prompt_is_rendered_by_the_project_template(runs, tmp_path):
@@ -247,8 +261,11 @@ def test_card_cli_writes_readme(runs, tmp_path, capsys):
 
 
 def test_space_readme_front_matter():
-    readme = space_readme("Catalog LoRA", ["user/catalog-tagging", "user/catalog-category"],
-                          base_models=["HuggingFaceTB/SmolLM2-135M-Instruct"])
+    readme = space_readme(
+        "Catalog LoRA",
+        ["user/catalog-tagging", "user/catalog-category"],
+        base_models=["HuggingFaceTB/SmolLM2-135M-Instruct"],
+    )
     front = yaml.safe_load(readme.split("---")[1])
     assert front["sdk"] == "gradio" and front["sdk_version"] == version("gradio")
     assert front["app_file"] == "app.py" and front["license"] == "apache-2.0" and front["title"] == "Catalog LoRA"

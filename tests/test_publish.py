@@ -36,7 +36,7 @@ from catalog_lora.run_files import (
     SYSTEMS_PLOT,
     RunInfo,
 )
-from model_cards.card import EXAMPLE_TEXT, MORE_TEXTS
+from model_cards.card_code import EXAMPLE_TEXT, MORE_TEXTS
 from model_cards.publish import PublishError, publish_adapter, publish_dataset, publish_space
 from model_cards.publish import main as publish_main
 
@@ -45,9 +45,19 @@ TOKEN = "hf_publish_test_user_token_0001"
 BASE_TOKEN = "hf_publish_test_base_owner_0002"
 REPO_ID = "user/catalog-tagging"
 ADAPTER_FILES = {
-    ".gitattributes", "README.md", "adapter_config.json", "adapter_model.safetensors", "catalog_lora.json",
-    "chat_template.jinja", "config.yaml", "loss_curve.png", "metrics.json", "taxonomy.json", "tokenizer.json",
-    "tokenizer_config.json", "train_stats.json",
+    ".gitattributes",
+    "README.md",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "catalog_lora.json",
+    "chat_template.jinja",
+    "config.yaml",
+    "loss_curve.png",
+    "metrics.json",
+    "taxonomy.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "train_stats.json",
 }
 
 
@@ -67,8 +77,11 @@ def run(tiny_runs, tmp_path_factory) -> Path:
 
 def published_files(run: Path) -> set[str]:
     """What an adapter repo holds: ADAPTER_FILES, the run's per-tag and base/adapter/baseline plots and its references index."""
-    references = {f"{REFERENCES_DIR}/{p.relative_to(run / REFERENCES_DIR).as_posix()}"
-                  for p in (run / REFERENCES_DIR).rglob("*") if p.is_file()}
+    references = {
+        f"{REFERENCES_DIR}/{p.relative_to(run / REFERENCES_DIR).as_posix()}"
+        for p in (run / REFERENCES_DIR).rglob("*")
+        if p.is_file()
+    }
     return ADAPTER_FILES | {PER_LABEL_PLOT, SYSTEMS_PLOT} | references
 
 
@@ -87,8 +100,14 @@ def client_env(hub, home: Path, token: str | None = TOKEN) -> dict:
 
 
 def cli(hub, tmp_path, *args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "model_cards.publish", *args], env=client_env(hub, tmp_path / "home", token),
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "model_cards.publish", *args],
+        env=client_env(hub, tmp_path / "home", token),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert TOKEN not in proc.stdout + proc.stderr
     return proc
 
@@ -113,8 +132,13 @@ def test_publish_adapter_cli(hub, run, published):
     assert f"Published model {REPO_ID} at commit" in published.stdout
     api = HfApi(endpoint=hub.url, token=TOKEN)
     assert set(api.list_repo_files(REPO_ID)) == published_files(run)  # no COMPLETE marker, no stray files
-    remote = json.loads(Path(hf_hub_download(REPO_ID, "adapter_config.json", endpoint=hub.url, token=TOKEN,
-                                             cache_dir=run.parent / "cache")).read_text())
+    remote = json.loads(
+        Path(
+            hf_hub_download(
+                REPO_ID, "adapter_config.json", endpoint=hub.url, token=TOKEN, cache_dir=run.parent / "cache"
+            )
+        ).read_text()
+    )
     assert remote["base_model_name_or_path"] == EMBEDDED_HUB_ID  # not the publisher's local folder
     readme = hf_hub_download(REPO_ID, "README.md", endpoint=hub.url, token=TOKEN, cache_dir=run.parent / "cache")
     assert Path(readme).read_text() == (run / "README.md").read_text()
@@ -132,8 +156,14 @@ def local_generation(run: Path) -> dict:
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
 
     def generate(m) -> list[int]:
-        return m.generate(**inputs, max_new_tokens=info.max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                          pad_token_id=tokenizer.eos_token_id)[0].tolist()
+        return m.generate(
+            **inputs,
+            max_new_tokens=info.max_new_tokens,
+            do_sample=False,
+            top_p=None,
+            top_k=None,
+            pad_token_id=tokenizer.eos_token_id,
+        )[0].tolist()
 
     base_ids = generate(model.eval())
     adapter_ids = generate(PeftModel.from_pretrained(model, run).eval())
@@ -174,9 +204,20 @@ def test_round_trip_in_a_fresh_process(hub, run, published, base_on_hub, tmp_pat
     home = tmp_path / "empty-hf-home"
     info = RunInfo.from_dict(json.loads((run / "catalog_lora.json").read_text()))
     proc = subprocess.run(
-        [sys.executable, "-c", ROUND_TRIP, REPO_ID, str(ensure_embedded_checkpoint()), expected["prompt"],
-         str(info.max_new_tokens)],
-        env=client_env(hub, home), capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            "-c",
+            ROUND_TRIP,
+            REPO_ID,
+            str(ensure_embedded_checkpoint()),
+            expected["prompt"],
+            str(info.max_new_tokens),
+        ],
+        env=client_env(hub, home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -202,8 +243,13 @@ def test_republish_updates_in_place(hub, run_copy):
     second = publish_adapter(run_copy, "user/evolving", token=TOKEN, endpoint=hub.url)
     assert second.commit != first.commit
     assert LOSS_PLOT not in api.list_repo_files("user/evolving")
-    card = ModelCard(Path(hf_hub_download("user/evolving", "README.md", endpoint=hub.url, token=TOKEN,
-                                          cache_dir=run_copy.parent / "cache")).read_text())
+    card = ModelCard(
+        Path(
+            hf_hub_download(
+                "user/evolving", "README.md", endpoint=hub.url, token=TOKEN, cache_dir=run_copy.parent / "cache"
+            )
+        ).read_text()
+    )
     assert {r.metric_type: r.metric_value for r in card.data.eval_results}["micro_f1"] == 0.75
     assert "loss_curve.png" not in card.text
     commits = hub.repo_dict("model", "user/evolving")["commits"]
@@ -215,7 +261,9 @@ def test_no_token_is_refused_before_any_request(hub, run, tmp_path):
     requests = len(hub.log)
     proc = cli(hub, tmp_path, str(run), "--repo-id", "user/no-token", token=None)
     assert proc.returncode == 1
-    assert "no Hugging Face token" in proc.stderr and "HF_TOKEN" in proc.stderr and "nothing was uploaded" in proc.stderr
+    assert (
+        "no Hugging Face token" in proc.stderr and "HF_TOKEN" in proc.stderr and "nothing was uploaded" in proc.stderr
+    )
     assert len(hub.log) == requests
 
 
@@ -305,8 +353,11 @@ def test_unfinished_or_incomplete_runs_are_refused(hub, run_copy):
 
 def write_catalog(path: Path) -> Path:
     """A small category catalog: 30 products in three department > aisle paths."""
-    paths = {"Home,Kitchen": ["mug", "kettle", "ladle"], "Toys,Outdoor": ["kite", "frisbee", "ball"],
-             "Bath,Soap": ["soap bar", "body wash", "bath salt"]}
+    paths = {
+        "Home,Kitchen": ["mug", "kettle", "ladle"],
+        "Toys,Outdoor": ["kite", "frisbee", "ball"],
+        "Bath,Soap": ["soap bar", "body wash", "bath salt"],
+    }
     rows = ["title,category,sub_category"]
     for category, items in paths.items():
         rows += [f"{brand} {item},{category}" for item in items for brand in ("Acme", "Bolt", "Crest")]
@@ -335,10 +386,30 @@ def test_prepare_push_to_hub_round_trip(hub, tmp_path):
     load_dataset in a fresh process, empty cache."""
     out = tmp_path / "catalog"
     proc = subprocess.run(
-        [sys.executable, "-m", "datasets_prep.prepare", "--format", "generic", "--input",
-         str(write_catalog(tmp_path / "catalog.csv")), "--output", str(out), "--text-column", "title",
-         "--path-column", "category", "--path-column", "sub_category", "--push-to-hub", "user/catalog-categories"],
-        env=client_env(hub, tmp_path / "home"), capture_output=True, text=True, timeout=300, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "datasets_prep.prepare",
+            "--format",
+            "generic",
+            "--input",
+            str(write_catalog(tmp_path / "catalog.csv")),
+            "--output",
+            str(out),
+            "--text-column",
+            "title",
+            "--path-column",
+            "category",
+            "--path-column",
+            "sub_category",
+            "--push-to-hub",
+            "user/catalog-categories",
+        ],
+        env=client_env(hub, tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert TOKEN not in proc.stdout + proc.stderr
@@ -346,24 +417,41 @@ def test_prepare_push_to_hub_round_trip(hub, tmp_path):
     info = api.dataset_info("user/catalog-categories", files_metadata=True)
     files = {s.rfilename: s for s in info.siblings}
     parquet = [f"data/{split}-00000-of-00001.parquet" for split in ("test", "train", "validation")]
-    assert sorted(files) == [".gitattributes", "README.md", *parquet, "report.json", "taxonomy.json",
-                             "taxonomy_level1.json"]
+    assert sorted(files) == [
+        ".gitattributes",
+        "README.md",
+        *parquet,
+        "report.json",
+        "taxonomy.json",
+        "taxonomy_level1.json",
+    ]
     assert all(files[name].lfs is not None for name in parquet)  # through Git LFS, as on the Hub
     assert files["README.md"].lfs is None
     assert f"published to {hub.url}/datasets/user/catalog-categories" in (out / "report.json").read_text()
 
-    loaded = subprocess.run([sys.executable, "-c", LOAD_DATASET, "user/catalog-categories"],
-                            env=client_env(hub, tmp_path / "fresh-home"), capture_output=True, text=True, timeout=300,
-                            cwd=tmp_path)
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_DATASET, "user/catalog-categories"],
+        env=client_env(hub, tmp_path / "fresh-home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert loaded.returncode == 0, loaded.stderr[-4000:]
     result = json.loads(loaded.stdout.strip().splitlines()[-1])
-    local = {split: [json.loads(line) for line in (out / f"{split}.jsonl").read_text().splitlines()]
-             for split in ("train", "validation", "test")}
+    local = {
+        split: [json.loads(line) for line in (out / f"{split}.jsonl").read_text().splitlines()]
+        for split in ("train", "validation", "test")
+    }
     assert result["ids"] == {split: sorted(r["id"] for r in rows) for split, rows in local.items()}
     assert result["row"] == next(r for r in local["train"] if r["id"] == result["row"]["id"])
     assert result["license"] == "other" and "catalog-lora" in result["tags"]
-    assert result["configs"] == [{"config_name": "default", "data_files": [
-        {"split": split, "path": f"data/{split}-*"} for split in ("train", "validation", "test")]}]
+    assert result["configs"] == [
+        {
+            "config_name": "default",
+            "data_files": [{"split": split, "path": f"data/{split}-*"} for split in ("train", "validation", "test")],
+        }
+    ]
     assert result["features"] == ["id", "text", "path", "source"] and result["usage"]
 
 
@@ -371,8 +459,9 @@ def test_publish_dataset_is_the_prepare_publisher(hub, sample_data, tmp_path, mo
     """``model_cards.publish dataset`` publishes a prepared folder; re-publishing cleans up."""
     api = HfApi(endpoint=hub.url, token=TOKEN)
     api.create_repo("user/catalog-tagging-data", repo_type="dataset")  # as the former jsonl publisher left it
-    api.upload_file(path_or_fileobj=b"{}\n", path_in_repo="train.jsonl", repo_id="user/catalog-tagging-data",
-                    repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=b"{}\n", path_in_repo="train.jsonl", repo_id="user/catalog-tagging-data", repo_type="dataset"
+    )
     folder = Path(shutil.copytree(sample_data / "tagging", tmp_path / "tagging"))
     (folder / "taxonomy_l2.json").unlink(missing_ok=True)
     proc = cli(hub, tmp_path, "dataset", str(folder), "--repo-id", "user/catalog-tagging-data")
@@ -430,13 +519,28 @@ def test_publish_space(hub, published, run_copy, tmp_path):
     api = HfApi(endpoint=hub.url, token=TOKEN)
     assert api.space_info("user/catalog-demo").sdk == "gradio"
     files = set(api.list_repo_files("user/catalog-demo", repo_type="space"))
-    assert {"app.py", "requirements.txt", "adapters.yaml", "README.md", "catalog_lora/__init__.py",
-            "catalog_lora/prompts.py", "catalog_lora/base_model.py"} <= files
+    assert {
+        "app.py",
+        "requirements.txt",
+        "adapters.yaml",
+        "README.md",
+        "catalog_lora/__init__.py",
+        "catalog_lora/prompts.py",
+        "catalog_lora/base_model.py",
+    } <= files
     assert not any("__pycache__" in f for f in files)
 
     def remote(name: str) -> str:
-        return Path(hf_hub_download("user/catalog-demo", name, repo_type="space", endpoint=hub.url, token=TOKEN,
-                                    cache_dir=tmp_path / "cache")).read_text()
+        return Path(
+            hf_hub_download(
+                "user/catalog-demo",
+                name,
+                repo_type="space",
+                endpoint=hub.url,
+                token=TOKEN,
+                cache_dir=tmp_path / "cache",
+            )
+        ).read_text()
 
     front = yaml.safe_load(remote("README.md").split("---")[1])
     assert front["sdk"] == "gradio" and front["sdk_version"] == version("gradio") and front["app_file"] == "app.py"

@@ -27,6 +27,8 @@ from catalog_lora.prompts import TEMPLATES
 from catalog_lora.records import TASKS
 from catalog_lora.run_files import METHODS, REPO_ID_RULE, is_repo_id
 
+CLASS_WEIGHTS = ("none", "sqrt", "balanced")
+
 
 class ConfigError(ValueError):
     pass
@@ -91,6 +93,8 @@ class TrainSettings:
     """Micro-batches per optimizer step."""
     lr: float = 2e-4
     """Peak learning rate."""
+    head_lr: float = 0.0
+    """Head method: peak learning rate of the new output layer (0 = ``lr``), as SetFit's head_learning_rate."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     warmup_ratio: float = 0.05
@@ -105,6 +109,9 @@ class TrainSettings:
     """Batch examples of similar length together to cut padding."""
     packing: bool = False
     """Concatenate examples into full ``max_length`` rows (generate method only)."""
+    class_weight: str = "none"
+    """Head method: count rare labels up in the loss: ``none``, ``sqrt`` or ``balanced`` (see
+    training.data.class_weights; the baseline's logistic regression uses ``balanced``)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
     seed: int = 42
@@ -180,6 +187,7 @@ class TrainConfig:
         _choice("train.scheduler", self.train.scheduler, ("cosine", "linear"))
         _choice("train.optimizer", self.train.optimizer, ("auto", "adamw", "adamw_8bit"))
         _choice("train.padding", self.train.padding, ("dynamic", "max_length"))
+        _choice("train.class_weight", self.train.class_weight, CLASS_WEIGHTS)
         _choice("data.label_field", self.data.label_field, ("labels", "labels_l2"))
         if self.task == "description" and self.method == "head":
             raise ConfigError("method='head' needs labels; task='description' only works with method='generate'")
@@ -192,6 +200,8 @@ class TrainConfig:
                 raise ConfigError(f"neighbours.k={self.neighbours.k} needs method='head' and references: true (the index the neighbours come from)")
             if self.task == "tagging" and self.data.label_field != "labels":
                 raise ConfigError("neighbours.k works with data.label_field='labels' only: the references index stores the Level 1 tags")
+        if self.train.head_lr and self.method != "head":
+            raise ConfigError(f"train.head_lr={self.train.head_lr} only applies to method='head'")
         if self.model.num_layers < 0 or self.neighbours.k < 0 or self.train.max_minutes < 0:
             raise ConfigError("model.num_layers, neighbours.k and train.max_minutes must be 0 (off) or positive")
         if self.push_to_hub and not is_repo_id(self.push_to_hub):

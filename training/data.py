@@ -12,6 +12,7 @@ from catalog_lora.dataset_files import load_split
 from catalog_lora.labels import Taxonomy
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.records import SPLITS, path_label, record_labels
+from training.config import CLASS_WEIGHTS
 
 IGNORE_INDEX = -100
 
@@ -158,6 +159,38 @@ class Collator:
             out["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
             out["labels"] = torch.tensor([self._place(e.labels, width, IGNORE_INDEX) for e in batch])
         return out
+
+
+def class_weights(train_set: list[Encoded], num_labels: int, multi_label: bool, mode: str) -> torch.Tensor | None:
+    """Loss weights that count rare labels up, the head's counterpart of scikit-learn's ``class_weight``.
+
+    Tags: a ``pos_weight`` per label of ``negatives / positives`` (``balanced``) or its square root
+    (``sqrt``, gentler), so a label seen in 1% of the rows is not learned as "always no". Categories:
+    ``rows / (classes * rows of the class)`` or its square root. ``none``: plain mean loss. A label
+    absent from training gets weight 1 (there are no positives to count up).
+    """
+    if mode not in CLASS_WEIGHTS:
+        raise ValueError(f"class weight mode {mode!r} is not one of {', '.join(CLASS_WEIGHTS)}")
+    if mode == "none":
+        return None
+    if multi_label:
+        positives = torch.tensor([e.labels for e in train_set], dtype=torch.float).sum(0)
+        ratio = (len(train_set) - positives) / positives
+    else:
+        targets = torch.tensor([e.labels for e in train_set if e.labels != IGNORE_INDEX])
+        ratio = len(targets) / (num_labels * torch.bincount(targets, minlength=num_labels).float())
+    weights = ratio.sqrt() if mode == "sqrt" else ratio
+    return torch.where(torch.isfinite(weights) & (weights > 0), weights, torch.ones_like(weights))
+
+
+def head_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    """The head's loss with :func:`class_weights`: BCE with ``pos_weight`` for tags, weighted CE for categories."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs).logits.float()
+    labels, weights = batch["labels"], weights.to(logits.device)
+    if labels.dtype.is_floating_point:
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, pos_weight=weights)
+    return torch.nn.functional.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE_INDEX)
 
 
 def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -83,8 +83,8 @@ def evaluate_all(
     info = spec.info
     results = {"adapter": evaluate_engine(engine, name, test, True, batch_size, constrained)}
     if info.knn_weight:
-        # The two halves of the mix, same thresholds: the head alone is what plain transformers + peft
-        # code gives; the neighbours alone are a k-NN vote over the references index.
+        # The two halves of the mix, same thresholds: the head alone is the adapter without its
+        # references; the neighbours alone are a k-NN vote over the references index.
         weight = info.knn_weight
         try:
             for system, info.knn_weight in (("head_alone", 0.0), ("neighbours_alone", 1.0)):

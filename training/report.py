@@ -16,21 +16,17 @@ import platform
 import time
 from pathlib import Path
 
-import yaml
-
 from catalog_lora.markdown import markdown_table, metrics_table
 from catalog_lora.records import HEADLINE
-from catalog_lora.run_files import CONFIG_FILE, METRICS_FILE, STATS_FILE, read_run_info
+from catalog_lora.run_files import RunFolder
 
 SECOND_METRIC = {"tagging": "macro_f1", "category": "macro_f1", "description": "chrf"}
 
 
 def run_record(run: Path, shipped: bool) -> dict:
     """The headline numbers of one finished run."""
-    info = read_run_info(str(run))
-    stats = json.loads((run / STATS_FILE).read_text())
-    results = json.loads((run / METRICS_FILE).read_text())["test"]
-    config = yaml.safe_load((run / CONFIG_FILE).read_text())
+    folder = RunFolder.read(run)
+    info, stats, results, config = folder.info, folder.stats, folder.metrics["test"], folder.config
     metric = HEADLINE[info.task]
     value = lambda system: results[system].get(metric) if system in results else None  # noqa: E731
     return {
@@ -105,9 +101,8 @@ def ablation(records: list[dict]) -> str:
 
 
 def run_section(run: Path, record: dict) -> str:
-    info = read_run_info(str(run))
-    stats = json.loads((run / STATS_FILE).read_text())
-    results = json.loads((run / METRICS_FILE).read_text())["test"]
+    folder = RunFolder.read(run)
+    info, stats, results = folder.info, folder.stats, folder.metrics["test"]
     n = results["adapter"].get("n", "?")
     cut = " (cut by its time budget)" if record["cut_by_time"] else ""
     header = (

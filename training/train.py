@@ -28,7 +28,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from catalog_lora.base_model import Precision, load_base_model, public_model_id
+from catalog_lora.base_model import HEAD_MODULES, Precision, load_base_model, public_model_id
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy
 from catalog_lora.markdown import scalars
@@ -40,8 +40,10 @@ from training.data import (
     answer_loss,
     build_taxonomy,
     check_labels,
+    class_weights,
     encode_generation,
     encode_head,
+    head_loss,
     length_grouped_batches,
     pack,
     read_splits,
@@ -61,10 +63,18 @@ class TrainingStopped(RuntimeError):
     """The run was asked to stop (SIGTERM/SIGINT): its best checkpoint and a resumable state are kept."""
 
 
-def make_optimizer(config: TrainConfig, params, device_type: str):
+def make_optimizer(config: TrainConfig, model, device_type: str):
+    """AdamW over the trainable parameters; a head's new output layer may get its own ``train.head_lr``."""
     choice = config.train.optimizer
     if choice == "auto":
         choice = "adamw_8bit" if device_type == "cuda" else "adamw"
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    # The head starts from random weights while LoRA starts from the identity: a higher rate lets it catch up.
+    is_head = lambda name: any(f".{module}." in f".{name}" for module in HEAD_MODULES)  # noqa: E731
+    head = [p for name, p in trainable if is_head(name)] if config.train.head_lr else []
+    params = [{"params": [p for name, p in trainable if not (head and is_head(name))], "lr": config.train.lr}]
+    if head:
+        params.append({"params": head, "lr": config.train.head_lr})
     if choice == "adamw_8bit":
         import bitsandbytes as bnb
 
@@ -85,17 +95,19 @@ def encode_split(records, encode, desc: str, main: bool) -> tuple[list, int]:
     return encoded, sum(e.truncated for e in encoded)
 
 
-def compute_loss(model, batch):
-    """Head models compute their own loss; causal LMs use the answer-only loss of training.data."""
-    return answer_loss(model, batch) if "position_ids" in batch else model(**batch).loss
+def compute_loss(model, batch, weights: torch.Tensor | None = None):
+    """Causal LMs use the answer-only loss of training.data; heads their own loss, or the class-weighted one."""
+    if "position_ids" in batch:
+        return answer_loss(model, batch)
+    return model(**batch).loss if weights is None else head_loss(model, batch, weights)
 
 
 @torch.no_grad()
-def validation_loss(model, loader, accelerator) -> float:
+def validation_loss(model, loader, accelerator, weights: torch.Tensor | None = None) -> float:
     model.eval()
     total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
     for batch in loader:
-        loss = compute_loss(model, batch)
+        loss = compute_loss(model, batch, weights)
         total += loss.detach().float() * batch["input_ids"].shape[0]
         count += batch["input_ids"].shape[0]
     model.train()
@@ -153,6 +165,7 @@ class Session:
     val_loader: object = None
     steps_per_epoch: int = 0
     total_steps: int = 0
+    loss_weights: torch.Tensor | None = None
     fit_started: float = 0.0
 
     @property
@@ -283,12 +296,14 @@ def setup(config: TrainConfig) -> Session:
     pad_to = max_length if config.train.padding == "max_length" else None
     collate = Collator(tokenizer.pad_token_id, pad_to, classification=head, multi_label=task == "tagging")
 
-    optimizer, optimizer_name = make_optimizer(config, [p for p in model.parameters() if p.requires_grad], accelerator.device.type)
+    optimizer, optimizer_name = make_optimizer(config, model, accelerator.device.type)
     session = Session(
         config, accelerator, out, splits, taxonomy, unseen, info, model, tokenizer, precision, optimizer, optimizer_name,
         train_set, collate, {"train": truncated_train, "validation": truncated_val},
         {"trainable": trainable, "total": total}, started,
     )
+    if head:
+        session.loss_weights = class_weights(train_set, len(taxonomy), task == "tagging", config.train.class_weight)
     val_batches = length_grouped_batches([len(e.input_ids) for e in val_set], config.eval.batch_size, 0, True)
     session.val_loader = session.loader(val_set, val_batches)
     session.steps_per_epoch = max(1, math.ceil(len(session.epoch_batches(0)) / accelerator.num_processes / config.train.grad_accum))
@@ -372,7 +387,7 @@ def fit(session: Session, progress: Progress) -> Timing:
             batches = accelerator.skip_first_batches(dl, progress.batches_done) if progress.batches_done else dl
             for batch in batches:
                 with accelerator.accumulate(model):
-                    loss = compute_loss(model, batch)
+                    loss = compute_loss(model, batch, session.loss_weights)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
@@ -443,7 +458,7 @@ def _restore_signals(handlers: dict) -> None:
 def validate(session: Session, progress: Progress) -> bool:
     """Log validation results, keep the best adapter and a resumable checkpoint; True means stop early."""
     config, accelerator, model = session.config, session.accelerator, session.model
-    entry = {"step": progress.step, "eval_loss": validation_loss(model, session.val_loader, accelerator)}
+    entry = {"step": progress.step, "eval_loss": validation_loss(model, session.val_loader, accelerator, session.loss_weights)}
     metric = config.train.metric_for_best
     if metric != "eval_loss":
         unwrapped = accelerator.unwrap_model(model)
