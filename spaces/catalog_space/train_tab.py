@@ -212,7 +212,6 @@ def progress_html(summary: dict) -> str:
 def loss_frame(summary: dict) -> pd.DataFrame:
     rows = [(e["step"], e["loss"], "training") for e in summary["losses"]]
     rows += [(e["step"], e["eval_loss"], "validation") for e in summary["validation"]]
-    # numeric even while empty: the plot keeps the axis types of the first frame it is given
     return pd.DataFrame(rows, columns=["step", "loss", "series"]).astype({"step": int, "loss": float, "series": str})
 
 
@@ -247,10 +246,11 @@ def training_status(models: Models, job_id: str | None):
     if job is None:
         return "", gr.skip(), None, None, gr.Timer(active=False), len(models.slots)
     summary = job.summary()
+    losses = loss_frame(summary)
     return (
         progress_html(summary),
         status_notice(models, job),
-        loss_frame(summary),
+        losses if len(losses) else gr.skip(),  # the plot draws no line if its first frame was empty
         validation_frame(summary),
         gr.Timer(active=not job.over),
         len(models.slots),

@@ -71,7 +71,15 @@ def train_tab_ui(models: Models) -> gr.State:
     train_progress = gr.HTML(elem_id="train-progress")
     train_status = gr.Markdown(elem_id="train-status")
     with gr.Row():
-        train_loss = gr.LinePlot(x="step", y="loss", color="series", label="Loss", height=260, elem_id="train-loss")
+        train_loss = gr.LinePlot(
+            x="step",
+            y="loss",
+            color="series",
+            color_map={"training": "#4f46e5", "validation": "#f97316"},
+            label="Loss",
+            height=260,
+            elem_id="train-loss",
+        )
         train_validation = gr.Dataframe(label="Validation", interactive=False, elem_id="train-validation")
     with gr.Accordion("Publish the adapter to the Hugging Face Hub", open=False):
         gr.Markdown("The token is used for this one upload: it is not stored, logged or shown again.")
