@@ -202,12 +202,20 @@ class Engine:
             )
         if name in self.adapters:
             raise ValueError(f"an adapter named {name!r} is already loaded")
-        if isinstance(self.model, PeftModel):
-            self.model.load_adapter(source, adapter_name=name)
-        else:
-            self.model = PeftModel.from_pretrained(self.model, source, adapter_name=name)
-        self.model.eval()
+        with self._lock:  # not while another thread predicts: the model changes under it
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(source, adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, source, adapter_name=name)
+            self.model.eval()
         return self.register(name, info, _load_taxonomy(source), source, peft_name=name)
+
+    def remove_adapter(self, name: str) -> None:
+        """Take an adapter added by :meth:`add_adapter` off the model (its memory is freed); others stay."""
+        spec = self.spec(name)
+        with self._lock:
+            self.model.delete_adapter(spec.peft_name)
+            del self.adapters[name]
 
     def register(
         self, name: str, info: RunInfo, taxonomy: Taxonomy | None, source: str = "", peft_name: str = "default"

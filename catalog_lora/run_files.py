@@ -40,6 +40,7 @@ PER_LABEL_PLOT = "per_label_f1.png"
 SYSTEMS_PLOT = "base_adapter_baseline.png"
 PLOTS = (LOSS_PLOT, SYSTEMS_PLOT, PER_LABEL_PLOT, CONFUSION_PLOT)
 COMPLETE_MARKER = "COMPLETE"
+PROGRESS_FILE = "progress.json"  # written while training runs: step, losses, phase (see training.train)
 REFERENCES_DIR = "references"  # the index of the training examples (catalog_lora.references), when built
 NEIGHBOURS_FILE = "neighbours.safetensors"  # the same examples as plain tensors, in a published head's repo
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

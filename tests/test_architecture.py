@@ -52,10 +52,16 @@ def imported_names(path: Path) -> set[str]:
 
 
 def resolve(name: str, modules: dict[str, Path]) -> str | None:
-    """The project module ``name`` is (or is inside), or None for a module from outside the project."""
-    while name and name not in modules:
-        name = name.rpartition(".")[0]
-    return name or None
+    """The project module ``name`` is (or is inside), or None for a module from outside the project.
+
+    The Space's rooms import each other by their own names (``catalog_space.models``): ``spaces/``
+    is on their ``sys.path``, beside ``app.py``."""
+    for candidate in (name, f"spaces.{name}"):
+        while candidate and candidate not in modules:
+            candidate = candidate.rpartition(".")[0]
+        if candidate and candidate != "spaces":
+            return candidate
+    return None
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -83,7 +89,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         stack.append(module)
         for target in sorted(graph[module]):
             if state.get(target) == 1:
-                found.append(stack[stack.index(target):] + [target])
+                found.append(stack[stack.index(target) :] + [target])
             elif target not in state:
                 visit(target)
         stack.pop()
@@ -98,8 +104,13 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_every_import_points_the_allowed_way():
     graph = import_graph()
     assert any(module.startswith(CORE) for module in graph) and "spaces.app" in graph
-    wrong = sorted(f"{source} imports {target}" for source, targets in graph.items() for target in targets
-                   if not allowed(source, target))
+    assert "spaces.catalog_space.models" in graph["spaces.app"], "the Space's own imports are followed"
+    wrong = sorted(
+        f"{source} imports {target}"
+        for source, targets in graph.items()
+        for target in targets
+        if not allowed(source, target)
+    )
     assert wrong == [], "imports against the dependency rule of ARCHITECTURE.md:\n" + "\n".join(wrong)
 
 
@@ -110,9 +121,14 @@ def test_no_import_cycle():
 
 @pytest.mark.parametrize(
     ("source", "target", "verdict"),
-    [("catalog_lora.engine", "training.data", False), ("datasets_prep.prepare", "model_cards.publish", False),
-     ("model_cards.card", "training.metrics", False), ("spaces.app", "model_cards.publish", False),
-     ("spaces.app", "model_cards.card", True), ("training.train", "catalog_lora.engine", True)],
+    [
+        ("catalog_lora.engine", "training.data", False),
+        ("datasets_prep.prepare", "model_cards.publish", False),
+        ("model_cards.card", "training.metrics", False),
+        ("spaces.app", "model_cards.publish", False),
+        ("spaces.app", "model_cards.card", True),
+        ("training.train", "catalog_lora.engine", True),
+    ],
 )
 def test_the_rule_itself(source, target, verdict):
     assert allowed(source, target) is verdict
@@ -129,8 +145,14 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 def test_importing_the_core_loads_no_other_project_folder():
     """Every core module imported in a fresh interpreter: ``sys.modules`` then holds no other project folder."""
     core = [module for module in project_modules() if module.split(".")[0] == CORE]
-    proc = subprocess.run([sys.executable, "-c", FRESH_IMPORT, *core], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_IMPORT, *core],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert CORE in loaded
@@ -141,6 +163,7 @@ def test_no_test_helper_ships_in_the_packages():
     """The Hub test server and invented run folders live under tests/, never in a shipped package."""
     shipped = project_modules()
     assert "catalog_lora.hub_server" not in shipped and "model_cards.example_run" not in shipped
-    writers = [module for module, path in shipped.items()
-               if "COMPLETE_MARKER).write" in path.read_text(encoding="utf-8")]
+    writers = [
+        module for module, path in shipped.items() if "COMPLETE_MARKER).write" in path.read_text(encoding="utf-8")
+    ]
     assert writers == ["training.run_folder"]  # only the end of a real training run marks a run folder finished

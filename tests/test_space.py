@@ -10,12 +10,14 @@ real app in-process. Outputs of a barely trained adapter are checked for their s
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
@@ -23,11 +25,19 @@ import pandas as pd
 import pytest
 import torch
 
+from catalog_lora.background import find_job
 from catalog_lora.engine import Engine
 from catalog_lora.run_files import RunInfo
 
 REPO = Path(__file__).resolve().parent.parent
-APP = REPO / "spaces" / "app.py"
+sys.path.insert(0, str(REPO / "spaces"))  # the Space's own modules sit beside its app.py
+
+from catalog_space import about, batch_runs, dataset, handlers  # noqa: E402
+from catalog_space import models as pool  # noqa: E402
+from catalog_space.models import Models  # noqa: E402
+from catalog_space.settings import Settings, read_settings, resolve_source  # noqa: E402
+from catalog_space.ui import build_demo, launch  # noqa: E402
+
 ADAPTER_ENV = {
     "tag": "CATALOG_LORA_TAG_ADAPTER",
     "category": "CATALOG_LORA_CATEGORY_ADAPTER",
@@ -36,20 +46,6 @@ ADAPTER_ENV = {
 TASKS = {"tag": "tagging", "category": "category", "describe": "description"}
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-
-def load_app(module_name: str, **env: str):
-    """A fresh copy of spaces/app.py (it is not a package), configured by ``env`` at import."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key in ("CATALOG_LORA_BASE_MODEL", "CATALOG_LORA_MAX_ROWS", "CATALOG_LORA_MAX_FILE_SIZE_MB"):
-            patch.delenv(key, raising=False)
-        for key, value in env.items():
-            patch.setenv(key, value)
-        spec = importlib.util.spec_from_file_location(module_name, APP)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return module
 
 
 def free_port() -> int:
@@ -62,19 +58,27 @@ _LIVE: dict = {}
 
 
 def launch_space(tiny_runs: dict[str, Path]):
-    """The real app on the tiny adapters, launched once per session: ``(module, url)``."""
+    """The real app on the tiny adapters, built by ``build_demo`` and launched once per session: ``(models, url)``."""
     if "url" not in _LIVE:
-        app = load_app(
-            "space_app_live",
-            **{ADAPTER_ENV[name]: str(tiny_runs[TASKS[name]]) for name in ADAPTER_ENV},
+        environ = {ADAPTER_ENV[name]: str(tiny_runs[TASKS[name]]) for name in ADAPTER_ENV}
+        jobs = tempfile.mkdtemp(prefix="space-train-jobs-")
+        atexit.register(shutil.rmtree, jobs, True)
+        # Train tab jobs evaluate on a few rows and validate every 2 steps: tiny real runs, like tiny_runs
+        settings = replace(
+            read_settings(REPO / "spaces" / "adapters.yaml", environ=environ),
+            train_dir=jobs,
+            train_eval_examples=6,
+            train_eval_every=2,
         )
-        app.MODELS.load()
-        assert all(slot.problem is None for slot in app.MODELS.slots.values()), app.MODELS.slots
+        models = Models(settings)
+        models.load()
+        assert all(slot.problem is None for slot in models.slots.values()), models.slots
+        demo = build_demo(models)
         port = free_port()
-        app.launch(app.demo, port=port, host="127.0.0.1", prevent_thread_lock=True, quiet=True)
-        atexit.register(app.demo.close)
-        _LIVE.update(app=app, url=f"http://127.0.0.1:{port}/")
-    return _LIVE["app"], _LIVE["url"]
+        launch(demo, models, port=port, host="127.0.0.1", prevent_thread_lock=True, quiet=True)
+        atexit.register(demo.close)
+        _LIVE.update(models=models, url=f"http://127.0.0.1:{port}/")
+    return _LIVE["models"], _LIVE["url"]
 
 
 # --------------------------------------------------------------------------- the real engine, watched
@@ -127,15 +131,15 @@ class Spy:
 
 
 @pytest.fixture(scope="module")
-def app():
-    """The app with no adapter found: it must start anyway, every tab saying why."""
-    return load_app(
-        "space_app_bare",
-        CATALOG_LORA_ADAPTERS_FILE=str(REPO / "spaces" / "no-such-file.yaml"),
-        CATALOG_LORA_TAG_ADAPTER="./runs/no-such-adapter",
-        CATALOG_LORA_CATEGORY_ADAPTER="",
-        CATALOG_LORA_DESCRIBE_ADAPTER="",
-    )
+def bare():
+    """The adapters of an app with none found: it must start anyway, every tab saying why."""
+    environ = {
+        "CATALOG_LORA_ADAPTERS_FILE": str(REPO / "spaces" / "no-such-file.yaml"),
+        "CATALOG_LORA_TAG_ADAPTER": "./runs/no-such-adapter",
+        "CATALOG_LORA_CATEGORY_ADAPTER": "",
+        "CATALOG_LORA_DESCRIBE_ADAPTER": "",
+    }
+    return Models(read_settings(environ=environ))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -161,15 +165,18 @@ def references():
 
 
 @pytest.fixture
-def spy(app, engine, references, monkeypatch):
-    watched = Spy(engine)
-    models = app.Models(app.Settings(adapters={}))
+def spy(engine):
+    return Spy(engine)
+
+
+@pytest.fixture
+def models(spy, references):
+    """The Space's adapter pool served by the watched engine."""
+    served = Models(Settings(adapters={}, max_rows=5000, max_file_size_mb=10))
     for name in TASKS:
-        models.use(name, watched)
-    models._references = references
-    monkeypatch.setattr(app, "MODELS", models)
-    monkeypatch.setattr(app, "SETTINGS", app.Settings(adapters={}, max_rows=5000, max_file_size_mb=10))
-    return watched
+        served.use(name, spy)
+    served._references = references
+    return served
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -216,78 +223,109 @@ def test_space_folder_is_not_a_package_and_pins_what_it_needs():
         assert package in pins
 
 
-def test_settings_come_from_yaml_and_env(app, tmp_path):
+def test_settings_come_from_yaml_and_env(tmp_path):
     config = write(tmp_path / "adapters.yaml", "adapters:\n  tag: user/tags\n  category: ./runs/c\nmax_rows: 10\n")
-    settings = app.read_settings(config, environ={"CATALOG_LORA_CATEGORY_ADAPTER": "user/cats", "CATALOG_LORA_MAX_ROWS": "7"})
+    settings = read_settings(
+        config, environ={"CATALOG_LORA_CATEGORY_ADAPTER": "user/cats", "CATALOG_LORA_MAX_ROWS": "7"}
+    )
     assert settings.adapters == {"tag": "user/tags", "category": "user/cats", "describe": None}
     assert settings.max_rows == 7 and settings.quantization == "auto"
-    default = app.read_settings(REPO / "spaces" / "adapters.yaml", environ={})
+    default = read_settings(REPO / "spaces" / "adapters.yaml", environ={})
     assert default.adapters == {
         "tag": "./runs/sample-tagging",
         "category": "./runs/sample-category",
         "describe": "./runs/sample-description",
     }
-    assert app.resolve_source("user/tags", "tagging") == ("user/tags", None)
-    assert app.resolve_source(["./runs/none", "user/tags"], "tagging") == ("user/tags", None)
+    assert resolve_source("user/tags", "tagging") == ("user/tags", None)
+    assert resolve_source(["./runs/none", "user/tags"], "tagging") == ("user/tags", None)
     run = tmp_path / "run"
     run.mkdir()
-    assert "not a finished" in app.resolve_source(str(run), "tagging")[1]
+    assert "not a finished" in resolve_source(str(run), "tagging")[1]
     RunInfo(task="tagging").save(run)
-    assert app.resolve_source([str(run), "user/tags"], "tagging") == (str(run.resolve()), None)
-    assert app.resolve_source("./runs/none", "tagging")[1].count("training/configs/sample_tagging.yaml") == 1
+    assert resolve_source([str(run), "user/tags"], "tagging") == (str(run.resolve()), None)
+    assert resolve_source("./runs/none", "tagging")[1].count("training/configs/sample_tagging.yaml") == 1
 
 
-def test_missing_adapters_switch_their_tabs_off(app):
-    assert isinstance(app.demo, gr.Blocks)
-    assert "does not exist" in app.availability("tag") and "no describe adapter is configured" in app.availability("describe")
-    tags, notice, _, _ = app.tag("Smells great")
+def test_missing_adapters_switch_their_tabs_off(bare):
+    assert isinstance(build_demo(bare), gr.Blocks)
+    assert all(slot.engine is None for slot in bare.slots.values()), "building the page loads nothing"
+    assert "does not exist" in about.availability(bare, "tag")
+    assert "no describe adapter is configured" in about.availability(bare, "describe")
+    tags, notice, _, _ = handlers.tag(bare, "Smells great")
     assert tags is None and "not available" in notice
-    category, notice = app.classify("Coconut oil")
+    category, notice = handlers.classify(bare, "Coconut oil")
     assert category is None and "not available" in notice
-    assert "not available" in list(app.describe("Body wash"))[-1][1]
-    assert "How to cite" in app.about_markdown()
-    assert "No training data" in app.browse_dataset("tag", "")[1]
+    assert "not available" in list(handlers.describe(bare, "Body wash"))[-1][1]
+    assert "How to cite" in about.about_markdown(bare)
+    assert "No training data" in dataset.browse_dataset(bare, "tag", "")[1]
 
 
-def test_empty_text_never_reaches_the_model(app, spy):
-    assert "empty" in app.tag("   \n ")[1]
-    assert "empty" in app.classify("")[1]
-    assert "empty" in list(app.describe(" "))[-1][1]
-    assert "empty" in app.compare("tag", None)[4]
-    assert "no letters" in app.tag("12345 ---")[1] and "no letters" in app.classify("500 / 42")[1]
+def test_importing_the_app_loads_nothing():
+    """``import spaces.app`` builds no page, loads no model and asks the Hub for nothing."""
+    code = (
+        "import sys, huggingface_hub.file_download as f\n"
+        "def refuse(*a, **k): raise SystemExit('fetched from the Hub at import')\n"
+        "f.hf_hub_download = refuse\n"
+        "import spaces.app\n"
+        "assert 'catalog_space.ui' in sys.modules\n"
+        "loaded = [m for m in ('peft', 'chromadb', 'sentence_transformers') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "import gc, torch\n"
+        "assert not [o for o in gc.get_objects() if isinstance(o, torch.nn.Module)], 'a model was built'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_empty_text_never_reaches_the_model(models, spy):
+    assert "empty" in handlers.tag(models, "   \n ")[1]
+    assert "empty" in handlers.classify(models, "")[1]
+    assert "empty" in list(handlers.describe(models, " "))[-1][1]
+    assert "empty" in handlers.compare(models, "tag", None)[4]
+    assert (
+        "no letters" in handlers.tag(models, "12345 ---")[1]
+        and "no letters" in handlers.classify(models, "500 / 42")[1]
+    )
     assert spy.calls == []
 
 
-def test_tag_answers_from_the_taxonomy_with_its_references(app, spy):
-    tags, notice, references_note, references = app.tag("Smells amazing and lathers well, but the bottle is tiny.")
+def test_tag_answers_from_the_taxonomy_with_its_references(models, spy):
+    tags, notice, references_note, references = handlers.tag(
+        models, "Smells amazing and lathers well, but the bottle is tiny."
+    )
     [call] = spy.calls
-    assert call.kind == "predict" and call.name == "tag" and call.texts == ["Smells amazing and lathers well, but the bottle is tiny."]
+    assert (
+        call.kind == "predict"
+        and call.name == "tag"
+        and call.texts == ["Smells amazing and lathers well, but the bottle is tiny."]
+    )
     prediction = call.result[0]
-    assert tags == app.label_value(prediction, "tagging")
+    assert tags == handlers.label_value(prediction, "tagging")
     assert tags == dict(sorted(prediction.confidence.items(), key=lambda kv: -kv[1])), "each tag with its probability"
     assert set(tags) == set(prediction.labels) and all(0 < p <= 1 for p in tags.values())
     assert set(prediction.labels) <= set(spy.labels("tag")) and not prediction.truncated
     assert "truncated" not in notice
     if (Path(spy.spec("tag").source) / "references").is_dir():
-        assert "most similar" in references_note and len(references) == app.REFERENCES_K
+        assert "most similar" in references_note and len(references) == handlers.REFERENCES_K
         assert list(references.columns) == ["similarity", "training product", "tags"]
 
 
-def test_long_text_is_truncated_with_a_notice(app, spy):
+def test_long_text_is_truncated_with_a_notice(models, spy):
     window = spy.spec("tag").info.max_length
-    tags, notice, _, _ = app.tag("lathers well " * window)
+    tags, notice, _, _ = handlers.tag(models, "lathers well " * window)
     assert spy.calls[-1].result[0].truncated and f"{window}-token window" in notice
     assert set(shown_labels(tags)) <= set(spy.labels("tag")) | {"(no tags)"}
-    _, notice, _, _ = app.tag("x" * (app.MAX_INPUT_CHARS + 10))
-    assert f"first {app.MAX_INPUT_CHARS:,}" in notice
-    assert spy.calls[-1].texts == ["x" * app.MAX_INPUT_CHARS]
+    _, notice, _, _ = handlers.tag(models, "x" * (handlers.MAX_INPUT_CHARS + 10))
+    assert f"first {handlers.MAX_INPUT_CHARS:,}" in notice
+    assert spy.calls[-1].texts == ["x" * handlers.MAX_INPUT_CHARS]
     # the stream does not say it cut the text: the notice comes from the engine's own prompt
-    steps = list(app.describe("Lavender body wash " * 100))
+    steps = list(handlers.describe(models, "Lavender body wash " * 100))
     assert "truncated" in steps[0][1] and "truncated" in steps[-1][1]
 
 
-def test_describe_streams_and_classify_ranks(app, spy):
-    steps = list(app.describe("Lavender Body Wash", "brand: Dermaleaf; category: Personal Care"))
+def test_describe_streams_and_classify_ranks(models, spy):
+    steps = list(handlers.describe(models, "Lavender Body Wash", "brand: Dermaleaf; category: Personal Care"))
     [call] = spy.calls
     assert (call.kind, call.name, call.texts) == ("stream", "describe", ["Lavender Body Wash"])
     assert call.attributes == {"brand": "Dermaleaf", "category": "Personal Care"}
@@ -300,49 +338,49 @@ def test_describe_streams_and_classify_ranks(app, spy):
     else:
         assert "empty description" in steps[-1][1]
 
-    ranked, notice = app.classify("Organic Cold-Pressed Virgin Coconut Oil, 500 ml")
+    ranked, notice = handlers.classify(models, "Organic Cold-Pressed Virgin Coconut Oil, 500 ml")
     call = spy.calls[-1]
     assert call.name == "category" and call.options["top_k"] == 5
     assert isinstance(ranked, dict) and 1 <= len(ranked) <= 5
     assert set(ranked) <= set(spy.labels("category"))
     assert list(ranked.values()) == sorted(ranked.values(), reverse=True)
 
-    base_labels, tuned_labels, base, tuned, _ = app.compare("describe", "Body wash")
+    base_labels, tuned_labels, base, tuned, _ = handlers.compare(models, "describe", "Body wash")
     assert [(c.name, c.options["use_adapter"]) for c in spy.calls[-2:]] == [("describe", False), ("describe", True)]
     assert (base, tuned) == tuple(c.result[0].text for c in spy.calls[-2:]) and base_labels is tuned_labels is None
-    base_labels, tuned_labels, _, _, _ = app.compare("category", "Coconut oil")
+    base_labels, tuned_labels, _, _, _ = handlers.compare(models, "category", "Coconut oil")
     adapter = spy.calls[-1].result[0]
     assert tuned_labels == {adapter.labels[0]: adapter.confidence[adapter.labels[0]]} and isinstance(base_labels, dict)
 
 
-def test_low_confidence_answers_are_marked_for_review(app, spy, monkeypatch):
+def test_low_confidence_answers_are_marked_for_review(models, spy, monkeypatch):
     info = spy.spec("tag").info
     monkeypatch.setattr(info, "review_threshold", 1.01)  # every answer is below it
-    tags, notice, _, _ = app.tag("Smells amazing and lathers well")
+    tags, notice, _, _ = handlers.tag(models, "Smells amazing and lathers well")
     assert "Low confidence — review" in notice and "101%" in notice
     assert all(label in notice for label in tags)
     monkeypatch.setattr(info, "review_threshold", 0.0)
-    assert "review" not in app.tag("Smells amazing and lathers well")[1]
+    assert "review" not in handlers.tag(models, "Smells amazing and lathers well")[1]
 
 
-def test_corrupt_reference_index_gives_a_notice(app, spy, tmp_path):
+def test_corrupt_reference_index_gives_a_notice(models, spy, tmp_path):
     run = tmp_path / "run"
     (run / "references").mkdir(parents=True)
     RunInfo(task="tagging").save(run)
     write(run / "references" / "chroma.sqlite3", b"this is not a database")
-    app.MODELS.slots["tag"].source = str(run)
-    app.MODELS._references = {}
-    tags, notice, references_note, references = app.tag("Smells great")
-    assert tags == app.label_value(spy.calls[-1].result[0], "tagging") and "wrong" not in notice
+    models.slots["tag"].source = str(run)
+    models._references = {}
+    tags, notice, references_note, references = handlers.tag(models, "Smells great")
+    assert tags == handlers.label_value(spy.calls[-1].result[0], "tagging") and "wrong" not in notice
     assert "No training references" in references_note and references.empty
 
 
-def test_a_model_error_is_the_handlers_normal_error_path(app, spy):
+def test_a_model_error_is_the_handlers_normal_error_path(models, spy):
     spy.fail_on = "Smells great"
-    tags, notice, _, _ = app.tag("Smells great")
+    tags, notice, _, _ = handlers.tag(models, "Smells great")
     assert tags is None and "Something went wrong" in notice and "injected model failure" in notice
     spy.fail_on = "Body wash"
-    steps = list(app.describe("Body wash"))
+    steps = list(handlers.describe(models, "Body wash"))
     assert steps[-1][0] == "" and "injected model failure" in steps[-1][1]
 
 
@@ -355,28 +393,28 @@ def test_a_model_error_is_the_handlers_normal_error_path(app, spy):
         ("notes.txt", "title\nx\n", "unsupported"),
     ],
 )
-def test_batch_refuses_unusable_files(app, spy, tmp_path, name, content, message):
+def test_batch_refuses_unusable_files(models, spy, tmp_path, name, content, message):
     path = write(tmp_path / name, content)
     with pytest.raises(gr.Error, match=message):
-        app.batch(str(path), "title", ["tag"], progress=Recorder())
-    assert "cannot be used" in app.inspect_upload(str(path))[2]
+        batch_runs.batch(models, str(path), "title", ["tag"], progress=Recorder())
+    assert "cannot be used" in batch_runs.inspect_upload(models, str(path))[2]
     assert spy.calls == []
 
 
-def test_batch_limits_rows_size_and_columns(app, spy, tmp_path, monkeypatch):
+def test_batch_limits_rows_size_and_columns(models, spy, tmp_path, monkeypatch):
     path = write(tmp_path / "ok.csv", "title\n" + "coconut oil\n" * 20)
     with pytest.raises(gr.Error, match="'name' is not in the file"):
-        app.batch(str(path), "name", ["tag"], progress=Recorder())
-    monkeypatch.setattr(app.SETTINGS, "max_rows", 10)
+        batch_runs.batch(models, str(path), "name", ["tag"], progress=Recorder())
+    monkeypatch.setattr(models.settings, "max_rows", 10)
     with pytest.raises(gr.Error, match="20 rows; this Space processes at most 10 rows"):
-        app.batch(str(path), "title", ["tag"], progress=Recorder())
-    monkeypatch.setattr(app.SETTINGS, "max_file_size_mb", 0.0001)
+        batch_runs.batch(models, str(path), "title", ["tag"], progress=Recorder())
+    monkeypatch.setattr(models.settings, "max_file_size_mb", 0.0001)
     with pytest.raises(gr.Error, match="limited to 0.0001 MB"):
-        app.batch(str(path), "title", ["tag"], progress=Recorder())
+        batch_runs.batch(models, str(path), "title", ["tag"], progress=Recorder())
     assert spy.calls == []
 
 
-def test_batch_keeps_every_row_and_marks_the_bad_ones(app, spy, tmp_path):
+def test_batch_keeps_every_row_and_marks_the_bad_ones(models, spy, tmp_path):
     csv = (
         "id,title,category\n"
         "1,Coconut oil 500 ml,Food\n"
@@ -384,23 +422,30 @@ def test_batch_keeps_every_row_and_marks_the_bad_ones(app, spy, tmp_path):
         "3,=1+1,Food\n"
         "4,Dark chocolate,Food,EXTRA\n"
         "5,BOOM bar,Food\n"
-        "6,\"Tea, green\",Drinks\n"
+        '6,"Tea, green",Drinks\n'
     )
     path = write(tmp_path / "catalog.csv", csv)
-    dropdown, preview, found, run = app.inspect_upload(str(path))
+    dropdown, preview, found, run = batch_runs.inspect_upload(models, str(path))
     assert dropdown.choices == [("id", "id"), ("title", "title"), ("category", "category")]
     assert dropdown.value == "title" and "1 malformed" in found and len(preview) == 6
     assert "choose at least one job" in found and run.interactive is False, "no job is pre-checked"
-    notice, run = app.batch_readiness(str(path), "title", ["tag"])
+    notice, run = batch_runs.batch_readiness(models, str(path), "title", ["tag"])
     assert run.interactive is True and "Press **Run**" in notice
     spy.fail_on = "BOOM bar"  # fault injection: the model fails on this row, and on it only
     progress = Recorder()
-    preview, out_path, summary = app.batch(str(path), "title", ["tag", "category"], progress=progress)
+    preview, out_path, summary = batch_runs.batch(models, str(path), "title", ["tag", "category"], progress=progress)
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
     assert list(out["id"]) == ["1", "2", "3", "4", "5", "6"]
     assert list(out.columns) == [
-        "id", "title", "category", "predicted_tags", "tags_confidence", "predicted_category", "category_confidence",
-        "needs_review", "error",
+        "id",
+        "title",
+        "category",
+        "predicted_tags",
+        "tags_confidence",
+        "predicted_category",
+        "category_confidence",
+        "needs_review",
+        "error",
     ]
     assert list(preview.columns)[:2] == ["predicted_tags", "tags_confidence"], "predictions first in the preview"
     assert list(out["category"]) == ["Food"] * 5 + ["Drinks"], "an input column must never be overwritten"
@@ -416,7 +461,10 @@ def test_batch_keeps_every_row_and_marks_the_bad_ones(app, spy, tmp_path):
     assert set(out.loc[processed, "predicted_category"]) <= set(spy.labels("category"))
     assert out.loc[1, ["predicted_tags", "predicted_category"]].tolist() == ["", ""]
     assert out.loc[4, ["predicted_tags", "predicted_category"]].tolist() == ["", ""]
-    for job, answers, scores in (("tag", "predicted_tags", "tags_confidence"), ("category", "predicted_category", "category_confidence")):
+    for job, answers, scores in (
+        ("tag", "predicted_tags", "tags_confidence"),
+        ("category", "predicted_category", "category_confidence"),
+    ):
         threshold = spy.spec(job).info.review_threshold
         for i in processed:
             values = [float(x) for x in out.loc[i, scores].split(", ")]
@@ -431,72 +479,82 @@ def test_batch_keeps_every_row_and_marks_the_bad_ones(app, spy, tmp_path):
     assert all(text.strip() for call in spy.calls for text in call.texts), "empty texts are never sent to the model"
 
 
-def test_batch_xlsx(app, spy, tmp_path):
+def test_batch_xlsx(models, spy, tmp_path):
     path = tmp_path / "catalog.xlsx"
-    pd.DataFrame({"sku": ["a", "b"], "Product": ["Coconut oil", "Basmati rice"], 2024: ["x", "y"]}).to_excel(path, index=False)
-    dropdown, _, notice, run = app.inspect_upload(str(path))
+    pd.DataFrame({"sku": ["a", "b"], "Product": ["Coconut oil", "Basmati rice"], 2024: ["x", "y"]}).to_excel(
+        path, index=False
+    )
+    dropdown, _, notice, run = batch_runs.inspect_upload(models, str(path))
     assert dropdown.value is None and ("2024", "2024") in dropdown.choices, "the text column is never guessed"
     assert "choose the text column" in notice and run.interactive is False
     with pytest.raises(gr.Error, match="choose the text column"):
-        app.batch(str(path), None, ["category"], progress=Recorder())
+        batch_runs.batch(models, str(path), None, ["category"], progress=Recorder())
     assert spy.calls == []
-    _, out_path, _ = app.batch(str(path), "Product", ["category"], progress=Recorder())
+    _, out_path, _ = batch_runs.batch(models, str(path), "Product", ["category"], progress=Recorder())
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
-    assert list(out.columns) == ["sku", "Product", "2024", "predicted_category", "category_confidence", "needs_review", "error"]
+    assert list(out.columns) == [
+        "sku",
+        "Product",
+        "2024",
+        "predicted_category",
+        "category_confidence",
+        "needs_review",
+        "error",
+    ]
     assert list(out["sku"]) == ["a", "b"] and list(out["error"]) == ["", ""]
     assert set(out["predicted_category"]) <= set(spy.labels("category"))
     assert [text for call in spy.calls for text in call.texts] == ["Coconut oil", "Basmati rice"]
 
 
-def test_batch_with_repeated_header_names(app, spy, tmp_path):
+def test_batch_with_repeated_header_names(models, spy, tmp_path):
     path = write(tmp_path / "twice.csv", "title,title\nCoconut oil,Oil\n")
-    _, out_path, _ = app.batch(str(path), "title_2", ["tag"], progress=Recorder())
+    _, out_path, _ = batch_runs.batch(models, str(path), "title_2", ["tag"], progress=Recorder())
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
     assert list(out.columns) == ["title", "title_2", "predicted_tags", "tags_confidence", "needs_review", "error"]
     assert spy.calls[-1].texts == ["Oil"] and len(out) == 1 and out.loc[0, "title"] == "Coconut oil"
     assert out.loc[0, "predicted_tags"] and set(column_labels(out["predicted_tags"])) <= set(spy.labels("tag"))
 
 
-def test_batch_runs_in_the_background_and_keeps_what_is_done(app, spy, tmp_path, monkeypatch):
+def test_batch_runs_in_the_background_and_keeps_what_is_done(models, spy, tmp_path, monkeypatch):
     """The Run button starts a job that outlives the page; each finished chunk is saved, so a fault
     (injected here on the third row's chunk) loses only the rows not yet done."""
-    monkeypatch.setattr(app, "CHUNK_ROWS", 2)
-    real_chunk = app.run_chunk
+    monkeypatch.setattr(batch_runs, "CHUNK_ROWS", 2)
+    real_chunk = batch_runs.run_chunk
 
-    def chunk_or_fault(chunk, *args):
+    def chunk_or_fault(served, chunk, *args):
         if "STOP" in chunk["title"].tolist():
             raise RuntimeError("injected fault: the machine went away")
-        return real_chunk(chunk, *args)
+        return real_chunk(served, chunk, *args)
 
-    monkeypatch.setattr(app, "run_chunk", chunk_or_fault)
+    monkeypatch.setattr(batch_runs, "run_chunk", chunk_or_fault)
     path = write(tmp_path / "catalog.csv", "id,title\n1,Coconut oil\n2,Basmati rice\n3,STOP\n4,Green tea\n")
-    job_id, timer, notice = app.start_batch(str(path), "title", ["category"])
+    job_id, timer, notice = batch_runs.start_batch(models, str(path), "title", ["category"])
     assert timer.active is True and job_id
-    job = app.find_job(job_id).wait()
-    bar, preview, download, notice, timer = app.batch_status(job_id)
+    job = find_job(job_id).wait()
+    bar, preview, download, notice, timer = batch_runs.batch_status(job_id)
     assert job.status == "failed" and "stopped after 2 of 4 rows" in notice and timer.active is False
     assert 'value="2"' in bar and 'max="4"' in bar
     out = pd.read_csv(download, dtype=str, keep_default_na=False)
     assert list(out["id"]) == ["1", "2"] and all(out["predicted_category"]) and all(out["category_confidence"])
     assert list(preview.columns)[:3] == ["predicted_category", "category_confidence", "needs_review"]
 
-    monkeypatch.setattr(app, "run_chunk", real_chunk)
-    job_id, _, _ = app.start_batch(str(path), "title", ["category"])
-    app.find_job(job_id).wait()
-    _, _, download, notice, timer = app.batch_status(job_id)
+    monkeypatch.setattr(batch_runs, "run_chunk", real_chunk)
+    job_id, _, _ = batch_runs.start_batch(models, str(path), "title", ["category"])
+    find_job(job_id).wait()
+    _, _, download, notice, timer = batch_runs.batch_status(job_id)
     assert "Done: 4 rows" in notice and timer.active is False and download.endswith("catalog-predictions.csv")
     assert list(pd.read_csv(download, dtype=str)["id"]) == ["1", "2", "3", "4"]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # minutes of CPU on its own, plus the tiny_runs fixture when it runs alone
-def test_batch_of_5000_rows_completes_with_progress(app, spy, tmp_path, monkeypatch):
+def test_batch_of_5000_rows_completes_with_progress(models, spy, tmp_path, monkeypatch):
     """5,000 real predictions: the category job (the shorter answer), one forward pass per chunk of rows."""
-    monkeypatch.setattr(app, "BATCH_ROWS", app.CHUNK_ROWS)
+    monkeypatch.setattr(pool, "BATCH_ROWS", batch_runs.CHUNK_ROWS)
     rows = "\n".join(f"{i},Oil {i}" for i in range(5000))
     path = write(tmp_path / "big.csv", "id,title\n" + rows + "\n")
     progress = Recorder()
-    _, out_path, summary = app.batch(str(path), "title", ["category"], progress=progress)
+    _, out_path, summary = batch_runs.batch(models, str(path), "title", ["category"], progress=progress)
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
     assert len(out) == 5000 and list(out["id"]) == [str(i) for i in range(5000)]
     assert list(out["title"]) == [f"Oil {i}" for i in range(5000)]
@@ -506,7 +564,7 @@ def test_batch_of_5000_rows_completes_with_progress(app, spy, tmp_path, monkeypa
     assert sorted(text for call in spy.calls for text in call.texts) == sorted(out["title"]), "each row once"
     done = [step[0] for step in progress.steps]
     assert done == sorted(done) and progress.steps[-1] == (5000, 5000) and len(done) > 20
-    assert max(b - a for a, b in zip(done, done[1:], strict=False)) <= app.CHUNK_ROWS, "progress moves steadily"
+    assert max(b - a for a, b in zip(done, done[1:], strict=False)) <= batch_runs.CHUNK_ROWS, "progress moves steadily"
     assert "5,000 rows" in summary
 
 
@@ -559,7 +617,14 @@ def test_api_batch_round_trip(client, tmp_path):
     preview, out_path, summary = client.predict(handle_file(str(path)), "title", ["tag", "category"], api_name="/batch")
     out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
     assert list(out["id"]) == ["1", "2", "3", "4"], "one output row per input row"
-    assert {"predicted_tags", "tags_confidence", "predicted_category", "category_confidence", "needs_review", "error"} <= set(out.columns)
+    assert {
+        "predicted_tags",
+        "tags_confidence",
+        "predicted_category",
+        "category_confidence",
+        "needs_review",
+        "error",
+    } <= set(out.columns)
     assert out.loc[0, "category_confidence"] and 0 < float(out.loc[0, "category_confidence"]) <= 1
     assert out.loc[2, "title"] == "'=1+1"
     assert "empty title" in out.loc[1, "error"]
@@ -572,12 +637,14 @@ def test_api_batch_round_trip(client, tmp_path):
 
 
 def test_about_shows_the_run_files(tiny_runs):
-    app, _ = launch_space(tiny_runs)
-    about = app.about_markdown()
-    assert "task: **tagging**" in about and "Label taxonomy" in about
-    assert str(tiny_runs["tagging"]) not in about and str(tiny_runs["tagging"].parent) not in about, "no server paths"
-    assert "local run(s), not published" in about and about.count("hu2021lora") == 1 and "2025" not in about
-    assert [caption for _, caption in app.adapter_plots(app.MODELS.slots["tag"])] == [
-        "Training and validation loss", "F1 per tag (test split)"]
-    assert app.headline_bars(app.MODELS.slots["category"])["system"].tolist() == ["base", "adapter", "baseline"]
+    models, _ = launch_space(tiny_runs)
+    text = about.about_markdown(models)
+    assert "task: **tagging**" in text and "Label taxonomy" in text
+    assert str(tiny_runs["tagging"]) not in text and str(tiny_runs["tagging"].parent) not in text, "no server paths"
+    assert "local run(s), not published" in text and text.count("hu2021lora") == 1 and "2025" not in text
+    assert [caption for _, caption in about.adapter_plots(models.slots["tag"])] == [
+        "Training and validation loss",
+        "F1 per tag (test split)",
+    ]
+    assert about.headline_bars(models.slots["category"])["system"].tolist() == ["base", "adapter", "baseline"]
     assert json.loads((tiny_runs["tagging"] / "catalog_lora.json").read_text())["task"] == "tagging"

@@ -94,8 +94,8 @@ def test_a_category_shows_its_probability(page):
 
 
 def test_a_low_confidence_answer_shows_its_review_mark(page, tiny_runs):
-    app, _ = launch_space(tiny_runs)
-    info = app.MODELS.slots["tag"].info
+    models, _ = launch_space(tiny_runs)
+    info = models.slots["tag"].info
     saved, info.review_threshold = info.review_threshold, 1.01  # every answer is below it
     try:
         page.get_by_role("tab", name="Tag a product").click()
@@ -109,7 +109,11 @@ def test_a_low_confidence_answer_shows_its_review_mark(page, tiny_runs):
 def test_about_shows_a_plot_per_adapter(page):
     page.get_by_role("tab", name="About").click()
     page.locator(".about-plot img").first.wait_for()
-    for name, least in (("tag", 2), ("category", 2), ("describe", 1)):  # loss curve, then per-tag F1 or confusion matrix
+    for name, least in (
+        ("tag", 2),
+        ("category", 2),
+        ("describe", 1),
+    ):  # loss curve, then per-tag F1 or confusion matrix
         plots = page.locator(f"#about-plots-{name} .about-plot img")
         assert plots.count() >= least, name
         assert all(plots.nth(i).evaluate("img => img.naturalWidth") > 0 for i in range(plots.count())), name
@@ -162,3 +166,80 @@ def test_upload_a_csv_and_download_the_result(page, tmp_path):
     page.get_by_role("tab", name="Batch upload").click()
     page.get_by_text("Done: 3 rows").wait_for()
     page.locator("#batch-download a").first.wait_for()
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick ``option`` in the Gradio dropdown ``#elem_id`` (single or multiple choice)."""
+    page.locator(f"#{elem_id} input").first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.keyboard.press("Escape")
+
+
+def tag_and_wait(page, text: str) -> None:
+    """Tag ``text`` with the chosen adapter and wait for this answer (not the one shown before)."""
+    from playwright.sync_api import expect
+
+    page.get_by_label("Product text or review").fill(text)
+    page.get_by_role("button", name="Tag", exact=True).click()
+    page.locator("#tag-output").get_by_text("processing").wait_for()
+    expect(page.locator("#tag-output")).not_to_contain_text("processing", timeout=TIMEOUT_MS)
+    page.locator("#tag-output [data-testid='label-output-value']").wait_for()
+    assert "Something went wrong" not in page.locator("#tag-notice").inner_text()
+
+
+def set_number(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input")
+    box.fill(value)
+    box.press("Enter")
+
+
+def test_train_an_adapter_then_tag_with_it_and_cancel_another(page, tmp_path):
+    """Upload a small real-format catalog, train it for two steps, watch the progress and the loss
+    plot, tag with the new adapter; then start a longer job and cancel it part way."""
+    from test_space_train import catalog
+
+    from catalog_space import training_jobs
+    from training.train import STOPPED_EXIT
+
+    path = catalog(tmp_path / "reviews.csv")
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#train-file input[type=file]").set_input_files(str(path))
+    page.get_by_text("60 rows and 2 columns").wait_for()
+    assert page.locator("#train-start").is_disabled(), "nothing starts before the answer column is mapped"
+    choose(page, "train-targets", "tags")
+    page.locator("#train-notice").get_by_text("Press Start").wait_for()
+    page.locator("#train-counts [role=gridcell]").nth(3).wait_for()  # the label counts: two labels, each with its rows
+    set_number(page, "train-minutes", "1")
+    set_number(page, "train-epochs", "1")
+    set_number(page, "train-samples", "16")  # two steps of 8 rows: a loss curve of two points
+    page.locator("#train-name input, #train-name textarea").first.fill("browser-tags")
+    page.locator("#train-notice").get_by_text("Press Start").wait_for()
+    page.locator("#train-start").click()
+    page.locator("#train-progress progress").wait_for()
+    page.locator("#train-status").get_by_text("Done").wait_for(timeout=TIMEOUT_MS)
+    page.locator("#train-loss canvas, #train-loss svg").first.wait_for()
+    assert "step 2 of 2" in page.locator("#train-progress").inner_text()
+    page.locator("#train-validation [role=gridcell]").first.wait_for()  # the validation results
+    shot = ARTIFACTS / "train.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if not os.environ.get("CI"):
+        small_png(shot, REPO / "docs" / "train.png")
+
+    page.get_by_role("tab", name="Tag a product").click()
+    choose(page, "tag-adapter", "browser-tags (trained here)")
+    tag_and_wait(page, "Smells amazing and lathers well")
+
+    page.get_by_role("tab", name="Train").click()
+    set_number(page, "train-samples", "400")  # a longer job, cancelled part way
+    set_number(page, "train-minutes", "6")
+    page.locator("#train-start").click()
+    page.locator("#train-progress").get_by_text(re.compile(r"Training · step [1-9]")).wait_for(timeout=TIMEOUT_MS)
+    page.locator("#train-cancel").click()
+    page.locator("#train-status").get_by_text("Cancelled").wait_for(timeout=TIMEOUT_MS)
+    assert "best checkpoint" in page.locator("#train-status").inner_text()
+    cancelled = max(training_jobs._JOBS.values(), key=lambda job: job.started)
+    assert cancelled.process.returncode == STOPPED_EXIT, "training stopped itself on SIGTERM"
+    assert (cancelled.run_dir / "checkpoints" / "best" / "adapter_model.safetensors").is_file()
+    assert not (cancelled.run_dir / "COMPLETE").exists(), "a cancelled run is not a finished run"
+    page.get_by_role("tab", name="Tag a product").click()  # the app is still usable
+    tag_and_wait(page, "The pump broke after a week")

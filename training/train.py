@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,7 +33,7 @@ from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy
 from catalog_lora.markdown import scalars
 from catalog_lora.prompts import PromptTemplate
-from catalog_lora.run_files import COMPLETE_MARKER, REFERENCES_DIR, RunInfo
+from catalog_lora.run_files import COMPLETE_MARKER, PROGRESS_FILE, REFERENCES_DIR, RunInfo
 from training.config import TrainConfig, load_config
 from training.data import (
     Collator,
@@ -52,6 +54,13 @@ from training.run_folder import CHECKPOINTS, Timing, write_run_folder
 from training.tuning import NAME, tune_on_validation
 
 STATE_FILE = "trainer_state.json"
+STOPPED_EXIT = 3  # the exit status of a run stopped by SIGTERM/SIGINT (its best checkpoint kept)
+STOP = threading.Event()  # set by the first SIGTERM/SIGINT while the step loop runs
+_IN_LOOP = threading.Event()
+
+
+class TrainingStopped(RuntimeError):
+    """The run was asked to stop (SIGTERM/SIGINT): its best checkpoint and a resumable state are kept."""
 
 
 def make_optimizer(config: TrainConfig, model, device_type: str):
@@ -120,6 +129,7 @@ class Progress:
     padded: int = 0
     samples: int = 0
     cut_by_time: bool = False
+    stopped: bool = False
 
     def save(self, folder: Path) -> None:
         (folder / STATE_FILE).write_text(json.dumps(asdict(self)))
@@ -156,6 +166,7 @@ class Session:
     steps_per_epoch: int = 0
     total_steps: int = 0
     loss_weights: torch.Tensor | None = None
+    fit_started: float = 0.0
 
     @property
     def main(self) -> bool:
@@ -180,6 +191,10 @@ def train(config: TrainConfig) -> Path:
     session = setup(config)
     progress = resume(session)
     timing = fit(session, progress)
+    if progress.stopped:
+        write_progress(session, progress, "stopped")
+        raise TrainingStopped(stopped_message(session, progress))
+    write_progress(session, progress, "evaluating")
     engine = best_engine(session, progress)
     if session.main:
         write_run_folder(session, progress, timing, engine)
@@ -189,6 +204,48 @@ def train(config: TrainConfig) -> Path:
     session.accelerator.wait_for_everyone()
     session.accelerator.end_training()
     return session.out
+
+
+def write_progress(session: Session, progress: Progress, phase: str) -> None:
+    """``progress.json`` in the run folder, rewritten at every logged step: what an app shows while it trains."""
+    if not session.main:
+        return
+    state = {
+        "phase": phase,
+        "step": progress.step,
+        "total_steps": session.total_steps,
+        "epoch": progress.epoch,
+        "elapsed_seconds": time.time() - session.started,
+        "train_seconds": time.time() - session.fit_started if session.fit_started else 0.0,
+        "max_minutes": session.config.train.max_minutes or None,
+        "best": progress.best,
+        "cut_by_time": progress.cut_by_time,
+        "log_history": progress.log_history,
+    }
+    partial = session.out / (PROGRESS_FILE + ".tmp")
+    partial.write_text(json.dumps(state))
+    partial.replace(session.out / PROGRESS_FILE)  # a reader never sees half a file
+
+
+def stopped_message(session: Session, progress: Progress) -> str:
+    best = progress.best
+    kept = (
+        f"the best checkpoint (step {best['step']}) is in {session.out / CHECKPOINTS / 'best'}"
+        if best
+        else "no validation had run yet, so there is no best checkpoint"
+    )
+    return (
+        f"Stopped on request at step {progress.step} of {session.total_steps}: {kept}; resume with "
+        f"train.resume_from={session.out / CHECKPOINTS / 'last'}. No run folder was written (no {COMPLETE_MARKER})."
+    )
+
+
+def _on_stop_signal(signum, frame) -> None:
+    """The first SIGTERM/SIGINT in the step loop ends it at the next step (validated, checkpoints kept);
+    outside the loop, or a second time, it stops the process at once."""
+    if STOP.is_set() or not _IN_LOOP.is_set():
+        raise SystemExit(128 + signum)
+    STOP.set()
 
 
 def setup(config: TrainConfig) -> Session:
@@ -258,6 +315,7 @@ def setup(config: TrainConfig) -> Session:
     scheduler = get_scheduler(config.train.scheduler, optimizer, warmup, session.total_steps)
     session.model, session.optimizer, session.scheduler = accelerator.prepare(model, optimizer, scheduler)
     log(f"Training: {len(train_set)} rows, {session.total_steps} optimizer steps ({session.steps_per_epoch}/epoch), optimizer {optimizer_name}")
+    write_progress(session, Progress(), "training")
     return session
 
 
@@ -319,9 +377,10 @@ def fit(session: Session, progress: Progress) -> Timing:
     running, running_n = 0.0, 0
     bar = tqdm(total=session.total_steps, initial=progress.step, desc="train", disable=not session.main)
     timing = Timing(resumed_tokens=progress.tokens, resumed_samples=progress.samples)  # throughput counts this session only
-    started = time.time()
+    started = session.fit_started = time.time()
     stop = False
     model.train()
+    handlers = _catch_stop_signals()
     try:
         while not stop and progress.step < session.total_steps:
             dl = session.loader(session.train_set, session.epoch_batches(progress.epoch))
@@ -350,15 +409,18 @@ def fit(session: Session, progress: Progress) -> Timing:
                     progress.log_history.append({"step": progress.step, "loss": mean, "lr": session.scheduler.get_last_lr()[0]})
                     bar.set_postfix(loss=f"{mean:.4f}")
                     running, running_n = 0.0, 0
+                    write_progress(session, progress, "training")
                 # The time budget ends the run at the next step; it is validated like the last one.
                 out_of_time = bool(config.train.max_minutes) and time.time() - started > 60 * config.train.max_minutes
                 if out_of_time and progress.step < session.total_steps:
                     progress.cut_by_time = True
                     session.log(f"Time budget of {config.train.max_minutes:g} minutes reached at step {progress.step} of {session.total_steps}: stopping.")
-                if progress.step % eval_every == 0 or progress.step == session.total_steps or out_of_time:
+                progress.stopped = STOP.is_set()
+                if progress.step % eval_every == 0 or progress.step == session.total_steps or out_of_time or progress.stopped:
                     validation_started = time.time()
-                    stop = validate(session, progress) or out_of_time
+                    stop = validate(session, progress) or out_of_time or progress.stopped
                     timing.validation_seconds += time.time() - validation_started
+                    write_progress(session, progress, "training")
                 if stop or progress.step >= session.total_steps:
                     break
             else:
@@ -371,9 +433,26 @@ def fit(session: Session, progress: Progress) -> Timing:
             "model.gradient_checkpointing=true or a smaller model.max_length. "
             f"{session.out} is incomplete (no {COMPLETE_MARKER} file)."
         ) from error
+    finally:
+        _restore_signals(handlers)
     bar.close()
     timing.train_seconds = time.time() - started
     return timing
+
+
+def _catch_stop_signals() -> dict:
+    """Route SIGTERM/SIGINT to :func:`_on_stop_signal` while the loop runs (main thread only); the old handlers."""
+    STOP.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    _IN_LOOP.set()
+    return {sig: signal.signal(sig, _on_stop_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signals(handlers: dict) -> None:
+    _IN_LOOP.clear()
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 def validate(session: Session, progress: Progress) -> bool:
@@ -454,7 +533,11 @@ def main(argv: list[str] | None = None) -> Path:
         config = load_config(args.config, overrides)
     except ValueError as error:
         sys.exit(f"error: {error}")
-    return train(config)
+    try:
+        return train(config)
+    except TrainingStopped as stopped:
+        print(stopped, file=sys.stderr, flush=True)
+        sys.exit(STOPPED_EXIT)
 
 
 if __name__ == "__main__":
