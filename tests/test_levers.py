@@ -110,6 +110,7 @@ def test_time_budget_cuts_the_run_and_says_so(sample_data, tmp_path):
         (["neighbours.k=5", "references=false"], "needs method='head' and references: true"),
         (["model.num_layers=-1"], r"must be 0 \(off\) or positive"),
         (["method=generate", "train.head_lr=0.01"], "train.head_lr=0.01 only applies to method='head'"),
+        (["method=generate", "train.class_weight=sqrt"], "train.class_weight='sqrt' only applies to method='head'"),
         (["train.class_weight=inverse"], "train.class_weight='inverse' is not allowed; choose one of: none, sqrt, balanced"),
     ],
 )

@@ -202,8 +202,10 @@ class TrainConfig:
                 raise ConfigError("neighbours.k works with data.label_field='labels' only: the references index stores the Level 1 tags")
         if self.train.head_lr and self.method != "head":
             raise ConfigError(f"train.head_lr={self.train.head_lr} only applies to method='head'")
-        if self.model.num_layers < 0 or self.neighbours.k < 0 or self.train.max_minutes < 0:
-            raise ConfigError("model.num_layers, neighbours.k and train.max_minutes must be 0 (off) or positive")
+        if self.train.class_weight != "none" and self.method != "head":
+            raise ConfigError(f"train.class_weight={self.train.class_weight!r} only applies to method='head'; a generating model's loss is per answer token")
+        if self.model.num_layers < 0 or self.neighbours.k < 0 or self.train.max_minutes < 0 or self.train.head_lr < 0:
+            raise ConfigError("model.num_layers, neighbours.k, train.max_minutes and train.head_lr must be 0 (off) or positive")
         if self.push_to_hub and not is_repo_id(self.push_to_hub):
             raise ConfigError(f"push_to_hub={self.push_to_hub!r} is not a Hub repo id: {REPO_ID_RULE}")
         if not self.data.path:
