@@ -27,10 +27,11 @@ from catalog_lora.base_model import load_base_model
 from catalog_lora.confidence import label_confidences, low_confidence
 from catalog_lora.constrained import SEPARATOR, LabelConstraint
 from catalog_lora.decoding import Sampling, decode
+from catalog_lora.examples import nearest_examples
 from catalog_lora.int8 import quantize_int8
 from catalog_lora.labels import Taxonomy, parse_answer
 from catalog_lora.neighbours import mix, neighbour_votes
-from catalog_lora.prompts import PromptTemplate
+from catalog_lora.prompts import Example, PromptTemplate
 from catalog_lora.run_files import TAXONOMY_FILE, RunInfo, fetch_file, read_run_info
 
 
@@ -76,6 +77,12 @@ class AdapterSpec:
 
             self._neighbours = ReferenceIndex.open(locate_index(self.source))
         return self._neighbours
+
+    def examples(self, texts: list[str]) -> list[list[Example]]:
+        """The nearest training examples shown in each text's prompt (none unless the run shows them)."""
+        if not self.info.prompt_examples:
+            return [[] for _ in texts]
+        return nearest_examples(self.neighbours, texts, self.info.prompt_examples)
 
     @property
     def template(self) -> PromptTemplate:
@@ -285,7 +292,11 @@ class Engine:
                 top_k=top_k,
             )
             run_batch = lambda batch, texts: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
-        prompts = [self.prompt_for(spec, text, attrs) for text, attrs in zip(texts, attributes, strict=True)]
+        shown = spec.examples(texts)
+        prompts = [
+            self.prompt_for(spec, text, attrs, examples)
+            for text, attrs, examples in zip(texts, attributes, shown, strict=True)
+        ]
         order = sorted(range(len(texts)), key=lambda i: -len(prompts[i][0]))
         results: list[Prediction | None] = [None] * len(texts)
         bar = tqdm(total=len(texts), desc=f"predict [{name}]", unit="item", disable=not progress)
@@ -302,16 +313,22 @@ class Engine:
         bar.close()
         return results
 
-    def prompt_for(self, spec: AdapterSpec, text: str, attributes: dict | None = None) -> tuple[str, bool]:
-        """The exact model input for ``text`` and whether the text was cut to fit the model's window."""
+    def prompt_for(
+        self, spec: AdapterSpec, text: str, attributes: dict | None = None, examples: list[Example] | None = None
+    ) -> tuple[str, bool]:
+        """The exact model input for ``text`` and whether the text was cut to fit the model's window.
+
+        ``examples``: the training examples to show (looked up when the adapter shows some and none are given)."""
         if spec.info.method == "head":
             text_only = PromptTemplate(spec.info.task, "alpaca").user_input(text, attributes)
             ids = self.tokenizer.encode(text_only, add_special_tokens=False)
             if len(ids) <= spec.info.max_length:
                 return text_only, False
             return self.tokenizer.decode(ids[: spec.info.max_length]), True
+        if examples is None:
+            examples = spec.examples([text])[0]
         budget = spec.info.max_length - spec.info.max_new_tokens
-        return spec.template.fit(text, self.tokenizer, budget, attributes)
+        return spec.template.fit(text, self.tokenizer, budget, attributes, examples)
 
     def _encode(self, prompts: list[str], padding_side: str):
         self.tokenizer.padding_side = padding_side

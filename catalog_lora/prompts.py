@@ -15,13 +15,24 @@ Two formats:
 
 - ``chat``, the base model's own chat template (system + user turn, answer as the assistant turn).
 
+A prompt may also show the nearest training examples with their answers (``examples``: the run's
+``prompt_examples``, looked up in the references index) before the product, so the model can copy
+what fits and change what does not::
+
+      Similar product: Oats 500 g
+      Its description: Rolled oats for porridge…
+
+      Product: Oats 1 kg
+
 A prompt ends exactly where the answer starts, so the loss can be put on the answer
 tokens alone and generation continues from there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from catalog_lora.records import check_task
 
@@ -34,6 +45,14 @@ INSTRUCTIONS = {
 }
 RESPONSE_PREFIX = {"tagging": "Tags:", "category": "Category:", "description": "Description:"}
 SYSTEM_PROMPT = "You are a retail catalog assistant. Answer with the requested field only."
+EXAMPLE_ANSWER = {"tagging": "Its tags", "category": "Its category", "description": "Its description"}
+
+
+class Example(NamedTuple):
+    """A training example shown in the prompt: its product text and its gold answer as text."""
+
+    text: str
+    answer: str
 
 
 def format_attributes(attributes: dict | None) -> str:
@@ -68,40 +87,63 @@ class PromptTemplate:
             instruction += " Choose from: " + ", ".join(self.labels) + "."
         return instruction
 
-    def user_input(self, text: str, attributes: dict | None = None) -> str:
+    def user_input(self, text: str, attributes: dict | None = None, examples: Sequence[Example] = ()) -> str:
         extra = format_attributes(attributes)
-        return f"Product: {text}" + (f"\nAttributes: {extra}" if extra else "")
+        shown = "".join(f"Similar product: {e.text}\n{EXAMPLE_ANSWER[self.task]}: {e.answer}\n\n" for e in examples)
+        return f"{shown}Product: {text}" + (f"\nAttributes: {extra}" if extra else "")
 
-    def prompt(self, text: str, tokenizer=None, attributes: dict | None = None) -> str:
+    def prompt(
+        self, text: str, tokenizer=None, attributes: dict | None = None, examples: Sequence[Example] = ()
+    ) -> str:
         """Everything the model sees before its answer."""
+        user_input = self.user_input(text, attributes, examples)
         if self.name == "alpaca":
             return (
                 f"### Instruction:\n{self.instruction(text)}\n\n"
-                f"### Input:\n{self.user_input(text, attributes)}\n\n"
+                f"### Input:\n{user_input}\n\n"
                 f"### Response:\n{RESPONSE_PREFIX[self.task]}"
             )
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError("the chat template needs a tokenizer with a chat_template; use template 'alpaca'")
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": f"{self.instruction(text)}\n\n{self.user_input(text, attributes)}"},
+            {"role": "user", "content": f"{self.instruction(text)}\n\n{user_input}"},
         ]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def fit(self, text: str, tokenizer, max_tokens: int, attributes: dict | None = None) -> tuple[str, bool]:
-        """The prompt, with the product text cut so the prompt holds at most ``max_tokens`` tokens.
+    def fit(
+        self,
+        text: str,
+        tokenizer,
+        max_tokens: int,
+        attributes: dict | None = None,
+        examples: Sequence[Example] = (),
+    ) -> tuple[str, bool]:
+        """The prompt, cut so it holds at most ``max_tokens`` tokens.
 
-        Returns ``(prompt, truncated)``. The text is cut, never the template, so the model
-        always sees where its answer starts.
+        Returns ``(prompt, truncated)``: the examples' answers give way first (the longest is cut),
+        then the product text, which alone counts as truncated. The template is never cut, so the
+        model always sees where its answer starts.
         """
-        prompt = self.prompt(text, tokenizer, attributes)
-        excess = len(tokenizer.encode(prompt, add_special_tokens=False)) - max_tokens
+        count = lambda prompt: len(tokenizer.encode(prompt, add_special_tokens=False))  # noqa: E731
+        answers = [tokenizer.encode(e.answer, add_special_tokens=False) for e in examples]
+        kept = [len(ids) for ids in answers]  # tokens of each example's answer still shown
+        shown = list(examples)
+        prompt = self.prompt(text, tokenizer, attributes, shown)
+        excess = count(prompt) - max_tokens
+        while excess > 0 and any(kept):
+            longest = max(range(len(kept)), key=kept.__getitem__)
+            kept[longest] = max(0, kept[longest] - excess - 1)
+            cut = tokenizer.decode(answers[longest][: kept[longest]]).rstrip()
+            shown[longest] = shown[longest]._replace(answer=cut + "…" if cut else "")
+            prompt = self.prompt(text, tokenizer, attributes, shown)
+            excess = count(prompt) - max_tokens
         if excess <= 0:
             return prompt, False
         text_ids = tokenizer.encode(text, add_special_tokens=False)
         # The description instruction repeats the title, so its excess counts twice.
         keep = max(1, len(text_ids) - excess * (2 if "{title}" in INSTRUCTIONS[self.task] else 1) - 1)
-        return self.prompt(tokenizer.decode(text_ids[:keep]), tokenizer, attributes), True
+        return self.prompt(tokenizer.decode(text_ids[:keep]), tokenizer, attributes, shown), True
 
     def answer(self, target, tokenizer) -> str:
         """The training completion after :meth:`prompt`, closed by the end-of-answer token."""

@@ -95,6 +95,9 @@ class RunInfo:
     """The neighbours' share of the mix, tuned on validation (see catalog_lora.neighbours)."""
     knn_temperature: float = 0.05
     """Softmax temperature over the neighbours' cosine similarities."""
+    prompt_examples: int = 0
+    """Generate method: the nearest training examples (references index) shown in each prompt with
+    their answers (0 = none); see catalog_lora.prompts."""
 
     @property
     def multi_label(self) -> bool:

@@ -50,6 +50,10 @@ class ModelConfig:
     """Generation budget; 0 derives it from the longest answer in the training data."""
     gradient_checkpointing: bool = False
     """Trade compute for memory (useful for long descriptions on a GPU)."""
+    prompt_examples: int = 0
+    """Generate method: show the N nearest training examples with their answers in each prompt
+    (needs ``references: true``; training rows see their nearest *other* rows). The model learns
+    to copy what fits from a similar product and change the rest."""
     num_layers: int = 0
     """Head method: run only the first N decoder layers (0 = all). Each training and prediction
     token then costs N/total of the full model, so a CPU budget buys more epochs."""
@@ -79,6 +83,9 @@ class LoraSettings:
     """Dropout on the LoRA path."""
     target_modules: str | list[str] = "all-linear"
     """Modules that get LoRA: ``all-linear`` (every projection) or a list of names."""
+    layers: int = 0
+    """LoRA on the top N decoder layers only (0 = all). The backward pass then stops at the lowest
+    adapted layer, so a training step costs less: a CPU budget buys more examples."""
 
 
 @dataclass
@@ -200,12 +207,14 @@ class TrainConfig:
                 raise ConfigError(f"neighbours.k={self.neighbours.k} needs method='head' and references: true (the index the neighbours come from)")
             if self.task == "tagging" and self.data.label_field != "labels":
                 raise ConfigError("neighbours.k works with data.label_field='labels' only: the references index stores the Level 1 tags")
+        if self.model.prompt_examples and (self.method != "generate" or not self.references):
+            raise ConfigError(f"model.prompt_examples={self.model.prompt_examples} needs method='generate' and references: true (the index the examples come from)")
         if self.train.head_lr and self.method != "head":
             raise ConfigError(f"train.head_lr={self.train.head_lr} only applies to method='head'")
         if self.train.class_weight != "none" and self.method != "head":
             raise ConfigError(f"train.class_weight={self.train.class_weight!r} only applies to method='head'; a generating model's loss is per answer token")
-        if self.model.num_layers < 0 or self.neighbours.k < 0 or self.train.max_minutes < 0 or self.train.head_lr < 0:
-            raise ConfigError("model.num_layers, neighbours.k, train.max_minutes and train.head_lr must be 0 (off) or positive")
+        if min(self.lora.layers, self.model.num_layers, self.model.prompt_examples, self.neighbours.k, self.train.max_minutes, self.train.head_lr) < 0:
+            raise ConfigError("lora.layers, model.num_layers, model.prompt_examples, neighbours.k, train.max_minutes and train.head_lr must be 0 (off) or positive")
         if self.push_to_hub and not is_repo_id(self.push_to_hub):
             raise ConfigError(f"push_to_hub={self.push_to_hub!r} is not a Hub repo id: {REPO_ID_RULE}")
         if not self.data.path:

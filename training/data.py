@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 
 from catalog_lora.dataset_files import load_split
 from catalog_lora.labels import Taxonomy
-from catalog_lora.prompts import PromptTemplate
+from catalog_lora.prompts import Example, PromptTemplate
 from catalog_lora.records import SPLITS, path_label, record_labels
 from training.config import CLASS_WEIGHTS
 
@@ -70,13 +71,19 @@ class Encoded:
     truncated: bool
 
 
-def encode_generation(record, template: PromptTemplate, tokenizer, task, max_length, levels, label_field) -> Encoded:
-    """Prompt + answer tokens; the loss sees only the answer (prompt labels are ``IGNORE_INDEX``)."""
+def encode_generation(
+    record, template: PromptTemplate, tokenizer, task, max_length, levels, label_field, examples: Sequence[Example] = ()
+) -> Encoded:
+    """Prompt + answer tokens; the loss sees only the answer (prompt labels are ``IGNORE_INDEX``).
+
+    ``examples``: the nearest training examples the prompt shows (``model.prompt_examples``)."""
     answer_ids = tokenizer.encode(
         template.answer(target_of(record, task, levels, label_field), tokenizer), add_special_tokens=False
     )
     answer_ids = answer_ids[: max(1, max_length // 2)] if len(answer_ids) > max_length // 2 else answer_ids
-    prompt, truncated = template.fit(record["text"], tokenizer, max_length - len(answer_ids), record.get("attributes"))
+    prompt, truncated = template.fit(
+        record["text"], tokenizer, max_length - len(answer_ids), record.get("attributes"), examples
+    )
     prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
     return Encoded(prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids, truncated)
 

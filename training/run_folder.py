@@ -35,6 +35,7 @@ class Timing:
     resumed_samples: int = 0
     train_seconds: float = 0.0
     validation_seconds: float = 0.0
+    validations: int = 0
 
 
 def hardware(accelerator) -> str:

@@ -30,9 +30,10 @@ from tqdm.auto import tqdm
 
 from catalog_lora.base_model import HEAD_MODULES, Precision, load_base_model, public_model_id
 from catalog_lora.engine import Engine
+from catalog_lora.examples import nearest_examples
 from catalog_lora.labels import Taxonomy
 from catalog_lora.markdown import scalars
-from catalog_lora.prompts import PromptTemplate
+from catalog_lora.prompts import Example, PromptTemplate
 from catalog_lora.run_files import COMPLETE_MARKER, PROGRESS_FILE, REFERENCES_DIR, RunInfo
 from training.config import TrainConfig, load_config
 from training.data import (
@@ -90,9 +91,32 @@ def derive_max_new_tokens(train_examples, tokenizer, template, config) -> int:
     return min(config.model.max_length // 2, longest + 4)
 
 
-def encode_split(records, encode, desc: str, main: bool) -> tuple[list, int]:
-    encoded = [encode(r) for r in tqdm(records, desc=desc, disable=not main, leave=False)]
+def encode_split(records, shown: list[list[Example]], encode, desc: str, main: bool) -> tuple[list, int]:
+    """Every record encoded with the examples its prompt shows; how many texts were cut."""
+    pairs = zip(records, shown, strict=True)
+    encoded = [encode(r, examples) for r, examples in tqdm(pairs, total=len(records), desc=desc, disable=not main, leave=False)]
     return encoded, sum(e.truncated for e in encoded)
+
+
+def shown_examples(config: TrainConfig, splits: dict[str, list[dict]], out: Path, accelerator) -> dict[str, list[list[Example]]]:
+    """The training examples each train and validation prompt shows (``model.prompt_examples``).
+
+    The references index is built here, before the first step, so training sees the prompts the
+    adapter will get; a training row sees its nearest *other* rows, never itself."""
+    k = config.model.prompt_examples
+    if not k:
+        return {split: [[] for _ in records] for split, records in splits.items()}
+    from catalog_lora.references import ReferenceIndex, build_index
+
+    if accelerator.is_main_process:
+        build_index(splits["train"], out / REFERENCES_DIR, config.task).close()
+    accelerator.wait_for_everyone()
+    with ReferenceIndex.open(out / REFERENCES_DIR) as index:
+        train = splits["train"]
+        return {
+            "train": nearest_examples(index, [r["text"] for r in train], k, skip_ids=[r["id"] for r in train]),
+            "validation": nearest_examples(index, [r["text"] for r in splits["validation"]], k),
+        }
 
 
 def compute_loss(model, batch, weights: torch.Tensor | None = None):
@@ -284,11 +308,12 @@ def setup(config: TrainConfig) -> Session:
 
     max_length = config.model.max_length
     if head:
-        encode = lambda r: encode_head(r, taxonomy, tokenizer, task, max_length, levels, label_field)  # noqa: E731
+        encode = lambda r, _: encode_head(r, taxonomy, tokenizer, task, max_length, levels, label_field)  # noqa: E731
     else:
-        encode = lambda r: encode_generation(r, template, tokenizer, task, max_length, levels, label_field)  # noqa: E731
-    train_set, truncated_train = encode_split(splits["train"], encode, "tokenize train", main)
-    val_set, truncated_val = encode_split(splits["validation"], encode, "tokenize validation", main)
+        encode = lambda r, shown: encode_generation(r, template, tokenizer, task, max_length, levels, label_field, shown)  # noqa: E731
+    shown = shown_examples(config, splits, out, accelerator)
+    train_set, truncated_train = encode_split(splits["train"], shown["train"], encode, "tokenize train", main)
+    val_set, truncated_val = encode_split(splits["validation"], shown["validation"], encode, "tokenize validation", main)
     if truncated_train or truncated_val:
         log(f"Truncated to model.max_length={max_length}: {truncated_train} train, {truncated_val} validation texts.")
     if config.train.packing:
@@ -338,6 +363,7 @@ def run_info(config: TrainConfig, taxonomy: Taxonomy | None, template: PromptTem
         num_layers=config.model.num_layers or None,
         knn_k=config.neighbours.k,
         knn_temperature=config.neighbours.temperature,
+        prompt_examples=config.model.prompt_examples,
     )
 
 
@@ -349,11 +375,18 @@ def add_lora(model, config: TrainConfig, precision: Precision):
     elif config.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
+    depth = model.config.num_hidden_layers
+    if config.lora.layers > depth:
+        raise ValueError(f"lora.layers={config.lora.layers} but the model has {depth} decoder layers")
+    targets = config.lora.target_modules
+    if config.lora.layers and targets == "all-linear":  # peft takes layers_to_transform with module names only
+        targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and ".layers." in name})
     lora = LoraConfig(
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
-        target_modules=config.lora.target_modules,
+        target_modules=targets,
+        layers_to_transform=list(range(depth - config.lora.layers, depth)) if config.lora.layers else None,
         task_type="SEQ_CLS" if config.method == "head" else "CAUSAL_LM",
     )
     return get_peft_model(model, lora)
@@ -410,8 +443,9 @@ def fit(session: Session, progress: Progress) -> Timing:
                     bar.set_postfix(loss=f"{mean:.4f}")
                     running, running_n = 0.0, 0
                     write_progress(session, progress, "training")
-                # The time budget ends the run at the next step; it is validated like the last one.
-                out_of_time = bool(config.train.max_minutes) and time.time() - started > 60 * config.train.max_minutes
+                # The time budget ends the run once what is left would not also cover the validation at the cut.
+                budget, spent = 60 * config.train.max_minutes, time.time() - started
+                out_of_time = bool(budget) and spent + closing_validation_seconds(session, progress, timing, spent) > budget
                 if out_of_time and progress.step < session.total_steps:
                     progress.cut_by_time = True
                     session.log(f"Time budget of {config.train.max_minutes:g} minutes reached at step {progress.step} of {session.total_steps}: stopping.")
@@ -420,6 +454,7 @@ def fit(session: Session, progress: Progress) -> Timing:
                     validation_started = time.time()
                     stop = validate(session, progress) or out_of_time or progress.stopped
                     timing.validation_seconds += time.time() - validation_started
+                    timing.validations += 1
                     write_progress(session, progress, "training")
                 if stop or progress.step >= session.total_steps:
                     break
@@ -438,6 +473,16 @@ def fit(session: Session, progress: Progress) -> Timing:
     bar.close()
     timing.train_seconds = time.time() - started
     return timing
+
+
+def closing_validation_seconds(session: Session, progress: Progress, timing: Timing, elapsed: float) -> float:
+    """What a validation will cost: the mean of this session's validations so far or, before the first,
+    a forward pass over the validation rows at the training pace (about a third of a training step)."""
+    if timing.validations:
+        return timing.validation_seconds / timing.validations
+    trained = progress.samples - timing.resumed_samples
+    seconds_per_row = (elapsed - timing.validation_seconds) / max(1, trained)
+    return len(session.splits["validation"]) * seconds_per_row / 3
 
 
 def _catch_stop_signals() -> dict:
@@ -464,7 +509,7 @@ def validate(session: Session, progress: Progress) -> bool:
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
         engine = Engine(unwrapped, session.tokenizer)
-        engine.register(NAME, session.info, session.taxonomy)
+        engine.register(NAME, session.info, session.taxonomy, source=str(session.out))
         scores = scalars(evaluate_engine(engine, NAME, session.splits["validation"], True, config.eval.batch_size, config.eval.constrained))
         if metric not in scores:
             raise ValueError(f"train.metric_for_best={metric!r} is not a {config.task} metric; choose from eval_loss, {', '.join(scores)}")

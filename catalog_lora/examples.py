@@ -1,0 +1,38 @@
+"""The nearest training examples shown in a prompt (a run's ``prompt_examples``).
+
+Looked up in the run's references index (:mod:`catalog_lora.references`) by sentence-embedding
+similarity, at training time and at inference time alike, so the model is trained on the prompts it
+will see. A training row must not see itself: its own id and every row with the same text are
+skipped, as a product to describe is, by the splits' construction, never in the training split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from catalog_lora.prompts import Example
+
+# Extra hits asked for when training rows skip themselves and their same-text twins.
+SKIP_MARGIN = 8
+
+
+def _key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def nearest_examples(index, texts: Sequence[str], k: int, skip_ids: Sequence[str] | None = None) -> list[list[Example]]:
+    """The ``k`` nearest training examples of each text, most similar first, as prompt examples.
+
+    ``skip_ids`` (training rows, one id per text) leaves out the row itself and rows with the same text."""
+    if k < 1:
+        raise ValueError(f"k={k} must be at least 1")
+    if skip_ids is not None and len(skip_ids) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(skip_ids)} ids to skip")
+    hits = index.query(list(texts), k + (SKIP_MARGIN if skip_ids is not None else 0)) if texts else []
+    out = []
+    for number, (text, references) in enumerate(zip(texts, hits, strict=True)):
+        if skip_ids is not None:
+            own = str(skip_ids[number])
+            references = [r for r in references if r.id != own and _key(r.text) != _key(text)]
+        out.append([Example(r.text, r.answer) for r in references[:k]])
+    return out
