@@ -32,7 +32,6 @@ from catalog_lora.run_files import COMPLETE_MARKER, RunInfo
 from training.config import TrainConfig, load_config
 from training.data import (
     Collator,
-    build_taxonomy,
     check_labels,
     class_weights,
     encode_generation,
@@ -40,7 +39,6 @@ from training.data import (
     length_grouped_batches,
     pack,
     read_splits,
-    target_of,
 )
 from training.fit import best_engine, fit, resume
 from training.run_folder import write_run_folder
@@ -112,11 +110,11 @@ def setup(config: TrainConfig) -> Session:
         (out / COMPLETE_MARKER).unlink(missing_ok=True)
     set_seed(config.train.seed)
     started = time.time()
-    task, head, levels, label_field = config.task, config.method == "head", config.data.label_levels, config.data.label_field
+    task, head, spec = config.task, config.method == "head", config.spec
 
     splits = read_splits(config.data.path, config.data.max_train_examples, config.data.max_eval_examples)
-    taxonomy = build_taxonomy(splits["train"], task, levels, label_field)
-    unseen = check_labels(splits, taxonomy, task, levels, label_field) if taxonomy else {}
+    taxonomy = spec.taxonomy(splits["train"])
+    unseen = check_labels(splits, taxonomy, spec) if taxonomy else {}
     if unseen:
         log(f"Note: {sum(unseen.values())} validation/test labels never occur in training ({len(unseen)} distinct); they count as errors.")
 
@@ -137,9 +135,9 @@ def setup(config: TrainConfig) -> Session:
 
     max_length = config.model.max_length
     if head:
-        encode = lambda r: encode_head(r, taxonomy, tokenizer, task, max_length, levels, label_field)  # noqa: E731
+        encode = lambda r: encode_head(r, taxonomy, tokenizer, spec, max_length)  # noqa: E731
     else:
-        encode = lambda r: encode_generation(r, template, tokenizer, task, max_length, levels, label_field)  # noqa: E731
+        encode = lambda r: encode_generation(r, template, tokenizer, spec, max_length)  # noqa: E731
     train_set, truncated_train = encode_split(splits["train"], encode, "tokenize train", main)
     val_set, truncated_val = encode_split(splits["validation"], encode, "tokenize validation", main)
     if truncated_train or truncated_val:
@@ -174,16 +172,17 @@ def setup(config: TrainConfig) -> Session:
 
 def run_info(config: TrainConfig, taxonomy: Taxonomy | None, template: PromptTemplate, tokenizer, train: list[dict]) -> RunInfo:
     """How the adapter is to be used (``catalog_lora.json``); what is tuned on validation is filled in later."""
-    answers = [target_of(r, config.task, config.data.label_levels, config.data.label_field) for r in train]
+    spec = config.spec
+    answers = [spec.answer(r) for r in train]
     return RunInfo(
-        task=config.task,
+        task=spec.task,
         method=config.method,
         base_model=config.model.base_model,
         base_model_hub_id=public_model_id(config.model.base_model),
         prompt_template=config.model.prompt_template,
         prompt_labels=config.model.prompt_labels,
-        label_levels=config.data.label_levels or None,
-        label_field=config.data.label_field,
+        label_levels=spec.levels,
+        label_field=spec.label_field,
         max_new_tokens=config.model.max_new_tokens or derive_max_new_tokens(answers, tokenizer, template, config),
         max_length=config.model.max_length,
         at_least_one_label=config.eval.at_least_one_label,
