@@ -16,7 +16,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from catalog_lora.engine import Engine, Prediction
+from catalog_lora.engine import Engine
+from catalog_lora.prediction import Prediction
 
 
 @dataclass

@@ -37,12 +37,3 @@ def check_task(task: str) -> str:
 def path_label(path: list[str], levels: int | None = None) -> str:
     """``["Beauty", "Hair Care", "Oil"]`` with levels=2 → ``"Beauty > Hair Care"``."""
     return PATH_SEPARATOR.join(path[:levels] if levels else path)
-
-
-def record_labels(record: dict, task: str, levels: int | None = None, label_field: str = "labels") -> list[str]:
-    """The gold labels of a record as a list (one item for a category)."""
-    if task == "tagging":
-        return list(record[label_field])
-    if task == "category":
-        return [path_label(record["path"], levels)]
-    raise ValueError(f"task={task!r} has no labels; labels exist for tagging and category")

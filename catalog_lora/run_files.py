@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from catalog_lora.labels import Taxonomy
+from catalog_lora.task_spec import TaskSpec
 
 INFO_FILE = "catalog_lora.json"
 TAXONOMY_FILE = "taxonomy.json"
@@ -68,7 +69,10 @@ def check_repo_id(repo_id: str) -> str:
 
 @dataclass
 class RunInfo:
-    """How an adapter is meant to be used; saved as ``catalog_lora.json`` beside it."""
+    """How an adapter is meant to be used; saved as ``catalog_lora.json`` beside it.
+
+    ``task``, ``label_levels`` and ``label_field`` are the adapter's :class:`TaskSpec` (:attr:`spec`),
+    kept as flat keys so that every ``catalog_lora.json`` written so far reads unchanged."""
 
     task: str
     method: str = "generate"
@@ -100,8 +104,13 @@ class RunInfo:
     their answers (0 = none); see catalog_lora.prompts."""
 
     @property
+    def spec(self) -> TaskSpec:
+        """The task and the labels the adapter was trained on."""
+        return TaskSpec(self.task, self.label_levels, self.label_field)
+
+    @property
     def multi_label(self) -> bool:
-        return self.task == "tagging"
+        return self.spec.multi_label
 
     @property
     def num_labels(self) -> int | None:

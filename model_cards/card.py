@@ -22,10 +22,10 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from catalog_lora.base_model import EMBEDDED_GGUF, EMBEDDED_HUB_ID
 from catalog_lora.citation import TASK_TITLES, adapter_citation, run_year
+from catalog_lora.embeddings import MODEL_NAME
 from catalog_lora.markdown import COUNT_KEYS, format_value, markdown_table, metrics_table, scalars
 from catalog_lora.prompts import RESPONSE_PREFIX, PromptTemplate, format_answer
 from catalog_lora.records import HEADLINE
-from catalog_lora.references import MODEL_NAME
 from catalog_lora.run_files import (
     CONFIG_FILE,
     CONFUSION_PLOT,

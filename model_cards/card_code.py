@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 
 from catalog_lora.constrained import SEPARATOR
+from catalog_lora.embeddings import MODEL_NAME
 from catalog_lora.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS
 from catalog_lora.prompts import PromptTemplate
 from catalog_lora.records import PATH_SEPARATOR
-from catalog_lora.references import MODEL_NAME
 from catalog_lora.run_files import NEIGHBOURS_FILE
 from model_cards.card_run import Run
 from model_cards.templating import python_literal, render

@@ -23,10 +23,11 @@ import pytest
 from conftest import REPO, hub_client_env, running_hub, train_tiny, upload_embedded_base
 
 from catalog_lora.dataset_files import load_split
+from catalog_lora.embeddings import MODEL_NAME, model_path
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy
 from catalog_lora.neighbours import neighbour_votes
-from catalog_lora.references import MODEL_NAME, ReferenceIndex, model_path
+from catalog_lora.references import ReferenceIndex
 from catalog_lora.run_files import NEIGHBOURS_FILE, read_run_info
 from model_cards.card_code import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
 from model_cards.publish import publish_adapter

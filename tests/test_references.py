@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from catalog_lora.embeddings import load_model
 from catalog_lora.references import (
     COLLECTION_NAME,
     Reference,
     ReferenceIndex,
     ReferenceIndexError,
     build_index,
-    load_model,
     main,
 )
 

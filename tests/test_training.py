@@ -187,12 +187,13 @@ def test_answer_only_loss_equals_the_full_causal_lm_loss():
 
     from catalog_lora.base_model import load_base_model
     from catalog_lora.prompts import PromptTemplate
+    from catalog_lora.task_spec import TaskSpec
     from training.data import Collator, answer_loss, encode_generation
 
     model, tokenizer, _ = load_base_model("embedded", "none")
     template = PromptTemplate("tagging")
     records = [{"text": "smells great " * k, "labels": ["Fragrance", "Price"][: 1 + k % 2]} for k in range(1, 5)]
-    encoded = [encode_generation(r, template, tokenizer, "tagging", 128, 0, "labels") for r in records]
+    encoded = [encode_generation(r, template, tokenizer, TaskSpec("tagging"), 128) for r in records]
     width = max(len(e.input_ids) for e in encoded)
     ids = torch.full((4, width), tokenizer.pad_token_id)
     mask = torch.zeros(4, width, dtype=torch.long)

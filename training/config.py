@@ -26,6 +26,7 @@ from catalog_lora.base_model import EMBEDDED, QUANTIZATIONS
 from catalog_lora.prompts import TEMPLATES
 from catalog_lora.records import TASKS
 from catalog_lora.run_files import METHODS, REPO_ID_RULE, is_repo_id
+from catalog_lora.task_spec import LABEL_FIELDS, TaskSpec
 
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
 
@@ -195,7 +196,7 @@ class TrainConfig:
         _choice("train.optimizer", self.train.optimizer, ("auto", "adamw", "adamw_8bit"))
         _choice("train.padding", self.train.padding, ("dynamic", "max_length"))
         _choice("train.class_weight", self.train.class_weight, CLASS_WEIGHTS)
-        _choice("data.label_field", self.data.label_field, ("labels", "labels_l2"))
+        _choice("data.label_field", self.data.label_field, LABEL_FIELDS)
         if self.task == "description" and self.method == "head":
             raise ConfigError("method='head' needs labels; task='description' only works with method='generate'")
         if self.train.packing and self.method == "head":
@@ -213,13 +214,18 @@ class TrainConfig:
             raise ConfigError(f"train.head_lr={self.train.head_lr} only applies to method='head'")
         if self.train.class_weight != "none" and self.method != "head":
             raise ConfigError(f"train.class_weight={self.train.class_weight!r} only applies to method='head'; a generating model's loss is per answer token")
-        if min(self.lora.layers, self.model.num_layers, self.model.prompt_examples, self.neighbours.k, self.train.max_minutes, self.train.head_lr) < 0:
-            raise ConfigError("lora.layers, model.num_layers, model.prompt_examples, neighbours.k, train.max_minutes and train.head_lr must be 0 (off) or positive")
+        if min(self.lora.layers, self.model.num_layers, self.model.prompt_examples, self.data.label_levels, self.neighbours.k, self.train.max_minutes, self.train.head_lr) < 0:
+            raise ConfigError("lora.layers, model.num_layers, model.prompt_examples, data.label_levels, neighbours.k, train.max_minutes and train.head_lr must be 0 (off) or positive")
         if self.push_to_hub and not is_repo_id(self.push_to_hub):
             raise ConfigError(f"push_to_hub={self.push_to_hub!r} is not a Hub repo id: {REPO_ID_RULE}")
         if not self.data.path:
             raise ConfigError("data.path is empty: point it at a folder prepared by `python -m datasets_prep.prepare`")
         return self
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task spec of the run; ``data.label_levels=0`` (the whole path) is its ``levels=None``."""
+        return TaskSpec(self.task, self.data.label_levels or None, self.data.label_field)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

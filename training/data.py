@@ -12,7 +12,8 @@ import torch
 from catalog_lora.dataset_files import load_split
 from catalog_lora.labels import Taxonomy
 from catalog_lora.prompts import Example, PromptTemplate
-from catalog_lora.records import SPLITS, path_label, record_labels
+from catalog_lora.records import SPLITS
+from catalog_lora.task_spec import TaskSpec
 from training.config import CLASS_WEIGHTS
 
 IGNORE_INDEX = -100
@@ -37,28 +38,12 @@ def read_splits(folder: str | Path, max_train: int = 0, max_eval: int = 0) -> di
     return {split: read_split(folder, split, max_train if split == "train" else max_eval) for split in SPLITS}
 
 
-def target_of(record: dict, task: str, levels: int = 0, label_field: str = "labels"):
-    """What the model must answer for a record: a tag list, a category path string or a description."""
-    if task == "tagging":
-        return record_labels(record, task, label_field=label_field)
-    if task == "category":
-        return path_label(record["path"], levels or None)
-    return record["description"]
-
-
-def build_taxonomy(train: list[dict], task: str, levels: int = 0, label_field: str = "labels") -> Taxonomy | None:
-    if task == "description":
-        return None
-    label_lists = [record_labels(r, task, levels or None, label_field) for r in train]
-    return Taxonomy.from_examples(label_lists, multi_label=task == "tagging")
-
-
-def check_labels(splits: dict[str, list[dict]], taxonomy: Taxonomy, task: str, levels: int, label_field: str) -> dict:
+def check_labels(splits: dict[str, list[dict]], taxonomy: Taxonomy, spec: TaskSpec) -> dict:
     """Labels in validation/test that training never saw: counted, so metrics can be read honestly."""
     unseen: dict[str, int] = {}
     for split in ("validation", "test"):
         for record in splits[split]:
-            for label in record_labels(record, task, levels or None, label_field):
+            for label in spec.labels(record):
                 if label not in taxonomy:
                     unseen[label] = unseen.get(label, 0) + 1
     return unseen
@@ -72,13 +57,13 @@ class Encoded:
 
 
 def encode_generation(
-    record, template: PromptTemplate, tokenizer, task, max_length, levels, label_field, examples: Sequence[Example] = ()
+    record, template: PromptTemplate, tokenizer, spec: TaskSpec, max_length, examples: Sequence[Example] = ()
 ) -> Encoded:
     """Prompt + answer tokens; the loss sees only the answer (prompt labels are ``IGNORE_INDEX``).
 
     ``examples``: the nearest training examples the prompt shows (``model.prompt_examples``)."""
     answer_ids = tokenizer.encode(
-        template.answer(target_of(record, task, levels, label_field), tokenizer), add_special_tokens=False
+        template.answer(spec.answer(record), tokenizer), add_special_tokens=False
     )
     answer_ids = answer_ids[: max(1, max_length // 2)] if len(answer_ids) > max_length // 2 else answer_ids
     prompt, truncated = template.fit(
@@ -88,10 +73,10 @@ def encode_generation(
     return Encoded(prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids, truncated)
 
 
-def encode_head(record, taxonomy: Taxonomy, tokenizer, task, max_length, levels, label_field) -> Encoded:
-    text = PromptTemplate(task, "alpaca").user_input(record["text"], record.get("attributes"))
+def encode_head(record, taxonomy: Taxonomy, tokenizer, spec: TaskSpec, max_length) -> Encoded:
+    text = PromptTemplate(spec.task, "alpaca").user_input(record["text"], record.get("attributes"))
     ids = tokenizer.encode(text, add_special_tokens=False)
-    gold = [taxonomy.canonical(label) for label in record_labels(record, task, levels or None, label_field)]
+    gold = [taxonomy.canonical(label) for label in spec.labels(record)]
     if taxonomy.multi_label:
         target: list[float] | int = [1.0 if label in gold else 0.0 for label in taxonomy.labels]
     else:

@@ -16,23 +16,24 @@ import yaml
 
 from catalog_lora.engine import Engine
 from catalog_lora.markdown import SYSTEMS, metrics_table
-from catalog_lora.records import HEADLINE, record_labels
+from catalog_lora.records import HEADLINE
 from catalog_lora.run_files import CONFIG_FILE, CONFUSION_PLOT, METRICS_FILE, PER_LABEL_PLOT, SYSTEMS_PLOT, fetch_file
+from catalog_lora.task_spec import TaskSpec
 from training import plots
 from training.baseline import TfidfBaseline
-from training.data import read_split, target_of
+from training.data import read_split
 from training.metrics import description_metrics, multilabel_metrics, singlelabel_metrics
 
 
-def score(task: str, records: list[dict], predictions: list, labels: list[str] | None, levels: int, label_field: str) -> dict:
+def score(task_spec: TaskSpec, records: list[dict], predictions: list, labels: list[str] | None) -> dict:
     """Metrics of predictions (``Prediction`` objects, or plain targets from the baseline) on records."""
     as_labels = lambda p: p.labels if hasattr(p, "labels") else p  # noqa: E731
-    if task == "tagging":
-        gold = [record_labels(r, task, label_field=label_field) for r in records]
+    if task_spec.task == "tagging":
+        gold = [task_spec.labels(r) for r in records]
         unknown = [p.unknown if hasattr(p, "unknown") else [] for p in predictions]
         return multilabel_metrics(gold, [as_labels(p) for p in predictions], labels, unknown)
-    if task == "category":
-        gold = [record_labels(r, task, levels or None)[0] for r in records]
+    if task_spec.task == "category":
+        gold = [task_spec.labels(r)[0] for r in records]
         pred = [p.labels[0] if p.labels else None for p in predictions] if predictions and hasattr(predictions[0], "labels") else predictions
         return singlelabel_metrics(gold, pred, labels)
     texts = [p.text if hasattr(p, "text") else p for p in predictions]
@@ -51,16 +52,16 @@ def evaluate_engine(engine: Engine, name: str, records: list[dict], use_adapter:
         progress=True,
     )
     labels = spec.taxonomy.labels if spec.taxonomy else None
-    metrics = score(spec.info.task, records, predictions, labels, spec.info.label_levels or 0, spec.info.label_field)
+    metrics = score(spec.info.spec, records, predictions, labels)
     metrics["truncated"] = sum(p.truncated for p in predictions)
     return metrics
 
 
-def evaluate_baseline(train: list[dict], test: list[dict], task: str, labels: list[str] | None, levels: int, label_field: str, seed: int) -> dict:
-    baseline = TfidfBaseline(task, labels, seed).fit(
-        [r["text"] for r in train], [target_of(r, task, levels, label_field) for r in train]
+def evaluate_baseline(train: list[dict], test: list[dict], task_spec: TaskSpec, labels: list[str] | None, seed: int) -> dict:
+    baseline = TfidfBaseline(task_spec.task, labels, seed).fit(
+        [r["text"] for r in train], [task_spec.answer(r) for r in train]
     )
-    return score(task, test, baseline.predict([r["text"] for r in test]), labels, levels, label_field)
+    return score(task_spec, test, baseline.predict([r["text"] for r in test]), labels)
 
 
 def evaluate_all(
@@ -95,7 +96,7 @@ def evaluate_all(
         results["base"] = evaluate_engine(engine, name, test, False, batch_size, constrained)
     if baseline:
         labels = spec.taxonomy.labels if spec.taxonomy else None
-        results["baseline"] = evaluate_baseline(train, test, info.task, labels, info.label_levels or 0, info.label_field, seed)
+        results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed)
     return results
 
 

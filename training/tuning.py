@@ -12,9 +12,7 @@ from catalog_lora.confidence import choose_threshold
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy
 from catalog_lora.neighbours import best_thresholds, neighbour_votes, tune_weight
-from catalog_lora.records import record_labels
 from training.config import TrainConfig
-from training.data import target_of
 
 NAME = "adapter"  # the name the trained adapter is registered under on the engine
 
@@ -30,7 +28,7 @@ def validation_scores(engine: Engine, validation: list[dict], config: TrainConfi
         batch_size=config.eval.batch_size, top_k=len(labels),
     )
     scores = np.array([[p.scores.get(label, 0.0) for label in labels] for p in predictions])
-    gold = [record_labels(r, config.task, config.data.label_levels or None, config.data.label_field) for r in validation]
+    gold = [config.spec.labels(r) for r in validation]
     if engine.spec(NAME).taxonomy.multi_label:
         return scores, np.array([[label in labels_ for label in labels] for labels_ in gold])
     return scores, np.array([labels.index(g[0]) if g[0] in labels else -1 for g in gold])
@@ -42,7 +40,7 @@ def tune_neighbour_weight(engine: Engine, validation: list[dict], config: TrainC
     spec.info.knn_weight, spec.info.thresholds = 0.0, []
     head, gold = validation_scores(engine, validation, config)
     hits = spec.neighbours.query([r["text"] for r in validation], config.neighbours.k)
-    votes = neighbour_votes(hits, taxonomy, config.data.label_levels or None, config.neighbours.temperature)
+    votes = neighbour_votes(hits, taxonomy, config.spec.levels, config.neighbours.temperature)
     return tune_weight(head, votes, gold, taxonomy.multi_label)
 
 
@@ -64,7 +62,7 @@ def review_threshold(engine: Engine, name: str, validation: list[dict], config: 
     )
     answers = []
     for prediction, record in zip(predictions, validation, strict=True):
-        gold = target_of(record, config.task, config.data.label_levels, config.data.label_field)
+        gold = config.spec.answer(record)
         gold = set(gold) if isinstance(gold, list) else {gold}
         answers += [(prediction.confidence.get(label, 0.0), label in gold) for label in prediction.labels]
     return choose_threshold(answers)

@@ -1,0 +1,54 @@
+"""The engine's classification-head path: one forward pass per batch, no generation.
+
+A head adapter's probabilities (sigmoid per tag, softmax over categories), optionally mixed with
+the labels of the nearest training examples (:mod:`catalog_lora.neighbours`), become the chosen
+labels: per-label thresholds for tags, the top categories for a category head.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from catalog_lora.neighbours import mix, neighbour_votes
+from catalog_lora.prediction import AdapterSpec, Prediction
+
+
+class HeadMixin:
+    """:class:`catalog_lora.engine.Engine`'s head path (uses its model, ``_encode`` and ``_using``)."""
+
+    @torch.inference_mode()
+    def _classify(
+        self, spec: AdapterSpec, prompts: list[str], texts: list[str], use_adapter: bool, top_k: int
+    ) -> list[Prediction]:
+        with self._using(spec, use_adapter):
+            batch = self._encode(prompts, "right")
+            logits = self.model(**batch).logits.float()
+        self.tokens_processed += batch["input_ids"].numel()
+        labels = spec.taxonomy.labels
+        probs = torch.sigmoid(logits) if spec.info.multi_label else torch.softmax(logits, dim=-1)
+        if use_adapter and spec.info.knn_k and spec.info.knn_weight:
+            votes = neighbour_votes(
+                spec.neighbours.query(texts, spec.info.knn_k),
+                spec.taxonomy,
+                spec.info.label_levels,
+                spec.info.knn_temperature,
+            )
+            probs = torch.from_numpy(mix(probs.cpu().numpy(), votes, spec.info.knn_weight))
+        results = []
+        if spec.info.multi_label:
+            thresholds = torch.tensor(spec.info.thresholds or [0.5] * len(labels), device=probs.device)
+            for row in probs:
+                chosen = (row >= thresholds).nonzero().flatten().tolist()
+                if not chosen and spec.info.at_least_one_label:
+                    chosen = [int(row.argmax())]
+                chosen.sort(key=lambda j: -row[j])
+                picked = [labels[j] for j in chosen]
+                scores = {labels[j]: float(row[j]) for j in range(len(labels))}
+                results.append(Prediction(", ".join(picked), picked, scores, confidence={p: scores[p] for p in picked}))
+        else:
+            for row in probs:
+                top = row.topk(min(top_k or 1, len(labels)))
+                ranked = {labels[j]: float(p) for p, j in zip(top.values.tolist(), top.indices.tolist(), strict=True)}
+                best = labels[int(row.argmax())]
+                results.append(Prediction(best, [best], ranked, confidence={best: float(row.max())}))
+        return results
