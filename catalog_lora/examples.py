@@ -4,11 +4,16 @@ Looked up in the run's references index (:mod:`catalog_lora.references`) by sent
 similarity, at training time and at inference time alike, so the model is trained on the prompts it
 will see. A training row must not see itself: its own id and every row with the same text are
 skipped, as a product to describe is, by the splits' construction, never in the training split.
+
+For code without catalog-lora (the model card's), :func:`save_plain` writes the index's embeddings
+and each example's text and answer to plain files published beside the adapter.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from catalog_lora.prompts import Example
 
@@ -36,3 +41,20 @@ def nearest_examples(index, texts: Sequence[str], k: int, skip_ids: Sequence[str
             references = [r for r in references if r.id != own and _key(r.text) != _key(text)]
         out.append([Example(r.text, r.answer) for r in references[:k]])
     return out
+
+
+def save_plain(index, embeddings_path: str | Path, rows_path: str | Path) -> None:
+    """The references ``index`` as plain files, for code without catalog-lora or ChromaDB.
+
+    ``embeddings_path``: a safetensors file with ``embeddings`` (float32, one unit-length row per
+    training example, as the index stores them); ``rows_path``: JSON lines ``{"text", "answer"}``,
+    the same examples in the same order. The top-k of ``embedding @ embeddings.T`` are then the
+    examples :func:`nearest_examples` finds, by an exact search instead of ChromaDB's approximate one.
+    """
+    from safetensors.numpy import save_file
+
+    embeddings, texts, answers = index.entries()
+    save_file({"embeddings": embeddings}, str(embeddings_path), metadata={"embedding_model": index.model})
+    # ASCII JSON: no character in a row can read as a line break
+    rows = (json.dumps({"text": text, "answer": answer}) for text, answer in zip(texts, answers, strict=True))
+    Path(rows_path).write_text("".join(row + "\n" for row in rows), encoding="utf-8")

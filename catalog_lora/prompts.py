@@ -46,6 +46,7 @@ INSTRUCTIONS = {
 RESPONSE_PREFIX = {"tagging": "Tags:", "category": "Category:", "description": "Description:"}
 SYSTEM_PROMPT = "You are a retail catalog assistant. Answer with the requested field only."
 EXAMPLE_ANSWER = {"tagging": "Its tags", "category": "Its category", "description": "Its description"}
+CUT_MARK = "…"  # ends an example's answer that was cut to fit the prompt
 
 
 class Example(NamedTuple):
@@ -135,7 +136,7 @@ class PromptTemplate:
             longest = max(range(len(kept)), key=kept.__getitem__)
             kept[longest] = max(0, kept[longest] - excess - 1)
             cut = tokenizer.decode(answers[longest][: kept[longest]]).rstrip()
-            shown[longest] = shown[longest]._replace(answer=cut + "…" if cut else "")
+            shown[longest] = shown[longest]._replace(answer=cut + CUT_MARK if cut else "")
             prompt = self.prompt(text, tokenizer, attributes, shown)
             excess = count(prompt) - max_tokens
         if excess <= 0:

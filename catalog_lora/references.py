@@ -160,11 +160,12 @@ class ReferenceIndex:
         """The Hub id of the sentence model the entries were embedded with."""
         return str((self._collection.metadata or {}).get("model", MODEL_NAME))
 
-    def entries(self) -> tuple[np.ndarray, list[str]]:
-        """Every entry's stored embedding (float32, one row each) and its gold answer, in the same order."""
-        stored = self._collection.get(include=["embeddings", "metadatas"])
+    def entries(self) -> tuple[np.ndarray, list[str], list[str]]:
+        """Every entry's stored embedding (float32, one row each), its text and its gold answer, in the same order."""
+        stored = self._collection.get(include=["embeddings", "documents", "metadatas"])
+        texts = [document or "" for document in stored["documents"]]
         answers = [str((metadata or {}).get("answer", "")) for metadata in stored["metadatas"]]
-        return np.asarray(stored["embeddings"], dtype=np.float32), answers
+        return np.asarray(stored["embeddings"], dtype=np.float32), texts, answers
 
     def __len__(self) -> int:
         return self.count

@@ -15,7 +15,10 @@ A finished run folder holds:
 
 An adapter repo holds these files (the card as ``README.md``) and, for a head mixed with its
 neighbours, ``neighbours.safetensors``: the references' embeddings and labels as plain tensors
-(:func:`catalog_lora.neighbours.save_plain`), written when the run is published.
+(:func:`catalog_lora.neighbours.save_plain`), written when the run is published. A generate adapter
+that shows training examples in its prompts (``prompt_examples``) gets the references' embeddings in
+``neighbours.safetensors`` and their texts and answers, row by row, in ``prompt_examples.jsonl``
+(:func:`catalog_lora.examples.save_plain`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ COMPLETE_MARKER = "COMPLETE"
 PROGRESS_FILE = "progress.json"  # written while training runs: step, losses, phase (see training.train)
 REFERENCES_DIR = "references"  # the index of the training examples (catalog_lora.references), when built
 NEIGHBOURS_FILE = "neighbours.safetensors"  # the same examples as plain tensors, in a published head's repo
+EXAMPLES_FILE = "prompt_examples.jsonl"  # their texts and answers, in a published repo whose prompts show examples
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 METHODS = ("generate", "head")
 REPO_ID_RULE = (

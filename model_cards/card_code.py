@@ -1,22 +1,26 @@
 """The model card's first code block, which needs only transformers, peft, torch and huggingface_hub.
 
 It loads base + adapter by id and reproduces ``training.predict``: the prompt from
-:func:`prompt_format`, greedy decoding constrained like :class:`catalog_lora.constrained.LabelConstraint`
-and the parsing of :mod:`catalog_lora.labels`; or the head's scores with its thresholds, mixed with
-the labels of the nearest training examples as :mod:`catalog_lora.neighbours` does. Every setting is
-read from the repo's files; the code is in ``templates/usage_*.py.jinja``.
+:func:`prompt_format` (with the nearest training examples of :mod:`catalog_lora.examples` in the
+slot :func:`example_format` fills, cut as ``PromptTemplate.fit`` cuts them), greedy decoding
+constrained like :class:`catalog_lora.constrained.LabelConstraint` and the parsing of
+:mod:`catalog_lora.labels`; or the head's scores with its thresholds, mixed with the labels of the
+nearest training examples as :mod:`catalog_lora.neighbours` does. Every setting is read from the
+repo's files; the code is in ``templates/usage_*.py.jinja`` (the nearest-example search, shared by
+both, in ``templates/nearest.py.jinja``).
 """
 
 from __future__ import annotations
 
 import re
+import string
 
 from catalog_lora.constrained import SEPARATOR
 from catalog_lora.embeddings import MODEL_NAME
 from catalog_lora.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS
-from catalog_lora.prompts import PromptTemplate
+from catalog_lora.prompts import CUT_MARK, Example, PromptTemplate
 from catalog_lora.records import PATH_SEPARATOR
-from catalog_lora.run_files import NEIGHBOURS_FILE
+from catalog_lora.run_files import EXAMPLES_FILE, NEIGHBOURS_FILE
 from model_cards.card_run import Run
 from model_cards.templating import python_literal, render
 
@@ -34,20 +38,48 @@ MORE_TEXTS = {
     "category": ["Basmati Rice, Premium Long Grain, 5 kg", "Dark Chocolate Bar 70% Cocoa, 100 g"],
     "description": ["Aloe Vera Soothing Shower Gel, 250 ml", "Stainless Steel Insulated Water Bottle, 1 L"],
 }
-TEXT_SLOT = "\x00text\x00"  # stands in for the product text while a prompt is rendered as a format string
+# Stand in for the product text, the examples and an example's text and answer while a prompt is
+# rendered as a format string.
+TEXT_SLOT, EXAMPLES_SLOT = "\x00text\x00", "\x00examples\x00"
+SLOT_EXAMPLE = Example("\x00example text\x00", "\x00example answer\x00")
+
+
+def _as_format(rendered: str, slots: dict[str, str]) -> str:
+    """``rendered`` as a ``str.format`` template: braces escaped, each slot (value) replaced by its field (key)."""
+    rendered = rendered.replace("{", "{{").replace("}", "}}")
+    for field, slot in slots.items():
+        rendered = rendered.replace(slot, "{" + field + "}")
+    return rendered
+
+
+def _example_block(run: Run) -> str:
+    """What the prompt shows for :data:`SLOT_EXAMPLE` (everything ``user_input`` puts before the product)."""
+    template = run.template()
+    return template.user_input(TEXT_SLOT, examples=[SLOT_EXAMPLE]).removesuffix(template.user_input(TEXT_SLOT))
 
 
 def prompt_format(run: Run) -> str:
-    """The exact model input as a ``str.format`` template with one field, ``{text}``.
+    """The exact model input as a ``str.format`` template: ``{text}``, and ``{examples}`` when the run
+    shows training examples (the blocks of :func:`example_format`, joined).
 
     Rendered by the project's :class:`PromptTemplate` (the head reads ``user_input`` alone, as the
     engine feeds it), so the card's code cannot drift from what training and evaluation used.
     """
     if run.info.method == "head":
-        rendered = PromptTemplate(run.info.task, "alpaca").user_input(TEXT_SLOT)
-    else:
-        rendered = run.template().prompt(TEXT_SLOT, run.tokenizer() if run.info.prompt_template == "chat" else None)
-    return rendered.replace("{", "{{").replace("}", "}}").replace(TEXT_SLOT, "{text}")
+        return _as_format(PromptTemplate(run.info.task, "alpaca").user_input(TEXT_SLOT), {"text": TEXT_SLOT})
+    tokenizer = run.tokenizer() if run.info.prompt_template == "chat" else None
+    if not run.info.prompt_examples:
+        return _as_format(run.template().prompt(TEXT_SLOT, tokenizer), {"text": TEXT_SLOT})
+    rendered = run.template().prompt(TEXT_SLOT, tokenizer, examples=[SLOT_EXAMPLE])
+    block = _example_block(run)
+    if rendered.count(block) != 1:
+        raise ValueError(f"the {run.info.prompt_template} prompt does not show its example as one block")
+    return _as_format(rendered.replace(block, EXAMPLES_SLOT), {"text": TEXT_SLOT, "examples": EXAMPLES_SLOT})
+
+
+def example_format(run: Run) -> str:
+    """One training example as the prompt shows it, a ``str.format`` template with ``{text}`` and ``{answer}``."""
+    return _as_format(_example_block(run), {"text": SLOT_EXAMPLE.text, "answer": SLOT_EXAMPLE.answer})
 
 
 def usage_code(run: Run, repo_id: str) -> str:
@@ -55,6 +87,8 @@ def usage_code(run: Run, repo_id: str) -> str:
     task = run.info.task
     values = dict(
         repo_id=repo_id,
+        embedder=MODEL_NAME,
+        neighbours_file=NEIGHBOURS_FILE,
         base_model=run.base_model,
         example=EXAMPLE_TEXT[task],
         batch=MORE_TEXTS[task],
@@ -67,13 +101,21 @@ def usage_code(run: Run, repo_id: str) -> str:
             problem_type=run.info.problem_type,
             num_layers=run.info.num_layers,
             knn=bool(run.knn_k),
-            embedder=MODEL_NAME,
-            neighbours_file=NEIGHBOURS_FILE,
             **values,
         )
+    prompt = prompt_format(run)
+    examples = run.info.prompt_examples
     return render(
         "usage_generate.py.jinja",
-        prompt_lines=[python_literal(line) for line in prompt_format(run).splitlines(keepends=True)],
+        prompt_lines=[python_literal(line) for line in prompt.splitlines(keepends=True)],
+        examples=examples,
+        example_lines=[python_literal(line) for line in example_format(run).splitlines(keepends=True)]
+        if examples
+        else [],
+        examples_file=EXAMPLES_FILE,
+        cut_mark=CUT_MARK,
+        # the product text's places in the prompt: a cut of the text shortens the prompt this many times
+        text_repeats=sum(field == "text" for _, field, _, _ in string.Formatter().parse(prompt)),
         labels=run.has_labels,
         first_prefix=" " if run.info.prompt_template == "alpaca" else "",
         separator=SEPARATOR,

@@ -19,18 +19,21 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from catalog_lora.base_model import public_model_id
+from catalog_lora.examples import save_plain as save_examples
 from catalog_lora.labels import Taxonomy
 from catalog_lora.markdown import split_front_matter
-from catalog_lora.neighbours import save_plain
+from catalog_lora.neighbours import save_plain as save_neighbours
 from catalog_lora.records import SPACE_SLOTS
 from catalog_lora.references import ReferenceIndex, ReferenceIndexError
 from catalog_lora.run_files import (
     COMPLETE_MARKER,
+    EXAMPLES_FILE,
     INFO_FILE,
     NEIGHBOURS_FILE,
     REFERENCES_DIR,
@@ -63,6 +66,7 @@ ADAPTER_PATTERNS = [
     "README.md",
     f"{REFERENCES_DIR}/*",  # the nearest-training-examples index (catalog_lora.references), when built
     NEIGHBOURS_FILE,  # the same examples as plain tensors, for the card's code (heads mixed with neighbours)
+    EXAMPLES_FILE,  # and their texts and answers, for the card's code (prompts that show examples)
 ]
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
@@ -99,8 +103,23 @@ def publish_adapter(
         if (run_dir / REFERENCES_DIR).is_dir():
             shutil.copytree(run_dir / REFERENCES_DIR, staged / REFERENCES_DIR, ignore=SKIP)
         info = RunInfo.from_dict(json.loads((run_dir / INFO_FILE).read_text()))
+        scratch = Path(tmp) / "index"
         if info.knn_k and info.knn_weight:
-            _save_neighbours(run_dir, info, staged / NEIGHBOURS_FILE, Path(tmp) / "index")
+            _save_plain_index(
+                run_dir,
+                scratch,
+                f"mixes its head with {info.knn_k} neighbours (knn_k in {INFO_FILE})",
+                lambda index: save_neighbours(
+                    index, Taxonomy.load(run_dir / TAXONOMY_FILE), info.label_levels, staged / NEIGHBOURS_FILE
+                ),
+            )
+        if info.prompt_examples:
+            _save_plain_index(
+                run_dir,
+                scratch,
+                f"shows {info.prompt_examples} training example(s) in each prompt (prompt_examples in {INFO_FILE})",
+                lambda index: save_examples(index, staged / NEIGHBOURS_FILE, staged / EXAMPLES_FILE),
+            )
         # A run folder records the base as the local folder it was loaded from; readers need its Hub id.
         config_path = staged / "adapter_config.json"
         adapter_config = json.loads(config_path.read_text())
@@ -121,20 +140,19 @@ def publish_adapter(
     return published
 
 
-def _save_neighbours(run_dir: Path, info: RunInfo, path: Path, scratch: Path) -> None:
-    """The card's code mixes in the neighbours' vote without ChromaDB: their embeddings and labels as plain tensors.
+def _save_plain_index(run_dir: Path, scratch: Path, uses: str, write: Callable[[ReferenceIndex], object]) -> None:
+    """The card's code searches the training examples without ChromaDB: ``write`` saves the index as plain files.
 
-    Read from a copy of the index, since opening a ChromaDB folder may write to it and a publish
-    leaves the run folder as it was."""
+    ``uses`` says what the run needs the index for. Read from a copy of the index, since opening a
+    ChromaDB folder may write to it and a publish leaves the run folder as it was."""
     if not (run_dir / REFERENCES_DIR).is_dir():
         raise PublishError(
-            f"{run_dir} mixes its head with {info.knn_k} neighbours (knn_k in {INFO_FILE}) but has no "
-            f"{REFERENCES_DIR}/ index to take them from; nothing was uploaded"
+            f"{run_dir} {uses} but has no {REFERENCES_DIR}/ index to take them from; nothing was uploaded"
         )
     shutil.copytree(run_dir / REFERENCES_DIR, scratch, ignore=SKIP)
     try:
         with ReferenceIndex.open(scratch) as index:
-            save_plain(index, Taxonomy.load(run_dir / TAXONOMY_FILE), info.label_levels, path)
+            write(index)
     except ReferenceIndexError as error:
         raise PublishError(f"{error}; nothing was uploaded") from None
 

@@ -5,7 +5,9 @@ refuses ``catalog_lora``, ``training``, ``datasets_prep`` and ``model_cards``; t
 and ``PYTHONPATH`` are outside the repository), against tiny adapters really trained and pushed to
 the local Hub-compatible server, with the base model and the references' sentence model on that
 server too. Its labels must equal ``training.predict``'s on the card's example and on more texts;
-for a head mixed with its neighbours, its neighbour vote must also equal the engine's.
+for a head mixed with its neighbours, its neighbour vote must also equal the engine's; for a
+description adapter whose prompts show the nearest training example, the examples it shows must be
+the engine's and its descriptions ``training.predict``'s.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ import pandas as pd
 import pytest
 from conftest import REPO, hub_client_env, running_hub, train_tiny, upload_embedded_base
 
+from catalog_lora.batch import TRUNCATED
 from catalog_lora.dataset_files import load_split
 from catalog_lora.embeddings import MODEL_NAME, model_path
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy
 from catalog_lora.neighbours import neighbour_votes
+from catalog_lora.prompts import CUT_MARK
 from catalog_lora.references import ReferenceIndex
-from catalog_lora.run_files import NEIGHBOURS_FILE, read_run_info
+from catalog_lora.run_files import EXAMPLES_FILE, NEIGHBOURS_FILE, REFERENCES_DIR, read_run_info
 from model_cards.card_code import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
+from model_cards.hub import PublishError
 from model_cards.publish import publish_adapter
 from training.predict import main as predict_main
 
@@ -42,6 +47,12 @@ EXAMPLE_TOKEN = "hf_card_code_test_example_0004"
 EXAMPLE = REPO / "model_cards" / "examples" / "bigbasket-category-head" / "README.md"
 EXAMPLE_REPO = "catalog-lora/smollm2-135m-bigbasket-category"  # as README's command regenerates it
 UNTRAINED_HEAD_REPORT = ("newly initialized", "MISSING", "LOAD REPORT")
+TASKS = {"generate": "tagging", "head": "tagging", "head-neighbours": "tagging", "generate-examples": "description"}
+# A title so long that its prompt has no room for the example's answer, and the title is cut too.
+LONG_TITLE = (
+    "Handmade Organic Lavender and Chamomile Calming Body Wash with Aloe Vera, Shea Butter and Vitamin E "
+    "for Dry and Sensitive Skin, Paraben Free, Family Value Pack of 3 Bottles x 400 ml Each"
+)
 
 # Runs the card's code with the project hidden, then its `predict` on the texts given; prints JSON.
 WITHOUT_PROJECT = r"""
@@ -70,6 +81,8 @@ exec(compile(code, "card-how-to-use", "exec"), namespace)
 print("PREDICT " + json.dumps(namespace["predict"](texts)))
 if "neighbour_votes" in namespace:
     print("VOTES " + json.dumps(namespace["neighbour_votes"](texts).tolist()))
+if "shown_examples" in namespace:
+    print("EXAMPLES " + json.dumps(namespace["shown_examples"](texts)))
 """
 
 
@@ -102,8 +115,10 @@ def embedder_on_hub(hub) -> str:
 
 @pytest.fixture(scope="module")
 def adapters(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
-    """A generative tagging adapter (tiny_runs) and two sigmoid-head tagging adapters, all really trained;
-    one head mixes its scores with its 5 nearest training examples, on the first 6 layers, as the real runs do."""
+    """A generative tagging adapter (tiny_runs), two sigmoid-head tagging adapters and a description adapter,
+    all really trained; one head mixes its scores with its 5 nearest training examples, on the first 6 layers,
+    as the real runs do; the description adapter's prompts show the nearest training example, in a window
+    (max_length) that often has to cut the example's answer."""
     root = tmp_path_factory.mktemp("card-code-runs")
     head = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", root / "tagging-head")
     mixed = train_tiny(
@@ -115,18 +130,33 @@ def adapters(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
         "model.num_layers=6",
         "eval.base=false",
     )
+    examples = train_tiny(
+        "sample_description.yaml",
+        sample_data / "description",
+        root / "description-examples",
+        "model.prompt_examples=1",
+        "lora.layers=4",
+        "model.max_length=128",
+        "model.max_new_tokens=16",
+        "eval.base=false",
+        "data.max_eval_examples=2",
+    )
     # Copies: publishing writes README.md into the folder, and tiny_runs is shared with other modules.
     return {
         "generate": Path(shutil.copytree(tiny_runs["tagging"], root / "tagging")),
         "head": head,
         "head-neighbours": mixed,
+        "generate-examples": examples,
     }
 
 
-def texts_for(sample_data: Path) -> list[str]:
-    """The card's example, the card's batch and a few test-split reviews the adapters never trained on."""
-    lines = (sample_data / "tagging" / "test.jsonl").read_text(encoding="utf-8").splitlines()
-    return [EXAMPLE_TEXT["tagging"], *MORE_TEXTS["tagging"], *(json.loads(line)["text"] for line in lines[:4])]
+def texts_for(sample_data: Path, task: str) -> list[str]:
+    """The card's example, the card's batch and a few test-split texts the adapters never trained on
+    (for descriptions, slower to write, two and a title too long for its prompt)."""
+    lines = (sample_data / task / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    if task == "description":
+        return [EXAMPLE_TEXT[task], *MORE_TEXTS[task], *(json.loads(line)["text"] for line in lines[:2]), LONG_TITLE]
+    return [EXAMPLE_TEXT[task], *MORE_TEXTS[task], *(json.loads(line)["text"] for line in lines[:4])]
 
 
 def training_predict(run: Path, texts: list[str], tmp_path: Path) -> list[str]:
@@ -135,7 +165,7 @@ def training_predict(run: Path, texts: list[str], tmp_path: Path) -> list[str]:
     predict_main(
         [
             "--adapter",
-            f"tags={run}",
+            f"answer={run}",
             "--input",
             str(source),
             "--text-column",
@@ -147,8 +177,8 @@ def training_predict(run: Path, texts: list[str], tmp_path: Path) -> list[str]:
         ]
     )
     result = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
-    assert list(result.get("error", [""] * len(result))) == [""] * len(texts)
-    return list(result["tags"])
+    assert set(result.get("error", [""])) <= {"", TRUNCATED}, "no text may fail; a text too long is only marked"
+    return list(result["answer"])
 
 
 def run_card_code(hub, code: str, texts: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -170,20 +200,21 @@ def run_card_code(hub, code: str, texts: list[str], tmp_path: Path) -> subproces
     )
 
 
-@pytest.mark.parametrize("method", ["generate", "head", "head-neighbours"])
+@pytest.mark.parametrize("method", ["generate", "head", "head-neighbours", "generate-examples"])
 def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
     method, hub, base_on_hub, embedder_on_hub, adapters, sample_data, tmp_path, capfd
 ):
-    run, repo_id = adapters[method], f"user/card-code-{method}"
+    run, repo_id, task = adapters[method], f"user/card-code-{method}", TASKS[method]
     info = read_run_info(str(run))
-    mixed = method == "head-neighbours"
+    mixed, shows_examples = method == "head-neighbours", method == "generate-examples"
     if mixed:
         assert info.knn_k == 5 and 0.0 < info.knn_weight < 1.0, "the mix must really weigh both halves"
     publish_adapter(run, repo_id, token=TOKEN, endpoint=hub.url)
     card = (run / "README.md").read_text(encoding="utf-8")
     code = extract_code_blocks(card)[0]
-    assert (NEIGHBOURS_FILE in code) == mixed
-    texts = texts_for(sample_data)
+    assert (NEIGHBOURS_FILE in code) == (mixed or shows_examples)
+    assert (EXAMPLES_FILE in code) == shows_examples
+    texts = texts_for(sample_data, task)
 
     proc = run_card_code(hub, code, texts, tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -191,10 +222,13 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
     results = {
         line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
         for line in printed
-        if line.startswith(("PREDICT ", "VOTES "))
+        if line.startswith(("PREDICT ", "VOTES ", "EXAMPLES "))
     }
-    card_labels = results["PREDICT"]
-    example_labels = ast.literal_eval(printed[0])  # what the card's own `print(predict([example]))` shows
+    # what the card's `predict` returns, and what its own `print(predict([example]))` shows, as training.predict writes it
+    card_answers, example_answers = results["PREDICT"], ast.literal_eval(printed[0])
+    if task != "description":
+        card_answers = [", ".join(labels) for labels in card_answers]
+        example_answers = [", ".join(labels) for labels in example_answers]
     if mixed:  # the plain embedding, exact top-k and vote give the engine's vote from the ChromaDB index
         with ReferenceIndex.open(shutil.copytree(run / "references", tmp_path / "references")) as index:
             engine_votes = neighbour_votes(
@@ -204,16 +238,27 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
                 info.knn_temperature,
             )
         np.testing.assert_allclose(np.array(results["VOTES"]), engine_votes, atol=1e-5)
+    if shows_examples:  # the exact search over the plain files finds the examples the engine's ChromaDB search finds
+        engine = Engine.load({"describe": str(run)}, quantization="none")
+        spec = engine.spec("describe")
+        shown = spec.examples(texts)
+        assert results["EXAMPLES"] == [[{"text": e.text, "answer": e.answer} for e in examples] for examples in shown]
+        prompts = [engine.prompt_for(spec, text, None, examples) for text, examples in zip(texts, shown, strict=True)]
+        assert any(CUT_MARK in prompt for prompt, _ in prompts), "an example's answer should be cut to fit"
+        assert any(truncated for _, truncated in prompts), "a product text should be cut to fit"
 
     capfd.readouterr()
     expected = training_predict(run, texts, tmp_path)
-    assert [", ".join(labels) for labels in card_labels] == expected
-    assert [", ".join(labels) for labels in example_labels] == expected[:1]
-    assert any(expected), "the adapter should give labels, or the comparison proves little"
+    assert card_answers == expected
+    assert example_answers == expected[:1]
+    assert any(expected), "the adapter should give answers, or the comparison proves little"
     if mixed:  # the neighbours change labels here, so equal labels show the card's code mixes them in
         engine = Engine.load({"tags": str(run)}, quantization="none")
         engine.spec("tags").info.knn_weight = 0.0
         assert [p.text for p in engine.predict("tags", texts)] != expected
+    if shows_examples:  # the examples change answers here, so equal answers show the card's prompts hold them
+        spec.info.prompt_examples = 0
+        assert [p.text for p in engine.predict("describe", texts)] != expected
     for output in (proc.stderr, capfd.readouterr().err):
         assert not any(phrase in output for phrase in UNTRAINED_HEAD_REPORT), output[-2000:]
 
@@ -241,6 +286,13 @@ def test_example_card_code_agrees_with_training_predict_on_the_real_run(
     card_labels = [", ".join(labels) for labels in json.loads(printed[0].removeprefix("PREDICT "))]
     capfd.readouterr()
     assert card_labels == training_predict(run, texts, tmp_path)
+
+
+def test_publish_refuses_an_adapter_showing_examples_without_its_index(hub, adapters, tmp_path):
+    run = Path(shutil.copytree(adapters["generate-examples"], tmp_path / "run"))
+    shutil.rmtree(run / REFERENCES_DIR)
+    with pytest.raises(PublishError, match=f"shows 1 training example.*prompt_examples.*no {REFERENCES_DIR}/ index"):
+        publish_adapter(run, "user/card-code-no-index", token=TOKEN, endpoint=hub.url)
 
 
 def test_engine_loads_a_head_adapter_without_the_untrained_head_report(adapters, capfd):

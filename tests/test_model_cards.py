@@ -16,10 +16,10 @@ from huggingface_hub import ModelCard
 
 from catalog_lora.labels import Taxonomy
 from catalog_lora.markdown import COUNT_KEYS, scalars
-from catalog_lora.prompts import PromptTemplate
+from catalog_lora.prompts import Example, PromptTemplate
 from catalog_lora.run_files import CONFIG_FILE, INFO_FILE, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
 from model_cards.card import main, render_adapter_card
-from model_cards.card_code import EXAMPLE_TEXT, extract_code_blocks, prompt_format
+from model_cards.card_code import EXAMPLE_TEXT, example_format, extract_code_blocks, prompt_format
 from model_cards.card_run import CardError, Run
 from model_cards.space_card import space_readme
 
@@ -249,6 +249,20 @@ def test_card_prompt_is_the_project_prompt(runs, tmp_path, template):
     parsed = Run.read(run)
     text = "A {braced} product, 100% \\ natural"
     assert prompt_format(parsed).format(text=text) == parsed.template().prompt(text, parsed.tokenizer())
+
+
+@pytest.mark.parametrize("template", ["alpaca", "chat"])
+def test_card_prompt_with_examples_is_the_project_prompt(runs, tmp_path, template):
+    """A run whose prompts show training examples: the card's formats give the project's prompt with them."""
+    run = copy_run(runs["generate"], tmp_path)
+    edit_json(run / INFO_FILE, prompt_template=template, prompt_examples=2)
+    parsed = Run.read(run)
+    text = "A {braced} product, 100% \\ natural"
+    examples = [Example("Oats {500 g}", "Rolled oats.\nFor porridge."), Example("Oats 1 kg", "")]
+    shown = "".join(example_format(parsed).format(text=e.text, answer=e.answer) for e in examples)
+    card = prompt_format(parsed).format(text=text, examples=shown)
+    assert card == parsed.template().prompt(text, parsed.tokenizer(), examples=examples)
+    assert prompt_format(parsed).format(text=text, examples="") == parsed.template().prompt(text, parsed.tokenizer())
 
 
 def test_card_cli_writes_readme(runs, tmp_path, capsys):
