@@ -8,10 +8,11 @@ worker thread takes the first waiting request and everything already queued behi
 answer goes back to the caller that asked for it, and a batch never holds two adapters or two sets
 of options.
 
-A lone request runs at once: waiting for company would only add latency. Once the last batch held
-more than one request (several users are active), the worker waits up to ``max_wait_s`` for the
-requests of the users just answered: on one core their answers and next requests take a moment to
-pass through the web server, and without the wait they would trickle in as batches of one or two.
+A lone request runs at once: waiting for company would only add latency. After a batch of ``n``
+requests (``n`` users active), the worker waits up to ``max_wait_s`` for ``n`` requests again: on
+one core the answers and the users' next requests take a while to pass through the web server, and
+without the wait they would trickle in as small batches that each cost almost a full one. Whatever
+is queued beyond that joins the batch too.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class _Request:
 class MicroBatcher:
     """Batches concurrent single-product requests to one ``predict(name, texts, attributes, **options)``."""
 
-    def __init__(self, predict: Callable[..., list[Prediction]], max_batch: int = 32, max_wait_s: float = 0.05):
+    def __init__(self, predict: Callable[..., list[Prediction]], max_batch: int = 32, max_wait_s: float = 0.25):
         if max_batch < 1:
             raise ValueError(f"max_batch={max_batch} must be at least 1")
         if max_wait_s < 0:
@@ -60,12 +61,15 @@ class MicroBatcher:
 
     def _gather(self) -> list[_Request]:
         pending = [self._queue.get()]
-        deadline = time.monotonic() + (self.max_wait_s if self._last_size > 1 else 0.0)
-        while len(pending) < self.max_batch:
+        expected = min(max(self._last_size, 1), self.max_batch)
+        deadline = time.monotonic() + self.max_wait_s
+        while len(pending) < expected:  # the users of the last batch, coming back
             try:
                 pending.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 break
+        while len(pending) < self.max_batch and not self._queue.empty():  # and anyone else already waiting
+            pending.append(self._queue.get_nowait())
         self._last_size = len(pending)
         return pending
 
