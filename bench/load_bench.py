@@ -1,13 +1,19 @@
-"""The Space's /tag under load: concurrent gradio_client users against one engine, with and without
+"""The Space's /tag under load: concurrent gradio_client users against the real app, with and without
 the micro-batcher (``catalog_lora/micro_batch.py``).
 
     .venv/bin/python bench/load_bench.py [--adapter runs/bodywash-l1] [--clients 1,5,20] [--requests 40]
 
-A stand-in app serves /tag the way the Space does (one product in, its tags out) on 127.0.0.1:
-``lock`` calls ``Engine.predict`` per request, one at a time (the Space today); ``batched`` sends
-every request to a ``MicroBatcher``, so requests that overlap run as one batch. For each mode and
-number of clients it sends a bounded number of requests (each client its share, one after the
-other) and reports p50/p95 latency and requests/s. Writes ``bench/results/load.md`` and ``.json``.
+The Space's own page (``build_demo`` of ``spaces/catalog_space/ui.py``, launched as ``app.py`` does)
+serves the tagging adapter on 127.0.0.1 twice, on one engine: ``lock`` without batching (each request
+its own model call, one at a time behind the engine's lock: the Space before the micro-batcher) and
+``batched`` (the Space's default off ZeroGPU: concurrent Tag requests answered in one model call).
+/tag is the whole request a user makes: the tags and the training references beside them. For each
+number of clients, alternately in each mode, it sends a bounded number of requests (each client its
+share, one after the other) and reports p50/p95 latency, requests/s and the model calls made.
+
+Writes ``bench/results/load.md`` and ``.json``, and the Space's figures (``p50_ms``, ``p95_ms`` with one
+client, ``throughput_gain_20``: requests/s at the most clients over one client, batched) into the
+``space`` object of ``bench/results/speed.json`` when that file exists.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import socket
 import statistics
 import sys
 import threading
@@ -24,39 +32,40 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "spaces"))  # the Space's own modules sit beside its app.py
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 MODES = ("lock", "batched")
 
 
-def serve(engine, mode: str):
-    """A Gradio app with the Space's /tag endpoint on a free port of 127.0.0.1; returns (app, url,
-    a function counting the engine calls made so far)."""
-    import gradio as gr
+class CountedEngine:
+    """The engine, counting its ``predict`` calls (the model calls the app made)."""
 
-    from catalog_lora.micro_batch import MicroBatcher
+    def __init__(self, engine):
+        self.engine = engine
+        self.calls = 0
 
-    if mode == "batched":
-        batcher = MicroBatcher(engine)
+    def __getattr__(self, attribute):
+        return getattr(self.engine, attribute)
 
-        def tag(text: str) -> str:
-            return ", ".join(batcher.predict("tag", text).labels)
+    def predict(self, *args, **kwargs):
+        self.calls += 1
+        return self.engine.predict(*args, **kwargs)
 
-        limit = None  # every request reaches the batcher at once
-        calls = lambda: batcher.batches  # noqa: E731
-    else:
-        served = []
 
-        def tag(text: str) -> str:
-            served.append(text)
-            return ", ".join(engine.predict("tag", [text])[0].labels)
+def serve(engine, batching: bool) -> tuple[object, str]:
+    """The Space's page serving ``engine``'s "tag" adapter on a free port of 127.0.0.1: ``(app, url)``."""
+    from catalog_space.models import Models
+    from catalog_space.settings import Settings
+    from catalog_space.ui import build_demo, launch
 
-        limit = 1
-        calls = lambda: len(served)  # noqa: E731
-    with gr.Blocks() as app:
-        text, tags = gr.Textbox(), gr.Textbox()
-        gr.Button().click(tag, text, tags, api_name="tag", concurrency_limit=limit)
-    app.queue(default_concurrency_limit=limit)
-    _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    return app, url, calls
+    models = Models(Settings(adapters={}, train_tab=False), batching=batching)
+    models.use("tag", engine)
+    demo = build_demo(models)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch(demo, models, port=port, host="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    return demo, f"http://127.0.0.1:{port}/"
 
 
 def load(url: str, clients: int, requests: int, texts: list[str]) -> dict:
@@ -64,7 +73,7 @@ def load(url: str, clients: int, requests: int, texts: list[str]) -> dict:
     sending the next): latencies and requests/s."""
     from gradio_client import Client
 
-    users = [Client(url, verbose=False) for _ in range(clients)]
+    users = [Client(url, verbose=False, analytics_enabled=False) for _ in range(clients)]
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -101,29 +110,32 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40, help="requests per mode and number of clients")
     parser.add_argument("--note", default="", help="conditions the script cannot see")
     parser.add_argument("--output", default=str(REPO / "bench/results/load.md"))
+    parser.add_argument("--speed-json", default=str(REPO / "bench/results/speed.json"))
     args = parser.parse_args()
     adapter = Path(args.adapter) if args.adapter else run_for("tagging")
-    engine = Engine.load({"tag": str(adapter)})
+    engine = CountedEngine(Engine.load({"tag": str(adapter)}))
     texts, _, source = products(max(args.requests, 8))
     host = machine()
     levels = [int(c) for c in args.clients.split(",")]
-    results = {}
-    for mode in MODES:
-        app, url, calls = serve(engine, mode)
-        try:
-            load(url, 1, 3, texts)  # warm-up
-            results[mode] = []
-            for clients in levels:
-                before = calls()
-                results[mode].append({**load(url, clients, args.requests, texts), "engine_calls": calls() - before})
-        finally:
+    apps = {mode: serve(engine, mode == "batched") for mode in MODES}
+    results: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    try:
+        for _, url in apps.values():
+            load(url, 1, 3, texts)  # warm-up: the model, the reference index, the page's API
+        for clients in levels:  # the modes alternate, so both meet the same conditions on the machine
+            for mode, (_, url) in apps.items():
+                before = engine.calls
+                results[mode].append({**load(url, clients, args.requests, texts), "engine_calls": engine.calls - before})
+    finally:
+        for app, _ in apps.values():
             app.close()
     lines = [
         f"Machine: {host['cpu']}, {host['torch_threads']} torch thread(s) on core(s) {host['cores_allowed']}, "
         f"load average {host['load_average_at_start'][0]:.2f} at start; torch {torch.__version__}. {args.note} "
+        f"App: the Space's page (build_demo), /tag = tags + training references. "
         f"Adapter: {adapter.name} (fp32 LoRA, as the Space loads it). Products: {source}. Date: {host['date']}.",
         "",
-        "| mode | clients | requests | engine calls | p50 ms | p95 ms | requests/s | vs 1 client |",
+        "| mode | clients | requests | model calls | p50 ms | p95 ms | requests/s | vs 1 client |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, rows in results.items():
@@ -137,12 +149,17 @@ def main() -> None:
         "p50_ms": batched[0]["p50_ms"],
         "p95_ms": batched[0]["p95_ms"],
         "throughput_gain_20": batched[-1]["requests_per_s"] / batched[0]["requests_per_s"],
+        "clients": levels,
+        "from": "bench/load_bench.py (batched)",
     }
     output = Path(args.output)
     output.write_text("\n".join(lines) + "\n")
     output.with_suffix(".json").write_text(
-        json.dumps({"machine": host, "modes": results, "space": summary}, indent=1) + "\n"
+        json.dumps({"machine": {**host, "note": args.note}, "modes": results, "space": summary}, indent=1) + "\n"
     )
+    speed = Path(args.speed_json)
+    if args.speed_json and speed.is_file():
+        speed.write_text(json.dumps({**json.loads(speed.read_text()), "space": summary}, indent=1) + "\n")
     print("\n".join(lines))
 
 

@@ -22,7 +22,7 @@ against the held-out gold labels. The products are the held-out body-wash review
 
 Training (non-padding tokens/s): (a) padding to 512 as the reference; (b) dynamic padding with length
 grouping; (c) packing. Memory: one base with three adapters against three separately loaded models,
-whole-process RSS. The Space: /tag latency on a warm app.
+whole-process RSS. The Space: /tag under 1, 5 and 20 concurrent users (``bench/load_bench.py``).
 
 Each measurement runs in its own process, so its peak memory is its own. The tagging adapter is
 ``runs/bodywash-l1`` (``training/configs/bodywash_l1.yaml``) when trained, else the sample one of
@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -290,45 +288,6 @@ def measure_memory(mode: str) -> dict:
     return {**peak_memory(), "rss_mb": proc_status_mb("VmRSS"), "runtime_rss_mb": runtime}
 
 
-def measure_space(requests: int) -> dict:
-    import socket
-
-    from gradio_client import Client
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "CATALOG_LORA_TAG_ADAPTER": str(run_for("tagging"))}
-    for slot, kind in (("CATEGORY", "category"), ("DESCRIBE", "description")):
-        if (run_for(kind) / "COMPLETE").is_file():
-            env[f"CATALOG_LORA_{slot}_ADAPTER"] = str(run_for(kind))
-    app = subprocess.Popen([sys.executable, str(REPO / "spaces/app.py")], env=env, cwd=REPO)
-    try:
-        client = None
-        for _ in range(240):
-            try:
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-                break
-            except Exception:
-                time.sleep(1)
-        if client is None:
-            raise RuntimeError("the app did not come up in 240 s")
-        texts, _, _ = products(requests + 3)
-        for text in texts[:3]:
-            client.predict(text, api_name="/tag")
-        latencies = []
-        for text in texts[3:]:
-            start = time.perf_counter()
-            client.predict(text, api_name="/tag")
-            latencies.append(time.perf_counter() - start)
-    finally:
-        app.terminate()
-        app.wait(30)
-    latencies.sort()
-    nearest_rank_95 = latencies[math.ceil(0.95 * len(latencies)) - 1]
-    return {"median_s": statistics.median(latencies), "p95_s": nearest_rank_95}
-
-
 def in_subprocess(kind: str, mode: str, arg: int, options: dict | None = None) -> dict:
     result = subprocess.run(
         [sys.executable, __file__, "--measure", kind, mode, str(arg), json.dumps(options or {})],
@@ -548,19 +507,16 @@ def report(args) -> tuple[str, dict]:
         result["memory_peak_ratio"] = shared["peak_rss_mb"] / separate["peak_rss_mb"]
         result["memory"] = {"shared": shared, "separate": separate}
     if "space" in parts:
-        space = in_subprocess("space", "tag", args.requests)
-        lines += [
-            "",
-            "| the Space (one client) | value |",
-            "|---|---:|",
-            f"| /tag latency on a warm app, median ({args.requests} requests) | {space['median_s'] * 1000:.0f} ms |",
-            f"| /tag latency, 95th percentile | {space['p95_s'] * 1000:.0f} ms |",
-        ]
-        result["space"] = {
-            "p50_ms": space["median_s"] * 1000,
-            "p95_ms": space["p95_s"] * 1000,
-            "throughput_gain_20": None,
-        }
+        # The Space under load: bench/load_bench.py (the real app, 1-5-20 concurrent users) writes
+        # bench/results/load.md and .json; its batched figures are the Space's row here.
+        subprocess.run(
+            [sys.executable, str(REPO / "bench/load_bench.py"), "--note", args.note, "--speed-json", ""],
+            cwd=REPO,
+            check=True,
+        )
+        load = json.loads((REPO / "bench/results/load.json").read_text())
+        result["space"] = load["space"]
+        lines += ["", "The Space (bench/results/load.md):", "", *(REPO / "bench/results/load.md").read_text().splitlines()[2:]]
     return "\n".join(lines) + "\n", result
 
 
@@ -570,7 +526,6 @@ def main() -> None:
     parser.add_argument("--reference-products", type=int, default=32, help="products for the one-at-a-time rows")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
     parser.add_argument("--train-steps", type=int, default=12)
-    parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--note", default="", help="conditions the script cannot see, e.g. other work on the machine")
     parser.add_argument("--output", default=str(REPO / "bench/results/speed.md"))
     parser.add_argument("--measure", nargs=4, help=argparse.SUPPRESS)
@@ -584,10 +539,8 @@ def main() -> None:
             result = measure_llama(mode, int(arg), options["constrained"])
         elif kind == "training":
             result = measure_training(mode, int(arg))
-        elif kind == "memory":
-            result = measure_memory(mode)
         else:
-            result = measure_space(int(arg))
+            result = measure_memory(mode)
         print(json.dumps(result))
         return
     table, result = report(args)

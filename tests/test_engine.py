@@ -260,7 +260,7 @@ def test_merged_and_int8_refuse_what_they_cannot_do(tiny_runs):
 def test_micro_batcher_answers_each_caller_and_never_mixes_adapters(engine):
     """Twelve concurrent callers, two adapters interleaved: each gets the answer to its own product
     from its own adapter, and the requests ran in fewer engine calls than there were requests."""
-    batcher = MicroBatcher(engine, max_batch=16, max_wait_s=0.5)
+    batcher = MicroBatcher(engine.predict, max_batch=16, max_wait_s=0.5)
     jobs = [("tagging" if i % 3 else "category", PRODUCTS[i % len(PRODUCTS)]) for i in range(12)]
     expected = [engine.predict(name, [text])[0].text for name, text in jobs]
     with ThreadPoolExecutor(len(jobs)) as pool:
@@ -269,3 +269,12 @@ def test_micro_batcher_answers_each_caller_and_never_mixes_adapters(engine):
     assert batcher.batches < len(jobs)
     with pytest.raises(KeyError, match="no adapter named 'nope'"):
         batcher.predict("nope", "x")
+    assert batcher.predict("tagging", PRODUCTS[1]).text == expected[1], "an error leaves the worker serving"
+
+
+def test_micro_batcher_runs_a_lone_request_at_once(engine):
+    """A request with nobody else waiting is not held back for company: one engine call, no wait."""
+    batcher = MicroBatcher(engine.predict, max_wait_s=30)
+    answers = [batcher.predict("tagging", text).text for text in PRODUCTS[:2]]
+    assert answers == [p.text for p in engine.predict("tagging", PRODUCTS[:2], batch_size=1)]
+    assert batcher.batches == 2

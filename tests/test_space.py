@@ -609,6 +609,35 @@ def test_api_classify(client):
     assert all(0 < c["confidence"] <= 1 for c in category["confidences"])
 
 
+def test_api_tag_batches_concurrent_users_each_getting_its_own_answer(client, tiny_runs):
+    """Eight users ask /tag at once: each gets the tags of its own product (as the engine answers that
+    product alone), and the app answered them in fewer model calls than requests."""
+    from gradio_client import Client
+
+    models, url = launch_space(tiny_runs)
+    engine = models.engine("tag")
+    texts = [
+        "Smells amazing and lathers well",
+        "Way too pricey for such a tiny bottle",
+        "The pump broke on day two",
+        "Gentle on my sensitive skin",
+        "Leaves my skin dry and tight",
+        "Love the fresh citrus scent",
+        "Rinses off clean, no residue",
+        "The bottle leaked in my bag",
+    ]
+    users = [client] + [Client(url, verbose=False, analytics_enabled=False) for _ in texts[1:]]
+    before = models.batches
+    jobs = [user.submit(text, api_name="/tag") for user, text in zip(users, texts, strict=True)]
+    answers = [job.result(timeout=120)[0] for job in jobs]
+    for text, answer in zip(texts, answers, strict=True):
+        alone = engine.predict("tag", [text])[0]
+        confidences = {c["label"]: c["confidence"] for c in answer["confidences"]}
+        assert sorted(confidences) == sorted(alone.labels), (text, answer, alone)
+        assert confidences == pytest.approx(alone.confidence, abs=1e-3), (text, answer, alone)
+    assert models.batching and models.batches - before < len(texts)
+
+
 def test_api_batch_round_trip(client, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError

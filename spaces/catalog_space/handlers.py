@@ -149,7 +149,7 @@ def tag(models: Models, text: str, adapter: str | None = None):
     if text is None:
         return None, "\n\n".join(notices), references_note, references
     try:
-        prediction = run_predict(models, adapter, [text])[0]
+        prediction = models.predict_one(adapter, text)
     except Exception as error:
         return None, failure(adapter, error), references_note, references
     notices += prediction_notices(models, adapter, prediction)
@@ -188,7 +188,7 @@ def classify(models: Models, text: str, adapter: str | None = None):
     if text is None:
         return None, "\n\n".join(notices)
     try:
-        prediction = run_predict(models, adapter, [text], top_k=5)[0]
+        prediction = models.predict_one(adapter, text, top_k=5)
     except Exception as error:
         return None, failure(adapter, error)
     notices += prediction_notices(models, adapter, prediction)

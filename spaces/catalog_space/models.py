@@ -10,10 +10,12 @@ import logging
 import threading
 import weakref
 from dataclasses import dataclass
+from functools import partial
 
 import pandas as pd
 
 from catalog_lora.batch import predict_table
+from catalog_lora.micro_batch import MicroBatcher
 from catalog_lora.run_files import read_run_info
 from catalog_lora.tables import ERROR_COLUMN
 from catalog_space.settings import ADAPTERS, JOB_LABELS, Settings, env_var, resolve_source
@@ -27,6 +29,8 @@ logger = logging.getLogger("catalog_lora.space")
 
 GPU = getattr(zerogpu, "GPU", None)
 BATCH_ROWS = 16  # rows per model forward pass inside a batch chunk
+# Single-product requests (Tag, Classify) of concurrent users answered in one model call, at most.
+MICRO_BATCH = 32
 _LIVE: weakref.WeakValueDictionary[int, Models] = weakref.WeakValueDictionary()
 
 
@@ -62,10 +66,17 @@ def _live_models(key: int) -> Models:
 
 
 class Models:
-    """The adapters of the Space: one :class:`Slot` per adapter, named as in :data:`ADAPTERS`."""
+    """The adapters of the Space: one :class:`Slot` per adapter, named as in :data:`ADAPTERS`.
 
-    def __init__(self, settings: Settings):
+    With ``batching`` (the default except on ZeroGPU) the single-product requests of concurrent users
+    are gathered into batches (:meth:`predict_one`). On ZeroGPU each request keeps its own GPU call,
+    so a user's quota pays for that user's products only."""
+
+    def __init__(self, settings: Settings, batching: bool | None = None):
         self.settings = settings
+        self.batching = GPU is None if batching is None else batching
+        self._batcher: MicroBatcher | None = None
+        self._batcher_lock = threading.Lock()
         self.slots: dict[str, Slot] = {}
         for name, task in ADAPTERS.items():
             value = settings.adapters.get(name)
@@ -87,6 +98,21 @@ class Models:
         """ZeroGPU hands a GPU call's arguments to its worker by pickling; the worker is a fork of this
         process, so the pool travels as its key and is found there again."""
         return _live_models, (id(self),)
+
+    def predict_one(self, name: str, text: str, attributes: dict | None = None, **options):
+        """One product's :class:`~catalog_lora.engine.Prediction` by adapter ``name``: batched with the
+        requests of other users that arrive meanwhile (``batching``), else a model call of its own."""
+        if not self.batching:
+            return run_predict(self, name, [text], [attributes], **options)[0]
+        with self._batcher_lock:
+            if self._batcher is None:
+                self._batcher = MicroBatcher(partial(run_predict, self), max_batch=MICRO_BATCH)
+        return self._batcher.predict(name, text, attributes, **options)
+
+    @property
+    def batches(self) -> int:
+        """Model calls made for :meth:`predict_one` so far (with ``batching``)."""
+        return self._batcher.batches if self._batcher else 0
 
     def available(self, name: str) -> bool:
         return name in self.slots and self.slots[name].problem is None

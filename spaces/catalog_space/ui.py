@@ -12,7 +12,7 @@ from functools import partial
 import gradio as gr
 
 from catalog_space import about, batch_runs, dataset, handlers, train_tab
-from catalog_space.models import Models
+from catalog_space.models import MICRO_BATCH, Models
 from catalog_space.train_ui import train_tab_ui
 
 TITLE = "catalog-lora: product tags, categories and descriptions"
@@ -81,6 +81,7 @@ def build_demo(models: Models) -> gr.Blocks:
                     inputs=[tag_text, tag_adapter],
                     outputs=[tag_output, tag_notice, tag_refs_note, tag_refs],
                     api_name="tag",
+                    **single_product_queue(models),
                 )
 
             with gr.Tab("Describe a product", id="describe"):
@@ -137,6 +138,7 @@ def build_demo(models: Models) -> gr.Blocks:
                     inputs=[classify_text, classify_adapter],
                     outputs=[classify_output, classify_notice],
                     api_name="classify",
+                    **single_product_queue(models),
                 )
 
             with gr.Tab("Batch upload", id="batch"):
@@ -284,6 +286,14 @@ def build_demo(models: Models) -> gr.Blocks:
             batch_runs.batch_status, batch_job, batch_status_outputs, api_visibility="private", show_progress="hidden"
         )
     return demo
+
+
+def single_product_queue(models: Models) -> dict:
+    """Tag and Classify with batching: as many requests at once as one batch holds, so concurrent
+    users reach the micro-batcher together instead of waiting in Gradio's queue."""
+    if not models.batching:
+        return {}
+    return {"concurrency_limit": MICRO_BATCH, "concurrency_id": "single-product"}
 
 
 def adapter_picker(models: Models, name: str, task: str) -> gr.Dropdown:
