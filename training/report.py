@@ -33,7 +33,9 @@ def run_record(run: Path, shipped: bool) -> dict:
         "name": run.name,
         "dataset": Path(config["data"]["path"]).name,
         "task": info.task if not info.label_levels else f"{info.task} (levels={info.label_levels})",
-        "method": info.method + (f" + {info.knn_k} neighbours" if info.knn_weight else ""),
+        "method": info.method
+        + (f" + {info.knn_k} neighbours" if info.knn_weight else "")
+        + (f" + nearest {info.prompt_examples} in the prompt" if info.prompt_examples else ""),
         "metric": metric,
         "base": value("base"),
         "adapter": value("adapter"),
