@@ -101,7 +101,7 @@ def load(url: str, clients: int, requests: int, texts: list[str]) -> dict:
 def main() -> None:
     import torch
 
-    from bench.speed import machine, products, run_for
+    from bench.speed_measure import machine, products, run_for
     from catalog_lora.engine import Engine
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> None:
-    from bench.speed import machine, products, run_for
+    from bench.speed_measure import machine, products, run_for
     from catalog_lora.engine import Engine
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
