@@ -26,4 +26,4 @@ for run in runs/bigbasket-category-head runs/bigbasket-top-head runs/instacart-d
 done
 $PY -m training.report "${RUNS[@]}" --output bench/results/real_data.md --json bench/results/real_data.json \
   --ablation bench/results/ablation.md \
-  --shipped bigbasket-category-head bigbasket-top-head instacart-department-head bodywash-l1-head amazontitles-description
+  --shipped bigbasket-category-head bigbasket-top-head instacart-department-head bodywash-l1-head bigbasket-description

@@ -91,9 +91,9 @@ def summary_table(records: list[dict]) -> str:
 
 
 def ablation(records: list[dict]) -> str:
-    """The neighbours lever, run by run: each half of the mix and the mix, same training minutes and test split."""
+    """The neighbours lever, head run by head run: each half of the mix and the mix, same training minutes and test split."""
     rows = []
-    for r in records:
+    for r in (r for r in records if r["method"].startswith("head")):
         mixed = r["adapter"] if r["neighbours_alone"] is not None else None
         head = r["head_alone"] if r["head_alone"] is not None else r["adapter"]
         rows.append([r["name"], r["metric"], _cell(head, 4), _cell(r["neighbours_alone"], 4), _cell(mixed, 4),
