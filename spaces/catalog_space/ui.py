@@ -66,15 +66,7 @@ def build_demo(models: Models) -> gr.Blocks:
                         tag_notice = gr.Markdown(elem_id="tag-notice")
                         gr.Examples(TAG_EXAMPLES, inputs=tag_text)
                     with gr.Column(scale=2):
-                        gr.Markdown("### Most similar training products")
-                        tag_refs_note = gr.Markdown()
-                        tag_refs = gr.Dataframe(
-                            handlers.reference_frame("tagging"),
-                            interactive=False,
-                            wrap=True,
-                            column_widths=REFERENCE_WIDTHS,
-                            elem_id="tag-references",
-                        )
+                        tag_refs_note, tag_refs = references_column("tagging", elem_id="tag-references")
                 gr.on(
                     [tag_button.click, tag_text.submit],
                     partial(handlers.tag, models),
@@ -104,14 +96,7 @@ def build_demo(models: Models) -> gr.Blocks:
                         describe_notice = gr.Markdown()
                         gr.Examples(DESCRIBE_EXAMPLES, inputs=[describe_title, describe_attributes])
                     with gr.Column(scale=2):
-                        gr.Markdown("### Most similar training products")
-                        describe_refs_note = gr.Markdown()
-                        describe_refs = gr.Dataframe(
-                            handlers.reference_frame("description"),
-                            interactive=False,
-                            wrap=True,
-                            column_widths=REFERENCE_WIDTHS,
-                        )
+                        describe_refs_note, describe_refs = references_column("description")
                 gr.on(
                     [describe_button.click, describe_title.submit],
                     partial(handlers.describe, models),
@@ -294,6 +279,16 @@ def single_product_queue(models: Models) -> dict:
     if not models.batching:
         return {}
     return {"concurrency_limit": MICRO_BATCH, "concurrency_id": "single-product"}
+
+
+def references_column(task: str, elem_id: str | None = None) -> tuple[gr.Markdown, gr.Dataframe]:
+    """The "most similar training products" beside a tab's answer: a note and the examples' table."""
+    gr.Markdown("### Most similar training products")
+    note = gr.Markdown()
+    frame = gr.Dataframe(
+        handlers.reference_frame(task), interactive=False, wrap=True, column_widths=REFERENCE_WIDTHS, elem_id=elem_id
+    )
+    return note, frame
 
 
 def adapter_picker(models: Models, name: str, task: str) -> gr.Dropdown:
