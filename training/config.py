@@ -27,6 +27,7 @@ from catalog_lora.prompts import TEMPLATES
 from catalog_lora.records import TASKS
 from catalog_lora.run_files import METHODS, REPO_ID_RULE, is_repo_id
 from catalog_lora.task_spec import LABEL_FIELDS, TaskSpec
+from training.schedule import SCHEDULES
 
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
 
@@ -139,6 +140,9 @@ class TrainSettings:
     max_minutes: float = 0.0
     """Stop training after this many minutes (validation included; 0 = no limit). The run keeps its
     best checkpoint and records in ``train_stats.json`` and the card that it was cut."""
+    anneal_to_budget: bool = True
+    """With ``max_minutes``: decay the learning rate by the share of the budget spent when that is ahead
+    of the share of steps done, so a run the budget cuts still ends annealed (training.schedule)."""
 
 
 @dataclass
@@ -192,7 +196,7 @@ class TrainConfig:
         _choice("method", self.method, METHODS)
         _choice("model.quantization", self.model.quantization, QUANTIZATIONS)
         _choice("model.prompt_template", self.model.prompt_template, TEMPLATES)
-        _choice("train.scheduler", self.train.scheduler, ("cosine", "linear"))
+        _choice("train.scheduler", self.train.scheduler, SCHEDULES)
         _choice("train.optimizer", self.train.optimizer, ("auto", "adamw", "adamw_8bit"))
         _choice("train.padding", self.train.padding, ("dynamic", "max_length"))
         _choice("train.class_weight", self.train.class_weight, CLASS_WEIGHTS)

@@ -91,9 +91,14 @@ def fit(session: Session, progress: Progress) -> Timing:
                     bar.set_postfix(loss=f"{mean:.4f}")
                     running, running_n = 0.0, 0
                     write_progress(session, progress, "training")
-                # The time budget ends the run once what is left would not also cover the validation at the cut.
-                budget, spent = 60 * config.train.max_minutes, time.time() - started
-                out_of_time = bool(budget) and spent + closing_validation_seconds(session, progress, timing, spent) > budget
+                # The time budget ends the run once what is left would not also cover the validation at the cut,
+                # and (anneal_to_budget) moves the learning rate's decay along with the share of it spent.
+                out_of_time = False
+                if config.train.max_minutes:
+                    share = budget_share(session, progress, timing, time.time() - started)
+                    out_of_time = share >= 1.0
+                    if config.train.anneal_to_budget:
+                        session.schedule.time_share = share
                 if out_of_time and progress.step < session.total_steps:
                     progress.cut_by_time = True
                     session.log(f"Time budget of {config.train.max_minutes:g} minutes reached at step {progress.step} of {session.total_steps}: stopping.")
@@ -121,6 +126,14 @@ def fit(session: Session, progress: Progress) -> Timing:
     bar.close()
     timing.train_seconds = time.time() - started
     return timing
+
+
+def budget_share(session: Session, progress: Progress, timing: Timing, spent: float) -> float:
+    """The share of ``train.max_minutes`` that is spent once the validation at a cut is counted in; the
+    largest over the processes, so that all of them stop (and anneal) at the same step."""
+    needed = spent + closing_validation_seconds(session, progress, timing, spent)
+    share = torch.tensor([needed / (60 * session.config.train.max_minutes)], device=session.accelerator.device)
+    return float(session.accelerator.gather(share).max())
 
 
 def closing_validation_seconds(session: Session, progress: Progress, timing: Timing, elapsed: float) -> float:

@@ -22,6 +22,7 @@ from catalog_lora.run_files import COMPLETE_MARKER, PROGRESS_FILE, RunInfo
 from training.config import TrainConfig
 from training.data import length_grouped_batches
 from training.run_folder import CHECKPOINTS
+from training.schedule import Schedule
 
 STATE_FILE = "trainer_state.json"
 STOP = threading.Event()  # set by the first SIGTERM/SIGINT while the step loop runs
@@ -79,6 +80,7 @@ class Session:
     parameters: dict[str, int]
     started: float
     scheduler: object = None
+    schedule: Schedule | None = None
     val_loader: object = None
     steps_per_epoch: int = 0
     total_steps: int = 0

@@ -43,6 +43,7 @@ from training.data import (
 )
 from training.fit import best_engine, fit, resume
 from training.run_folder import write_run_folder
+from training.schedule import make_scheduler
 from training.session import Progress, Session, TrainingStopped, stopped_message, write_progress
 
 STOPPED_EXIT = 3  # the exit status of a run stopped by SIGTERM/SIGINT (its best checkpoint kept)
@@ -185,10 +186,7 @@ def setup(config: TrainConfig) -> Session:
     session.steps_per_epoch = max(1, math.ceil(len(session.epoch_batches(0)) / accelerator.num_processes / config.train.grad_accum))
     session.total_steps = config.train.max_steps or max(1, math.ceil(config.train.epochs * session.steps_per_epoch))
 
-    from transformers import get_scheduler
-
-    warmup = math.ceil(config.train.warmup_ratio * session.total_steps)
-    scheduler = get_scheduler(config.train.scheduler, optimizer, warmup, session.total_steps)
+    scheduler, session.schedule = make_scheduler(optimizer, config.train.scheduler, config.train.warmup_ratio, session.total_steps)
     session.model, session.optimizer, session.scheduler = accelerator.prepare(model, optimizer, scheduler)
     log(f"Training: {len(train_set)} rows, {session.total_steps} optimizer steps ({session.steps_per_epoch}/epoch), optimizer {optimizer_name}")
     write_progress(session, Progress(), "training")
