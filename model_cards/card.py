@@ -307,6 +307,7 @@ def render_adapter_card(
         plots=[(plot, PLOT_CAPTIONS[plot]) for plot in PLOT_CAPTIONS if plot in run.plots],
         **_limits(run),
         runtime=run.runtime,
+        budget=run.budget,
         hardware=run.hardware,
         citation=adapter_citation(repo_id, run.base_model, info.task, year or run_year(str(run_dir)), run.qlora),
     )

@@ -158,6 +158,19 @@ class Run(RunFolder):
         value = find(self.stats or {}, "train_runtime_seconds")
         return float(value) if isinstance(value, int | float) else None
 
+    @property
+    def budget(self) -> dict | None:
+        """The run's time budget and whether it cut the run: ``minutes``, ``cut``, ``steps``, ``epochs``."""
+        stats = self.stats or {}
+        if not stats.get("max_minutes"):
+            return None
+        return {
+            "minutes": float(stats["max_minutes"]),
+            "cut": bool(stats.get("cut_by_time")),
+            "steps": stats.get("optimizer_steps"),
+            "epochs": stats.get("epochs_completed"),
+        }
+
     def template(self) -> PromptTemplate:
         labels = tuple(self.taxonomy.labels) if self.info.prompt_labels and self.taxonomy else ()
         return PromptTemplate(self.info.task, self.info.prompt_template, labels)

@@ -120,6 +120,19 @@ def test_sections_come_from_the_run_files(runs):
     assert "Hu, Edward J." in text and "Dettmers, Tim" in text and "(2021)" in text and "(2023)" in text
 
 
+def test_a_run_cut_by_its_time_budget_says_so(sample_data, tmp_path):
+    run = train_tiny(
+        "sample_category_head.yaml", sample_data / "category", tmp_path / "cut",
+        "train.max_steps=200", "train.max_minutes=0.0001",
+    )
+    stats = json.loads((run / STATS_FILE).read_text())
+    assert stats["cut_by_time"] is True
+    text = render_adapter_card(run, REPO_ID).text
+    assert "- **Time budget:** 0.0001 minutes (`train.max_minutes`); **the budget cut this run** after " \
+        f"{stats['optimizer_steps']} optimizer steps ({stats['epochs_completed']:.2f} epochs)" in text
+    assert placeholder(text) is None
+
+
 def test_rare_labels_are_named(runs, tmp_path):
     """A label with fewer than 10 training examples is named under the limitations (the sample has none)."""
     run = copy_run(runs["generate"], tmp_path)

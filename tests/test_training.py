@@ -24,6 +24,7 @@ from catalog_lora.run_files import (
 )
 from training.config import ConfigError, load_config
 from training.data import DataError
+from training.schedule import Schedule
 
 RUN_FILES = [
     "adapter_config.json",
@@ -157,13 +158,16 @@ def test_two_processes_train_and_predict(sample_data, tiny_runs, tmp_path):
         [
             sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "training.train",
             "--config", str(REPO / "training/configs/sample_category.yaml"),
-            f"data.path={sample_data / 'category'}", f"output_dir={run}", "train.max_steps=2", "train.batch_size=2",
-            "eval.enabled=false", "references=false", "lora.r=4",
+            f"data.path={sample_data / 'category'}", f"output_dir={run}", "train.max_steps=4", "train.batch_size=2",
+            "train.logging_steps=1", "eval.enabled=false", "references=false", "lora.r=4",
         ],
         check=True, cwd=REPO, env=env, timeout=600,
     )
     stats = json.loads((run / STATS_FILE).read_text())
     assert stats["processes"] == 2 and (run / COMPLETE_MARKER).is_file()
+    peak, schedule = load_config(REPO / "training/configs/sample_category.yaml").train.lr, Schedule("cosine", 1, 4)
+    logged = [entry["lr"] for entry in stats["log_history"] if "lr" in entry]
+    assert logged == pytest.approx([peak * schedule(step) for step in (1, 2, 3, 4)]), "one scheduler step per optimizer step"
 
     titles = [json.loads(line)["text"] for line in (sample_data / "category" / "test.jsonl").read_text().splitlines()][:7]
     pd.DataFrame({"title": titles}).to_csv(tmp_path / "in.csv", index=False)

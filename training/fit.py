@@ -73,7 +73,8 @@ def fit(session: Session, progress: Progress) -> Timing:
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
                     session.optimizer.step()
-                    session.scheduler.step()
+                    if accelerator.sync_gradients:
+                        session.scheduler.step()
                     session.optimizer.zero_grad()
                 progress.batches_done += 1
                 progress.tokens += int(accelerator.reduce(batch["attention_mask"].sum(), "sum"))

@@ -127,7 +127,11 @@ def train(config: TrainConfig) -> Path:
 def setup(config: TrainConfig) -> Session:
     """Data, the base model with LoRA, the tokenized splits, the optimizer: everything before the first step."""
     # cpu=True without CUDA: otherwise accelerate ignores torchrun's WORLD_SIZE on CPU and runs each process alone.
-    accelerator = Accelerator(gradient_accumulation_steps=config.train.grad_accum, cpu=not torch.cuda.is_available())
+    # The loop steps the scheduler once per optimizer step itself: accelerate's default steps it once per
+    # process, which would run the schedule num_processes times too fast under torchrun.
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.train.grad_accum, cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False
+    )
     log, main = accelerator.print, accelerator.is_main_process
     out = Path(config.output_dir)
     if main:
