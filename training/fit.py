@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from catalog_lora.engine import Engine
 from catalog_lora.markdown import scalars
-from catalog_lora.run_files import COMPLETE_MARKER, REFERENCES_DIR
+from catalog_lora.run_files import COMPLETE_MARKER
 from training.data import answer_loss, head_loss
 from training.evaluate import evaluate_engine
 from training.run_folder import CHECKPOINTS, Timing
@@ -191,7 +191,7 @@ def validate(session: Session, progress: Progress) -> bool:
 
 
 def best_engine(session: Session, progress: Progress) -> Engine:
-    """The best checkpoint's adapter on the inference engine, with its references index, tuned on validation."""
+    """The best checkpoint's adapter on the inference engine (with the references index setup built), tuned on validation."""
     accelerator, out = session.accelerator, session.out
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(session.model)
@@ -205,11 +205,5 @@ def best_engine(session: Session, progress: Progress) -> Engine:
     unwrapped.eval()
     engine = Engine(unwrapped, session.tokenizer, session.precision)
     engine.register(NAME, session.info, session.taxonomy, source=str(out))
-    if session.config.references:
-        if session.main:
-            from catalog_lora.references import build_index
-
-            build_index(session.splits["train"], out / REFERENCES_DIR, session.config.task).close()
-        accelerator.wait_for_everyone()
     tune_on_validation(engine, session.splits["validation"], session.config, session.taxonomy, session.log)
     return engine

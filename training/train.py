@@ -83,19 +83,27 @@ def encode_split(records, shown: list[list[Example]], encode, desc: str, main: b
     return encoded, sum(e.truncated for e in encoded)
 
 
-def shown_examples(config: TrainConfig, splits: dict[str, list[dict]], out: Path, accelerator) -> dict[str, list[list[Example]]]:
-    """The training examples each train and validation prompt shows (``model.prompt_examples``).
+def build_references(config: TrainConfig, splits: dict[str, list[dict]], out: Path, accelerator) -> None:
+    """The references index of the training split (``references: true``), built once, before the first
+    step: the examples a prompt shows come from it during training, and a head's neighbours at tuning."""
+    if not config.references:
+        return
+    if accelerator.is_main_process:
+        from catalog_lora.references import build_index
 
-    The references index is built here, before the first step, so training sees the prompts the
-    adapter will get; a training row sees its nearest *other* rows, never itself."""
+        build_index(splits["train"], out / REFERENCES_DIR, config.task).close()
+    accelerator.wait_for_everyone()
+
+
+def shown_examples(config: TrainConfig, splits: dict[str, list[dict]], out: Path) -> dict[str, list[list[Example]]]:
+    """The training examples each train and validation prompt shows (``model.prompt_examples``), from the
+    references index, so training sees the prompts the adapter will get; a training row sees its nearest
+    *other* rows, never itself."""
     k = config.model.prompt_examples
     if not k:
         return {split: [[] for _ in records] for split, records in splits.items()}
-    from catalog_lora.references import ReferenceIndex, build_index
+    from catalog_lora.references import ReferenceIndex
 
-    if accelerator.is_main_process:
-        build_index(splits["train"], out / REFERENCES_DIR, config.task).close()
-    accelerator.wait_for_everyone()
     with ReferenceIndex.open(out / REFERENCES_DIR) as index:
         train = splits["train"]
         return {
@@ -167,7 +175,8 @@ def setup(config: TrainConfig) -> Session:
         encode = lambda r, _: encode_head(r, taxonomy, tokenizer, spec, max_length)  # noqa: E731
     else:
         encode = lambda r, shown: encode_generation(r, template, tokenizer, spec, max_length, shown)  # noqa: E731
-    shown = shown_examples(config, splits, out, accelerator)
+    build_references(config, splits, out, accelerator)
+    shown = shown_examples(config, splits, out)
     train_set, truncated_train = encode_split(splits["train"], shown["train"], encode, "tokenize train", main)
     val_set, truncated_val = encode_split(splits["validation"], shown["validation"], encode, "tokenize validation", main)
     if truncated_train or truncated_val:
