@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from catalog_lora.base_model import load_base_model
+from catalog_lora.choice import choice_input
 from catalog_lora.confidence import low_confidence
 from catalog_lora.generation import GenerationMixin
 from catalog_lora.head import HeadMixin
@@ -206,7 +207,7 @@ class Engine(GenerationMixin, HeadMixin):
         if len(attributes) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(attributes)} attribute dicts")
         if spec.info.method == "head":
-            run_batch = lambda batch, texts: self._classify(spec, batch, texts, use_adapter, top_k)  # noqa: E731
+            run_batch = lambda batch, texts, shown: self._classify(spec, batch, texts, shown, use_adapter, top_k)  # noqa: E731
         else:
             options = dict(
                 constrained=constrained,
@@ -215,7 +216,7 @@ class Engine(GenerationMixin, HeadMixin):
                 max_new_tokens=max_new_tokens or spec.info.max_new_tokens,
                 top_k=top_k,
             )
-            run_batch = lambda batch, texts: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
+            run_batch = lambda batch, texts, shown: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
         shown = spec.examples(texts)
         prompts = [
             self.prompt_for(spec, text, attrs, examples)
@@ -226,7 +227,7 @@ class Engine(GenerationMixin, HeadMixin):
         bar = tqdm(total=len(texts), desc=f"predict [{name}]", unit="item", disable=not progress)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            batch = run_batch([prompts[i][0] for i in index], [texts[i] for i in index])
+            batch = run_batch([prompts[i][0] for i in index], [texts[i] for i in index], [shown[i] for i in index])
             for i, prediction in zip(index, batch, strict=True):
                 prediction.truncated = prompts[i][1]
                 prediction.low_confidence = low_confidence(
@@ -242,15 +243,18 @@ class Engine(GenerationMixin, HeadMixin):
     ) -> tuple[str, bool]:
         """The exact model input for ``text`` and whether the text was cut to fit the model's window.
 
-        ``examples``: the training examples to show (looked up when the adapter shows some and none are given)."""
+        ``examples``: the training examples to show, or a description head's candidates (looked up when
+        the adapter uses some and none are given)."""
+        if examples is None:
+            examples = spec.examples([text])[0]
+        if spec.info.method == "head" and spec.info.task == "description":
+            return choice_input(text, attributes, examples, self.tokenizer, spec.info.max_length, spec.info.choice_attributes)
         if spec.info.method == "head":
             text_only = PromptTemplate(spec.info.task, "alpaca").user_input(text, attributes)
             ids = self.tokenizer.encode(text_only, add_special_tokens=False)
             if len(ids) <= spec.info.max_length:
                 return text_only, False
             return self.tokenizer.decode(ids[: spec.info.max_length]), True
-        if examples is None:
-            examples = spec.examples([text])[0]
         budget = spec.info.max_length - spec.info.max_new_tokens
         return spec.template.fit(text, self.tokenizer, budget, attributes, examples)
 

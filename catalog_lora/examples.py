@@ -39,7 +39,7 @@ def nearest_examples(index, texts: Sequence[str], k: int, skip_ids: Sequence[str
         if skip_ids is not None:
             own = str(skip_ids[number])
             references = [r for r in references if r.id != own and _key(r.text) != _key(text)]
-        out.append([Example(r.text, r.answer) for r in references[:k]])
+        out.append([Example(r.text, r.answer, r.attributes) for r in references[:k]])
     return out
 
 

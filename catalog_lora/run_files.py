@@ -105,7 +105,9 @@ class RunInfo:
     """Softmax temperature over the neighbours' cosine similarities."""
     prompt_examples: int = 0
     """Generate method: the nearest training examples (references index) shown in each prompt with
-    their answers (0 = none); see catalog_lora.prompts."""
+    their answers (0 = none); see catalog_lora.prompts. Description head: the candidates it chooses among."""
+    choice_attributes: list[str] = field(default_factory=list)
+    """Description head: the attributes its input shows for the product and each candidate (empty = all)."""
 
     @property
     def spec(self) -> TaskSpec:

@@ -55,7 +55,11 @@ class ModelConfig:
     prompt_examples: int = 0
     """Generate method: show the N nearest training examples with their answers in each prompt
     (needs ``references: true``; training rows see their nearest *other* rows). The model learns
-    to copy what fits from a similar product and change the rest."""
+    to copy what fits from a similar product and change the rest. Head method, descriptions: the
+    N candidates the head chooses among (at least 2; see catalog_lora.choice)."""
+    choice_attributes: list[str] = field(default_factory=list)
+    """Description head: the attributes (e.g. ``[brand]``) whose values its input shows for the product
+    and each candidate (empty = all); fewer tokens per product, more products per CPU-minute."""
     num_layers: int = 0
     """Head method: run only the first N decoder layers (0 = all). Each training and prediction
     token then costs N/total of the full model, so a CPU budget buys more epochs."""
@@ -177,7 +181,8 @@ class TrainConfig:
     task: str = "tagging"
     """``tagging`` (multi-label tags), ``category`` (one category path) or ``description``."""
     method: str = "generate"
-    """``generate`` (the model writes the answer) or ``head`` (a classification head; not for descriptions)."""
+    """``generate`` (the model writes the answer) or ``head`` (a classification head; for descriptions
+    a head that chooses among the nearest training products' descriptions, catalog_lora.choice)."""
     output_dir: str = "runs/run"
     """The run folder: adapter, metrics, plots, config."""
     push_to_hub: str = ""
@@ -201,8 +206,11 @@ class TrainConfig:
         _choice("train.padding", self.train.padding, ("dynamic", "max_length"))
         _choice("train.class_weight", self.train.class_weight, CLASS_WEIGHTS)
         _choice("data.label_field", self.data.label_field, LABEL_FIELDS)
-        if self.task == "description" and self.method == "head":
-            raise ConfigError("method='head' needs labels; task='description' only works with method='generate'")
+        if self.task == "description" and self.method == "head" and (self.model.prompt_examples < 2 or not self.references):
+            raise ConfigError(
+                f"method='head' for task='description' chooses among the nearest training descriptions: it needs "
+                f"references: true and model.prompt_examples (the candidates) of at least 2, got {self.model.prompt_examples}"
+            )
         if self.train.packing and self.method == "head":
             raise ConfigError("train.packing only applies to method='generate'")
         if self.model.num_layers and self.method != "head":
@@ -212,8 +220,13 @@ class TrainConfig:
                 raise ConfigError(f"neighbours.k={self.neighbours.k} needs method='head' and references: true (the index the neighbours come from)")
             if self.task == "tagging" and self.data.label_field != "labels":
                 raise ConfigError("neighbours.k works with data.label_field='labels' only: the references index stores the Level 1 tags")
-        if self.model.prompt_examples and (self.method != "generate" or not self.references):
-            raise ConfigError(f"model.prompt_examples={self.model.prompt_examples} needs method='generate' and references: true (the index the examples come from)")
+        if self.model.prompt_examples and (self.method == "head" and self.task != "description" or not self.references):
+            raise ConfigError(
+                f"model.prompt_examples={self.model.prompt_examples} needs references: true (the index the examples come from) "
+                "and method='generate', or method='head' for task='description'"
+            )
+        if self.model.choice_attributes and not (self.method == "head" and self.task == "description"):
+            raise ConfigError(f"model.choice_attributes={self.model.choice_attributes} only applies to method='head' with task='description'")
         if self.train.head_lr and self.method != "head":
             raise ConfigError(f"train.head_lr={self.train.head_lr} only applies to method='head'")
         if self.train.class_weight != "none" and self.method != "head":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from catalog_lora.choice import choice_input
 from catalog_lora.dataset_files import load_split
 from catalog_lora.labels import Taxonomy
 from catalog_lora.prompts import Example, PromptTemplate
@@ -82,6 +83,20 @@ def encode_head(record, taxonomy: Taxonomy, tokenizer, spec: TaskSpec, max_lengt
     else:
         target = taxonomy.index(gold[0]) if gold[0] is not None else IGNORE_INDEX
     return Encoded(ids[:max_length], target, len(ids) > max_length)
+
+
+def encode_choice(
+    record, candidates: Sequence[Example], tokenizer, max_length, attribute_keys: Sequence[str] = ()
+) -> Encoded:
+    """A description head's input (:func:`catalog_lora.choice.choice_input`) and its target slot: the
+    candidate whose description is closest to the record's own by sentence chrF (ties: the more similar product)."""
+    import sacrebleu
+
+    if not candidates:
+        raise DataError(f"record {record.get('id')!r} has no candidate descriptions: the references index is empty")
+    text, truncated = choice_input(record["text"], record.get("attributes"), candidates, tokenizer, max_length, attribute_keys)
+    closeness = [sacrebleu.sentence_chrf(c.answer, [record["description"]]).score for c in candidates]
+    return Encoded(tokenizer.encode(text, add_special_tokens=False), closeness.index(max(closeness)), truncated)
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: bool) -> list[list[int]]:

@@ -26,6 +26,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from catalog_lora.base_model import HEAD_MODULES, Precision, load_base_model, public_model_id
+from catalog_lora.choice import slot_labels
 from catalog_lora.examples import nearest_examples
 from catalog_lora.labels import Taxonomy
 from catalog_lora.prompts import Example, PromptTemplate
@@ -35,6 +36,7 @@ from training.data import (
     Collator,
     check_labels,
     class_weights,
+    encode_choice,
     encode_generation,
     encode_head,
     length_grouped_batches,
@@ -148,10 +150,11 @@ def setup(config: TrainConfig) -> Session:
     set_seed(config.train.seed)
     started = time.time()
     task, head, spec = config.task, config.method == "head", config.spec
+    choosing = head and task == "description"  # a head over the nearest training descriptions (catalog_lora.choice)
 
     splits = read_splits(config.data.path, config.data.max_train_examples, config.data.max_eval_examples)
-    taxonomy = spec.taxonomy(splits["train"])
-    unseen = check_labels(splits, taxonomy, spec) if taxonomy else {}
+    taxonomy = Taxonomy(slot_labels(config.model.prompt_examples)) if choosing else spec.taxonomy(splits["train"])
+    unseen = check_labels(splits, taxonomy, spec) if taxonomy and not choosing else {}
     if unseen:
         log(f"Note: {sum(unseen.values())} validation/test labels never occur in training ({len(unseen)} distinct); they count as errors.")
 
@@ -171,7 +174,9 @@ def setup(config: TrainConfig) -> Session:
     log(f"Parameters: {total:,} total, {trainable:,} trainable ({100 * trainable / total:.3f}%)")
 
     max_length = config.model.max_length
-    if head:
+    if choosing:
+        encode = lambda r, shown: encode_choice(r, shown, tokenizer, max_length, config.model.choice_attributes)  # noqa: E731
+    elif head:
         encode = lambda r, _: encode_head(r, taxonomy, tokenizer, spec, max_length)  # noqa: E731
     else:
         encode = lambda r, shown: encode_generation(r, template, tokenizer, spec, max_length, shown)  # noqa: E731
@@ -227,6 +232,7 @@ def run_info(config: TrainConfig, taxonomy: Taxonomy | None, template: PromptTem
         knn_k=config.neighbours.k,
         knn_temperature=config.neighbours.temperature,
         prompt_examples=config.model.prompt_examples,
+        choice_attributes=list(config.model.choice_attributes),
     )
 
 
