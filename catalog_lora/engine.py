@@ -217,7 +217,7 @@ class Engine(GenerationMixin, HeadMixin):
                 top_k=top_k,
             )
             run_batch = lambda batch, texts, shown: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
-        shown = spec.examples(texts)
+        shown = spec.examples(texts, attributes)
         prompts = [
             self.prompt_for(spec, text, attrs, examples)
             for text, attrs, examples in zip(texts, attributes, shown, strict=True)
@@ -246,7 +246,7 @@ class Engine(GenerationMixin, HeadMixin):
         ``examples``: the training examples to show, or a description head's candidates (looked up when
         the adapter uses some and none are given)."""
         if examples is None:
-            examples = spec.examples([text])[0]
+            examples = spec.examples([text], [attributes])[0]
         if spec.info.method == "head" and spec.info.task == "description":
             return choice_input(text, attributes, examples, self.tokenizer, spec.info.max_length, spec.info.choice_attributes)
         if spec.info.method == "head":

@@ -224,8 +224,15 @@ class GenerationMixin:
         max_new_tokens: int | None = None,
         use_adapter: bool = True,
     ) -> Iterator[str]:
-        """Yield the growing answer for one text, token by token (the Space's Describe tab)."""
+        """Yield the growing answer for one text, token by token (the Space's Describe tab); a description
+        head's chosen description comes whole."""
         spec = self.spec(name)
+        if spec.info.method == "head":
+            prediction = self.predict(name, [text], [attributes], use_adapter=use_adapter)[0]
+            if prediction.error:
+                raise ValueError(prediction.error)
+            yield prediction.text
+            return
         prompt, _ = self.prompt_for(spec, text, attributes)
         batch = self._encode([prompt], "left")
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)

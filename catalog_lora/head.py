@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from catalog_lora.choice import choose
+from catalog_lora.choice import NO_POSITION, candidate_scores, choose, encode_lines
 from catalog_lora.neighbours import mix, neighbour_votes
 from catalog_lora.prediction import AdapterSpec, Prediction
 from catalog_lora.prompts import Example
@@ -30,12 +30,12 @@ class HeadMixin:
         top_k: int,
     ) -> list[Prediction]:
         """``shown``: a description head's candidates per text (catalog_lora.choice); unused otherwise."""
+        if spec.info.task == "description":
+            return self._choose(spec, prompts, shown, use_adapter)
         with self._using(spec, use_adapter):
             batch = self._encode(prompts, "right")
             logits = self.model(**batch).logits.float()
         self.tokens_processed += batch["input_ids"].numel()
-        if spec.info.task == "description":
-            return [choose(row, candidates) for row, candidates in zip(logits, shown, strict=True)]
         labels = spec.taxonomy.labels
         probs = torch.sigmoid(logits) if spec.info.multi_label else torch.softmax(logits, dim=-1)
         if use_adapter and spec.info.knn_k and spec.info.knn_weight:
@@ -64,3 +64,18 @@ class HeadMixin:
                 best = labels[int(row.argmax())]
                 results.append(Prediction(best, [best], ranked, confidence={best: float(row.max())}))
         return results
+
+    def _choose(
+        self, spec: AdapterSpec, prompts: list[str], shown: list[list[Example]], use_adapter: bool
+    ) -> list[Prediction]:
+        """A description head: each prompt's lines encoded as in training, every candidate scored in one pass."""
+        encoded = [encode_lines(prompt.split("\n"), self.tokenizer) for prompt in prompts]
+        width, places = max(len(ids) for ids, _ in encoded), max(len(p) for _, p in encoded)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([row + [pad] * (width - len(row)) for row, _ in encoded], device=self.device)
+        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row, _ in encoded], device=self.device)
+        positions = torch.tensor([p + [NO_POSITION] * (places - len(p)) for _, p in encoded], device=self.device)
+        with self._using(spec, use_adapter):
+            scores = candidate_scores(self.model, ids, mask, positions).cpu()
+        self.tokens_processed += ids.numel()
+        return [choose(row, candidates) for row, candidates in zip(scores, shown, strict=True)]

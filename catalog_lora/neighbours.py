@@ -75,7 +75,7 @@ def save_plain(index, taxonomy: Taxonomy, levels: int | None, path: str | Path) 
     """
     from safetensors.numpy import save_file
 
-    embeddings, _, answers = index.entries()
+    embeddings, _, answers, _ = index.entries()
     labels = np.zeros((len(answers), len(taxonomy)), dtype=np.uint8)
     for row, answer in enumerate(answers):
         for column in answer_label_indices(answer, taxonomy, levels):

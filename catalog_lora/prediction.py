@@ -54,11 +54,12 @@ class AdapterSpec:
             self._neighbours = ReferenceIndex.open(locate_index(self.source))
         return self._neighbours
 
-    def examples(self, texts: list[str]) -> list[list[Example]]:
-        """The nearest training examples shown in each text's prompt (none unless the run shows them)."""
+    def examples(self, texts: list[str], attributes: list[dict | None] | None = None) -> list[list[Example]]:
+        """The nearest training examples shown in each text's prompt, or a description head's candidates
+        (none unless the run uses some); ``attributes`` are searched with the texts where the index is keyed on them."""
         if not self.info.prompt_examples:
             return [[] for _ in texts]
-        return nearest_examples(self.neighbours, texts, self.info.prompt_examples)
+        return nearest_examples(self.neighbours, texts, self.info.prompt_examples, attributes=attributes)
 
     @property
     def template(self) -> PromptTemplate:

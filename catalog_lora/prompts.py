@@ -57,6 +57,19 @@ class Example(NamedTuple):
     attributes: dict | None = None
 
 
+WITH_ATTRIBUTES = "{text} [{values}]"
+ATTRIBUTE_SEPARATOR = " / "
+
+
+def with_attribute_values(text: str, attributes: dict | None, keys: Sequence[str] = ()) -> str:
+    """``text`` followed by the values of the ``keys`` attributes (all when empty), e.g. ``Oats 1 kg [Saffola]``;
+    on one line. A description head's input shows products so, and its references index searches by it."""
+    values = [" ".join(str(value).split()) for key, value in (attributes or {}).items() if not keys or key in keys]
+    shown = ATTRIBUTE_SEPARATOR.join(value for value in values if value)
+    text = " ".join(text.split())
+    return WITH_ATTRIBUTES.format(text=text, values=shown) if shown else text
+
+
 def format_attributes(attributes: dict | None) -> str:
     if not attributes:
         return ""

@@ -8,6 +8,7 @@ metadata, its gold answer (tags joined by ``", "``, the category path joined by 
 description), its task, its source and its attributes (brand, category…; as JSON).
 
     index = build_index(records, "runs/x/references", task="tagging")
+    build_index(records, folder, "description", key_attributes=["brand"])  # searched by "title [brand]"
     index = ReferenceIndex.open("runs/x/references")
     index.query(["coconut hair oil 200 ml"], k=5)  # → [[Reference(id, text, answer, score), …]]
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from catalog_lora.dataset_files import load_split
 from catalog_lora.embeddings import MODEL_NAME, ReferenceIndexError, embed, embedding_function, load_model
+from catalog_lora.prompts import with_attribute_values
 from catalog_lora.records import REQUIRED_FIELDS, SPLITS, check_task, path_label
 from catalog_lora.run_files import REFERENCES_DIR
 
@@ -159,16 +161,32 @@ class ReferenceIndex:
         return self._collection.count()
 
     @property
+    def key_attributes(self) -> list[str] | None:
+        """The attributes whose values are searched with the text (``title [values]``), or None: the text alone."""
+        stored = (self._collection.metadata or {}).get("key_attributes")
+        return None if stored is None else json.loads(stored)
+
+    def _keys(self, texts: Sequence[str], attributes: Sequence[dict | None] | None) -> list[str]:
+        """What is embedded for each text: the text, or with :attr:`key_attributes` its line with their values."""
+        keys = self.key_attributes
+        if keys is None:
+            return list(texts)
+        attributes = attributes or [None] * len(texts)
+        return [with_attribute_values(text, extra, keys) for text, extra in zip(texts, attributes, strict=True)]
+
+    @property
     def model(self) -> str:
         """The Hub id of the sentence model the entries were embedded with."""
         return str((self._collection.metadata or {}).get("model", MODEL_NAME))
 
-    def entries(self) -> tuple[np.ndarray, list[str], list[str]]:
-        """Every entry's stored embedding (float32, one row each), its text and its gold answer, in the same order."""
+    def entries(self) -> tuple[np.ndarray, list[str], list[str], list[dict | None]]:
+        """Every entry's stored embedding (float32, one row each), its text, its gold answer and its
+        attributes, in the same order."""
         stored = self._collection.get(include=["embeddings", "documents", "metadatas"])
         texts = [document or "" for document in stored["documents"]]
         answers = [str((metadata or {}).get("answer", "")) for metadata in stored["metadatas"]]
-        return np.asarray(stored["embeddings"], dtype=np.float32), texts, answers
+        attributes = [_attributes(metadata) for metadata in stored["metadatas"]]
+        return np.asarray(stored["embeddings"], dtype=np.float32), texts, answers, attributes
 
     def __len__(self) -> int:
         return self.count
@@ -207,7 +225,8 @@ class ReferenceIndex:
                 }
                 keep = [i for i, entry_id in enumerate(b_ids) if entry_id not in unchanged]
                 if keep:
-                    vectors = embed([b_texts[i] for i in keep])
+                    extra = [_attributes(b_meta[i]) for i in keep]
+                    vectors = embed(self._keys([b_texts[i] for i in keep], extra))
                     self._collection.upsert(
                         ids=[b_ids[i] for i in keep],
                         documents=[b_texts[i] for i in keep],
@@ -218,10 +237,15 @@ class ReferenceIndex:
                 bar.update(len(b_ids))
         return embedded
 
-    def query(self, texts: Sequence[str] | str, k: int = 5) -> list[list[Reference]]:
-        """The ``k`` nearest training examples of each text, most similar first."""
+    def query(
+        self, texts: Sequence[str] | str, k: int = 5, attributes: Sequence[dict | None] | None = None
+    ) -> list[list[Reference]]:
+        """The ``k`` nearest training examples of each text, most similar first (``attributes``: each text's,
+        searched with it when the index has :attr:`key_attributes`)."""
         if isinstance(texts, str):
             texts = [texts]
+        if attributes is not None and len(attributes) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(attributes)} attribute dicts")
         if k < 1:
             raise ValueError(f"k={k} must be at least 1")
         if not texts:
@@ -230,7 +254,7 @@ class ReferenceIndex:
         if count == 0:
             return [[] for _ in texts]
         k = min(k, count)
-        vectors = embed(list(texts))
+        vectors = embed(self._keys(texts, attributes))
         # one search call per chunk: ChromaDB reads the hits back with one SQL statement per call,
         # and SQLite caps the variables of a statement (32,766)
         chunk = max(1, QUERY_HITS_PER_CALL // k)
@@ -257,12 +281,17 @@ class ReferenceIndex:
                         answer=str((metadata or {}).get("answer", "")),
                         score=max(-1.0, min(1.0, 1.0 - float(distance))),
                         task=str((metadata or {}).get("task", "")),
-                        attributes=json.loads((metadata or {}).get("attributes") or "null"),
+                        attributes=_attributes(metadata),
                     )
                     for entry_id, document, metadata, distance in zip(ids, documents, metadatas, distances, strict=True)
                 ]
             )
         return out
+
+
+def _attributes(metadata: dict | None) -> dict | None:
+    """An entry's attributes, stored as JSON (None for an index built before they were kept)."""
+    return json.loads((metadata or {}).get("attributes") or "null")
 
 
 def _close_quietly(client) -> None:
@@ -295,10 +324,13 @@ def build_index(
     batch_size: int = 256,
     progress: bool = True,
     reset: bool = False,
+    key_attributes: Sequence[str] | None = None,
 ) -> ReferenceIndex:
     """Index ``records`` (canonical records) in ``folder``; ``task=None`` infers it from each record's fields.
 
-    Upserts by id into an existing index in the folder (``reset=True`` drops its entries first)."""
+    Upserts by id into an existing index in the folder (``reset=True`` drops its entries first).
+    ``key_attributes``: search by each text with the values of these attributes (``[]``: all of them;
+    :func:`catalog_lora.prompts.with_attribute_values`); None: by the text alone."""
     ids, texts, metadatas = _entries(records, task)  # validated before anything is written
     if not ids:
         raise ReferenceIndexError("the dataset is empty: there is nothing to index")
@@ -314,7 +346,8 @@ def build_index(
             COLLECTION_NAME,
             embedding_function=ef,
             configuration={"hnsw": {"space": "cosine"}},
-            metadata={"model": MODEL_NAME},
+            metadata={"model": MODEL_NAME}
+            | ({} if key_attributes is None else {"key_attributes": json.dumps(list(key_attributes))}),
         )
     except Exception as error:
         _close_quietly(client)

@@ -120,7 +120,10 @@ class RunInfo:
 
     @property
     def num_labels(self) -> int | None:
-        return len(self.labels) if self.method == "head" else None
+        """The head's outputs: one per label, or one score per candidate for a description head."""
+        if self.method != "head":
+            return None
+        return 1 if self.task == "description" else len(self.labels)
 
     @property
     def problem_type(self) -> str | None:

@@ -20,11 +20,12 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from catalog_lora import choice
 from catalog_lora.base_model import EMBEDDED_GGUF, EMBEDDED_HUB_ID
 from catalog_lora.citation import TASK_TITLES, adapter_citation, run_year
 from catalog_lora.embeddings import MODEL_NAME
 from catalog_lora.markdown import COUNT_KEYS, format_value, markdown_table, metrics_table, scalars
-from catalog_lora.prompts import RESPONSE_PREFIX, PromptTemplate, format_answer
+from catalog_lora.prompts import CUT_MARK, RESPONSE_PREFIX, PromptTemplate, format_answer
 from catalog_lora.records import HEADLINE
 from catalog_lora.run_files import (
     CONFIG_FILE,
@@ -87,6 +88,15 @@ def _taxonomy_table(run: Run) -> str | None:
 def _prompt(run: Run) -> dict:
     """The example product's model input, and for generation an answer the model could give."""
     task, text = run.info.task, EXAMPLE_TEXT[run.info.task]
+    if run.info.method == "head" and task == "description":  # the input's format, with its slots named
+        title = lambda place: f"<title of the {place} nearest training product>"  # noqa: E731
+        candidate = lambda slot, place: choice.CANDIDATE_LINE.format(  # noqa: E731
+            slot=slot,
+            product=choice.WITH_ATTRIBUTES.format(text=title(place), values="<its attribute values>"),
+            description=f"<its description's first {choice.CANDIDATE_TOKENS} tokens>{CUT_MARK}",
+        )
+        lines = [choice.PRODUCT_LINE.format(product=text), candidate(1, "1st"), candidate(2, "2nd"), "…"]
+        return {"prompt": "\n".join(lines), "answer_example": None, "response_prefix": None}
     if run.info.method == "head":
         return {
             "prompt": PromptTemplate(task, "alpaca").user_input(text),
@@ -290,6 +300,9 @@ def render_adapter_card(
         knn_k=run.knn_k,
         knn_weight=info.knn_weight,
         prompt_examples=info.prompt_examples if info.method == "generate" else 0,
+        choice_candidates=info.prompt_examples if info.method == "head" and info.task == "description" else 0,
+        choice_attributes=info.choice_attributes,
+        choice_tokens=choice.CANDIDATE_TOKENS,
         embedder=MODEL_NAME,
         neighbours_file=NEIGHBOURS_FILE,
         examples_file=EXAMPLES_FILE,

@@ -5,7 +5,8 @@ It loads base + adapter by id and reproduces ``training.predict``: the prompt fr
 slot :func:`example_format` fills, cut as ``PromptTemplate.fit`` cuts them), greedy decoding
 constrained like :class:`catalog_lora.constrained.LabelConstraint` and the parsing of
 :mod:`catalog_lora.labels`; or the head's scores with its thresholds, mixed with the labels of the
-nearest training examples as :mod:`catalog_lora.neighbours` does. Every setting is read from the
+nearest training examples as :mod:`catalog_lora.neighbours` does; or a description head's choice
+among the nearest training descriptions (:mod:`catalog_lora.choice`, ``templates/usage_choice.py.jinja``). Every setting is read from the
 repo's files; the code is in ``templates/usage_*.py.jinja`` (the nearest-example search, shared by
 both, in ``templates/nearest.py.jinja``).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 import string
 
+from catalog_lora import choice
 from catalog_lora.constrained import SEPARATOR
 from catalog_lora.embeddings import MODEL_NAME
 from catalog_lora.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS
@@ -94,6 +96,19 @@ def usage_code(run: Run, repo_id: str) -> str:
         batch=MORE_TEXTS[task],
         multi_label=run.info.multi_label,
     )
+    if run.info.method == "head" and task == "description":
+        return render(
+            "usage_choice.py.jinja",
+            product_line=choice.PRODUCT_LINE,
+            candidate_line=choice.CANDIDATE_LINE,
+            with_attributes=choice.WITH_ATTRIBUTES,
+            attribute_separator=choice.ATTRIBUTE_SEPARATOR,
+            candidate_tokens=choice.CANDIDATE_TOKENS,
+            cut_mark=CUT_MARK,
+            examples_file=EXAMPLES_FILE,
+            num_layers=run.info.num_layers,
+            **values,
+        ).rstrip()
     if run.info.method == "head":
         return render(
             "usage_head.py.jinja",

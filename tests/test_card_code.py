@@ -47,7 +47,13 @@ EXAMPLE_TOKEN = "hf_card_code_test_example_0004"
 EXAMPLE = REPO / "model_cards" / "examples" / "bigbasket-category-head" / "README.md"
 EXAMPLE_REPO = "catalog-lora/smollm2-135m-bigbasket-category"  # as README's command regenerates it
 UNTRAINED_HEAD_REPORT = ("newly initialized", "MISSING", "LOAD REPORT")
-TASKS = {"generate": "tagging", "head": "tagging", "head-neighbours": "tagging", "generate-examples": "description"}
+TASKS = {
+    "generate": "tagging",
+    "head": "tagging",
+    "head-neighbours": "tagging",
+    "generate-examples": "description",
+    "head-choice": "description",
+}
 # A title so long that its prompt has no room for the example's answer, and the title is cut too.
 LONG_TITLE = (
     "Handmade Organic Lavender and Chamomile Calming Body Wash with Aloe Vera, Shea Butter and Vitamin E "
@@ -141,12 +147,23 @@ def adapters(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
         "eval.base=false",
         "data.max_eval_examples=2",
     )
+    choice = train_tiny(
+        "bigbasket_description_head.yaml",
+        sample_data / "description",
+        root / "description-choice",
+        "model.prompt_examples=3",
+        "model.num_layers=4",
+        "train.max_minutes=0",
+        "eval.base=false",
+        "data.max_eval_examples=2",
+    )
     # Copies: publishing writes README.md into the folder, and tiny_runs is shared with other modules.
     return {
         "generate": Path(shutil.copytree(tiny_runs["tagging"], root / "tagging")),
         "head": head,
         "head-neighbours": mixed,
         "generate-examples": examples,
+        "head-choice": choice,
     }
 
 
@@ -200,13 +217,13 @@ def run_card_code(hub, code: str, texts: list[str], tmp_path: Path) -> subproces
     )
 
 
-@pytest.mark.parametrize("method", ["generate", "head", "head-neighbours", "generate-examples"])
+@pytest.mark.parametrize("method", ["generate", "head", "head-neighbours", "generate-examples", "head-choice"])
 def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
     method, hub, base_on_hub, embedder_on_hub, adapters, sample_data, tmp_path, capfd
 ):
     run, repo_id, task = adapters[method], f"user/card-code-{method}", TASKS[method]
     info = read_run_info(str(run))
-    mixed, shows_examples = method == "head-neighbours", method == "generate-examples"
+    mixed, shows_examples = method == "head-neighbours", method in ("generate-examples", "head-choice")
     if mixed:
         assert info.knn_k == 5 and 0.0 < info.knn_weight < 1.0, "the mix must really weigh both halves"
     publish_adapter(run, repo_id, token=TOKEN, endpoint=hub.url)
@@ -242,10 +259,16 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
         engine = Engine.load({"describe": str(run)}, quantization="none")
         spec = engine.spec("describe")
         shown = spec.examples(texts)
-        assert results["EXAMPLES"] == [[{"text": e.text, "answer": e.answer} for e in examples] for examples in shown]
+        assert results["EXAMPLES"] == [
+            [{"text": e.text, "answer": e.answer, "attributes": e.attributes} for e in examples] for examples in shown
+        ]
         prompts = [engine.prompt_for(spec, text, None, examples) for text, examples in zip(texts, shown, strict=True)]
         assert any(CUT_MARK in prompt for prompt, _ in prompts), "an example's answer should be cut to fit"
-        assert any(truncated for _, truncated in prompts), "a product text should be cut to fit"
+        if method == "generate-examples":
+            assert any(truncated for _, truncated in prompts), "a product text should be cut to fit"
+        else:  # a description head answers with one of its candidates' descriptions
+            answers = results["PREDICT"]
+            assert all(a in [e.answer for e in examples] for a, examples in zip(answers, shown, strict=True))
 
     capfd.readouterr()
     expected = training_predict(run, texts, tmp_path)
@@ -256,7 +279,7 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
         engine = Engine.load({"tags": str(run)}, quantization="none")
         engine.spec("tags").info.knn_weight = 0.0
         assert [p.text for p in engine.predict("tags", texts)] != expected
-    if shows_examples:  # the examples change answers here, so equal answers show the card's prompts hold them
+    if method == "generate-examples":  # the examples change answers here, so equal answers show the card's prompts hold them
         spec.info.prompt_examples = 0
         assert [p.text for p in engine.predict("describe", texts)] != expected
     for output in (proc.stderr, capfd.readouterr().err):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from catalog_lora.choice import choice_input
+from catalog_lora.choice import NO_POSITION, candidate_scores, choice_lines, encode_lines, fit_lines
 from catalog_lora.dataset_files import load_split
 from catalog_lora.labels import Taxonomy
 from catalog_lora.prompts import Example, PromptTemplate
@@ -55,6 +55,8 @@ class Encoded:
     input_ids: list[int]
     labels: list[int] | list[float] | int
     truncated: bool
+    positions: list[int] | None = None
+    """A description head's candidate places: where each candidate's line ends (catalog_lora.choice)."""
 
 
 def encode_generation(
@@ -88,15 +90,18 @@ def encode_head(record, taxonomy: Taxonomy, tokenizer, spec: TaskSpec, max_lengt
 def encode_choice(
     record, candidates: Sequence[Example], tokenizer, max_length, attribute_keys: Sequence[str] = ()
 ) -> Encoded:
-    """A description head's input (:func:`catalog_lora.choice.choice_input`) and its target slot: the
-    candidate whose description is closest to the record's own by sentence chrF (ties: the more similar product)."""
+    """A description head's input (:mod:`catalog_lora.choice`) with its candidate places, and its target:
+    the candidate shown whose description is closest to the record's own by sentence chrF (ties: the more
+    similar product)."""
     import sacrebleu
 
     if not candidates:
         raise DataError(f"record {record.get('id')!r} has no candidate descriptions: the references index is empty")
-    text, truncated = choice_input(record["text"], record.get("attributes"), candidates, tokenizer, max_length, attribute_keys)
-    closeness = [sacrebleu.sentence_chrf(c.answer, [record["description"]]).score for c in candidates]
-    return Encoded(tokenizer.encode(text, add_special_tokens=False), closeness.index(max(closeness)), truncated)
+    lines = choice_lines(record["text"], record.get("attributes"), candidates, tokenizer, attribute_keys)
+    lines, truncated = fit_lines(lines, tokenizer, max_length)
+    ids, positions = encode_lines(lines, tokenizer)
+    closeness = [sacrebleu.sentence_chrf(c.answer, [record["description"]]).score for c in candidates[: len(positions)]]
+    return Encoded(ids, closeness.index(max(closeness)), truncated, positions)
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: bool) -> list[list[int]]:
@@ -162,6 +167,9 @@ class Collator:
         if self.classification:
             dtype = torch.float if self.multi_label else torch.long
             out["labels"] = torch.tensor([e.labels for e in batch], dtype=dtype)
+            if batch[0].positions is not None:
+                places = max(len(e.positions) for e in batch)
+                out["positions"] = torch.tensor([e.positions + [NO_POSITION] * (places - len(e.positions)) for e in batch])
         else:
             out["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
             out["labels"] = torch.tensor([self._place(e.labels, width, IGNORE_INDEX) for e in batch])
@@ -198,6 +206,12 @@ def head_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor) -> t
     if labels.dtype.is_floating_point:
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, pos_weight=weights)
     return torch.nn.functional.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE_INDEX)
+
+
+def choice_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A description head's loss: cross-entropy of the softmax over its candidates' scores against the best one."""
+    scores = candidate_scores(model, batch["input_ids"], batch["attention_mask"], batch["positions"])
+    return torch.nn.functional.cross_entropy(scores, batch["labels"])
 
 
 def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from catalog_lora.engine import Engine
 from catalog_lora.markdown import scalars
 from catalog_lora.run_files import COMPLETE_MARKER
-from training.data import answer_loss, head_loss
+from training.data import answer_loss, choice_loss, head_loss
 from training.evaluate import evaluate_engine
 from training.run_folder import CHECKPOINTS, Timing
 from training.session import STOP, Progress, Session, catch_stop_signals, restore_signals, write_progress
@@ -21,9 +21,12 @@ from training.tuning import NAME, tune_on_validation
 
 
 def compute_loss(model, batch, weights: torch.Tensor | None = None):
-    """Causal LMs use the answer-only loss of training.data; heads their own loss, or the class-weighted one."""
+    """Causal LMs use the answer-only loss of training.data; heads their own loss, or the class-weighted one;
+    a description head the softmax over its candidates."""
     if "position_ids" in batch:
         return answer_loss(model, batch)
+    if "positions" in batch:
+        return choice_loss(model, batch)
     return model(**batch).loss if weights is None else head_loss(model, batch, weights)
 
 

@@ -23,6 +23,17 @@ from catalog_lora.run_files import RunFolder
 SECOND_METRIC = {"tagging": "macro_f1", "category": "macro_f1", "description": "chrf"}
 
 
+
+def method_label(info) -> str:
+    """How the run answers, in a few words: the method and what it uses of the references index."""
+    if info.method == "head" and info.task == "description":
+        return f"head choosing among the nearest {info.prompt_examples} descriptions"
+    return (
+        info.method
+        + (f" + {info.knn_k} neighbours" if info.knn_weight else "")
+        + (f" + nearest {info.prompt_examples} in the prompt" if info.prompt_examples else "")
+    )
+
 def run_record(run: Path, shipped: bool) -> dict:
     """The headline numbers of one finished run."""
     folder = RunFolder.read(run)
@@ -33,9 +44,7 @@ def run_record(run: Path, shipped: bool) -> dict:
         "name": run.name,
         "dataset": Path(config["data"]["path"]).name,
         "task": info.task if not info.label_levels else f"{info.task} (levels={info.label_levels})",
-        "method": info.method
-        + (f" + {info.knn_k} neighbours" if info.knn_weight else "")
-        + (f" + nearest {info.prompt_examples} in the prompt" if info.prompt_examples else ""),
+        "method": method_label(info),
         "metric": metric,
         "base": value("base"),
         "adapter": value("adapter"),

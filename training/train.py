@@ -26,7 +26,6 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from catalog_lora.base_model import HEAD_MODULES, Precision, load_base_model, public_model_id
-from catalog_lora.choice import slot_labels
 from catalog_lora.examples import nearest_examples
 from catalog_lora.labels import Taxonomy
 from catalog_lora.prompts import Example, PromptTemplate
@@ -93,7 +92,9 @@ def build_references(config: TrainConfig, splits: dict[str, list[dict]], out: Pa
     if accelerator.is_main_process:
         from catalog_lora.references import build_index
 
-        build_index(splits["train"], out / REFERENCES_DIR, config.task).close()
+        # a description head searches its candidates by title and the attributes its input shows
+        keys = config.model.choice_attributes if config.method == "head" and config.task == "description" else None
+        build_index(splits["train"], out / REFERENCES_DIR, config.task, reset=True, key_attributes=keys).close()
     accelerator.wait_for_everyone()
 
 
@@ -108,9 +109,14 @@ def shown_examples(config: TrainConfig, splits: dict[str, list[dict]], out: Path
 
     with ReferenceIndex.open(out / REFERENCES_DIR) as index:
         train = splits["train"]
+        validation = splits["validation"]
         return {
-            "train": nearest_examples(index, [r["text"] for r in train], k, skip_ids=[r["id"] for r in train]),
-            "validation": nearest_examples(index, [r["text"] for r in splits["validation"]], k),
+            "train": nearest_examples(
+                index, [r["text"] for r in train], k, [r["id"] for r in train], [r.get("attributes") for r in train]
+            ),
+            "validation": nearest_examples(
+                index, [r["text"] for r in validation], k, attributes=[r.get("attributes") for r in validation]
+            ),
         }
 
 
@@ -153,8 +159,8 @@ def setup(config: TrainConfig) -> Session:
     choosing = head and task == "description"  # a head over the nearest training descriptions (catalog_lora.choice)
 
     splits = read_splits(config.data.path, config.data.max_train_examples, config.data.max_eval_examples)
-    taxonomy = Taxonomy(slot_labels(config.model.prompt_examples)) if choosing else spec.taxonomy(splits["train"])
-    unseen = check_labels(splits, taxonomy, spec) if taxonomy and not choosing else {}
+    taxonomy = spec.taxonomy(splits["train"])  # None for descriptions
+    unseen = check_labels(splits, taxonomy, spec) if taxonomy else {}
     if unseen:
         log(f"Note: {sum(unseen.values())} validation/test labels never occur in training ({len(unseen)} distinct); they count as errors.")
 
@@ -162,7 +168,7 @@ def setup(config: TrainConfig) -> Session:
         config.model.base_model,
         config.model.quantization,
         device=str(accelerator.device),
-        num_labels=len(taxonomy) if head else None,
+        num_labels=(1 if choosing else len(taxonomy)) if head else None,  # a description head scores each candidate
         problem_type=("multi_label_classification" if task == "tagging" else "single_label_classification") if head else None,
         num_layers=config.model.num_layers or None,
     )
@@ -197,7 +203,7 @@ def setup(config: TrainConfig) -> Session:
         train_set, collate, {"train": truncated_train, "validation": truncated_val},
         {"trainable": trainable, "total": total}, started,
     )
-    if head:
+    if head and not choosing:
         session.loss_weights = class_weights(train_set, len(taxonomy), task == "tagging", config.train.class_weight)
     val_batches = length_grouped_batches([len(e.input_ids) for e in val_set], config.eval.batch_size, 0, True)
     session.val_loader = session.loader(val_set, val_batches)

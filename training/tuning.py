@@ -77,5 +77,5 @@ def tune_on_validation(engine: Engine, validation: list[dict], config: TrainConf
             f"({scores[info.knn_weight]:.4f} vs {scores[0.0]:.4f} for the head alone)")
     if config.method == "head" and config.task == "tagging" and config.eval.tune_thresholds:
         info.thresholds = tune_thresholds(engine, validation, config)
-    if taxonomy and config.task != "description":  # a description head's slots are not answers to review
+    if taxonomy:
         info.review_threshold = review_threshold(engine, NAME, validation, config)
