@@ -119,14 +119,19 @@ def candidate_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     return scores.masked_fill(positions == NO_POSITION, float("-inf"))
 
 
-def choose(scores: torch.Tensor, candidates: Sequence[Example]) -> Prediction:
+def choose(scores: torch.Tensor, candidates: Sequence[Example], nearest_share: float = 0.0) -> Prediction:
     """The answer from one product's candidate ``scores``: the description of the best candidate.
-    ``scores`` of the prediction holds each shown candidate's probability, keyed ``"<place>. <its title>"``;
-    ``confidence`` the chosen one's."""
+
+    ``nearest_share`` mixes the head's probabilities with a vote for the nearest candidate,
+    ``(1 - share) * head + share * [1, 0, …]`` (tuned on validation, as a category head's neighbours
+    are; 0 = the head alone, 1 = the nearest alone): the head then overrides the search's first answer
+    only when it prefers another one clearly enough. ``scores`` of the prediction holds each shown
+    candidate's probability, keyed ``"<place>. <its title>"``; ``confidence`` the chosen one's."""
     shown = int(torch.isfinite(scores).sum())
     if not shown:
         return Prediction(error="no training product to choose a description from: the references index is empty")
-    probs = torch.softmax(scores[:shown], dim=-1).tolist()
+    probs = ((1.0 - nearest_share) * torch.softmax(scores[:shown], dim=-1)).tolist()
+    probs[0] += nearest_share
     best = max(range(shown), key=probs.__getitem__)
     ranked = {f"{slot}. {c.text}": p for slot, (c, p) in enumerate(zip(candidates, probs, strict=False), start=1)}
     return Prediction(candidates[best].answer, scores=ranked, confidence={f"{best + 1}. {candidates[best].text}": probs[best]})

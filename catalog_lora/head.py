@@ -78,4 +78,5 @@ class HeadMixin:
         with self._using(spec, use_adapter):
             scores = candidate_scores(self.model, ids, mask, positions).cpu()
         self.tokens_processed += ids.numel()
-        return [choose(row, candidates) for row, candidates in zip(scores, shown, strict=True)]
+        share = spec.info.knn_weight if use_adapter else 0.0  # the nearest candidate's share, tuned on validation
+        return [choose(row, candidates, share) for row, candidates in zip(scores, shown, strict=True)]

@@ -100,7 +100,8 @@ class RunInfo:
     knn_k: int = 0
     """Head method: neighbours from the references index mixed into the head's scores (0 = none)."""
     knn_weight: float = 0.0
-    """The neighbours' share of the mix, tuned on validation (see catalog_lora.neighbours)."""
+    """The neighbours' share of the mix, tuned on validation (see catalog_lora.neighbours); for a
+    description head, the nearest candidate's share of its choice (catalog_lora.choice.choose)."""
     knn_temperature: float = 0.05
     """Softmax temperature over the neighbours' cosine similarities."""
     prompt_examples: int = 0

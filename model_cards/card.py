@@ -25,7 +25,7 @@ from catalog_lora.base_model import EMBEDDED_GGUF, EMBEDDED_HUB_ID
 from catalog_lora.citation import TASK_TITLES, adapter_citation, run_year
 from catalog_lora.embeddings import MODEL_NAME
 from catalog_lora.markdown import COUNT_KEYS, format_value, markdown_table, metrics_table, scalars
-from catalog_lora.prompts import CUT_MARK, RESPONSE_PREFIX, PromptTemplate, format_answer
+from catalog_lora.prompts import CUT_MARK, RESPONSE_PREFIX, WITH_ATTRIBUTES, PromptTemplate, format_answer
 from catalog_lora.records import HEADLINE
 from catalog_lora.run_files import (
     CONFIG_FILE,
@@ -92,7 +92,7 @@ def _prompt(run: Run) -> dict:
         title = lambda place: f"<title of the {place} nearest training product>"  # noqa: E731
         candidate = lambda slot, place: choice.CANDIDATE_LINE.format(  # noqa: E731
             slot=slot,
-            product=choice.WITH_ATTRIBUTES.format(text=title(place), values="<its attribute values>"),
+            product=WITH_ATTRIBUTES.format(text=title(place), values="<its attribute values>"),
             description=f"<its description's first {choice.CANDIDATE_TOKENS} tokens>{CUT_MARK}",
         )
         lines = [choice.PRODUCT_LINE.format(product=text), candidate(1, "1st"), candidate(2, "2nd"), "…"]

@@ -20,7 +20,7 @@ from catalog_lora import choice
 from catalog_lora.constrained import SEPARATOR
 from catalog_lora.embeddings import MODEL_NAME
 from catalog_lora.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS
-from catalog_lora.prompts import CUT_MARK, Example, PromptTemplate
+from catalog_lora.prompts import ATTRIBUTE_SEPARATOR, CUT_MARK, WITH_ATTRIBUTES, Example, PromptTemplate
 from catalog_lora.records import PATH_SEPARATOR
 from catalog_lora.run_files import EXAMPLES_FILE, NEIGHBOURS_FILE
 from model_cards.card_run import Run
@@ -101,8 +101,8 @@ def usage_code(run: Run, repo_id: str) -> str:
             "usage_choice.py.jinja",
             product_line=choice.PRODUCT_LINE,
             candidate_line=choice.CANDIDATE_LINE,
-            with_attributes=choice.WITH_ATTRIBUTES,
-            attribute_separator=choice.ATTRIBUTE_SEPARATOR,
+            with_attributes=WITH_ATTRIBUTES,
+            attribute_separator=ATTRIBUTE_SEPARATOR,
             candidate_tokens=choice.CANDIDATE_TOKENS,
             cut_mark=CUT_MARK,
             examples_file=EXAMPLES_FILE,

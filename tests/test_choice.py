@@ -1,5 +1,6 @@
-"""The description head (catalog_lora.choice): its input, its training target, a really trained adapter
-choosing among its nearest training descriptions in the engine, the Space's stream and the config's rules."""
+"""The description head (catalog_lora.choice): its input, its training target, a references index searched
+by title and brand, a really trained adapter choosing among its nearest training descriptions in the
+engine, the Space's stream and the config's rules."""
 
 from __future__ import annotations
 
@@ -7,47 +8,108 @@ import json
 
 import pytest
 import sacrebleu
+import torch
 from conftest import train_tiny
 
-from catalog_lora.base_model import load_tokenizer
-from catalog_lora.choice import CANDIDATE_TOKENS, choice_input, slot_labels
+from catalog_lora.base_model import load_base_model, load_tokenizer
+from catalog_lora.choice import (
+    CANDIDATE_TOKENS,
+    NO_POSITION,
+    candidate_scores,
+    choice_input,
+    choice_lines,
+    encode_lines,
+    fit_lines,
+)
 from catalog_lora.engine import Engine
 from catalog_lora.prompts import CUT_MARK, Example
+from catalog_lora.references import build_index
 from catalog_lora.run_files import read_run_info
 from training.config import ConfigError, load_config
 from training.data import encode_choice
 
 LONG = "Rolled oats for a warm breakfast porridge, rich in fibre and slow to digest. " * 4
 OATS = {"brand": "Saffola", "category": "Foodgrains"}
+CANDIDATES = [
+    Example("Oats 500 g", LONG, OATS),
+    Example("Muesli 1 kg", "Crunchy\nflakes.", {"brand": "Kellogg's", "category": "Breakfast"}),
+]
 
 
-def test_choice_input_shows_the_product_then_each_candidate_on_a_line():
+def test_the_input_shows_the_product_then_each_candidate_on_a_line():
     tokenizer = load_tokenizer("embedded")
-    candidates = [Example("Oats 500 g", LONG, OATS), Example("Muesli 1 kg", "Crunchy flakes.", {"brand": "Kellogg's"})]
-    text, cut = choice_input("Oats 1 kg", OATS, candidates, tokenizer, 256, ["brand"])
-    lines = text.split("\n")
-    assert not cut and len(lines) == 3
+    lines = choice_lines("Oats 1 kg", OATS, CANDIDATES, tokenizer, ["brand"])
     assert lines[0] == "Product: Oats 1 kg [Saffola]", "only the attributes named are shown"
     assert lines[1].startswith("1. Oats 500 g [Saffola] Rolled oats") and lines[1].endswith(CUT_MARK)
     shown = lines[1].removeprefix("1. Oats 500 g [Saffola] ").removesuffix(CUT_MARK)
     assert len(tokenizer.encode(shown, add_special_tokens=False)) <= CANDIDATE_TOKENS + 1
-    assert lines[2] == "2. Muesli 1 kg [Kellogg's] Crunchy flakes.", "a short description is shown whole, uncut"
-    every, _ = choice_input("Oats 1 kg", OATS, candidates[:1], tokenizer, 256)
-    assert every.startswith("Product: Oats 1 kg [Saffola / Foodgrains]\n"), "no keys named: every attribute"
-    short, cut = choice_input("Oats 1 kg", None, candidates, tokenizer, 12)
-    assert cut and short.startswith("Product: Oats 1 kg\n") and len(tokenizer.encode(short, add_special_tokens=False)) <= 12
-    with pytest.raises(ValueError, match="k=1"):
-        slot_labels(1)
+    assert lines[2] == "2. Muesli 1 kg [Kellogg's] Crunchy flakes.", "a short description whole, on one line"
+    every = choice_lines("Oats 1 kg", OATS, CANDIDATES[:1], tokenizer)
+    assert every[0] == "Product: Oats 1 kg [Saffola / Foodgrains]", "no keys named: every attribute"
+
+    ids, positions = encode_lines(lines, tokenizer)
+    newline = tokenizer.encode("\n", add_special_tokens=False)
+    assert len(positions) == 2 and ids[positions[0] + 1 : positions[0] + 1 + len(newline)] == newline
+    assert positions[-1] == len(ids) - 1, "the head reads each candidate at its line's last token"
+    text, cut = choice_input("Oats 1 kg", OATS, CANDIDATES, tokenizer, 256, ["brand"])
+    assert not cut and text.split("\n") == lines
 
 
-def test_the_target_is_the_candidate_closest_to_the_true_description():
+def test_candidates_that_do_not_fit_are_left_out_whole():
+    tokenizer = load_tokenizer("embedded")
+    lines = choice_lines("Oats 1 kg", OATS, CANDIDATES, tokenizer, ["brand"])
+    sizes = [len(tokenizer.encode(line, add_special_tokens=False)) for line in lines]
+    newline = len(tokenizer.encode("\n", add_special_tokens=False))
+    kept, cut = fit_lines(lines, tokenizer, sizes[0] + newline + sizes[1] + 2)
+    assert cut and kept == lines[:2], "the second candidate does not fit, the first does"
+    long_title, cut = fit_lines(["Product: " + "very " * 300, lines[1]], tokenizer, 64)
+    assert cut and len(long_title) == 2, "a long title keeps half the window, a candidate the rest"
+    assert len(tokenizer.encode(long_title[0], add_special_tokens=False)) <= 33
+
+
+def test_the_target_shares_go_to_the_candidates_closest_to_the_true_description():
     tokenizer = load_tokenizer("embedded")
     record = {"id": "x", "text": "Oats 1 kg", "description": "Rolled oats for a warm breakfast porridge.", "attributes": OATS}
     candidates = [Example("Muesli", "Crunchy flakes with nuts."), Example("Oats 500 g", "Rolled oats for a warm porridge.")]
     encoded = encode_choice(record, candidates, tokenizer, 256)
     closeness = [sacrebleu.sentence_chrf(c.answer, [record["description"]]).score for c in candidates]
-    assert encoded.labels == 1 and closeness[1] > closeness[0]
-    assert tokenizer.decode(encoded.input_ids) == choice_input("Oats 1 kg", OATS, candidates, tokenizer, 256)[0]
+    assert closeness[1] - closeness[0] > 20 and encoded.labels[1] > 0.95, "a clearly closer candidate takes nearly all"
+    assert sum(encoded.labels) == pytest.approx(1.0)
+    twins = encode_choice(record, [candidates[1], candidates[1], candidates[0]], tokenizer, 256).labels
+    assert twins[0] == pytest.approx(twins[1]) and twins[2] < 0.05, "two equal descriptions share alike"
+    lines = choice_lines("Oats 1 kg", OATS, candidates, tokenizer)
+    assert (encoded.input_ids, encoded.positions) == encode_lines(lines, tokenizer)
+
+
+def test_each_candidate_is_scored_at_the_end_of_its_line_in_one_forward_pass():
+    model, tokenizer, _ = load_base_model("embedded", "none", num_labels=1, problem_type="single_label_classification", num_layers=2)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    lines = choice_lines("Oats 1 kg", OATS, CANDIDATES, tokenizer)
+    ids, positions = encode_lines(lines, tokenizer)
+    padded = torch.tensor([ids + [tokenizer.pad_token_id] * 3])
+    mask = torch.tensor([[1] * len(ids) + [0] * 3])
+    with torch.no_grad():
+        scores = candidate_scores(model, padded, mask, torch.tensor([positions + [NO_POSITION]]))
+        hidden = model(input_ids=padded, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        expected = model.score(hidden[0, positions]).squeeze(-1)
+    assert scores.shape == (1, 3) and scores[0, 2] == float("-inf"), "a place without a candidate never wins"
+    torch.testing.assert_close(scores[0, :2], expected)
+
+
+def test_an_index_keyed_on_attributes_finds_the_same_brand(tmp_path):
+    records = [
+        {"id": "a", "text": "Green Tea 100 bags", "description": "A.", "attributes": {"brand": "Lipton"}},
+        {"id": "b", "text": "Green Tea 100 bags", "description": "B.", "attributes": {"brand": "Tetley"}},
+    ]
+    with build_index(records, tmp_path / "keyed", "description", progress=False, key_attributes=["brand"]) as index:
+        assert index.key_attributes == ["brand"]
+        for brand, answer in (("Tetley", "B."), ("Lipton", "A.")):
+            (best, _), = index.query(["Green Tea 25 bags"], 2, [{"brand": brand}])
+            assert best.answer == answer and best.attributes == {"brand": brand}
+    with build_index(records, tmp_path / "plain", "description", progress=False) as index:
+        assert index.key_attributes is None
+        hits = index.query(["Green Tea 25 bags"], 2, [{"brand": "Tetley"}])[0]
+        assert hits[0].score == pytest.approx(hits[1].score, abs=1e-5), "an index on titles alone ignores attributes"
 
 
 def test_config_needs_candidates_for_a_description_head(sample_data):
@@ -68,23 +130,25 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
         "model.prompt_examples=3", "model.num_layers=4", "train.max_minutes=0",
     )
     info = read_run_info(str(run))
-    assert (info.method, info.task, info.labels, info.num_labels) == ("head", "description", ["1", "2", "3"], 3)
-    assert info.choice_attributes == ["brand"] and info.review_threshold is None
+    assert (info.method, info.task, info.num_labels, info.prompt_examples) == ("head", "description", 1, 3)
+    assert info.choice_attributes == ["brand"]
     test = [json.loads(line) for line in (sample_data / "description" / "test.jsonl").read_text().splitlines()]
+    texts, attributes = [r["text"] for r in test], [r["attributes"] for r in test]
     engine = Engine.load({"describe": str(run)})
     spec = engine.spec("describe")
-    shown = spec.examples([r["text"] for r in test])
+    shown = spec.examples(texts, attributes)
     assert all(len(candidates) == 3 for candidates in shown)
+    assert shown != spec.examples(texts), "the candidates are searched with the product's brand"
     for record, candidates in zip(test, shown, strict=True):
         prompt, _ = engine.prompt_for(spec, record["text"], record["attributes"])
         assert prompt == choice_input(record["text"], record["attributes"], candidates, engine.tokenizer, info.max_length, ["brand"])[0]
-    predictions = engine.predict("describe", [r["text"] for r in test], [r["attributes"] for r in test])
+    predictions = engine.predict("describe", texts, attributes)
     for prediction, candidates in zip(predictions, shown, strict=True):
         assert prediction.error is None and prediction.text in [c.answer for c in candidates]
         assert len(prediction.scores) == 3 and sum(prediction.scores.values()) == pytest.approx(1.0, abs=1e-5)
         (chosen, probability), = prediction.confidence.items()
         assert probability == max(prediction.scores.values()) and candidates[int(chosen.split(".")[0]) - 1].answer == prediction.text
     # The Space's Describe tab streams: a head's description comes whole, the same as predict's.
-    assert list(engine.stream("describe", test[0]["text"], test[0]["attributes"])) == [predictions[0].text]
+    assert list(engine.stream("describe", texts[0], attributes[0])) == [predictions[0].text]
     metrics = json.loads((run / "metrics.json").read_text())["test"]
     assert {"base", "adapter", "baseline"} <= set(metrics) and metrics["adapter"]["n"] == 6  # TINY: max_eval_examples=6

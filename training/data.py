@@ -18,6 +18,8 @@ from catalog_lora.task_spec import TaskSpec
 from training.config import CLASS_WEIGHTS
 
 IGNORE_INDEX = -100
+# A description head's targets: chrF points per factor e of preference between two candidates (encode_choice).
+CHOICE_TARGET_TEMPERATURE = 5.0
 
 
 class DataError(ValueError):
@@ -91,8 +93,9 @@ def encode_choice(
     record, candidates: Sequence[Example], tokenizer, max_length, attribute_keys: Sequence[str] = ()
 ) -> Encoded:
     """A description head's input (:mod:`catalog_lora.choice`) with its candidate places, and its target:
-    the candidate shown whose description is closest to the record's own by sentence chrF (ties: the more
-    similar product)."""
+    a share for each candidate shown, ``softmax(chrF / CHOICE_TARGET_TEMPERATURE)`` of its description
+    against the record's own. Candidates with the same description (a product line's sizes) share alike,
+    so the head is not taught to prefer one of two equal answers; a clearly closer one takes nearly all."""
     import sacrebleu
 
     if not candidates:
@@ -100,8 +103,8 @@ def encode_choice(
     lines = choice_lines(record["text"], record.get("attributes"), candidates, tokenizer, attribute_keys)
     lines, truncated = fit_lines(lines, tokenizer, max_length)
     ids, positions = encode_lines(lines, tokenizer)
-    closeness = [sacrebleu.sentence_chrf(c.answer, [record["description"]]).score for c in candidates[: len(positions)]]
-    return Encoded(ids, closeness.index(max(closeness)), truncated, positions)
+    closeness = torch.tensor([sacrebleu.sentence_chrf(c.answer, [record["description"]]).score for c in candidates[: len(positions)]])
+    return Encoded(ids, torch.softmax(closeness / CHOICE_TARGET_TEMPERATURE, dim=0).tolist(), truncated, positions)
 
 
 def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: bool) -> list[list[int]]:
@@ -164,12 +167,13 @@ class Collator:
         ids = torch.tensor([self._place(e.input_ids, width, self.pad_id) for e in batch])
         mask = torch.tensor([self._place([1] * len(e.input_ids), width, 0) for e in batch])
         out = {"input_ids": ids, "attention_mask": mask}
-        if self.classification:
+        if self.classification and batch[0].positions is not None:  # a description head: k places, a share each
+            places = max(len(e.positions) for e in batch)
+            out["positions"] = torch.tensor([e.positions + [NO_POSITION] * (places - len(e.positions)) for e in batch])
+            out["labels"] = torch.tensor([e.labels + [0.0] * (places - len(e.labels)) for e in batch])
+        elif self.classification:
             dtype = torch.float if self.multi_label else torch.long
             out["labels"] = torch.tensor([e.labels for e in batch], dtype=dtype)
-            if batch[0].positions is not None:
-                places = max(len(e.positions) for e in batch)
-                out["positions"] = torch.tensor([e.positions + [NO_POSITION] * (places - len(e.positions)) for e in batch])
         else:
             out["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
             out["labels"] = torch.tensor([self._place(e.labels, width, IGNORE_INDEX) for e in batch])
@@ -209,9 +213,10 @@ def head_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor) -> t
 
 
 def choice_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """A description head's loss: cross-entropy of the softmax over its candidates' scores against the best one."""
+    """A description head's loss: cross-entropy of the softmax over its candidates' scores against their shares."""
     scores = candidate_scores(model, batch["input_ids"], batch["attention_mask"], batch["positions"])
-    return torch.nn.functional.cross_entropy(scores, batch["labels"])
+    log_probs = torch.log_softmax(scores, dim=-1).masked_fill(batch["positions"] == NO_POSITION, 0.0)
+    return -(batch["labels"] * log_probs).sum(dim=-1).mean()
 
 
 def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

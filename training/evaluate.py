@@ -79,11 +79,12 @@ def evaluate_all(
     """``{"base": …, "adapter": …, "baseline": …}`` on ``test``: the comparison every card shows.
 
     An adapter that mixes its neighbours' labels into its head also gets ``head_alone`` and
-    ``neighbours_alone``."""
+    ``neighbours_alone``; so does a description head (the nearest candidate's description alone is the
+    search without the head)."""
     spec = engine.spec(name)
     info = spec.info
     results = {"adapter": evaluate_engine(engine, name, test, True, batch_size, constrained)}
-    if info.knn_weight:
+    if info.knn_weight or (info.method == "head" and info.task == "description"):
         # The two halves of the mix, same thresholds: the head alone is the adapter without its
         # references; the neighbours alone are a k-NN vote over the references index.
         weight = info.knn_weight

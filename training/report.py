@@ -104,7 +104,8 @@ def ablation(records: list[dict]) -> str:
     rows = []
     for r in (r for r in records if r["method"].startswith("head")):
         mixed = r["adapter"] if r["neighbours_alone"] is not None else None
-        head = r["head_alone"] if r["head_alone"] is not None else r["adapter"]
+        # a description head has no "alone": it always chooses among its neighbours
+        head = r["head_alone"] if r["head_alone"] is not None else None if r["task"] == "description" else r["adapter"]
         rows.append([r["name"], r["metric"], _cell(head, 4), _cell(r["neighbours_alone"], 4), _cell(mixed, 4),
                      _cell(r["baseline"], 4), _minutes(r)])
     header = ["run", "metric", "head alone", "neighbours alone", "head + neighbours", "TF-IDF baseline", "training min (threads)"]

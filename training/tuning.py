@@ -1,5 +1,6 @@
 """What is chosen on the validation split once training is done, with the best adapter on the engine:
-the neighbours' share of the mix, the per-label thresholds of a tagging head, the review threshold.
+the neighbours' share of the mix (for a description head, the nearest candidate's share of its choice),
+the per-label thresholds of a tagging head, the review threshold.
 
 Each is chosen on validation only; the test split is never looked at here.
 """
@@ -11,7 +12,7 @@ import numpy as np
 from catalog_lora.confidence import choose_threshold
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy
-from catalog_lora.neighbours import best_thresholds, neighbour_votes, tune_weight
+from catalog_lora.neighbours import WEIGHT_GRID, best_thresholds, neighbour_votes, tune_weight
 from training.config import TrainConfig
 
 NAME = "adapter"  # the name the trained adapter is registered under on the engine
@@ -68,9 +69,37 @@ def review_threshold(engine: Engine, name: str, validation: list[dict], config: 
     return choose_threshold(answers)
 
 
+def tune_nearest_share(engine: Engine, validation: list[dict], config: TrainConfig) -> tuple[float, dict[float, float]]:
+    """A description head: the nearest candidate's share of the choice (catalog_lora.choice.choose) with
+    the best validation chrF, and the chrF of every share tried; ties go to the smaller share (the head)."""
+    import sacrebleu
+
+    spec = engine.spec(NAME)
+    spec.info.knn_weight = 0.0
+    texts, attributes = [r["text"] for r in validation], [r.get("attributes") for r in validation]
+    predictions = engine.predict(NAME, texts, attributes, batch_size=config.eval.batch_size)
+    candidates = spec.examples(texts, attributes)
+    references = [r["description"] for r in validation]
+    scores = {}
+    for share in WEIGHT_GRID:
+        answers = []
+        for prediction, shown in zip(predictions, candidates, strict=True):
+            probs = [(1.0 - share) * p for p in prediction.scores.values()]
+            if probs:
+                probs[0] += share
+            answers.append(shown[int(np.argmax(probs))].answer if probs else "")
+        scores[share] = float(sacrebleu.corpus_chrf(answers, [references]).score)
+    best = max(WEIGHT_GRID, key=lambda share: (scores[share], -share))
+    return best, scores
+
+
 def tune_on_validation(engine: Engine, validation: list[dict], config: TrainConfig, taxonomy: Taxonomy | None, log) -> None:
     """Choose everything above for the adapter on ``engine``, in order, into its ``RunInfo``."""
     info = engine.spec(NAME).info
+    if config.method == "head" and config.task == "description":
+        info.knn_weight, scores = tune_nearest_share(engine, validation, config)
+        log(f"The nearest candidate's share: {info.knn_weight} chosen on validation (chrF {scores[info.knn_weight]:.2f}; "
+            f"the head alone {scores[0.0]:.2f}, the nearest alone {scores[1.0]:.2f})")
     if config.neighbours.k:
         info.knn_weight, scores = tune_neighbour_weight(engine, validation, config, taxonomy)
         log(f"Neighbours: k={config.neighbours.k}, weight {info.knn_weight} chosen on validation "

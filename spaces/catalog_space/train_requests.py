@@ -115,8 +115,6 @@ def check_request(request: TrainRequest, frame: pd.DataFrame | None, max_rows: i
         raise TrainInputError(f"task {request.task!r} is not one of {', '.join(TASKS)}")
     if request.method not in METHODS:
         raise TrainInputError(f"method {request.method!r} is not one of {', '.join(METHODS)}")
-    if request.method == "head" and request.task == "description":
-        raise TrainInputError("method 'head' scores labels; a description is written, so choose method 'generate'")
     if not request.max_minutes or request.max_minutes < MIN_MINUTES:
         raise TrainInputError(
             f"a time budget of {request.max_minutes or 0:g} minutes is too small to train one step; "

@@ -55,7 +55,13 @@ def train_tab_ui(models: Models) -> gr.State:
             allow_custom_value=True,
         )
     with gr.Row():
-        train_method = gr.Radio(list(train_requests.METHODS), value="generate", label="Method")
+        train_method = gr.Radio(
+            list(train_requests.METHODS),
+            value="generate",
+            label="Method",
+            info="generate: the model writes the answer; head: a classification head scores labels, "
+            "or for descriptions chooses among the nearest training products' descriptions",
+        )
         train_minutes = gr.Number(6, label="Time budget (minutes)", minimum=0, elem_id="train-minutes")
         train_epochs = gr.Number(2, label="Epochs (at most)", minimum=0, elem_id="train-epochs")
         train_samples = gr.Number(400, label="Max training samples", precision=0, minimum=0, elem_id="train-samples")

@@ -44,6 +44,7 @@ from catalog_space.train_requests import (
 logger = logging.getLogger("catalog_lora.space")
 
 CANCEL_GRACE_SECONDS = 60  # after SIGTERM, training validates and saves; then it is killed
+CHOICE_CANDIDATES = 5  # a description head (method head) chooses among this many nearest training descriptions
 QUEUED, PREPARING, LOADING, TRAINING = "queued", "preparing data", "loading the model", "training"
 EVALUATING, DONE, FAILED, CANCELLED = "evaluating on the test split", "done", "failed", "cancelled"
 OVER = (DONE, FAILED, CANCELLED)
@@ -256,6 +257,9 @@ def write_config(job: TrainJob) -> Path:
     request = job.request
     config = yaml.safe_load((REPO_DIR / "training" / "configs" / f"sample_{request.task}.yaml").read_text()) or {}
     config.update(task=request.task, method=request.method, output_dir=str(job.run_dir))
+    if request.method == "head" and request.task == "description":  # it chooses among the nearest training descriptions
+        config.update(references=True)
+        config.setdefault("model", {}).update(prompt_examples=CHOICE_CANDIDATES)
     config.setdefault("data", {}).update(path=str(job.data_dir), max_train_examples=int(request.max_samples))
     config["data"].update(max_eval_examples=job.eval_examples)
     train = config.setdefault("train", {})
