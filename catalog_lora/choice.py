@@ -7,8 +7,9 @@ answer (the classical baseline copies the TF-IDF nearest one). The adapter does 
 its candidates are searched by the product's title *and* the attributes it names (``choice_attributes``,
 e.g. the brand; the references index is keyed on them), and a model that reads the product next to
 each candidate picks among them: the same product line or not, the same kind of product, a
-description that names another product. Training targets the candidate whose description is
-closest to the product's own (chrF).
+description that names another product. Training gives each candidate a share of the target by how
+close its description is to the product's own (chrF), and at the end of training the nearest
+candidate's share of the choice is tuned on validation (:func:`choose`).
 
 The input, one line per product (the one definition: training, the engine and the card use it)::
 

@@ -105,6 +105,8 @@ class Run(RunFolder):
 
     @property
     def pipeline_tag(self) -> str:
+        if self.info.method == "head" and self.info.task == "description":
+            return "text-ranking"  # it ranks its candidate descriptions and answers with the first
         return "text-classification" if self.info.method == "head" else "text-generation"
 
     @property

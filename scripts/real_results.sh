@@ -13,7 +13,8 @@ $PY -m datasets_prep.prepare --format bigbasket-descriptions --input "$RAW/bigba
 $PY -m datasets_prep.prepare --format amazontitles --input "$RAW/amazontitles_1.3mm/trn_first500_nonempty_title_content.json" --output data/amazontitles
 CONFIGS=("$@")
 if [ ${#CONFIGS[@]} -eq 0 ]; then
-  CONFIGS=(bigbasket_category_head bigbasket_top_head instacart_department_head bodywash_l1_head bigbasket_description bodywash_l1 bigbasket_category amazontitles_description)
+  CONFIGS=(bigbasket_category_head bigbasket_top_head instacart_department_head bodywash_l1_head bigbasket_description_head \
+           bigbasket_description bodywash_l1 bigbasket_category amazontitles_description)
 fi
 for config in "${CONFIGS[@]}"; do
   $PY -m training.train --config "training/configs/$config.yaml"
@@ -21,9 +22,10 @@ done
 # The report covers every finished run folder of the configs above; the shipped default of each task is named.
 RUNS=()
 for run in runs/bigbasket-category-head runs/bigbasket-top-head runs/instacart-department-head runs/bodywash-l1 \
-           runs/bodywash-l1-head runs/bigbasket-description runs/bigbasket-category runs/amazontitles-description; do
+           runs/bodywash-l1-head runs/bigbasket-description-head runs/bigbasket-description runs/bigbasket-category \
+           runs/amazontitles-description; do
   [ -f "$run/COMPLETE" ] && RUNS+=("$run")
 done
 $PY -m training.report "${RUNS[@]}" --output bench/results/real_data.md --json bench/results/real_data.json \
   --ablation bench/results/ablation.md \
-  --shipped bigbasket-category-head bigbasket-top-head instacart-department-head bodywash-l1-head bigbasket-description
+  --shipped bigbasket-category-head bigbasket-top-head instacart-department-head bodywash-l1-head bigbasket-description-head

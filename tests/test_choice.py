@@ -22,11 +22,13 @@ from catalog_lora.choice import (
     fit_lines,
 )
 from catalog_lora.engine import Engine
+from catalog_lora.neighbours import WEIGHT_GRID
 from catalog_lora.prompts import CUT_MARK, Example
 from catalog_lora.references import build_index
 from catalog_lora.run_files import read_run_info
 from training.config import ConfigError, load_config
 from training.data import encode_choice
+from training.metrics import description_metrics
 
 LONG = "Rolled oats for a warm breakfast porridge, rich in fibre and slow to digest. " * 4
 OATS = {"brand": "Saffola", "category": "Foodgrains"}
@@ -131,7 +133,7 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
     )
     info = read_run_info(str(run))
     assert (info.method, info.task, info.num_labels, info.prompt_examples) == ("head", "description", 1, 3)
-    assert info.choice_attributes == ["brand"]
+    assert info.choice_attributes == ["brand"] and info.knn_weight in WEIGHT_GRID, "the nearest's share is tuned"
     test = [json.loads(line) for line in (sample_data / "description" / "test.jsonl").read_text().splitlines()]
     texts, attributes = [r["text"] for r in test], [r["attributes"] for r in test]
     engine = Engine.load({"describe": str(run)})
@@ -151,4 +153,7 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
     # The Space's Describe tab streams: a head's description comes whole, the same as predict's.
     assert list(engine.stream("describe", texts[0], attributes[0])) == [predictions[0].text]
     metrics = json.loads((run / "metrics.json").read_text())["test"]
-    assert {"base", "adapter", "baseline"} <= set(metrics) and metrics["adapter"]["n"] == 6  # TINY: max_eval_examples=6
+    assert {"base", "head_alone", "neighbours_alone", "adapter", "baseline"} <= set(metrics)
+    assert metrics["adapter"]["n"] == 6  # TINY: max_eval_examples=6
+    nearest = [candidates[0].answer for candidates in shown[:6]]
+    assert metrics["neighbours_alone"]["chrf"] == pytest.approx(description_metrics([r["description"] for r in test[:6]], nearest)["chrf"])

@@ -67,7 +67,6 @@ def test_a_usable_catalog_passes_and_is_counted(tmp_path):
         (dict(max_minutes=0.1), "too small to train one step"),
         (dict(max_samples=3), "needs 8 rows"),
         (dict(epochs=0), "positive number of passes"),
-        (dict(task="description", method="head", target_columns=["tags"]), "choose method 'generate'"),
         (dict(task="summaries"), "not one of tagging, category, description"),
     ],
 )
@@ -75,6 +74,22 @@ def test_bad_input_is_refused_with_what_would_work(tmp_path, change, message):
     frame = frame_of(catalog(tmp_path / "reviews.csv")).assign(empty="", one="Price")
     with pytest.raises(TrainInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         train_requests.check_request(tags_request(**change), frame, 5000)
+
+
+@pytest.mark.parametrize("method", ["generate", "head"])
+def test_the_job_config_is_one_training_accepts(tmp_path, method):
+    """The job's config.yaml for every task and method passes training's own checks; a description head
+    chooses among its nearest training descriptions."""
+    from training.config import load_config
+
+    for task in train_requests.TASKS:
+        request = tags_request(task=task, method=method)
+        job = training_jobs.TrainJob(request, tmp_path / f"{task}-{method}")
+        job.folder.mkdir()
+        config = load_config(training_jobs.write_config(job))
+        assert (config.task, config.method, config.train.max_minutes) == (task, method, request.max_minutes)
+        if (task, method) == ("description", "head"):
+            assert config.references and config.model.prompt_examples == training_jobs.CHOICE_CANDIDATES
 
 
 def test_too_few_rows_and_too_many_rows_are_refused(tmp_path):

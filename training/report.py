@@ -23,7 +23,6 @@ from catalog_lora.run_files import RunFolder
 SECOND_METRIC = {"tagging": "macro_f1", "category": "macro_f1", "description": "chrf"}
 
 
-
 def method_label(info) -> str:
     """How the run answers, in a few words: the method and what it uses of the references index."""
     if info.method == "head" and info.task == "description":
@@ -33,6 +32,7 @@ def method_label(info) -> str:
         + (f" + {info.knn_k} neighbours" if info.knn_weight else "")
         + (f" + nearest {info.prompt_examples} in the prompt" if info.prompt_examples else "")
     )
+
 
 def run_record(run: Path, shipped: bool) -> dict:
     """The headline numbers of one finished run."""
@@ -104,8 +104,7 @@ def ablation(records: list[dict]) -> str:
     rows = []
     for r in (r for r in records if r["method"].startswith("head")):
         mixed = r["adapter"] if r["neighbours_alone"] is not None else None
-        # a description head has no "alone": it always chooses among its neighbours
-        head = r["head_alone"] if r["head_alone"] is not None else None if r["task"] == "description" else r["adapter"]
+        head = r["head_alone"] if r["head_alone"] is not None else r["adapter"]
         rows.append([r["name"], r["metric"], _cell(head, 4), _cell(r["neighbours_alone"], 4), _cell(mixed, 4),
                      _cell(r["baseline"], 4), _minutes(r)])
     header = ["run", "metric", "head alone", "neighbours alone", "head + neighbours", "TF-IDF baseline", "training min (threads)"]
