@@ -5,6 +5,8 @@ engine, the Space's stream and the config's rules."""
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import sacrebleu
@@ -126,11 +128,17 @@ def test_config_needs_candidates_for_a_description_head(sample_data):
     assert config.model.choice_attributes == ["brand"]
 
 
-def test_a_description_head_answers_with_one_of_its_nearest_training_descriptions(sample_data, tmp_path):
-    run = train_tiny(
-        "bigbasket_description_head.yaml", sample_data / "description", tmp_path / "run",
+@pytest.fixture(scope="module")
+def choice_run(sample_data, tmp_path_factory) -> Path:
+    """A description head really trained on the sample catalog: 3 candidates, the first 4 layers."""
+    return train_tiny(
+        "bigbasket_description_head.yaml", sample_data / "description", tmp_path_factory.mktemp("choice") / "run",
         "model.prompt_examples=3", "model.num_layers=4", "train.max_minutes=0",
     )
+
+
+def test_a_description_head_answers_with_one_of_its_nearest_training_descriptions(choice_run, sample_data):
+    run = choice_run
     info = read_run_info(str(run))
     assert (info.method, info.task, info.num_labels, info.prompt_examples) == ("head", "description", 1, 3)
     assert info.choice_attributes == ["brand"] and info.knn_weight in WEIGHT_GRID, "the nearest's share is tuned"
@@ -157,3 +165,20 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
     assert metrics["adapter"]["n"] == 6  # TINY: max_eval_examples=6
     nearest = [candidates[0].answer for candidates in shown[:6]]
     assert metrics["neighbours_alone"]["chrf"] == pytest.approx(description_metrics([r["description"] for r in test[:6]], nearest)["chrf"])
+
+
+def test_the_spaces_describe_tab_serves_a_description_head(choice_run, sample_data):
+    """The Space loads the head as it loads any adapter (a model of its own) and Describe answers with its choice."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "spaces"))
+    from catalog_space import handlers
+    from catalog_space.models import Models
+    from catalog_space.settings import Settings
+
+    models = Models(Settings(adapters={"describe": str(choice_run)}, quantization="none"))
+    models.load()
+    record = json.loads((sample_data / "description" / "test.jsonl").read_text().splitlines()[0])
+    steps = list(handlers.describe(models, record["text"], "brand: " + record["attributes"]["brand"]))
+    engine = Engine.load({"describe": str(choice_run)})
+    [expected] = engine.predict("describe", [record["text"]], [{"brand": record["attributes"]["brand"]}])
+    assert steps[-1][0] == expected.text and expected.text, "the page shows the head's chosen description"
+    assert not steps[-1][1], "no notice: nothing was cut or failed"
