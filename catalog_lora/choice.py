@@ -120,6 +120,14 @@ def candidate_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     return scores.masked_fill(positions == NO_POSITION, float("-inf"))
 
 
+def with_nearest_share(probs: Sequence[float], share: float) -> list[float]:
+    """``(1 - share) * probs + share * [1, 0, …]``: the head's probabilities mixed with a vote for the nearest candidate."""
+    mixed = [(1.0 - share) * p for p in probs]
+    if mixed:
+        mixed[0] += share
+    return mixed
+
+
 def choose(scores: torch.Tensor, candidates: Sequence[Example], nearest_share: float = 0.0) -> Prediction:
     """The answer from one product's candidate ``scores``: the description of the best candidate.
 
@@ -131,8 +139,7 @@ def choose(scores: torch.Tensor, candidates: Sequence[Example], nearest_share: f
     shown = int(torch.isfinite(scores).sum())
     if not shown:
         return Prediction(error="no training product to choose a description from: the references index is empty")
-    probs = ((1.0 - nearest_share) * torch.softmax(scores[:shown], dim=-1)).tolist()
-    probs[0] += nearest_share
+    probs = with_nearest_share(torch.softmax(scores[:shown], dim=-1).tolist(), nearest_share)
     best = max(range(shown), key=probs.__getitem__)
     ranked = {f"{slot}. {c.text}": p for slot, (c, p) in enumerate(zip(candidates, probs, strict=False), start=1)}
     return Prediction(candidates[best].answer, scores=ranked, confidence={f"{best + 1}. {candidates[best].text}": probs[best]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from catalog_lora.choice import with_nearest_share
 from catalog_lora.confidence import choose_threshold
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy
@@ -84,9 +85,7 @@ def tune_nearest_share(engine: Engine, validation: list[dict], config: TrainConf
     for share in WEIGHT_GRID:
         answers = []
         for prediction, shown in zip(predictions, candidates, strict=True):
-            probs = [(1.0 - share) * p for p in prediction.scores.values()]
-            if probs:
-                probs[0] += share
+            probs = with_nearest_share(list(prediction.scores.values()), share)  # the head's, in candidate order
             answers.append(shown[int(np.argmax(probs))].answer if probs else "")
         scores[share] = float(sacrebleu.corpus_chrf(answers, [references]).score)
     best = max(WEIGHT_GRID, key=lambda share: (scores[share], -share))
