@@ -6,9 +6,9 @@ slot :func:`example_format` fills, cut as ``PromptTemplate.fit`` cuts them), gre
 constrained like :class:`catalog_lora.constrained.LabelConstraint` and the parsing of
 :mod:`catalog_lora.labels`; or the head's scores with its thresholds, mixed with the labels of the
 nearest training examples as :mod:`catalog_lora.neighbours` does; or a description head's choice
-among the nearest training descriptions (:mod:`catalog_lora.choice`, ``templates/usage_choice.py.jinja``). Every setting is read from the
+among the nearest training descriptions (:mod:`catalog_lora.choice`). Every setting is read from the
 repo's files; the code is in ``templates/usage_*.py.jinja`` (the nearest-example search, shared by
-both, in ``templates/nearest.py.jinja``).
+all three, in ``templates/nearest.py.jinja``).
 """
 
 from __future__ import annotations
