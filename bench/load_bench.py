@@ -1,7 +1,8 @@
 """The Space's /tag under load: concurrent gradio_client users against the real app, with and without
 the micro-batcher (``catalog_lora/micro_batch.py``).
 
-    .venv/bin/python bench/load_bench.py [--adapter runs/bodywash-l1] [--clients 1,5,20] [--requests 40]
+    .venv/bin/python bench/load_bench.py [--adapter runs/bodywash-l1] [--quantization auto] [--clients 1,5,20]
+                                         [--requests 40]
 
 The Space's own page (``build_demo`` of ``spaces/catalog_space/ui.py``, launched as ``app.py`` does)
 serves the tagging adapter on 127.0.0.1 twice, on one engine: ``lock`` without batching (each request
@@ -105,7 +106,10 @@ def main() -> None:
     from catalog_lora.engine import Engine
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--adapter", default=None, help="a generate tagging run (default: the one bench/speed.py uses)")
+    parser.add_argument("--adapter", default=None, help="a tagging run (default: the generate one bench/speed.py uses)")
+    parser.add_argument(
+        "--quantization", default="auto", help="as the Space's CATALOG_LORA_QUANTIZATION: auto (fp32 on CPU), bf16, int8"
+    )
     parser.add_argument("--clients", default="1,5,20")
     parser.add_argument("--requests", type=int, default=40, help="requests per mode and number of clients")
     parser.add_argument("--note", default="", help="conditions the script cannot see")
@@ -113,7 +117,7 @@ def main() -> None:
     parser.add_argument("--speed-json", default=str(REPO / "bench/results/speed.json"))
     args = parser.parse_args()
     adapter = Path(args.adapter) if args.adapter else run_for("tagging")
-    engine = CountedEngine(Engine.load({"tag": str(adapter)}))
+    engine = CountedEngine(Engine.load({"tag": str(adapter)}, quantization=args.quantization))
     texts, _, source = products(max(args.requests, 8))
     host = machine()
     levels = [int(c) for c in args.clients.split(",")]
@@ -133,7 +137,8 @@ def main() -> None:
         f"Machine: {host['cpu']}, {host['torch_threads']} torch thread(s) on core(s) {host['cores_allowed']}, "
         f"load average {host['load_average_at_start'][0]:.2f} at start; torch {torch.__version__}. {args.note} "
         f"App: the Space's page (build_demo), /tag = tags + training references. "
-        f"Adapter: {adapter.name} (fp32 LoRA, as the Space loads it). Products: {source}. Date: {host['date']}.",
+        f"Adapter: {adapter.name} ({engine.precision.describe().split(':')[0]}, quantization={args.quantization} as the Space "
+        f"loads it). Products: {source}. Date: {host['date']}.",
         "",
         "| mode | clients | requests | model calls | p50 ms | p95 ms | requests/s | vs 1 client |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -142,6 +142,9 @@ def measure_inference(mode: str, n: int, options: dict) -> dict:
     texts, _, _ = products(n)
     adapter = run_for("tagging-head" if mode == "d" else "tagging")
     engine = Engine.load({"tagging": str(adapter)}, **options)
+    # Off the clock: the first call's one-time work (kernels chosen, a head's references index opened).
+    engine.predict("tagging", texts[:2], max_new_tokens=2)
+    engine.tokens_processed = 0
     start = time.perf_counter()
     if mode in ("a", "a50"):
         spec = engine.spec("tagging")

@@ -17,6 +17,7 @@ from bench.speed_measure import (
     products,
     run_for,
 )
+from catalog_lora.base_model import cpu_computes_bf16
 
 PARTS = ("inference", "llama", "memory", "space", "training")
 
@@ -43,9 +44,12 @@ def fp32_non_embedding_params() -> int:
 
 
 def against_row(key: str) -> str | None:
-    """The fp32 engine row a row's answers are compared with: (b) greedy, (c) constrained; none for (a) and (d)."""
-    if key in ("a", "a50", "d"):
+    """The fp32 engine row a row's answers are compared with: (b) greedy, (c) constrained, (d) the
+    head; none for (a)."""
+    if key in ("a", "a50"):
         return None
+    if key == "d" or key.startswith("d-"):
+        return "d"
     return "c" if key == "c" or key.startswith("c-") or key.endswith("-c") else "b"
 
 
@@ -72,6 +76,12 @@ def inference_rows(args, parts) -> list[tuple[str, str, str, int, dict]]:
             ("c", "(c) batched greedy + constrained", "c", n, {}),
             ("c-merged", "(c) merged adapter", "c", n, {"merge": True}),
         ]
+        if not torch.cuda.is_available() and cpu_computes_bf16():
+            rows += [
+                ("b-bf16", "(b) merged adapter, bf16", "b", n, {"merge": True, "quantization": "bf16"}),
+                ("c-bf16", "(c) merged adapter, bf16", "c", n, {"merge": True, "quantization": "bf16"}),
+                ("c-bf16-lora", "(c) bf16, adapter not merged (several adapters)", "c", n, {"quantization": "bf16"}),
+            ]
         if not torch.cuda.is_available():
             rows += [
                 ("b-int8", "(b) merged adapter, int8", "b", n, {"merge": True, "quantization": "int8"}),
@@ -84,8 +94,12 @@ def inference_rows(args, parts) -> list[tuple[str, str, str, int, dict]]:
                     {"quantization": "int8"},
                 ),
             ]
-        if (run_for("tagging-head") / "COMPLETE").is_file():
-            rows.append(("d", "(d) classification head", "d", n, {}))
+        if (run_for("tagging-head") / "COMPLETE").is_file():  # the tagging method that ships: one forward pass
+            rows += [("d", "(d) classification head", "d", n, {}), ("d-merged", "(d) merged adapter", "d", n, {"merge": True})]
+            if not torch.cuda.is_available() and cpu_computes_bf16():
+                rows.append(("d-bf16", "(d) merged adapter, bf16", "d", n, {"merge": True, "quantization": "bf16"}))
+            if not torch.cuda.is_available():
+                rows.append(("d-int8", "(d) merged adapter, int8", "d", n, {"merge": True, "quantization": "int8"}))
         if torch.cuda.is_available():  # the default on CUDA is 4-bit NF4; the same engine unquantized in bf16 beside it
             rows += [
                 (
@@ -119,19 +133,22 @@ def report(args) -> tuple[str, dict]:
     cuda = torch.cuda.is_available()
     memory, key = ("peak GPU MB", "peak_gpu_mb") if cuda else ("peak RSS MB", "peak_rss_mb")
     params = fp32_non_embedding_params()
+    rows = inference_rows(args, parts)
     lines = [
         f"Machine: {host['cpu']} ({host['arch']}), {host['cpu_cores']} cores, this run allowed on core(s) "
         f"{host['cores_allowed']} with {host['torch_threads']} torch thread(s) (OMP_NUM_THREADS={host['omp_num_threads']}), "
         f"load average {host['load_average_at_start'][0]:.2f} at start; torch {host['torch']} ({host['device']}); "
         f"measured fp32 matmul peak {peak:.1f} GFLOP/s on those threads. {args.note} "
-        f"Products: {args.products} {source}. Tagging adapter: runs/{run_for('tagging').name}. Date: {host['date']}.",
+        f"Products: {args.products} {source}. Tagging adapter: runs/{run_for('tagging').name}"
+        + (f", head adapter (d): runs/{run_for('tagging-head').name}" if any(k[0] == "d" for k, *_ in rows) else "")
+        + f". Date: {host['date']}.",
         "",
         f"| inference | precision | products/s | vs (a) | {memory} | tokens processed | compute floor s | time s | of floor "
         "| agreement with fp32 | micro-F1 |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     measured = {}
-    for row_key, name, kind, n, options in inference_rows(args, parts):
+    for row_key, name, kind, n, options in rows:
         if kind == "llama":
             try:
                 measured[row_key] = (

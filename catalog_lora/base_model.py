@@ -24,8 +24,9 @@ EMBEDDED = "embedded"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
-# Inference only (the engine): the decoder's linear layers in int8 on CPU (catalog_lora/int8.py); not trainable.
-INFERENCE_QUANTIZATIONS = (*QUANTIZATIONS, "int8")
+# Inference only (the engine), on CPU, not trainable: the decoder's linear layers in int8
+# (catalog_lora/int8.py), or the whole model in bf16 on a CPU that computes bf16 natively.
+INFERENCE_QUANTIZATIONS = (*QUANTIZATIONS, "int8", "bf16")
 # Where a sequence-classification model keeps its head; peft saves these modules in full with a SEQ_CLS adapter.
 HEAD_MODULES = ("score", "classifier")
 
@@ -118,14 +119,35 @@ class Precision:
             "8bit": "8-bit",
             "none": "no quantization",
             "int8": "int8 linear layers (per-token activations, output layer fp32)",
+            "bf16": "bf16 weights and activations",
         }[self.quantization]
         return f"{q}, {str(self.dtype).removeprefix('torch.')} on {self.device}: {self.reason}"
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX): there bf16 inference
+    is several times faster than fp32; elsewhere torch emulates it and it is several times slower."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def choose_precision(quantization: str = "auto", device: str | None = None) -> Precision:
     if quantization not in INFERENCE_QUANTIZATIONS:
         raise ValueError(f"quantization={quantization!r} is not one of {', '.join(INFERENCE_QUANTIZATIONS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if quantization == "bf16":
+        if device != "cpu":
+            raise ValueError(
+                f"quantization='bf16' is the CPU inference path, not for device={device!r}; "
+                "on CUDA quantization='none' already computes in bf16"
+            )
+        if not cpu_computes_bf16():
+            raise ValueError(
+                "quantization='bf16' needs a CPU with native bf16 (AVX512-BF16 or AMX); this one would emulate it, "
+                "slower than fp32: use quantization='int8' or 'none'"
+            )
+        return Precision(
+            "bf16", torch.bfloat16, device, "quantization=bf16 asked for: this CPU computes bf16 natively (inference only)"
+        )
     if quantization == "int8":
         if device != "cpu":
             raise ValueError(

@@ -6,10 +6,10 @@ truly batched (left padding, attention masks, KV cache, batches sorted by length
 greedy by default, stops at the end of the answer and can be constrained to the taxonomy.
 The classification-head path needs one forward pass per batch and no generation.
 
-Two opt-in CPU speed-ups (``Engine.load``): ``merge=True`` folds a single generate adapter into the
-base weights (no LoRA work per layer and step), and ``quantization="int8"`` runs the decoder's
-linear layers in int8 (:mod:`catalog_lora.int8`; the output layer stays fp32). Both refuse what
-they cannot do.
+Three opt-in CPU speed-ups (``Engine.load``): ``merge=True`` folds a single adapter into the base
+weights (no LoRA work per layer and step); ``quantization="bf16"`` runs the whole model in bf16 on a
+CPU that computes bf16 natively; ``quantization="int8"`` runs the decoder's linear layers in int8
+(:mod:`catalog_lora.int8`; the output layer stays fp32). Each refuses what it cannot do.
 
 The engine keeps the adapters and builds the prompts; its generation path is in
 :mod:`catalog_lora.generation`, its head path in :mod:`catalog_lora.head`, and what it works with
@@ -68,8 +68,9 @@ class Engine(GenerationMixin, HeadMixin):
     ):
         """Load the base once and put every adapter (name → run folder or Hub id) on it.
 
-        ``merge=True`` folds the one generate adapter into the base weights; ``quantization="int8"``
-        then runs the decoder's linear layers in int8 on CPU (see :mod:`catalog_lora.int8`)."""
+        ``merge=True`` folds the one adapter into the base weights. On CPU, ``quantization="bf16"``
+        runs the model in bf16 (adapters included) and ``quantization="int8"`` the decoder's linear
+        layers in int8 (see :mod:`catalog_lora.int8`)."""
         if not adapters:
             raise ValueError("Engine.load needs at least one adapter: {name: run folder or Hub id}")
         infos = {name: read_run_info(source) for name, source in adapters.items()}
@@ -80,9 +81,6 @@ class Engine(GenerationMixin, HeadMixin):
                 f"head adapters {sorted(heads)} need a classification model of their own; "
                 "load them in a separate Engine, one head adapter each"
             )
-        if (merge or quantization == "int8") and heads:
-            option = "merge=True" if merge else "quantization='int8'"
-            raise ValueError(f"{option} serves generate adapters only; {sorted(heads)} are head adapters")
         if merge and len(adapters) > 1:
             raise ValueError(
                 f"merge=True folds one adapter into the base, got {len(adapters)} ({', '.join(adapters)}); "
@@ -119,7 +117,8 @@ class Engine(GenerationMixin, HeadMixin):
 
     @property
     def causal_lm(self):
-        """The transformers model under any peft wrapper (``LlamaForCausalLM`` for generate adapters)."""
+        """The transformers model under any peft wrapper (``LlamaForCausalLM`` for generate adapters,
+        ``LlamaForSequenceClassification`` for head adapters)."""
         from peft import PeftModel
 
         return self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
@@ -139,6 +138,8 @@ class Engine(GenerationMixin, HeadMixin):
                 self.model.load_adapter(source, adapter_name=name)
             else:
                 self.model = PeftModel.from_pretrained(self.model, source, adapter_name=name)
+            if self.precision is not None and self.precision.quantization == "bf16":
+                self.model.to(self.precision.dtype)  # peft loads adapter weights (and a head) in fp32
             self.model.eval()
         return self.register(name, info, _load_taxonomy(source), source, peft_name=name)
 

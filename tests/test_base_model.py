@@ -43,8 +43,16 @@ def test_4bit_nf4_loads_and_generates_on_cpu():
 def test_precision_choice_is_explained():
     assert "fp32" in choose_precision("auto", "cpu").reason
     assert choose_precision("auto", "cuda").quantization == "4bit"
-    with pytest.raises(ValueError, match="quantization='3bit' is not one of auto, 4bit, 8bit, none, int8"):
+    with pytest.raises(ValueError, match="quantization='3bit' is not one of auto, 4bit, 8bit, none, int8, bf16"):
         choose_precision("3bit")
+
+
+def test_bf16_is_refused_where_the_cpu_would_emulate_it(monkeypatch):
+    """On a CPU without AVX512-BF16 or AMX, torch emulates bf16, slower than fp32: refused, with the way out."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with pytest.raises(ValueError, match="needs a CPU with native bf16 .* use quantization='int8' or 'none'"):
+        choose_precision("bf16", "cpu")
 
 
 def test_prompt_templates_are_exact():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from catalog_lora.base_model import load_base_model
+from catalog_lora.base_model import cpu_computes_bf16, load_base_model
 from catalog_lora.batch import BatchInputError, blank_lines_note, escape_formulas, predict_table, read_table
 from catalog_lora.engine import Engine
 from catalog_lora.int8 import Int8Linear, quantize_int8
@@ -215,6 +215,23 @@ def test_merged_engine_answers_as_fp32_and_int8_answers_in_the_taxonomy(engine, 
         assert all(answer and answer <= labels for answer in tag_sets(int8, "tagging")), options
 
 
+@pytest.mark.skipif(not cpu_computes_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 or AMX)")
+def test_bf16_engines_answer_in_the_taxonomy_with_the_adapter_in_bf16(engine, tiny_runs):
+    """The bf16 engines (merged, and several adapters on one base) run every weight in bf16 (peft
+    loads adapters in fp32: the engine casts them) and give taxonomy answers; their agreement with
+    fp32 on a real adapter is the benchmark's figure."""
+    labels = set(engine.spec("tagging").taxonomy.labels)
+    for options in ({"merge": True}, {}):
+        bf16 = Engine.load({"tagging": str(tiny_runs["tagging"])}, quantization="bf16", **options)
+        assert bf16.precision.describe().startswith("bf16 weights and activations, bfloat16 on cpu")
+        assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}, options
+        assert all(answer and answer <= labels for answer in tag_sets(bf16, "tagging")), options
+    several = Engine.load({name: str(path) for name, path in tiny_runs.items()}, quantization="bf16")
+    assert {p.dtype for p in several.model.parameters()} == {torch.bfloat16}
+    [category] = several.predict("category", PRODUCTS[:1])
+    assert category.labels and category.labels[0] in several.spec("category").taxonomy.labels
+
+
 def test_int8_layers_track_fp32_on_real_activations():
     """Every int8 linear layer of the embedded model (outlier channels found on one product), fed the
     real inputs it sees on another, stays within 5% (relative) of its fp32 output (12% without the
@@ -241,11 +258,15 @@ def test_int8_layers_track_fp32_on_real_activations():
     assert len(errors) == 7 * 30 and max(errors) < 0.05, sorted(errors)[-3:]
 
 
-def test_merged_and_int8_refuse_what_they_cannot_do(tiny_runs):
+def test_merged_bf16_and_int8_refuse_what_they_cannot_do(tiny_runs):
     with pytest.raises(ValueError, match=r"merge=True folds one adapter into the base, got 2 \(tagging, category\)"):
         Engine.load({"tagging": str(tiny_runs["tagging"]), "category": str(tiny_runs["category"])}, merge=True)
     with pytest.raises(ValueError, match="quantization='int8' is the CPU inference path, not for device='cuda'"):
         Engine.load({"tagging": str(tiny_runs["tagging"])}, quantization="int8", device="cuda")
+    with pytest.raises(ValueError, match="quantization='bf16' is the CPU inference path, not for device='cuda'"):
+        Engine.load({"tagging": str(tiny_runs["tagging"])}, quantization="bf16", device="cuda")
+    with pytest.raises(ValueError, match="quantization='fp8' is not one of auto, 4bit, 8bit, none, int8, bf16"):
+        Engine.load({"tagging": str(tiny_runs["tagging"])}, quantization="fp8")
     merged = Engine.load({"tagging": str(tiny_runs["tagging"])}, merge=True)
     with pytest.raises(
         ValueError, match="'tagging' is merged into the base: use_adapter=False needs an Engine without merge"

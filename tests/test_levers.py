@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import train_tiny
 
+from catalog_lora.base_model import cpu_computes_bf16
 from catalog_lora.engine import Engine
 from catalog_lora.labels import Taxonomy
 from catalog_lora.neighbours import mix, neighbour_votes, tune_weight
@@ -72,7 +73,26 @@ def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task, capfd
         gold = [" > ".join(r["path"][:2]) for r in test]
         accuracy = np.mean([p.labels[0] == g for p, g in zip(predictions, gold, strict=True)])
         assert accuracy == pytest.approx(metrics["adapter"]["accuracy"])
+    check_fast_paths(run, [r["text"] for r in test], predictions)
     check_report(run, metrics, tmp_path)
+
+
+def check_fast_paths(run, texts: list[str], fp32: list) -> None:
+    """The CPU speed-ups on a head adapter: merged, it gives the fp32 LoRA engine's answers; in int8 and
+    in bf16 (where the CPU computes it natively), merged, every probability stays within 0.02 of fp32's
+    (how often the labels stay the same on a real adapter is the benchmark's agreement figure)."""
+    paths = [({"merge": True}, 1e-5), ({"merge": True, "quantization": "int8"}, 0.02)]
+    if cpu_computes_bf16():
+        paths.append(({"merge": True, "quantization": "bf16"}, 0.02))
+    for options, tolerance in paths:
+        engine = Engine.load({"head": str(run)}, **options)
+        assert engine.merged == "head" and engine.model.config.num_hidden_layers == 6
+        answers = engine.predict("head", texts)
+        pairs = list(zip(answers, fp32, strict=True))
+        drift = [abs(a.scores[k] - b.scores[k]) for a, b in pairs for k in set(a.scores) & set(b.scores)]
+        assert drift and max(drift) < tolerance, (options, max(drift))
+        if "quantization" not in options:
+            assert [a.labels for a, _ in pairs] == [b.labels for _, b in pairs]
 
 
 def check_report(run, metrics: dict, tmp_path) -> None:

@@ -31,7 +31,7 @@ from catalog_lora.tables import columns_of, iter_chunks, scan
 REFERENCES_COLUMN = "nearest_training_ids"
 # Settings that change the output; a run is resumed only when all of them are the same.
 FINGERPRINT_SETTINGS = (
-    "text_column", "attribute_column", "batch_size", "chunk_rows", "base_model", "quantization", "references",
+    "text_column", "attribute_column", "batch_size", "chunk_rows", "base_model", "quantization", "merge", "references",
 )
 
 
@@ -151,7 +151,7 @@ def run(args):
     columns, rows, sha = check_input(args)
     job = ChunkedOutput(Path(args.output), fingerprint(args, adapters, sha))
     resumed = job.load()  # every process refuses a mismatched job before any work
-    engine = Engine.load(adapters, base_model=args.base_model, quantization=args.quantization)
+    engine = Engine.load(adapters, base_model=args.base_model, quantization=args.quantization, merge=args.merge)
     index = open_references(adapters) if args.references else None
     if state.is_main_process:
         job.start(output_columns(columns, list(adapters), bool(args.references)))
@@ -182,7 +182,9 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--chunk-rows", type=int, default=500, help="rows per chunk: the unit of memory, output and resume")
     parser.add_argument("--base-model", help="override the base model the adapter names")
-    parser.add_argument("--quantization", default="auto", help="auto, 4bit, 8bit, none, or int8 (CPU inference: dynamic int8 linear layers)")
+    parser.add_argument("--quantization", default="auto",
+                        help="auto, 4bit, 8bit, none; on CPU also bf16 (native bf16 CPUs) or int8 (int8 linear layers)")
+    parser.add_argument("--merge", action="store_true", help="fold the one adapter into the base weights (faster; one adapter)")
     parser.add_argument("--references", type=int, default=0, metavar="K", help="add the ids of the K nearest training examples")
     args = parser.parse_args(argv)
     try:
