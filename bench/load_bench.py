@@ -155,6 +155,8 @@ def main() -> None:
         "p95_ms": batched[0]["p95_ms"],
         "throughput_gain_20": batched[-1]["requests_per_s"] / batched[0]["requests_per_s"],
         "clients": levels,
+        "adapter": adapter.name,
+        "precision": engine.precision.describe().split(":")[0],
         "from": "bench/load_bench.py (batched)",
     }
     output = Path(args.output)
