@@ -12,10 +12,11 @@ load average and the date.
 Inference (products/s, peak memory, share of the fp32 compute floor, agreement): (a) the
 reference, one product at a time, sampling at temperature 0.3 with max_new_tokens=50 (and the same
 forced to generate all 50 tokens); (b) batched greedy; (c) batched greedy with constrained
-decoding; the same with the adapter merged into the base, and merged in dynamic int8; (d) the
-classification head; llama.cpp (``bench/llama_cpp_peer.py``) at F16 and Q8_0, greedy and with a
-GBNF grammar over the taxonomy. Agreement: the share of products whose tag set equals the fp32
-engine's (greedy rows against (b), constrained rows against (c)); quality: micro-F1 of the tags
+decoding; the same with the adapter merged into the base, in bf16 (on a CPU that computes it natively)
+and in int8; (d) the classification head, alone and merged, in bf16 and in int8; llama.cpp
+(``bench/llama_cpp_peer.py``) at F16 and Q8_0, greedy and with a GBNF grammar over the taxonomy.
+Agreement: the share of products whose tag set equals the fp32 engine's (greedy rows against (b),
+constrained rows against (c), head rows against (d)); quality: micro-F1 of the tags
 against the held-out gold labels. The products are the held-out body-wash reviews of
 ``data/bodywash`` (test, then validation) when prepared, else the raw body-wash CSV of
 ``../shared``, else the bundled sample.
@@ -26,7 +27,8 @@ whole-process RSS. The Space: /tag under 1, 5 and 20 concurrent users (``bench/l
 
 Each measurement runs in its own process, so its peak memory is its own. The tagging adapter is
 ``runs/bodywash-l1`` (``training/configs/bodywash_l1.yaml``) when trained, else the sample one of
-``bash run.sh`` (trained here first when missing).
+``bash run.sh`` (trained here first when missing); the head rows use ``runs/bodywash-l1-head`` (else
+``runs/sample-tagging-head``) when trained.
 """
 
 from __future__ import annotations
