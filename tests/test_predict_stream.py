@@ -108,6 +108,12 @@ def test_chunked_output_equals_whole_file_output(tiny_runs, catalog, whole, tmp_
     assert (tmp_path / "out.csv").read_bytes() == whole
 
 
+def test_merged_adapter_writes_the_same_file(tiny_runs, catalog, whole, tmp_path):
+    """--merge folds the one adapter into the base: faster, and the same answers row for row."""
+    predict(tiny_runs["category"], catalog, tmp_path / "out.csv", "--chunk-rows", "1000", "--merge")
+    assert (tmp_path / "out.csv").read_bytes() == whole
+
+
 def test_missing_column_or_bad_bytes_are_refused_before_the_model_loads(tiny_runs, tmp_path, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded for a file that must be refused first")
