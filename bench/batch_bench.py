@@ -1,6 +1,7 @@
 """Batch prediction at catalog scale: peak memory at 10k and 100k rows, rows/s, kill-and-resume.
 
     .venv/bin/python bench/batch_bench.py [--adapter runs/sample-category] [--threads 1]
+                                          [--quantization auto] [--merge]
 
 - **Peak memory**: ``training.predict`` streams real BigBasket titles (``../shared``) repeated to
   10,000 and 100,000 rows. Memory behaviour does not depend on the model's speed, so these runs use
@@ -8,7 +9,8 @@
   tokenizer) with a LoRA adapter and a score head over ``--adapter``'s labels (one forward pass a batch).
 - **Kill-and-resume**: the 10k run again, SIGKILLed after a few chunks, rerun with the same command,
   and compared byte for byte with the uninterrupted output.
-- **Rows/s**: the embedded model with ``--adapter`` on ``--speed-rows`` titles.
+- **Rows/s**: the embedded model with ``--adapter`` on ``--speed-rows`` titles, at ``--quantization``
+  (and ``--merge``), as ``training.predict`` takes them.
 
 Every run is a separate ``python -m training.predict`` process with ``OMP_NUM_THREADS=--threads``;
 peak memory is its maximum resident set size. Writes ``bench/results/batch.md``.
@@ -74,15 +76,26 @@ def tiny_run(adapter: Path, folder: Path) -> Path:
     classifier.config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
     lora = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"])
     get_peft_model(classifier, lora).save_pretrained(run_dir)
-    tiny = {**info.__dict__, "method": "head", "base_model": str(model_dir), "base_model_hub_id": ""}
+    # The tiny model's run has no references index: it mixes in no neighbours and shows no examples.
+    tiny = {
+        **info.__dict__,
+        "method": "head",
+        "base_model": str(model_dir),
+        "base_model_hub_id": "",
+        "num_layers": None,
+        "knn_k": 0,
+        "knn_weight": 0.0,
+        "prompt_examples": 0,
+    }
     RunInfo(**tiny).save(run_dir)
     shutil.copy2(adapter / TAXONOMY_FILE, run_dir / TAXONOMY_FILE)
     return run_dir
 
 
-def predict_cmd(adapter: Path, source: Path, output: Path, chunk_rows: int) -> list[str]:
+def predict_cmd(adapter: Path, source: Path, output: Path, chunk_rows: int, *options: str) -> list[str]:
     return [sys.executable, "-m", "training.predict", "--adapter", f"category={adapter}", "--input", str(source),
-            "--text-column", "title", "--output", str(output), "--chunk-rows", str(chunk_rows), "--batch-size", "32"]
+            "--text-column", "title", "--output", str(output), "--chunk-rows", str(chunk_rows), "--batch-size", "32",
+            *options]
 
 
 def env(threads: int) -> dict:
@@ -115,6 +128,10 @@ def rows_per_second(line: str) -> float:
     return float(line.rsplit(";", 1)[1].split("rows/s")[0])
 
 
+def share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", default=str(REPO / "runs" / "sample-category"), help="a category run folder")
@@ -122,6 +139,8 @@ def main() -> None:
     parser.add_argument("--speed-rows", type=int, default=500)
     parser.add_argument("--chunk-rows", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quantization", default="auto", help="of the rows/s run, as training.predict takes it")
+    parser.add_argument("--merge", action="store_true", help="the rows/s run folds the adapter into the base")
     args = parser.parse_args()
     adapter = Path(args.adapter)
     if not (adapter / INFO_FILE).is_file():
@@ -148,15 +167,32 @@ def main() -> None:
 
     speed_source = work / "speed.csv"
     titles(args.speed_rows).to_csv(speed_source, index=False)
-    speed = measured(predict_cmd(adapter, speed_source, work / "speed-out.csv", args.chunk_rows), args.threads)
-    rate = rows_per_second(speed["last"])
-    print(f"embedded model: {rate:.2f} rows/s per process; {speed['last']}", flush=True)
-
     info = read_run_info(str(adapter))
+    default = "auto (4-bit on CUDA)" if torch.cuda.is_available() else "fp32"
+    asked = {"auto": default, "none": "fp32"}.get(args.quantization, args.quantization)
+    # The default precision first; the asked one beside it, with how often its answers are the same.
+    runs = [(default, [])]
+    if asked != default or args.merge:
+        runs.append((asked + (", adapter merged" if args.merge else ""),
+                     ["--quantization", args.quantization, *(["--merge"] if args.merge else [])]))
+    speeds = []
+    for index, (precision, options) in enumerate(runs):
+        output = work / f"speed-out-{index}.csv"
+        result = measured(predict_cmd(adapter, speed_source, output, args.chunk_rows, *options), args.threads)
+        answers = pd.read_csv(output, dtype=str, keep_default_na=False)["category"]
+        agreement = (answers == speeds[0]["answers"]).mean() if speeds else None
+        speeds.append({"precision": precision, "rate": rows_per_second(result["last"]), "answers": answers,
+                       "seconds": result["seconds"], "same": agreement})
+        print(f"embedded model, {precision}: {speeds[-1]['rate']:.2f} rows/s per process; {result['last']}", flush=True)
+    if info.method == "head":
+        method = f"{info.task} head, one forward pass a batch" + (f", {info.knn_k} neighbours" if info.knn_k else "")
+    else:
+        method = f"{info.task}, constrained, max_new_tokens {info.max_new_tokens}"
     lines = [
         "# Batch prediction at catalog scale",
         "",
-        f"Command: `python bench/batch_bench.py --adapter {args.adapter} --threads {args.threads}`. "
+        f"Command: `python bench/batch_bench.py --adapter {args.adapter} --threads {args.threads} "
+        f"--quantization {args.quantization}{' --merge' if args.merge else ''}`. "
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"**{args.threads} thread(s) per process** (OMP_NUM_THREADS). Date: {datetime.date.today()}. "
         f"Chunks of {args.chunk_rows} rows. Titles: BigBasket product titles (../shared), repeated.",
@@ -170,10 +206,11 @@ def main() -> None:
         f"command rerun ({resumed['seconds']:.0f} s): output byte-identical to the uninterrupted run: "
         f"**{'yes' if same else 'NO'}**.",
         "",
-        "| rows/s per process | model | adapter | rows | wall s (with model load) |",
-        "|---:|---|---|---:|---:|",
-        f"| {rate:.2f} | embedded SmolLM2-135M-Instruct, fp32 CPU | {adapter.name} ({info.task}, constrained, "
-        f"max_new_tokens {info.max_new_tokens}) | {args.speed_rows:,} | {speed['seconds']:.0f} |",
+        f"Rows/s: the embedded SmolLM2-135M-Instruct with {adapter.name} ({method}), {args.speed_rows:,} titles.",
+        "",
+        f"| rows/s per process | precision | wall s (with model load) | same answer as {default} |",
+        "|---:|---|---:|---:|",
+        *[f"| {r['rate']:.2f} | {r['precision']} | {r['seconds']:.0f} | {share(r['same'])} |" for r in speeds],
         "",
     ]
     RESULTS.write_text("\n".join(lines))
