@@ -198,15 +198,20 @@ class Engine(GenerationMixin, HeadMixin):
         max_new_tokens: int | None = None,
         top_k: int = 0,
         progress: bool = False,
+        examples: list[list[Example]] | None = None,
     ) -> list[Prediction]:
         """Predict every text with adapter ``name`` (or the bare base with ``use_adapter=False``).
 
+        ``examples``: per text, the training examples its prompt shows (a description head's candidates),
+        when the caller has already looked them up; else the engine looks them up.
         Returns one :class:`Prediction` per text, in input order.
         """
         spec = self.spec(name)
         attributes = attributes or [None] * len(texts)
         if len(attributes) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(attributes)} attribute dicts")
+        if examples is not None and len(examples) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(examples)} lists of examples")
         if spec.info.method == "head":
             run_batch = lambda batch, texts, shown: self._classify(spec, batch, texts, shown, use_adapter, top_k)  # noqa: E731
         else:
@@ -218,7 +223,7 @@ class Engine(GenerationMixin, HeadMixin):
                 top_k=top_k,
             )
             run_batch = lambda batch, texts, shown: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
-        shown = spec.examples(texts, attributes)
+        shown = spec.examples(texts, attributes) if examples is None else examples
         prompts = [
             self.prompt_for(spec, text, attrs, examples)
             for text, attrs, examples in zip(texts, attributes, shown, strict=True)

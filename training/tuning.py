@@ -78,8 +78,8 @@ def tune_nearest_share(engine: Engine, validation: list[dict], config: TrainConf
     spec = engine.spec(NAME)
     spec.info.knn_weight = 0.0
     texts, attributes = [r["text"] for r in validation], [r.get("attributes") for r in validation]
-    predictions = engine.predict(NAME, texts, attributes, batch_size=config.eval.batch_size)
-    candidates = spec.examples(texts, attributes)
+    candidates = spec.examples(texts, attributes)  # searched once: the predictions choose among these
+    predictions = engine.predict(NAME, texts, attributes, batch_size=config.eval.batch_size, examples=candidates)
     references = [r["description"] for r in validation]
     scores = {}
     for share in WEIGHT_GRID:
