@@ -118,6 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     adapter = Path(args.adapter) if args.adapter else run_for("tagging")
     engine = CountedEngine(Engine.load({"tag": str(adapter)}, quantization=args.quantization))
+    precision = engine.precision.describe().split(":")[0]  # without the reason
     texts, _, source = products(max(args.requests, 8))
     host = machine()
     levels = [int(c) for c in args.clients.split(",")]
@@ -137,7 +138,7 @@ def main() -> None:
         f"Machine: {host['cpu']}, {host['torch_threads']} torch thread(s) on core(s) {host['cores_allowed']}, "
         f"load average {host['load_average_at_start'][0]:.2f} at start; torch {torch.__version__}. {args.note} "
         f"App: the Space's page (build_demo), /tag = tags + training references. "
-        f"Adapter: {adapter.name} ({engine.precision.describe().split(':')[0]}, quantization={args.quantization} as the Space "
+        f"Adapter: {adapter.name} ({precision}, quantization={args.quantization} as the Space "
         f"loads it). Products: {source}. Date: {host['date']}.",
         "",
         "| mode | clients | requests | model calls | p50 ms | p95 ms | requests/s | vs 1 client |",
@@ -156,7 +157,7 @@ def main() -> None:
         "throughput_gain_20": batched[-1]["requests_per_s"] / batched[0]["requests_per_s"],
         "clients": levels,
         "adapter": adapter.name,
-        "precision": engine.precision.describe().split(":")[0],
+        "precision": precision,
         "from": "bench/load_bench.py (batched)",
     }
     output = Path(args.output)

@@ -58,6 +58,8 @@ def inference_rows(args, parts) -> list[tuple[str, str, str, int, dict]]:
     import torch
 
     n = args.products
+    cpu = not torch.cuda.is_available()
+    cpu_bf16 = cpu and cpu_computes_bf16()  # bf16 rows only where the CPU computes it natively
     # One product at a time costs the same per product however many there are, and on one thread
     # it takes seconds a product: the reference rates are measured on the first few.
     few = min(args.reference_products, n)
@@ -76,13 +78,13 @@ def inference_rows(args, parts) -> list[tuple[str, str, str, int, dict]]:
             ("c", "(c) batched greedy + constrained", "c", n, {}),
             ("c-merged", "(c) merged adapter", "c", n, {"merge": True}),
         ]
-        if not torch.cuda.is_available() and cpu_computes_bf16():
+        if cpu_bf16:
             rows += [
                 ("b-bf16", "(b) merged adapter, bf16", "b", n, {"merge": True, "quantization": "bf16"}),
                 ("c-bf16", "(c) merged adapter, bf16", "c", n, {"merge": True, "quantization": "bf16"}),
                 ("c-bf16-lora", "(c) bf16, adapter not merged (several adapters)", "c", n, {"quantization": "bf16"}),
             ]
-        if not torch.cuda.is_available():
+        if cpu:
             rows += [
                 ("b-int8", "(b) merged adapter, int8", "b", n, {"merge": True, "quantization": "int8"}),
                 ("c-int8", "(c) merged adapter, int8", "c", n, {"merge": True, "quantization": "int8"}),
@@ -96,11 +98,11 @@ def inference_rows(args, parts) -> list[tuple[str, str, str, int, dict]]:
             ]
         if (run_for("tagging-head") / "COMPLETE").is_file():  # the tagging method that ships: one forward pass
             rows += [("d", "(d) classification head", "d", n, {}), ("d-merged", "(d) merged adapter", "d", n, {"merge": True})]
-            if not torch.cuda.is_available() and cpu_computes_bf16():
+            if cpu_bf16:
                 rows.append(("d-bf16", "(d) merged adapter, bf16", "d", n, {"merge": True, "quantization": "bf16"}))
-            if not torch.cuda.is_available():
+            if cpu:
                 rows.append(("d-int8", "(d) merged adapter, int8", "d", n, {"merge": True, "quantization": "int8"}))
-        if torch.cuda.is_available():  # the default on CUDA is 4-bit NF4; the same engine unquantized in bf16 beside it
+        if not cpu:  # the default on CUDA is 4-bit NF4; the same engine unquantized in bf16 beside it
             rows += [
                 (
                     f"{m}-bf16",
