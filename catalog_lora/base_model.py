@@ -130,7 +130,34 @@ def cpu_computes_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def choose_precision(quantization: str = "auto", device: str | None = None) -> Precision:
+# ``quantization: auto`` on CUDA: bf16 LoRA (no quantization) while the base model's bf16 weights take at most
+# this share of the GPU's free memory; the rest is left for activations, LoRA's optimizer states and the
+# evaluation's batches. For a small model 4-bit buys nothing: every layer's weights are dequantized at every
+# step (kernel launches, not arithmetic), and the few hundred MB it saves are not needed.
+BF16_FIT_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class DeviceFit:
+    """What ``quantization: auto`` weighs on CUDA: the base model's weights in bf16 and the GPU's free memory."""
+
+    weight_bytes: int
+    free_bytes: int
+
+    @property
+    def share(self) -> float:
+        return self.weight_bytes / max(1, self.free_bytes)
+
+    def describe(self) -> str:
+        return f"its bf16 weights ({self.weight_bytes / 2**30:.2f} GiB) are {100 * self.share:.1f}% of the GPU's {self.free_bytes / 2**30:.1f} GiB free"
+
+
+def choose_precision(quantization: str = "auto", device: str | None = None, fit: DeviceFit | None = None) -> Precision:
+    """The precision a model is loaded in, and why.
+
+    ``auto`` on CUDA weighs ``fit`` (measured by :func:`device_fit` when not given): bf16 with no quantization
+    when the weights take at most ``BF16_FIT_SHARE`` of the free memory, QLoRA 4-bit when they take more or
+    when the fit is unknown. On CPU ``auto`` is fp32."""
     if quantization not in INFERENCE_QUANTIZATIONS:
         raise ValueError(f"quantization={quantization!r} is not one of {', '.join(INFERENCE_QUANTIZATIONS)}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -158,14 +185,44 @@ def choose_precision(quantization: str = "auto", device: str | None = None) -> P
         )
     if device.startswith("cuda"):
         compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if quantization == "auto":
-            return Precision("4bit", compute, device, "CUDA found: QLoRA default (NF4, double quantization)")
-        return Precision(quantization, compute, device, f"quantization={quantization} asked for")
+        if quantization != "auto":
+            return Precision(quantization, compute, device, f"quantization={quantization} asked for")
+        if fit is None:
+            return Precision("4bit", compute, device, "CUDA found, the model's size unknown: QLoRA (NF4, double quantization)")
+        if fit.share <= BF16_FIT_SHARE:
+            return Precision(
+                "none", compute, device,
+                f"CUDA found and the model is small for it ({fit.describe()}): LoRA in {str(compute).removeprefix('torch.')} "
+                "without quantization, faster than 4-bit, which would dequantize every layer at every step",
+            )
+        return Precision(
+            "4bit", compute, device,
+            f"CUDA found and {fit.describe()} (over {BF16_FIT_SHARE:.0%}): QLoRA (NF4, double quantization)",
+        )
     if quantization == "auto":
         return Precision(
             "none", torch.float32, device, "no CUDA: fp32 LoRA, since bf16 and 4-bit steps are 10-25x slower on CPU"
         )
     return Precision(quantization, torch.float32, device, f"quantization={quantization} asked for on CPU (slow)")
+
+
+def parameter_count(path: str) -> int:
+    """The parameters of the causal LM at ``path`` (a local checkpoint or a cached Hub id), counted on the
+    meta device: nothing is allocated or read but the config."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def device_fit(path: str, device: str) -> DeviceFit | None:
+    """The base model's bf16 weights against the free memory of a CUDA ``device``; None elsewhere."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return DeviceFit(2 * parameter_count(path), free)
 
 
 def quantization_config(precision: Precision):
@@ -253,8 +310,10 @@ def load_base_model(
     """
     from transformers import AutoModelForCausalLM
 
-    precision = choose_precision(quantization, device)
     path = resolve_base_model(name_or_path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    fit = device_fit(path, device) if quantization == "auto" else None
+    precision = choose_precision(quantization, device, fit)
     tokenizer = load_tokenizer(name_or_path)
     kwargs = {"dtype": precision.dtype}
     qconfig = quantization_config(precision)

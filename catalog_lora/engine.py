@@ -20,12 +20,13 @@ The engine keeps the adapters and builds the prompts; its generation path is in
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 from tqdm.auto import tqdm
 
 from catalog_lora.base_model import load_base_model
+from catalog_lora.batching import cut_batches
 from catalog_lora.choice import choice_input
 from catalog_lora.confidence import low_confidence
 from catalog_lora.generation import GenerationMixin
@@ -165,11 +166,11 @@ class Engine(GenerationMixin, HeadMixin):
 
     @contextmanager
     def _using(self, spec: AdapterSpec, use_adapter: bool):
-        with self._lock:
+        with self._lock, self._autocast():
             if self.merged:
                 if not use_adapter:
                     raise ValueError(
-                        f"adapter {self.merged!r} is merged into the base: use_adapter=False needs an Engine without merge"
+                        f"adapter {self.merged!r} is merged into this Engine's base: use_adapter=False needs an Engine without merge"
                     )
                 yield
                 return
@@ -179,6 +180,14 @@ class Engine(GenerationMixin, HeadMixin):
                 return
             self.model.set_adapter(spec.peft_name)
             yield
+
+    def _autocast(self):
+        """On CUDA the base computes in bf16 (or fp16) while LoRA weights and a head trained beside it may be
+        fp32: autocast runs each operation in the compute dtype, as training did. Elsewhere nothing changes."""
+        precision = self.precision
+        if precision is None or not precision.device.startswith("cuda"):
+            return nullcontext()
+        return torch.autocast("cuda", dtype=precision.dtype)
 
     @property
     def device(self):
@@ -192,6 +201,7 @@ class Engine(GenerationMixin, HeadMixin):
         *,
         use_adapter: bool = True,
         batch_size: int = 16,
+        batch_tokens: int = 0,
         constrained: bool = True,
         do_sample: bool = False,
         temperature: float = 1.0,
@@ -203,7 +213,9 @@ class Engine(GenerationMixin, HeadMixin):
         """Predict every text with adapter ``name`` (or the bare base with ``use_adapter=False``).
 
         ``examples``: per text, the training examples its prompt shows (a description head's candidates),
-        when the caller has already looked them up; else the engine looks them up.
+        when the caller has already looked them up; else the engine looks them up. ``batch_tokens``: batches
+        of as many prompts as fit in that many padded tokens (a generated answer's budget counted in), up to
+        ``batch_size`` (:func:`catalog_lora.batching.cut_batches`); 0 = ``batch_size`` prompts a batch.
         Returns one :class:`Prediction` per text, in input order.
         """
         spec = self.spec(name)
@@ -228,11 +240,16 @@ class Engine(GenerationMixin, HeadMixin):
             self.prompt_for(spec, text, attrs, examples)
             for text, attrs, examples in zip(texts, attributes, shown, strict=True)
         ]
-        order = sorted(range(len(texts)), key=lambda i: -len(prompts[i][0]))
+        if batch_tokens:  # the longest prompts first, measured in tokens, with room for the answer
+            answer = 0 if spec.info.method == "head" else options["max_new_tokens"]
+            ids = self.tokenizer([prompt for prompt, _ in prompts], add_special_tokens=False)["input_ids"]
+            lengths = [len(row) + answer for row in ids]
+        else:  # the longest prompts first, measured in characters (no tokenizer pass)
+            lengths = [len(prompt) for prompt, _ in prompts]
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         results: list[Prediction | None] = [None] * len(texts)
         bar = tqdm(total=len(texts), desc=f"predict [{name}]", unit="item", disable=not progress)
-        for start in range(0, len(order), batch_size):
-            index = order[start : start + batch_size]
+        for index in cut_batches(order, lengths, batch_size, batch_tokens):
             batch = run_batch([prompts[i][0] for i in index], [texts[i] for i in index], [shown[i] for i in index])
             for i, prediction in zip(index, batch, strict=True):
                 prediction.truncated = prompts[i][1]

@@ -32,20 +32,25 @@ class HeadMixin:
         """``shown``: a description head's candidates per text (catalog_lora.choice); unused otherwise."""
         if spec.info.task == "description":
             return self._choose(spec, prompts, shown, use_adapter)
-        with self._using(spec, use_adapter):
-            batch = self._encode(prompts, "right")
-            logits = self.model(**batch).logits.float()
-        self.tokens_processed += batch["input_ids"].numel()
-        labels = spec.taxonomy.labels
-        probs = torch.sigmoid(logits) if spec.info.multi_label else torch.softmax(logits, dim=-1)
-        if use_adapter and spec.info.knn_k and spec.info.knn_weight:
+        mixing = use_adapter and spec.info.knn_k and spec.info.knn_weight
+        if mixing:
             votes = neighbour_votes(
                 spec.neighbours.query(texts, spec.info.knn_k),
                 spec.taxonomy,
                 spec.info.label_levels,
                 spec.info.knn_temperature,
             )
-            probs = torch.from_numpy(mix(probs.cpu().numpy(), votes, spec.info.knn_weight))
+        if mixing and spec.info.knn_weight >= 1.0:
+            probs = torch.from_numpy(votes)  # the neighbours' share is all of the answer: no model pass needed
+        else:
+            with self._using(spec, use_adapter):
+                batch = self._encode(prompts, "right")
+                logits = self.model(**batch).logits.float()
+            self.tokens_processed += batch["input_ids"].numel()
+            probs = torch.sigmoid(logits) if spec.info.multi_label else torch.softmax(logits, dim=-1)
+            if mixing:
+                probs = torch.from_numpy(mix(probs.cpu().numpy(), votes, spec.info.knn_weight))
+        labels = spec.taxonomy.labels
         results = []
         if spec.info.multi_label:
             thresholds = torch.tensor(spec.info.thresholds or [0.5] * len(labels), device=probs.device)
@@ -69,14 +74,17 @@ class HeadMixin:
         self, spec: AdapterSpec, prompts: list[str], shown: list[list[Example]], use_adapter: bool
     ) -> list[Prediction]:
         """A description head: each prompt's lines encoded as in training, every candidate scored in one pass."""
+        share = spec.info.knn_weight if use_adapter else 0.0  # the nearest candidate's share, tuned on validation
         encoded = [encode_lines(prompt.split("\n"), self.tokenizer) for prompt in prompts]
         width, places = max(len(ids) for ids, _ in encoded), max(len(p) for _, p in encoded)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([row + [pad] * (width - len(row)) for row, _ in encoded], device=self.device)
-        mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row, _ in encoded], device=self.device)
         positions = torch.tensor([p + [NO_POSITION] * (places - len(p)) for _, p in encoded], device=self.device)
-        with self._using(spec, use_adapter):
-            scores = candidate_scores(self.model, ids, mask, positions).cpu()
-        self.tokens_processed += ids.numel()
-        share = spec.info.knn_weight if use_adapter else 0.0  # the nearest candidate's share, tuned on validation
+        if share >= 1.0:  # the nearest candidate takes the whole choice: no model pass needed
+            scores = torch.zeros(positions.shape).masked_fill(positions.cpu() == NO_POSITION, float("-inf"))
+        else:
+            pad = self.tokenizer.pad_token_id
+            ids = torch.tensor([row + [pad] * (width - len(row)) for row, _ in encoded], device=self.device)
+            mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row, _ in encoded], device=self.device)
+            with self._using(spec, use_adapter):
+                scores = candidate_scores(self.model, ids, mask, positions).cpu()
+            self.tokens_processed += ids.numel()
         return [choose(row, candidates, share) for row, candidates in zip(scores, shown, strict=True)]

@@ -74,7 +74,27 @@ def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task, capfd
         accuracy = np.mean([p.labels[0] == g for p, g in zip(predictions, gold, strict=True)])
         assert accuracy == pytest.approx(metrics["adapter"]["accuracy"])
     check_fast_paths(run, [r["text"] for r in test], predictions)
+    check_token_batches_and_neighbours_alone(engine, [r["text"] for r in test], predictions)
     check_report(run, metrics, tmp_path)
+
+
+def check_token_batches_and_neighbours_alone(engine, texts: list[str], expected: list) -> None:
+    """Batches cut by tokens give the row batches' answers; at a neighbours' share of 1 the answer is the
+    k-NN vote itself and the model is not run at all (the evaluation's "neighbours alone" row)."""
+    by_tokens = engine.predict("head", texts, batch_size=64, batch_tokens=40)
+    assert [p.labels for p in by_tokens] == [p.labels for p in expected]
+    spec = engine.spec("head")
+    weight, spec.info.knn_weight = spec.info.knn_weight, 1.0
+    try:
+        before = engine.tokens_processed
+        alone = engine.predict("head", texts)
+        assert engine.tokens_processed == before, "no model pass for the neighbours alone"
+    finally:
+        spec.info.knn_weight = weight
+    hits = spec.neighbours.query(texts, spec.info.knn_k)
+    votes = neighbour_votes(hits, spec.taxonomy, spec.info.label_levels, spec.info.knn_temperature)
+    for prediction, row in zip(alone, votes, strict=True):
+        assert prediction.scores == pytest.approx({label: float(row[spec.taxonomy.index(label)]) for label in prediction.scores}, abs=1e-5)
 
 
 def check_fast_paths(run, texts: list[str], fp32: list) -> None:
@@ -115,8 +135,12 @@ def test_time_budget_cuts_the_run_and_says_so(sample_data, tmp_path):
     run = train_tiny(
         "sample_category_head.yaml", sample_data / "category", tmp_path / "run",
         "train.max_steps=200", "train.max_minutes=0.0001", "eval.base=false", "eval.baseline=false",
+        "train.batch_tokens=64",
     )
     stats = json.loads((run / STATS_FILE).read_text())
+    # how the run used its device (training.plan), recorded with the run: on CPU the fp32 path, nothing recomputed
+    assert stats["batch_tokens"] == 64 and stats["mixed_precision"] == "no" and stats["optimizer"] == "adamw"
+    assert stats["gradient_checkpointing"] is False and "not weighed on cpu" in stats["gradient_checkpointing_reason"]
     assert stats["cut_by_time"] is True and stats["max_minutes"] == 0.0001
     assert stats["optimizer_steps"] < 200
     assert any("eval_loss" in entry for entry in stats["log_history"]), "the cut run is validated once"

@@ -27,6 +27,7 @@ from catalog_lora.prompts import TEMPLATES
 from catalog_lora.records import TASKS
 from catalog_lora.run_files import METHODS, REPO_ID_RULE, is_repo_id
 from catalog_lora.task_spec import LABEL_FIELDS, TaskSpec
+from training.plan import CHECKPOINTING
 from training.schedule import SCHEDULES
 
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
@@ -41,7 +42,9 @@ class ModelConfig:
     base_model: str = EMBEDDED
     """Hub id or local folder of a decoder-only model; ``embedded`` is the bundled SmolLM2-135M-Instruct."""
     quantization: str = "auto"
-    """``auto`` (4-bit NF4 QLoRA on CUDA, none on CPU), ``4bit``, ``8bit`` or ``none``."""
+    """``auto``, ``4bit``, ``8bit`` or ``none``. ``auto`` on CUDA: bf16 LoRA without quantization when the
+    base model's bf16 weights take at most a quarter of the GPU's free memory, 4-bit NF4 QLoRA when they take
+    more; on CPU fp32 (catalog_lora.base_model.choose_precision; the run prints what it chose and why)."""
     prompt_template: str = "alpaca"
     """``alpaca`` (the reference ``### Instruction:`` format) or ``chat`` (the model's chat template)."""
     prompt_labels: bool = False
@@ -50,8 +53,10 @@ class ModelConfig:
     """Longest prompt + answer in tokens; longer product texts are truncated and counted."""
     max_new_tokens: int = 0
     """Generation budget; 0 derives it from the longest answer in the training data."""
-    gradient_checkpointing: bool = False
-    """Trade compute for memory (useful for long descriptions on a GPU)."""
+    gradient_checkpointing: str = "auto"
+    """Recompute activations in the backward pass, trading a second forward pass for memory: ``auto`` (on only
+    when one micro-batch's estimated activations would not fit beside the weights; training.plan), ``on``
+    or ``off`` (``true``/``false`` are read as ``on``/``off``)."""
     prompt_examples: int = 0
     """Generate method: show the N nearest training examples with their answers in each prompt
     (needs ``references: true``; training rows see their nearest *other* rows). The model learns
@@ -101,7 +106,11 @@ class TrainSettings:
     max_steps: int = 0
     """Optimizer steps to stop after (0 = run the epochs)."""
     batch_size: int = 8
-    """Examples per device per step."""
+    """Examples per device per step (the most, with ``batch_tokens``)."""
+    batch_tokens: int = 0
+    """Size micro-batches by tokens instead (0 = off): each holds as many length-grouped rows as fit in N
+    tokens, padding counted, up to ``batch_size`` rows. Short rows then fill a large batch and long ones a
+    small one, so the device does the same work every step; set ``batch_size`` high to let it fill."""
     grad_accum: int = 1
     """Micro-batches per optimizer step."""
     lr: float = 2e-4
@@ -115,13 +124,16 @@ class TrainSettings:
     scheduler: str = "cosine"
     """``cosine`` or ``linear`` decay after warm-up."""
     optimizer: str = "auto"
-    """``auto`` (8-bit AdamW on CUDA, AdamW elsewhere), ``adamw`` or ``adamw_8bit``."""
+    """``auto`` (8-bit AdamW on a quantized base, torch's AdamW elsewhere, fused on CUDA), ``adamw`` or ``adamw_8bit``."""
     padding: str = "dynamic"
     """``dynamic`` (pad to the longest in the batch) or ``max_length`` (the reference behaviour)."""
     group_by_length: bool = True
     """Batch examples of similar length together to cut padding."""
     packing: bool = False
     """Concatenate examples into full ``max_length`` rows (generate method only)."""
+    compile: bool = False
+    """``torch.compile`` the model (dynamic shapes): fewer, fused kernels per step on CUDA, after a
+    compilation of a minute or more; measured on and off by ``bench/gpu.py``."""
     class_weight: str = "none"
     """Head method: count rare labels up in the loss: ``none``, ``sqrt`` or ``balanced`` (see
     training.data.class_weights; the baseline's logistic regression uses ``balanced``)."""
@@ -158,7 +170,10 @@ class EvalSettings:
     baseline: bool = True
     """Also train and evaluate the TF-IDF + logistic-regression baseline."""
     batch_size: int = 16
-    """Inference batch size."""
+    """Inference batch size (the most, with ``batch_tokens``)."""
+    batch_tokens: int = 0
+    """Inference batches of as many rows as fit in N padded tokens, up to ``batch_size`` (0 = off); on a GPU
+    a large ``batch_size`` with a token budget keeps every call the same size (catalog_lora.batching)."""
     constrained: bool = True
     """Constrain generated tags and categories to the taxonomy."""
     tune_thresholds: bool = True
@@ -204,6 +219,12 @@ class TrainConfig:
         _choice("train.scheduler", self.train.scheduler, SCHEDULES)
         _choice("train.optimizer", self.train.optimizer, ("auto", "adamw", "adamw_8bit"))
         _choice("train.padding", self.train.padding, ("dynamic", "max_length"))
+        self.model.gradient_checkpointing = _switch("model.gradient_checkpointing", self.model.gradient_checkpointing, CHECKPOINTING)
+        for key, value in (("train.batch_tokens", self.train.batch_tokens), ("eval.batch_tokens", self.eval.batch_tokens)):
+            if value < 0:
+                raise ConfigError(f"{key}={value} must be 0 (batches of rows) or positive")
+        if self.train.batch_tokens and self.train.packing:
+            raise ConfigError("train.batch_tokens and train.packing both size the rows of a batch: choose one")
         _choice("train.class_weight", self.train.class_weight, CLASS_WEIGHTS)
         _choice("data.label_field", self.data.label_field, LABEL_FIELDS)
         if self.task == "description" and self.method == "head" and (self.model.prompt_examples < 2 or not self.references):
@@ -251,6 +272,14 @@ class TrainConfig:
 def _choice(key: str, value, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+
+def _switch(key: str, value, allowed) -> str:
+    """A three-way setting that also takes YAML's booleans: ``true``/``false`` are ``on``/``off``."""
+    if isinstance(value, bool) or str(value).lower() in ("true", "false"):
+        value = "on" if str(value).lower() == "true" else "off"
+    _choice(key, value, allowed)
+    return value
 
 
 def _build(cls, data: dict, where: str):

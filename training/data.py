@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from catalog_lora.batching import cut_batches
 from catalog_lora.choice import NO_POSITION, candidate_scores, choice_lines, encode_lines, fit_lines
 from catalog_lora.dataset_files import load_split
 from catalog_lora.labels import Taxonomy
@@ -107,11 +108,12 @@ def encode_choice(
     return Encoded(ids, torch.softmax(closeness / CHOICE_TARGET_TEMPERATURE, dim=0).tolist(), truncated, positions)
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: bool) -> list[list[int]]:
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group: bool, batch_tokens: int = 0) -> list[list[int]]:
     """Shuffled batches; with ``group`` each batch holds examples of similar length.
 
     Sorting within shuffled mega-batches of 50 batches keeps the order random from epoch
-    to epoch while padding stays small.
+    to epoch while padding stays small. With ``batch_tokens`` a batch holds as many rows as fit
+    in that many padded tokens, up to ``batch_size`` (:func:`catalog_lora.batching.cut_batches`).
     """
     rng = random.Random(seed)
     order = list(range(len(lengths)))
@@ -119,7 +121,7 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group
     if group:
         mega = batch_size * 50
         order = [i for s in range(0, len(order), mega) for i in sorted(order[s : s + mega], key=lambda j: -lengths[j])]
-    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    batches = cut_batches(order, lengths, batch_size, batch_tokens)
     if group:
         rng.shuffle(batches)
     return batches

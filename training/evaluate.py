@@ -40,7 +40,9 @@ def score(task_spec: TaskSpec, records: list[dict], predictions: list, labels: l
     return description_metrics([r["description"] for r in records], texts)
 
 
-def evaluate_engine(engine: Engine, name: str, records: list[dict], use_adapter: bool, batch_size: int, constrained: bool) -> dict:
+def evaluate_engine(
+    engine: Engine, name: str, records: list[dict], use_adapter: bool, batch_size: int, constrained: bool, batch_tokens: int = 0
+) -> dict:
     spec = engine.spec(name)
     predictions = engine.predict(
         name,
@@ -48,6 +50,7 @@ def evaluate_engine(engine: Engine, name: str, records: list[dict], use_adapter:
         [r.get("attributes") for r in records],
         use_adapter=use_adapter,
         batch_size=batch_size,
+        batch_tokens=batch_tokens,
         constrained=constrained,
         progress=True,
     )
@@ -73,6 +76,7 @@ def evaluate_all(
     base: bool = True,
     baseline: bool = True,
     batch_size: int = 16,
+    batch_tokens: int = 0,
     constrained: bool = True,
     seed: int = 42,
 ) -> dict:
@@ -83,18 +87,18 @@ def evaluate_all(
     search without the head)."""
     spec = engine.spec(name)
     info = spec.info
-    results = {"adapter": evaluate_engine(engine, name, test, True, batch_size, constrained)}
+    results = {"adapter": evaluate_engine(engine, name, test, True, batch_size, constrained, batch_tokens)}
     if info.knn_weight or (info.method == "head" and info.task == "description"):
         # The two halves of the mix, same thresholds: the head alone is the adapter without its
         # references; the neighbours alone are a k-NN vote over the references index.
         weight = info.knn_weight
         try:
             for system, info.knn_weight in (("head_alone", 0.0), ("neighbours_alone", 1.0)):
-                results[system] = evaluate_engine(engine, name, test, True, batch_size, constrained)
+                results[system] = evaluate_engine(engine, name, test, True, batch_size, constrained, batch_tokens)
         finally:
             info.knn_weight = weight
     if base:
-        results["base"] = evaluate_engine(engine, name, test, False, batch_size, constrained)
+        results["base"] = evaluate_engine(engine, name, test, False, batch_size, constrained, batch_tokens)
     if baseline:
         labels = spec.taxonomy.labels if spec.taxonomy else None
         results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed)
@@ -120,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--split", default="test", choices=["validation", "test"])
     parser.add_argument("--no-base", action="store_true", help="skip the base model")
     parser.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="rows per batch (the most, with --batch-tokens)")
+    parser.add_argument("--batch-tokens", type=int, default=0, help="batches of as many rows as fit in N padded tokens (0: off)")
     parser.add_argument("--max-examples", type=int, default=0, help="evaluate on the first N examples only")
     parser.add_argument("--quantization", default="auto")
     args = parser.parse_args(argv)
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = evaluate_all(
         engine, "adapter", read_split(data, "train"), test,
         base=not args.no_base, baseline=not args.no_baseline, batch_size=args.batch_size,
-        seed=config["train"]["seed"],
+        batch_tokens=args.batch_tokens, seed=config["train"]["seed"],
     )
     task = engine.spec("adapter").info.task
     print(metrics_table(results, task))

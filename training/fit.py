@@ -122,7 +122,7 @@ def fit(session: Session, progress: Progress) -> Timing:
         raise RuntimeError(
             f"Out of memory at step {progress.step} with train.batch_size={config.train.batch_size}. "
             "Try a smaller train.batch_size with a larger train.grad_accum, model.quantization=4bit, "
-            "model.gradient_checkpointing=true or a smaller model.max_length. "
+            "model.gradient_checkpointing=on, a train.batch_tokens budget or a smaller model.max_length. "
             f"{session.out} is incomplete (no {COMPLETE_MARKER} file)."
         ) from error
     finally:
@@ -158,9 +158,9 @@ def validate(session: Session, progress: Progress) -> bool:
     if metric != "eval_loss":
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
-        engine = Engine(unwrapped, session.tokenizer)
+        engine = Engine(unwrapped, session.tokenizer, session.precision)
         engine.register(NAME, session.info, session.taxonomy, source=str(session.out))
-        scores = scalars(evaluate_engine(engine, NAME, session.splits["validation"], True, config.eval.batch_size, config.eval.constrained))
+        scores = scalars(evaluate_engine(engine, NAME, session.splits["validation"], True, config.eval.batch_size, config.eval.constrained, config.eval.batch_tokens))
         if metric not in scores:
             raise ValueError(f"train.metric_for_best={metric!r} is not a {config.task} metric; choose from eval_loss, {', '.join(scores)}")
         entry.update({f"eval_{k}": v for k, v in scores.items()})

@@ -61,6 +61,7 @@ def run_stats(session, progress, timing: Timing) -> dict:
         "precision": session.precision.describe(),
         "quantization": session.precision.quantization,
         "optimizer": session.optimizer_name,
+        **session.plan,
         "total_parameters": parameters["total"],
         "trainable_parameters": parameters["trainable"],
         "trainable_percent": 100 * parameters["trainable"] / parameters["total"],
@@ -103,7 +104,7 @@ def write_run_folder(session, progress, timing: Timing, engine: Engine) -> Path:
     if config.eval.enabled:
         results = evaluate_all(
             engine, NAME, session.splits["train"], session.splits["test"], base=config.eval.base,
-            baseline=config.eval.baseline, batch_size=config.eval.batch_size,
+            baseline=config.eval.baseline, batch_size=config.eval.batch_size, batch_tokens=config.eval.batch_tokens,
             constrained=config.eval.constrained, seed=config.train.seed,
         )
         (out / METRICS_FILE).write_text(json.dumps({"test": results}, indent=2) + "\n")

@@ -86,6 +86,8 @@ class Session:
     total_steps: int = 0
     loss_weights: torch.Tensor | None = None
     fit_started: float = 0.0
+    plan: dict = field(default_factory=dict)
+    """How the run uses its device (training.plan): gradient checkpointing and why, mixed precision, batching."""
 
     @property
     def main(self) -> bool:
@@ -102,7 +104,7 @@ class Session:
         """This epoch's batches of training rows: shuffled by epoch, grouped by length."""
         lengths = [len(e.input_ids) for e in self.train_set]
         train = self.config.train
-        return length_grouped_batches(lengths, train.batch_size, train.seed + epoch, train.group_by_length)
+        return length_grouped_batches(lengths, train.batch_size, train.seed + epoch, train.group_by_length, train.batch_tokens)
 
 
 

@@ -43,6 +43,15 @@ from training.data import (
     read_splits,
 )
 from training.fit import best_engine, fit, resume
+from training.plan import (
+    ModelShape,
+    activation_bytes,
+    choose_checkpointing,
+    choose_optimizer,
+    free_memory,
+    mixed_precision,
+    upcast_trainable,
+)
 from training.run_folder import write_run_folder
 from training.schedule import make_scheduler
 from training.session import Progress, Session, TrainingStopped, stopped_message, write_progress
@@ -50,11 +59,10 @@ from training.session import Progress, Session, TrainingStopped, stopped_message
 STOPPED_EXIT = 3  # the exit status of a run stopped by SIGTERM/SIGINT (its best checkpoint kept)
 
 
-def make_optimizer(config: TrainConfig, model, device_type: str):
-    """AdamW over the trainable parameters; a head's new output layer may get its own ``train.head_lr``."""
-    choice = config.train.optimizer
-    if choice == "auto":
-        choice = "adamw_8bit" if device_type == "cuda" else "adamw"
+def make_optimizer(config: TrainConfig, model, precision: Precision):
+    """AdamW over the trainable parameters (:func:`training.plan.choose_optimizer`); a head's new output layer
+    may get its own ``train.head_lr``. Returns the optimizer and its name as the run reports it."""
+    choice, fused = choose_optimizer(config.train.optimizer, precision)
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     # The head starts from random weights while LoRA starts from the identity: a higher rate lets it catch up.
     is_head = lambda name: any(f".{module}." in f".{name}" for module in HEAD_MODULES)  # noqa: E731
@@ -66,7 +74,21 @@ def make_optimizer(config: TrainConfig, model, device_type: str):
         import bitsandbytes as bnb
 
         return bnb.optim.AdamW8bit(params, lr=config.train.lr, weight_decay=config.train.weight_decay), choice
-    return torch.optim.AdamW(params, lr=config.train.lr, weight_decay=config.train.weight_decay), choice
+    # fused=None leaves torch's own default (foreach) where the fused kernel is not used
+    optimizer = torch.optim.AdamW(params, lr=config.train.lr, weight_decay=config.train.weight_decay, fused=fused or None)
+    return optimizer, "adamw (fused)" if fused else choice
+
+
+def plan_checkpointing(config: TrainConfig, model, precision: Precision) -> tuple[bool, str]:
+    """``model.gradient_checkpointing`` resolved against one micro-batch's estimated activations (training.plan)."""
+    rows_tokens = config.train.batch_size * config.model.max_length
+    tokens = min(rows_tokens, config.train.batch_tokens) if config.train.batch_tokens else rows_tokens
+    width = min(config.model.max_length, tokens)
+    estimate = activation_bytes(
+        ModelShape.of(model.config), max(1, tokens // width), width, model.config.num_hidden_layers,
+        torch.finfo(precision.dtype).bits // 8, logits=config.method != "head",
+    )
+    return choose_checkpointing(config.model.gradient_checkpointing, precision.device, estimate, free_memory(precision.device))
 
 
 def derive_max_new_tokens(train_examples, tokenizer, template, config) -> int:
@@ -145,8 +167,12 @@ def setup(config: TrainConfig) -> Session:
     # cpu=True without CUDA: otherwise accelerate ignores torchrun's WORLD_SIZE on CPU and runs each process alone.
     # The loop steps the scheduler once per optimizer step itself: accelerate's default steps it once per
     # process, which would run the schedule num_processes times too fast under torchrun.
+    # On CUDA the steps compute under autocast with fp32 trainable weights (training.plan.mixed_precision).
     accelerator = Accelerator(
-        gradient_accumulation_steps=config.train.grad_accum, cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False
+        gradient_accumulation_steps=config.train.grad_accum,
+        cpu=not torch.cuda.is_available(),
+        step_scheduler_with_optimizer=False,
+        mixed_precision=mixed_precision("cuda" if torch.cuda.is_available() else "cpu"),
     )
     log, main = accelerator.print, accelerator.is_main_process
     out = Path(config.output_dir)
@@ -175,7 +201,11 @@ def setup(config: TrainConfig) -> Session:
     log(f"Precision: {precision.describe()}")
     template = PromptTemplate(task, config.model.prompt_template, tuple(taxonomy.labels) if config.model.prompt_labels and taxonomy else ())
     info = run_info(config, taxonomy, template, tokenizer, splits["train"])
-    model = add_lora(model, config, precision)
+    checkpointing, why = plan_checkpointing(config, model, precision)
+    log(f"Gradient checkpointing: {'on' if checkpointing else 'off'} ({why})")
+    model = add_lora(model, config, precision, checkpointing)
+    if config.train.compile:
+        model.get_base_model().compile(dynamic=True)  # in place: the state dict's keys stay as they are
     trainable, total = sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())
     log(f"Parameters: {total:,} total, {trainable:,} trainable ({100 * trainable / total:.3f}%)")
 
@@ -197,15 +227,22 @@ def setup(config: TrainConfig) -> Session:
     pad_to = max_length if config.train.padding == "max_length" else None
     collate = Collator(tokenizer.pad_token_id, pad_to, classification=head, multi_label=task == "tagging")
 
-    optimizer, optimizer_name = make_optimizer(config, model, accelerator.device.type)
+    optimizer, optimizer_name = make_optimizer(config, model, precision)
     session = Session(
         config, accelerator, out, splits, taxonomy, unseen, info, model, tokenizer, precision, optimizer, optimizer_name,
         train_set, collate, {"train": truncated_train, "validation": truncated_val},
         {"trainable": trainable, "total": total}, started,
     )
+    session.plan = {
+        "gradient_checkpointing": checkpointing,
+        "gradient_checkpointing_reason": why,
+        "mixed_precision": accelerator.mixed_precision,
+        "batch_tokens": config.train.batch_tokens,
+        "compile": config.train.compile,
+    }
     if head and not choosing:
         session.loss_weights = class_weights(train_set, len(taxonomy), task == "tagging", config.train.class_weight)
-    val_batches = length_grouped_batches([len(e.input_ids) for e in val_set], config.eval.batch_size, 0, True)
+    val_batches = length_grouped_batches([len(e.input_ids) for e in val_set], config.eval.batch_size, 0, True, config.eval.batch_tokens)
     session.val_loader = session.loader(val_set, val_batches)
     session.steps_per_epoch = max(1, math.ceil(len(session.epoch_batches(0)) / accelerator.num_processes / config.train.grad_accum))
     session.total_steps = config.train.max_steps or max(1, math.ceil(config.train.epochs * session.steps_per_epoch))
@@ -242,12 +279,12 @@ def run_info(config: TrainConfig, taxonomy: Taxonomy | None, template: PromptTem
     )
 
 
-def add_lora(model, config: TrainConfig, precision: Precision):
+def add_lora(model, config: TrainConfig, precision: Precision, checkpointing: bool = False):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if precision.quantization in ("4bit", "8bit"):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.model.gradient_checkpointing)
-    elif config.model.gradient_checkpointing:
+    if precision.quantization in ("4bit", "8bit"):  # it also casts the unquantized weights to fp32
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    elif checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     depth = model.config.num_hidden_layers
@@ -264,7 +301,10 @@ def add_lora(model, config: TrainConfig, precision: Precision):
         layers_to_transform=list(range(depth - config.lora.layers, depth)) if config.lora.layers else None,
         task_type="SEQ_CLS" if config.method == "head" else "CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    model = get_peft_model(model, lora)
+    if mixed_precision(precision.device.split(":")[0]) != "no":
+        upcast_trainable(model)  # fp32 master weights under autocast (a head's new layer is loaded in bf16)
+    return model
 
 
 def main(argv: list[str] | None = None) -> Path:

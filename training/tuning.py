@@ -27,7 +27,7 @@ def validation_scores(engine: Engine, validation: list[dict], config: TrainConfi
     labels = engine.spec(NAME).taxonomy.labels
     predictions = engine.predict(
         NAME, [r["text"] for r in validation], [r.get("attributes") for r in validation],
-        batch_size=config.eval.batch_size, top_k=len(labels),
+        batch_size=config.eval.batch_size, batch_tokens=config.eval.batch_tokens, top_k=len(labels),
     )
     scores = np.array([[p.scores.get(label, 0.0) for label in labels] for p in predictions])
     gold = [config.spec.labels(r) for r in validation]
@@ -60,7 +60,7 @@ def review_threshold(engine: Engine, name: str, validation: list[dict], config: 
     (tags) or equals the gold path (categories); see :func:`catalog_lora.confidence.choose_threshold`."""
     predictions = engine.predict(
         name, [r["text"] for r in validation], [r.get("attributes") for r in validation],
-        batch_size=config.eval.batch_size, constrained=config.eval.constrained,
+        batch_size=config.eval.batch_size, batch_tokens=config.eval.batch_tokens, constrained=config.eval.constrained,
     )
     answers = []
     for prediction, record in zip(predictions, validation, strict=True):
@@ -79,7 +79,7 @@ def tune_nearest_share(engine: Engine, validation: list[dict], config: TrainConf
     spec.info.knn_weight = 0.0
     texts, attributes = [r["text"] for r in validation], [r.get("attributes") for r in validation]
     candidates = spec.examples(texts, attributes)  # searched once: the predictions choose among these
-    predictions = engine.predict(NAME, texts, attributes, batch_size=config.eval.batch_size, examples=candidates)
+    predictions = engine.predict(NAME, texts, attributes, batch_size=config.eval.batch_size, batch_tokens=config.eval.batch_tokens, examples=candidates)
     references = [r["description"] for r in validation]
     scores = {}
     for share in WEIGHT_GRID:
