@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     adapter = Path(args.adapter) if args.adapter else run_for("tagging")
     engine = CountedEngine(Engine.load({"tag": str(adapter)}, quantization=args.quantization))
-    precision = engine.precision.describe().split(":")[0]  # without the reason
+    precision = engine.precision.label
     texts, _, source = products(max(args.requests, 8))
     host = machine()
     levels = [int(c) for c in args.clients.split(",")]

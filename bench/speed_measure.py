@@ -172,7 +172,7 @@ def measure_inference(mode: str, n: int, options: dict) -> dict:
         "seconds": seconds,
         "products_per_second": n / seconds,
         "tokens": engine.tokens_processed,
-        "precision": engine.precision.describe().split(":")[0] + (", merged adapter" if engine.merged else ""),
+        "precision": engine.precision.label + (", merged adapter" if engine.merged else ""),
         "adapter": adapter.name,
         "labels": answers,
         **peak_memory(),

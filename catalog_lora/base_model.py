@@ -114,6 +114,11 @@ class Precision:
     reason: str
 
     def describe(self) -> str:
+        return f"{self.label}: {self.reason}"
+
+    @property
+    def label(self) -> str:
+        """What was chosen, without why: ``bf16 weights and activations, bfloat16 on cpu``."""
         q = {
             "4bit": "4-bit NF4 (QLoRA)",
             "8bit": "8-bit",
@@ -121,7 +126,7 @@ class Precision:
             "int8": "int8 linear layers (per-token activations, output layer fp32)",
             "bf16": "bf16 weights and activations",
         }[self.quantization]
-        return f"{q}, {str(self.dtype).removeprefix('torch.')} on {self.device}: {self.reason}"
+        return f"{q}, {str(self.dtype).removeprefix('torch.')} on {self.device}"
 
 
 def cpu_computes_bf16() -> bool:

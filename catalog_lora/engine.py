@@ -57,6 +57,8 @@ class Engine(GenerationMixin, HeadMixin):
         self.share_prefix = True
         # Token positions run through the model, padding included: the benchmark's cost measure.
         self.tokens_processed = 0
+        # Head passes kept for reuse while reusing_passes() is open (None: not kept).
+        self._passes: dict | None = None
 
     @classmethod
     def load(
@@ -180,6 +182,28 @@ class Engine(GenerationMixin, HeadMixin):
                 return
             self.model.set_adapter(spec.peft_name)
             yield
+
+    @contextmanager
+    def reusing_passes(self):
+        """Inside, a head's forward pass over the same batch of prompts with the same adapter runs once: the
+        evaluation's and the tuning's several scorings of one split (the mix, the head alone, each threshold)
+        differ only in what is done with the head's scores. The model must not change inside."""
+        if self._passes is not None:  # already open further up: one store for the whole block
+            yield
+            return
+        self._passes = {}
+        try:
+            yield
+        finally:
+            self._passes = None
+
+    def _once(self, key: tuple, compute):
+        """``compute()``, or what it gave for ``key`` earlier inside :meth:`reusing_passes`."""
+        if self._passes is None:
+            return compute()
+        if key not in self._passes:
+            self._passes[key] = compute()
+        return self._passes[key]
 
     def _autocast(self):
         """On CUDA the base computes in bf16 (or fp16) while LoRA weights and a head trained beside it may be

@@ -43,10 +43,7 @@ class HeadMixin:
         if mixing and spec.info.knn_weight >= 1.0:
             probs = torch.from_numpy(votes)  # the neighbours' share is all of the answer: no model pass needed
         else:
-            with self._using(spec, use_adapter):
-                batch = self._encode(prompts, "right")
-                logits = self.model(**batch).logits.float()
-            self.tokens_processed += batch["input_ids"].numel()
+            logits = self._once(("head", spec.peft_name, use_adapter, tuple(prompts)), lambda: self._head_logits(spec, prompts, use_adapter))
             probs = torch.sigmoid(logits) if spec.info.multi_label else torch.softmax(logits, dim=-1)
             if mixing:
                 probs = torch.from_numpy(mix(probs.cpu().numpy(), votes, spec.info.knn_weight))
@@ -70,6 +67,13 @@ class HeadMixin:
                 results.append(Prediction(best, [best], ranked, confidence={best: float(row.max())}))
         return results
 
+    def _head_logits(self, spec: AdapterSpec, prompts: list[str], use_adapter: bool) -> torch.Tensor:
+        with self._using(spec, use_adapter):
+            batch = self._encode(prompts, "right")
+            logits = self.model(**batch).logits.float()
+        self.tokens_processed += batch["input_ids"].numel()
+        return logits
+
     def _choose(
         self, spec: AdapterSpec, prompts: list[str], shown: list[list[Example]], use_adapter: bool
     ) -> list[Prediction]:
@@ -82,9 +86,14 @@ class HeadMixin:
             scores = torch.zeros(positions.shape).masked_fill(positions.cpu() == NO_POSITION, float("-inf"))
         else:
             pad = self.tokenizer.pad_token_id
-            ids = torch.tensor([row + [pad] * (width - len(row)) for row, _ in encoded], device=self.device)
-            mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row, _ in encoded], device=self.device)
-            with self._using(spec, use_adapter):
-                scores = candidate_scores(self.model, ids, mask, positions).cpu()
-            self.tokens_processed += ids.numel()
+
+            def score() -> torch.Tensor:
+                ids = torch.tensor([row + [pad] * (width - len(row)) for row, _ in encoded], device=self.device)
+                mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row, _ in encoded], device=self.device)
+                with self._using(spec, use_adapter):
+                    scores = candidate_scores(self.model, ids, mask, positions).cpu()
+                self.tokens_processed += ids.numel()
+                return scores
+
+            scores = self._once(("choice", spec.peft_name, use_adapter, tuple(prompts)), score)
         return [choose(row, candidates, share) for row, candidates in zip(scores, shown, strict=True)]

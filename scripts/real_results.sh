@@ -2,29 +2,55 @@
 # The README's results table: prepare the real data in ../shared, train every real config, report.
 # Each config states its CPU budget (train.max_minutes); the whole script takes about 3 hours on a
 # 2-core CPU, minutes on a GPU. Pass config names to run only those (e.g. `instacart_department_head`).
+#
+# SPLITS="1 2 3" trains every config once per differently seeded grouped split (datasets_prep's --seed):
+# data/<dataset>-split<seed>, runs/<run>-split<seed>; training.report then reports each config's mean and
+# spread over its splits and whether the mean gain over the baseline exceeds that spread.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 RAW=${CATALOG_LORA_SHARED_DATA:-../shared/data/raw}
-$PY -m datasets_prep.prepare --format bodywash --input "$RAW/bodywash/bodywash-train_L1_L2.DERIVED.csv" --output data/bodywash
-$PY -m datasets_prep.prepare --format bigbasket --input "$RAW/bigbasket/bigbasket_products_27k_no_description.csv" --output data/bigbasket
-$PY -m datasets_prep.prepare --format instacart --input "$RAW/instacart/products_19k.DERIVED_clean_with_names.csv" --output data/instacart
-$PY -m datasets_prep.prepare --format bigbasket-descriptions --input "$RAW/bigbasket/bigbasket_products_first6k_with_description.DERIVED_clean.csv" --output data/bigbasket-descriptions
-$PY -m datasets_prep.prepare --format amazontitles --input "$RAW/amazontitles_1.3mm/trn_first500_nonempty_title_content.json" --output data/amazontitles
+SPLITS=${SPLITS:-}
+DATASETS=(
+  "bodywash|$RAW/bodywash/bodywash-train_L1_L2.DERIVED.csv|bodywash"
+  "bigbasket|$RAW/bigbasket/bigbasket_products_27k_no_description.csv|bigbasket"
+  "instacart|$RAW/instacart/products_19k.DERIVED_clean_with_names.csv|instacart"
+  "bigbasket-descriptions|$RAW/bigbasket/bigbasket_products_first6k_with_description.DERIVED_clean.csv|bigbasket-descriptions"
+  "amazontitles|$RAW/amazontitles_1.3mm/trn_first500_nonempty_title_content.json|amazontitles"
+)
+for entry in "${DATASETS[@]}"; do
+  IFS='|' read -r format input folder <<< "$entry"
+  if [ -z "$SPLITS" ]; then
+    $PY -m datasets_prep.prepare --format "$format" --input "$input" --output "data/$folder"
+  fi
+  for seed in $SPLITS; do
+    $PY -m datasets_prep.prepare --format "$format" --input "$input" --output "data/$folder-split$seed" --seed "$seed"
+  done
+done
 CONFIGS=("$@")
 if [ ${#CONFIGS[@]} -eq 0 ]; then
   CONFIGS=(bigbasket_category_head bigbasket_top_head instacart_department_head bodywash_l1_head bigbasket_description_head \
            bigbasket_description bodywash_l1 bigbasket_category amazontitles_description)
 fi
+# A config's data folder and run folder, as its YAML names them.
+field() { $PY -c "import yaml, sys; c = yaml.safe_load(open(sys.argv[1])); print(c['data']['path'] if sys.argv[2] == 'data' else c['output_dir'])" "$1" "$2"; }
 for config in "${CONFIGS[@]}"; do
-  $PY -m training.train --config "training/configs/$config.yaml"
+  file="training/configs/$config.yaml"
+  if [ -z "$SPLITS" ]; then
+    $PY -m training.train --config "$file"
+  fi
+  for seed in $SPLITS; do
+    $PY -m training.train --config "$file" "data.path=$(field "$file" data)-split$seed" "output_dir=$(field "$file" out)-split$seed"
+  done
 done
 # The report covers every finished run folder of the configs above; the shipped default of each task is named.
 RUNS=()
 for run in runs/bigbasket-category-head runs/bigbasket-top-head runs/instacart-department-head runs/bodywash-l1 \
            runs/bodywash-l1-head runs/bigbasket-description-head runs/bigbasket-description runs/bigbasket-category \
            runs/amazontitles-description; do
-  [ -f "$run/COMPLETE" ] && RUNS+=("$run")
+  for folder in "$run" "$run"-split*; do
+    [ -f "$folder/COMPLETE" ] && RUNS+=("$folder")
+  done
 done
 $PY -m training.report "${RUNS[@]}" --output bench/results/real_data.md --json bench/results/real_data.json \
   --ablation bench/results/ablation.md \

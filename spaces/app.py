@@ -2,7 +2,7 @@
 
     python spaces/app.py [--port 7860] [--host 127.0.0.1] [--lazy]
 
-One base model is loaded once (4-bit NF4 on CUDA, fp32 on CPU) and every adapter sits on it;
+One base model is loaded once (bf16 on CUDA, or 4-bit NF4 for a base too large for the GPU; fp32 on CPU) and every adapter sits on it;
 each request picks its adapter. The adapters come from ``adapters.yaml`` beside this file or
 from environment variables (``CATALOG_LORA_TAG_ADAPTER``, ``CATALOG_LORA_CATEGORY_ADAPTER``,
 ``CATALOG_LORA_DESCRIBE_ADAPTER``, ``CATALOG_LORA_BASE_MODEL``…); a missing adapter switches

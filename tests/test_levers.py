@@ -84,6 +84,15 @@ def check_token_batches_and_neighbours_alone(engine, texts: list[str], expected:
     by_tokens = engine.predict("head", texts, batch_size=64, batch_tokens=40)
     assert [p.labels for p in by_tokens] == [p.labels for p in expected]
     spec = engine.spec("head")
+    with engine.reusing_passes():  # the evaluation's and the tuning's scorings of one split: one head pass
+        engine.predict("head", texts)
+        used = engine.tokens_processed
+        weight, spec.info.knn_weight = spec.info.knn_weight, 0.0
+        try:
+            alone = engine.predict("head", texts)
+        finally:
+            spec.info.knn_weight = weight
+        assert engine.tokens_processed == used and len(alone) == len(texts)
     weight, spec.info.knn_weight = spec.info.knn_weight, 1.0
     try:
         before = engine.tokens_processed

@@ -60,11 +60,24 @@ def evaluate_engine(
     return metrics
 
 
-def evaluate_baseline(train: list[dict], test: list[dict], task_spec: TaskSpec, labels: list[str] | None, seed: int) -> dict:
-    baseline = TfidfBaseline(task_spec.task, labels, seed).fit(
-        [r["text"] for r in train], [task_spec.answer(r) for r in train]
-    )
-    return score(task_spec, test, baseline.predict([r["text"] for r in test]), labels)
+def evaluate_baseline(
+    train: list[dict], test: list[dict], task_spec: TaskSpec, labels: list[str] | None, seed: int, validation: list[dict] | None = None
+) -> dict:
+    """The TF-IDF baseline fitted on ``train`` and scored on ``test``; with ``validation`` its ``C`` and class
+    weights are chosen there first (training.baseline.TfidfBaseline.tuned), and named in ``settings``."""
+    rows = lambda records: ([r["text"] for r in records], [task_spec.answer(r) for r in records])  # noqa: E731
+    if validation:
+        headline = HEADLINE[task_spec.task]
+        baseline = TfidfBaseline.tuned(
+            task_spec.task, labels, seed, rows(train), rows(validation),
+            lambda predictions: score(task_spec, validation, predictions, labels)[headline],
+        )
+    else:
+        baseline = TfidfBaseline(task_spec.task, labels, seed).fit(*rows(train))
+    metrics = score(task_spec, test, baseline.predict([r["text"] for r in test]), labels)
+    if task_spec.task != "description":
+        metrics["settings"] = baseline.settings
+    return metrics
 
 
 def evaluate_all(
@@ -79,29 +92,32 @@ def evaluate_all(
     batch_tokens: int = 0,
     constrained: bool = True,
     seed: int = 42,
+    validation: list[dict] | None = None,
 ) -> dict:
-    """``{"base": …, "adapter": …, "baseline": …}`` on ``test``: the comparison every card shows.
+    """``{"base": …, "adapter": …, "baseline": …}`` on ``test``: the comparison every card shows; the
+    baseline's settings are chosen on ``validation`` when it is given.
 
     An adapter that mixes its neighbours' labels into its head also gets ``head_alone`` and
     ``neighbours_alone``; so does a description head (the nearest candidate's description alone is the
     search without the head)."""
     spec = engine.spec(name)
     info = spec.info
-    results = {"adapter": evaluate_engine(engine, name, test, True, batch_size, constrained, batch_tokens)}
-    if info.knn_weight or (info.method == "head" and info.task == "description"):
-        # The two halves of the mix, same thresholds: the head alone is the adapter without its
-        # references; the neighbours alone are a k-NN vote over the references index.
-        weight = info.knn_weight
-        try:
-            for system, info.knn_weight in (("head_alone", 0.0), ("neighbours_alone", 1.0)):
-                results[system] = evaluate_engine(engine, name, test, True, batch_size, constrained, batch_tokens)
-        finally:
-            info.knn_weight = weight
-    if base:
-        results["base"] = evaluate_engine(engine, name, test, False, batch_size, constrained, batch_tokens)
+    with engine.reusing_passes():  # the head alone reuses the adapter's pass; the neighbours alone need none
+        results = {"adapter": evaluate_engine(engine, name, test, True, batch_size, constrained, batch_tokens)}
+        if info.knn_weight or (info.method == "head" and info.task == "description"):
+            # The two halves of the mix, same thresholds: the head alone is the adapter without its
+            # references; the neighbours alone are a k-NN vote over the references index.
+            weight = info.knn_weight
+            try:
+                for system, info.knn_weight in (("head_alone", 0.0), ("neighbours_alone", 1.0)):
+                    results[system] = evaluate_engine(engine, name, test, True, batch_size, constrained, batch_tokens)
+            finally:
+                info.knn_weight = weight
+        if base:
+            results["base"] = evaluate_engine(engine, name, test, False, batch_size, constrained, batch_tokens)
     if baseline:
         labels = spec.taxonomy.labels if spec.taxonomy else None
-        results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed)
+        results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed, validation)
     return results
 
 
@@ -138,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = evaluate_all(
         engine, "adapter", read_split(data, "train"), test,
         base=not args.no_base, baseline=not args.no_baseline, batch_size=args.batch_size,
-        batch_tokens=args.batch_tokens, seed=config["train"]["seed"],
+        batch_tokens=args.batch_tokens, seed=config["train"]["seed"], validation=read_split(data, "validation"),
     )
     task = engine.spec("adapter").info.task
     print(metrics_table(results, task))

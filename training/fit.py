@@ -208,5 +208,6 @@ def best_engine(session: Session, progress: Progress) -> Engine:
     unwrapped.eval()
     engine = Engine(unwrapped, session.tokenizer, session.precision)
     engine.register(NAME, session.info, session.taxonomy, source=str(out))
-    tune_on_validation(engine, session.splits["validation"], session.config, session.taxonomy, session.log)
+    with engine.reusing_passes():  # each choice scores the same validation rows with the same head
+        tune_on_validation(engine, session.splits["validation"], session.config, session.taxonomy, session.log)
     return engine

@@ -6,6 +6,13 @@
 Each run's section says whether the adapter beats the baseline on the headline metric and by
 how much. The JSON holds one object per run: ``name``, ``dataset``, ``task``, ``method``,
 ``metric``, ``base``, ``adapter``, ``baseline``, ``train_seconds``, ``threads``, ``shipped``.
+
+**Several splits.** Runs of one config on differently seeded grouped splits are named
+``<name>-split<seed>`` (``scripts/real_results.sh`` with ``SPLITS="1 2 3"`` makes them): they are one
+record, ``<name>``, holding the means over its splits, ``splits`` (how many), ``adapter_std`` and
+``baseline_std`` (sample standard deviations) and ``gain`` / ``gain_std`` (the adapter minus the baseline,
+split by split). Its verdict says whether the mean gain exceeds that spread: a one-point win on one split
+is within the noise of a new sample of products.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
+import statistics
 import time
 from pathlib import Path
 
@@ -21,6 +30,8 @@ from catalog_lora.records import HEADLINE
 from catalog_lora.run_files import RunFolder
 
 SECOND_METRIC = {"tagging": "macro_f1", "category": "macro_f1", "description": "chrf"}
+SPLIT_NAME = re.compile(r"^(?P<name>.+)-split(?P<seed>\d+)$")
+MEANS = ("base", "adapter", "baseline", "head_alone", "neighbours_alone", "train_seconds")
 
 
 def method_label(info) -> str:
@@ -62,8 +73,49 @@ def run_record(run: Path, shipped: bool) -> dict:
     }
 
 
+def config_name(run: Path) -> str:
+    """The name a run is reported under: ``<name>`` for ``<name>-split<seed>``, else the folder's name."""
+    match = SPLIT_NAME.match(run.name)
+    return match["name"] if match else run.name
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _std(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def combine(name: str, records: list[dict]) -> dict:
+    """One record for the runs of a config on several splits: means, spreads and the split-by-split gain."""
+    first = records[0]
+    combined = {**first, "name": name, **{key: _mean([r[key] for r in records]) for key in MEANS}}
+    second = first["second_metric"]
+    combined["second_metric"] = {"name": second["name"], **{
+        system: _mean([r["second_metric"].get(system) for r in records]) for system in ("base", "adapter", "baseline")
+    }}
+    gains = [r["adapter"] - r["baseline"] for r in records if r["adapter"] is not None and r["baseline"] is not None]
+    combined.update(
+        dataset=re.sub(r"-split\d+$", "", first["dataset"]),
+        threads=max((r["threads"] or 0) for r in records) or None,
+        cut_by_time=any(r["cut_by_time"] for r in records),
+        shipped=any(r["shipped"] for r in records),
+        splits=len(records),
+        split_runs=[r["name"] for r in records],
+        adapter_std=_std([r["adapter"] for r in records]),
+        baseline_std=_std([r["baseline"] for r in records]),
+        gain=_mean(gains),
+        gain_std=_std(gains),
+    )
+    return combined
+
+
 def verdict(record: dict) -> str:
-    """Whether the adapter beats the baseline, on the headline metric and on the second one."""
+    """Whether the adapter beats the baseline, on the headline metric and on the second one; over several
+    splits, whether the mean gain exceeds its spread."""
     if record["adapter"] is None or record["baseline"] is None:
         return "no baseline to compare with"
     parts = []
@@ -75,11 +127,19 @@ def verdict(record: dict) -> str:
         if adapter is not None and baseline is not None:
             word = "beats" if adapter > baseline else "does not beat"
             parts.append(f"{word} the baseline on {name}: {adapter:.4f} vs {baseline:.4f} ({adapter - baseline:+.4f})")
-    return "the adapter " + "; it ".join(parts)
+    text = "the adapter " + "; it ".join(parts)
+    if record.get("splits", 1) > 1:
+        spread = record["gain_std"] or 0.0
+        shown = "exceeds" if record["gain"] > spread else "does not exceed"
+        text += (f" (means of {record['splits']} splits; the gain {record['gain']:+.4f} {shown} its spread "
+                 f"{spread:.4f} across splits)")
+    return text
 
 
-def _cell(value, digits: int) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) else "—"
+def _cell(value, digits: int, spread: float | None = None) -> str:
+    if not isinstance(value, float):
+        return "—"
+    return f"{value:.{digits}f}" + (f" ± {spread:.{digits}f}" if spread is not None else "")
 
 
 def _minutes(record: dict) -> str:
@@ -91,8 +151,9 @@ def summary_table(records: list[dict]) -> str:
     rows = []
     for r in records:
         second = r["second_metric"]
-        rows.append([r["name"], r["task"], r["method"], r["metric"], _cell(r["base"], 3), f"**{_cell(r['adapter'], 3)}**",
-                     _cell(r["baseline"], 3), _minutes(r), "yes" if r["shipped"] else ""])
+        name = r["name"] + (f" ({r['splits']} splits)" if r.get("splits", 1) > 1 else "")
+        rows.append([name, r["task"], r["method"], r["metric"], _cell(r["base"], 3), f"**{_cell(r['adapter'], 3, r.get('adapter_std'))}**",
+                     _cell(r["baseline"], 3, r.get("baseline_std")), _minutes(r), "yes" if r["shipped"] else ""])
         rows.append(["", "", "", second["name"], _cell(second.get("base"), 3), f"**{_cell(second.get('adapter'), 3)}**",
                      _cell(second.get("baseline"), 3), "", ""])
     header = ["run", "task", "method", "metric", "base", "**adapter**", "TF-IDF baseline", "training min (threads)", "shipped"]
@@ -134,9 +195,13 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--ablation", type=Path, help="also write the neighbours ablation table here")
     parser.add_argument("--shipped", nargs="*", default=[], help="names of the runs whose configs each task ships as its default")
     args = parser.parse_args(argv)
-    records = [run_record(run, run.name in args.shipped) for run in args.runs]
+    per_run = [run_record(run, config_name(run) in args.shipped) for run in args.runs]
+    groups: dict[str, list[dict]] = {}
+    for run, record in zip(args.runs, per_run, strict=True):
+        groups.setdefault(config_name(run), []).append(record)
+    records = [combine(name, group) for name, group in groups.items()]
     machine = f"Made by `python -m training.report` on {time.strftime('%Y-%m-%d')} ({platform.machine()})."
-    text = machine + "\n\n" + summary_table(records) + "\n" + "\n".join(run_section(run, record) for run, record in zip(args.runs, records, strict=True))
+    text = machine + "\n\n" + summary_table(records) + "\n" + "\n".join(run_section(run, record) for run, record in zip(args.runs, per_run, strict=True))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)

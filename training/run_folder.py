@@ -59,6 +59,7 @@ def run_stats(session, progress, timing: Timing) -> dict:
         "method": config.method,
         "base_model": info.base_model_hub_id,
         "precision": session.precision.describe(),
+        "precision_label": session.precision.label,
         "quantization": session.precision.quantization,
         "optimizer": session.optimizer_name,
         **session.plan,
@@ -105,7 +106,7 @@ def write_run_folder(session, progress, timing: Timing, engine: Engine) -> Path:
         results = evaluate_all(
             engine, NAME, session.splits["train"], session.splits["test"], base=config.eval.base,
             baseline=config.eval.baseline, batch_size=config.eval.batch_size, batch_tokens=config.eval.batch_tokens,
-            constrained=config.eval.constrained, seed=config.train.seed,
+            constrained=config.eval.constrained, seed=config.train.seed, validation=session.splits["validation"],
         )
         (out / METRICS_FILE).write_text(json.dumps({"test": results}, indent=2) + "\n")
         save_plots(results, config.task, out)

@@ -1,0 +1,61 @@
+"""Evaluation that can tell a win from noise: one config trained on differently seeded grouped splits is
+reported as one record with its means and spreads (training.report), against the TF-IDF baseline whose
+settings were chosen on validation (training.baseline.TfidfBaseline.tuned)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+from conftest import train_tiny
+
+from catalog_lora.run_files import METRICS_FILE
+from training.baseline import C_GRID, TfidfBaseline
+
+
+def test_one_config_on_two_splits_is_one_record_with_its_spread(tmp_path):
+    from datasets_prep.prepare import prepare_sample
+    from training.report import main as report_main
+
+    runs = []
+    for seed in (1, 2):
+        data = tmp_path / f"sample-split{seed}"
+        prepare_sample(data, seed=seed)
+        runs.append(train_tiny("sample_category_head.yaml", data / "category", tmp_path / f"category-head-split{seed}", "eval.base=false"))
+    tests = [json.loads((run / METRICS_FILE).read_text())["test"] for run in runs]
+    for test in tests:
+        assert test["baseline"]["settings"].startswith("C="), "the baseline names the settings validation chose"
+
+    text = report_main([*map(str, runs), "--json", str(tmp_path / "r.json"), "--shipped", "category-head"])
+    [record] = json.loads((tmp_path / "r.json").read_text())
+    adapters = [t["adapter"]["accuracy"] for t in tests]
+    baselines = [t["baseline"]["accuracy"] for t in tests]
+    assert record["name"] == "category-head" and record["splits"] == 2 and record["shipped"] is True
+    assert record["split_runs"] == ["category-head-split1", "category-head-split2"]
+    assert record["adapter"] == pytest.approx(statistics.fmean(adapters))
+    assert record["adapter_std"] == pytest.approx(statistics.stdev(adapters))
+    assert record["baseline_std"] == pytest.approx(statistics.stdev(baselines))
+    gains = [a - b for a, b in zip(adapters, baselines, strict=True)]
+    assert record["gain"] == pytest.approx(statistics.fmean(gains)) and record["gain_std"] == pytest.approx(statistics.stdev(gains))
+    shown = "exceeds" if record["gain"] > record["gain_std"] else "does not exceed"
+    assert f"means of 2 splits; the gain {record['gain']:+.4f} {shown} its spread" in text
+    keys = {"name", "dataset", "task", "method", "metric", "base", "adapter", "baseline", "train_seconds", "threads", "shipped"}
+    assert keys <= set(record) and record["dataset"] == "category"
+
+
+def test_tuned_baseline_keeps_the_validation_best_settings():
+    """On titles whose words decide the label, the search keeps a setting that scores best on validation,
+    and the settings it tries are the documented grid."""
+    train = (["red apple", "green apple", "fresh milk", "skim milk", "apple juice", "milk powder"] * 3,
+             ["Fruit", "Fruit", "Dairy", "Dairy", "Fruit", "Dairy"] * 3)
+    validation = (["sweet apple", "whole milk"], ["Fruit", "Dairy"])
+    tried = []
+
+    def score(predictions):
+        tried.append(predictions)
+        return sum(p == g for p, g in zip(predictions, validation[1], strict=True)) / 2
+
+    baseline = TfidfBaseline.tuned("category", ["Dairy", "Fruit"], 0, train, validation, score)
+    assert len(tried) == 2 * len(C_GRID)
+    assert baseline.predict(validation[0]) == ["Fruit", "Dairy"] and baseline.C in C_GRID
