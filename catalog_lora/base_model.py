@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from catalog_lora.library_noise import silence_known_noise
+
 EMBEDDED = "embedded"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -315,6 +317,7 @@ def load_base_model(
     """
     from transformers import AutoModelForCausalLM
 
+    silence_known_noise()  # before peft is imported (it loads bitsandbytes) and any adapter is built or saved
     path = resolve_base_model(name_or_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     fit = device_fit(path, device) if quantization == "auto" else None

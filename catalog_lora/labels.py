@@ -21,6 +21,19 @@ def normalize_key(label: str) -> str:
     return " ".join(label.lower().split())
 
 
+def split_labels(value, separator: str | None) -> list[str]:
+    """The labels of one cell of a label column: split on ``separator`` (spaces around it dropped; None: the
+    whole cell is one label), a JSON list as it is. The one parser of label cells: datasets_prep's generic
+    format trains on its labels and the Space's Train tab previews them."""
+    value = "" if value is None else value
+    if isinstance(value, list):  # JSON inputs may hold real lists
+        return [str(v) for v in value]
+    value = str(value)
+    if separator is None:
+        return [value]
+    return re.split(r"\s*" + re.escape(separator.strip() or separator) + r"\s*", value)
+
+
 @dataclass
 class Taxonomy:
     """The labels of a task with their training counts, most frequent first."""

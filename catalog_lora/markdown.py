@@ -54,6 +54,19 @@ def metrics_table(results: dict, task: str, headers: dict[str, str] | None = Non
     return markdown_table(["metric", *((headers or {}).get(s, s) for s in systems)], rows)
 
 
+def below_baseline(results: dict, task: str) -> str | None:
+    """A plain sentence when the adapter scores below the TF-IDF baseline on the task's headline metric (the
+    end of training, the Space's Train tab), else None."""
+    metric = HEADLINE[task]
+    adapter, baseline = results.get("adapter", {}).get(metric), results.get("baseline", {}).get(metric)
+    if not (isinstance(adapter, float) and isinstance(baseline, float)) or adapter >= baseline:
+        return None
+    return (
+        f"The adapter scores below the TF-IDF baseline on {metric}: {adapter:.4f} vs {baseline:.4f} on the test split. "
+        "Use the baseline, or train longer or on more data, before relying on this adapter."
+    )
+
+
 def split_front_matter(markdown: str) -> tuple[str | None, str]:
     """``(YAML front matter, body)`` of a README; ``(None, markdown)`` when it has no front matter."""
     if markdown.startswith(FRONT_MATTER) and markdown.count(FRONT_MATTER) >= 2:

@@ -15,11 +15,11 @@ The task follows from what is mapped unless given.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog_lora.dataset_files import Report
+from catalog_lora.labels import split_labels
 from catalog_lora.records import check_task
 from datasets_prep.clean import clean_text, finalize, stable_id, title_key
 from datasets_prep.readers import Table, read_table
@@ -69,16 +69,6 @@ class ColumnMapping:
         return names
 
 
-def _split(value, separator: str | None) -> list[str]:
-    value = "" if value is None else value
-    if isinstance(value, list):  # JSON inputs may hold real lists
-        return [str(v) for v in value]
-    value = str(value)
-    if separator is None:
-        return [value]
-    return re.split(r"\s*" + re.escape(separator.strip() or separator) + r"\s*", value)
-
-
 def convert(
     paths: list[str | Path],
     mapping: ColumnMapping,
@@ -101,13 +91,13 @@ def convert(
             given_id = str(row.get(col[mapping.id]) or "").strip() if mapping.id else ""
             record["id"] = f"{source}-{given_id}" if given_id else stable_id(source, title_key(text))
             if task == "tagging":
-                record["labels"] = [x for c in mapping.labels for x in _split(row.get(col[c]), mapping.label_separator)]
+                record["labels"] = [x for c in mapping.labels for x in split_labels(row.get(col[c]), mapping.label_separator)]
                 record["labels_l2"] = [
-                    x for c in mapping.labels_l2 for x in _split(row.get(col[c]), mapping.label_separator)
+                    x for c in mapping.labels_l2 for x in split_labels(row.get(col[c]), mapping.label_separator)
                 ]
             elif task == "category":
                 if mapping.path_separator:
-                    record["path"] = _split(row.get(col[mapping.path[0]]), mapping.path_separator)
+                    record["path"] = split_labels(row.get(col[mapping.path[0]]), mapping.path_separator)
                 else:
                     levels = [clean_text(row.get(col[c])) for c in mapping.path]
                     # a path stops at its first empty level: skipping it would shift the later levels up

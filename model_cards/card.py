@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from importlib.metadata import version
 from pathlib import Path
 
 import yaml
@@ -56,6 +57,13 @@ PLOT_CAPTIONS = {
     PER_LABEL_PLOT: "F1 per tag on the test split",
     CONFUSION_PLOT: "Confusion matrix on the test split",
 }
+# The packages the card's code imports (model_cards/templates/usage_*.py.jinja), pinned in its install line.
+CODE_PACKAGES = ("transformers", "peft", "torch", "huggingface_hub")
+# What the card's code reads of the sentence model (nearest.py.jinja): AutoTokenizer, AutoModel, its pooling settings.
+EMBEDDER_FILES = (
+    "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+    "special_tokens_map.json", "sentence_bert_config.json",
+)
 RARE_BELOW = 10  # labels with fewer training examples are named in the limitations
 SMALL_TEST = 200  # a test split this small is said to be noisy
 TRAIN_KEYS = (
@@ -239,6 +247,12 @@ def _eval_results(run: Run, dataset_id: str | None) -> list[EvalResult]:
     return results
 
 
+def install_line() -> str:
+    """``pip install`` of the packages the card's code imports, pinned to the versions it was rendered (and tested)
+    with: those installed here, as requirements.txt pins them; a local build tag (``+cpu``) is left off."""
+    return "pip install " + " ".join(f"{name}=={version(name).split('+')[0]}" for name in CODE_PACKAGES)
+
+
 def render_adapter_card(
     run_dir: str | Path,
     repo_id: str,
@@ -308,6 +322,10 @@ def render_adapter_card(
         examples_file=EXAMPLES_FILE,
         references_dir=REFERENCES_DIR,
         usage_code=usage_code(run, repo_id),
+        install_line=install_line(),
+        uses_embedder=bool(run.knn_k or info.prompt_examples),
+        embedder_files=EMBEDDER_FILES,
+        head_outputs=1 if info.task == "description" else len(run.taxonomy or ()),
         example=EXAMPLE_TEXT[info.task],
         **_training_data(run),
         **_hyperparameters(run),

@@ -74,8 +74,8 @@ def test_checkpointing_setting_reads_booleans(sample_data, overrides, expected):
     "overrides, message",
     [
         (["model.gradient_checkpointing=maybe"], "model.gradient_checkpointing='maybe' is not allowed; choose one of: auto, on, off"),
-        (["train.batch_tokens=-5"], r"train.batch_tokens=-5 must be 0 \(batches of rows\) or positive"),
-        (["eval.batch_tokens=-1"], r"eval.batch_tokens=-1 must be 0"),
+        (["train.batch_tokens=-5"], r"train.batch_tokens=-5 must be 0 \(off\) or positive"),
+        (["eval.batch_tokens=-1"], r"eval.batch_tokens=-1 must be 0 \(off\) or positive"),
         (["train.batch_tokens=512", "train.packing=true"], "both size the rows of a batch"),
     ],
 )

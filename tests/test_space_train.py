@@ -225,3 +225,30 @@ def test_discarding_the_job_deletes_its_folder_and_its_adapter(client, api_job, 
     assert "no adapter named" in notice
     own, notice, _, _ = client.predict("Smells amazing", api_name="/tag")
     assert own["label"] and "wrong" not in notice, "the Space's own adapters stay"
+
+
+@pytest.mark.parametrize("separator", ["|", ","])
+def test_the_label_preview_counts_the_labels_training_gets(tmp_path, separator):
+    """Comma-separated tags under the default "|" separator are whole-cell labels ("Fragrance, Price") in
+    training; the preview counts exactly those, not the tags its own text shows between commas."""
+    import json
+    import subprocess
+
+    source = catalog(tmp_path / "reviews.csv", rows=80)
+    rows = list(csv.reader(source.open(encoding="utf-8")))
+    commas = tmp_path / "commas.csv"
+    with commas.open("w", encoding="utf-8", newline="") as target:
+        csv.writer(target).writerows([rows[0], *([text, tags.replace("|", ", ")] for text, tags in rows[1:])])
+    request = tags_request(label_separator=separator)
+    counts = train_requests.label_counts(frame_of(commas), request)
+
+    job = training_jobs.TrainJob(request, tmp_path / "job", commas)
+    job.folder.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(training_jobs.prepare_command(job), check=True, capture_output=True, env=env, timeout=300)
+    trained = set()
+    for split in ("train", "validation", "test"):
+        lines = (job.folder / "data" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+        trained |= {label for line in lines for label in json.loads(line)["labels"]}
+    assert set(counts["label"]) == trained
+    assert any("," in label for label in trained) == (separator == "|")

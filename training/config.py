@@ -17,6 +17,7 @@ On the command line ``train.lr=1e-4`` or ``--train.lr 1e-4`` overrides a key.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from training.plan import CHECKPOINTING
 from training.schedule import SCHEDULES
 
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
+MIN_MAX_LENGTH = 32
 
 
 class ConfigError(ValueError):
@@ -220,13 +222,11 @@ class TrainConfig:
         _choice("train.optimizer", self.train.optimizer, ("auto", "adamw", "adamw_8bit"))
         _choice("train.padding", self.train.padding, ("dynamic", "max_length"))
         self.model.gradient_checkpointing = _switch("model.gradient_checkpointing", self.model.gradient_checkpointing, CHECKPOINTING)
-        for key, value in (("train.batch_tokens", self.train.batch_tokens), ("eval.batch_tokens", self.eval.batch_tokens)):
-            if value < 0:
-                raise ConfigError(f"{key}={value} must be 0 (batches of rows) or positive")
         if self.train.batch_tokens and self.train.packing:
             raise ConfigError("train.batch_tokens and train.packing both size the rows of a batch: choose one")
         _choice("train.class_weight", self.train.class_weight, CLASS_WEIGHTS)
         _choice("data.label_field", self.data.label_field, LABEL_FIELDS)
+        self._check_ranges()
         if self.task == "description" and self.method == "head" and (self.model.prompt_examples < 2 or not self.references):
             raise ConfigError(
                 f"method='head' for task='description' chooses among the nearest training descriptions: it needs "
@@ -252,13 +252,38 @@ class TrainConfig:
             raise ConfigError(f"train.head_lr={self.train.head_lr} only applies to method='head'")
         if self.train.class_weight != "none" and self.method != "head":
             raise ConfigError(f"train.class_weight={self.train.class_weight!r} only applies to method='head'; a generating model's loss is per answer token")
-        if min(self.lora.layers, self.model.num_layers, self.model.prompt_examples, self.data.label_levels, self.neighbours.k, self.train.max_minutes, self.train.head_lr) < 0:
-            raise ConfigError("lora.layers, model.num_layers, model.prompt_examples, data.label_levels, neighbours.k, train.max_minutes and train.head_lr must be 0 (off) or positive")
         if self.push_to_hub and not is_repo_id(self.push_to_hub):
             raise ConfigError(f"push_to_hub={self.push_to_hub!r} is not a Hub repo id: {REPO_ID_RULE}")
         if not self.data.path:
             raise ConfigError("data.path is empty: point it at a folder prepared by `python -m datasets_prep.prepare`")
         return self
+
+    def _check_ranges(self) -> None:
+        """Every number that has an impossible value, checked against its range (e.g. ``train.epochs=-1``
+        would otherwise train one step and mark the run complete)."""
+        m, d, lo, t, e, n = self.model, self.data, self.lora, self.train, self.eval, self.neighbours
+        for key, value in (  # 0 switches these off (or derives the value)
+            ("model.max_new_tokens", m.max_new_tokens), ("model.prompt_examples", m.prompt_examples),
+            ("model.num_layers", m.num_layers), ("data.label_levels", d.label_levels),
+            ("data.max_train_examples", d.max_train_examples), ("data.max_eval_examples", d.max_eval_examples),
+            ("lora.layers", lo.layers), ("train.max_steps", t.max_steps), ("train.head_lr", t.head_lr),
+            ("train.eval_every", t.eval_every), ("train.early_stopping_patience", t.early_stopping_patience),
+            ("train.max_minutes", t.max_minutes), ("neighbours.k", n.k),
+            ("train.batch_tokens", t.batch_tokens), ("eval.batch_tokens", e.batch_tokens),
+        ):
+            _in_range(key, value, 0, off=True)
+        for key, value in (("lora.r", lo.r), ("train.batch_size", t.batch_size), ("train.grad_accum", t.grad_accum),
+                           ("train.logging_steps", t.logging_steps), ("eval.batch_size", e.batch_size)):
+            _in_range(key, value, 1)
+        for key, value in (("lora.alpha", lo.alpha), ("train.epochs", t.epochs), ("train.lr", t.lr),
+                           ("train.max_grad_norm", t.max_grad_norm), ("neighbours.temperature", n.temperature)):
+            _in_range(key, value, 0, above=True)  # max_grad_norm=0 would clip every gradient to zero
+        _in_range("train.weight_decay", t.weight_decay, 0)
+        _in_range("lora.dropout", lo.dropout, 0, 1, below=True)
+        _in_range("train.warmup_ratio", t.warmup_ratio, 0, 1, below=True)
+        _in_range("train.seed", t.seed, 0, 2**32 - 1)  # numpy's seed range
+        # the prompt template is never cut (catalog_lora.prompts.PromptTemplate.fit) and takes some 20-60 tokens
+        _in_range("model.max_length", m.max_length, MIN_MAX_LENGTH)
 
     @property
     def spec(self) -> TaskSpec:
@@ -280,6 +305,21 @@ def _switch(key: str, value, allowed) -> str:
         value = "on" if str(value).lower() == "true" else "off"
     _choice(key, value, allowed)
     return value
+
+
+def _in_range(key: str, value, low: float, high: float = math.inf, *, above: bool = False, below: bool = False,
+              off: bool = False) -> None:
+    """Refuse ``value`` outside ``[low, high]`` (``above``/``below``: the bound itself excluded; ``off``: 0 means off)."""
+    inside = low < value < high or (value == low and not above) or (value == high and not below)
+    if inside and math.isfinite(value):
+        return
+    if off:
+        raise ConfigError(f"{key}={value!r} must be 0 (off) or positive")
+    if high == math.inf:
+        allowed = f"{'>' if above else '>='} {low}"
+    else:
+        allowed = f"in {'(' if above else '['}{low}, {high}{')' if below else ']'}"
+    raise ConfigError(f"{key}={value!r} is out of range: it must be {allowed}")
 
 
 def _build(cls, data: dict, where: str):
@@ -329,7 +369,18 @@ def _set_dotted(data: dict, dotted: str, value: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"cannot override {dotted!r}: {part!r} is not a section")
-    node[leaf] = yaml.safe_load(value) if value != "" else ""
+    node[leaf] = _read_yaml(value, f"the override {dotted}={value}") if value != "" else ""
+
+
+def _read_yaml(text: str, where: str):
+    """YAML of a config file or an override; a syntax error names the place, not a parser traceback."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{where}: YAML syntax error{at}: {problem}") from None
 
 
 def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
@@ -355,7 +406,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; configs live in training/configs/")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _read_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
     for key, value in parse_overrides(overrides or []):
         _set_dotted(data, key, value)
     return _build(TrainConfig, data, "").validate()

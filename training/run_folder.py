@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from catalog_lora.engine import Engine
-from catalog_lora.markdown import metrics_table
+from catalog_lora.markdown import below_baseline, metrics_table
 from catalog_lora.run_files import COMPLETE_MARKER, CONFIG_FILE, LOSS_PLOT, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
 from training import plots
 from training.config import save_config
@@ -111,6 +111,8 @@ def write_run_folder(session, progress, timing: Timing, engine: Engine) -> Path:
         (out / METRICS_FILE).write_text(json.dumps({"test": results}, indent=2) + "\n")
         save_plots(results, config.task, out)
         session.log(metrics_table(results, config.task))
+        if warning := below_baseline(results, config.task):
+            session.log(f"Warning: {warning}")
     stats["total_runtime_seconds"] = time.time() - session.started
     (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
     if not config.train.keep_checkpoints:

@@ -176,9 +176,6 @@ def setup(config: TrainConfig) -> Session:
     )
     log, main = accelerator.print, accelerator.is_main_process
     out = Path(config.output_dir)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / COMPLETE_MARKER).unlink(missing_ok=True)
     set_seed(config.train.seed)
     started = time.time()
     task, head, spec = config.task, config.method == "head", config.spec
@@ -216,6 +213,9 @@ def setup(config: TrainConfig) -> Session:
         encode = lambda r, _: encode_head(r, taxonomy, tokenizer, spec, max_length)  # noqa: E731
     else:
         encode = lambda r, shown: encode_generation(r, template, tokenizer, spec, max_length, shown)  # noqa: E731
+    if main:  # the first write: what can fail early (config, data, the model) has not touched a finished run
+        out.mkdir(parents=True, exist_ok=True)
+        (out / COMPLETE_MARKER).unlink(missing_ok=True)
     build_references(config, splits, out, accelerator)
     shown = shown_examples(config, splits, out)
     train_set, truncated_train = encode_split(splits["train"], shown["train"], encode, "tokenize train", main)

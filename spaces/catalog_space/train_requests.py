@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from catalog_lora.dataset_files import REPORT_FILE
+from catalog_lora.labels import normalize_key, split_labels
 from catalog_lora.tables import ERROR_COLUMN, BatchInputError, read_table
 from catalog_space.settings import REPO_DIR
 
@@ -74,20 +75,28 @@ def dataset_task(name: str) -> str:
     return report.get("task") or report.get("settings", {}).get("task", "")
 
 
+def row_tags(frame: pd.DataFrame, request: TrainRequest) -> pd.Series:
+    """Each row's tags as training will have them: the label cells split by the one parser the generic format's
+    preparation uses (``split_labels`` with the request's separator; no separator: a cell is one tag), spaces
+    collapsed, empty tags and repeats (case and spaces aside, the first spelling kept) dropped."""
+    separator = request.label_separator or None
+
+    def tags(row) -> list[str]:
+        found = {}
+        for value in row:
+            for tag in (" ".join(part.split()) for part in split_labels(value, separator)):
+                if tag:
+                    found.setdefault(normalize_key(tag), tag)
+        return list(found.values())
+
+    return frame[request.target_columns].fillna("").astype(str).apply(tags, axis=1)
+
+
 def targets_of(frame: pd.DataFrame, request: TrainRequest) -> pd.Series:
     """Each row's answer as the preview shows it: tags joined by ', ', a path joined by ' > ', or the description."""
     columns = request.target_columns
     if request.task == "tagging":
-        separator = request.label_separator or None
-
-        def tags(row) -> str:
-            found = []
-            for value in row:
-                parts = str(value).split(separator) if separator else [str(value)]
-                found += [p.strip() for p in parts if p.strip() and str(value).strip().lower() != "nan"]
-            return ", ".join(dict.fromkeys(found))
-
-        return frame[columns].fillna("").astype(str).apply(tags, axis=1)
+        return row_tags(frame, request).apply(", ".join)
     if request.task == "category":
         return (
             frame[columns]
@@ -100,11 +109,10 @@ def targets_of(frame: pd.DataFrame, request: TrainRequest) -> pd.Series:
 
 def label_counts(frame: pd.DataFrame, request: TrainRequest) -> pd.DataFrame:
     """``label, rows`` of the mapped target, most frequent first (for tags, each tag of a row counts)."""
-    answers = targets_of(frame, request)
-    if request.task == "tagging":
-        labels = [tag for answer in answers for tag in answer.split(", ") if tag]
+    if request.task == "tagging":  # each row's tags, not its preview text re-split: a tag may hold a comma
+        labels = [tag for tags in row_tags(frame, request) for tag in tags]
     else:
-        labels = [a for a in answers if a]
+        labels = [a for a in targets_of(frame, request) if a]
     counts = pd.Series(labels, dtype=str).value_counts()
     return pd.DataFrame({"label": counts.index, "rows": counts.to_numpy()})
 

@@ -15,7 +15,7 @@ import sys
 import gradio as gr
 import pandas as pd
 
-from catalog_lora.markdown import metrics_table
+from catalog_lora.markdown import below_baseline, metrics_table
 from catalog_lora.records import SPACE_SLOTS
 from catalog_lora.run_files import check_repo_id
 from catalog_space import about, train_requests, training_jobs
@@ -234,9 +234,12 @@ def status_notice(models: Models, job: training_jobs.TrainJob) -> str:
         return "**Done**, but the adapter could not be loaded into the app."
     values = metrics_on_test(slot)
     table = metrics_table(values, slot.task) if "adapter" in values else "No test metrics."
+    warning = below_baseline(values, slot.task)
     return (
         f"**Done:** the adapter **{slot.label}** is now offered in the {JOB_LABELS[SPACE_SLOTS[slot.task]]} tab, "
-        f"Compare and Batch upload.\n\nTest split, base model vs adapter vs TF-IDF baseline:\n\n{table}"
+        f"Compare and Batch upload."
+        + (f"\n\n**Weaker than the baseline.** {warning}" if warning else "")
+        + f"\n\nTest split, base model vs adapter vs TF-IDF baseline:\n\n{table}"
     )
 
 
