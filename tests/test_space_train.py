@@ -18,7 +18,7 @@ from test_space import launch_space
 
 from catalog_lora.dataset_files import load_taxonomy
 from catalog_lora.run_files import COMPLETE_MARKER, PROGRESS_FILE
-from catalog_space import train_requests, train_tab, training_jobs
+from catalog_space import about, train_requests, train_tab, training_jobs
 from catalog_space.settings import read_settings
 from catalog_space.train_requests import TrainInputError, TrainRequest
 
@@ -173,6 +173,12 @@ def test_api_trains_an_adapter_then_tags_with_it(client, api_job, tiny_runs):
     name = summary["adapter"]
     slot = models.slots[name]
     assert slot.task == "tagging" and slot.label == "api-tags (trained here)" and slot.engine is not None
+    # the finish message says in plain words what a one-step adapter is worth
+    notice = train_tab.status_notice(models, job)
+    metrics = about.metrics_on_test(slot)
+    assert notice.startswith("**Done:**")
+    assert ("**Weaker than the baseline.**" in notice) == (metrics["adapter"]["micro_f1"] < metrics["baseline"]["micro_f1"])
+    assert ("**Nothing will be flagged for review.**" in notice) == (slot.info.review_threshold == 0.0)
     taxonomy = load_taxonomy(job.run_dir)
     tags, notice, _, _ = client.predict("Smells amazing and lathers well", name, api_name="/tag")
     assert "wrong" not in notice and "not available" not in notice

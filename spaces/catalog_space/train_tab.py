@@ -235,10 +235,14 @@ def status_notice(models: Models, job: training_jobs.TrainJob) -> str:
     values = metrics_on_test(slot)
     table = metrics_table(values, slot.task) if "adapter" in values else "No test metrics."
     warning = below_baseline(values, slot.task)
+    # choose_threshold keeps 0 when no cut of the confidences sorts right from wrong answers better than none
+    never_flags = slot.info is not None and slot.info.review_threshold == 0.0
     return (
         f"**Done:** the adapter **{slot.label}** is now offered in the {JOB_LABELS[SPACE_SLOTS[slot.task]]} tab, "
         f"Compare and Batch upload."
         + (f"\n\n**Weaker than the baseline.** {warning}" if warning else "")
+        + ("\n\n**Nothing will be flagged for review.** On the validation split its confidences did not tell its "
+           "right answers from its wrong ones, so its review threshold is 0%: check its answers yourself." if never_flags else "")
         + f"\n\nTest split, base model vs adapter vs TF-IDF baseline:\n\n{table}"
     )
 
