@@ -5,15 +5,23 @@ Used by ``python -m training.predict`` and by the Space's Batch upload tab.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from catalog_lora.engine import Engine
-from catalog_lora.tables import ERROR_COLUMN, BatchInputError, check_column, read_table
+from catalog_lora.tables import ERROR_COLUMN, BatchInputError, check_column, check_header, read_table
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection)...
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# ...except a plain number or phone number (-5, +44 20 7946 0000, +1 (555) 010-9999): digits, spaces and
+# + - . , ( ) / only, which compute nothing but arithmetic. Kept as they are, so ids still join.
+PLAIN_NUMBER = re.compile(r"(?=.*\d)[+-]?[\d.(][\d .,()/+-]*")
+# A text without a single letter does not describe a product (a price, a SKU, "=1+1"); the Tag tab
+# refuses it and a batch marks it, by this one test.
+LETTER = re.compile(r"[^\W\d_]")
 # Longer texts are cut before the model sees them (the model's window is far shorter) and flagged.
 MODEL_TEXT_CHARS = 50_000
 TRUNCATED = "text truncated to the model's limit"
@@ -24,6 +32,16 @@ __all__ = [
     "ERROR_COLUMN", "BatchInputError", "blank_lines_note", "check_column", "escape_formulas", "predict_table",
     "read_table", "write_table",
 ]
+
+
+def has_letters(text: str) -> bool:
+    """Whether a text can describe a product at all; one without letters never reaches the model."""
+    return bool(LETTER.search(text))
+
+
+def no_letters(column: str) -> str:
+    """The error of a row whose text has no letters."""
+    return f"no letters in {column}: not a product text, so nothing was sent to the model"
 
 
 def blank_lines_note(frame: pd.DataFrame) -> str:
@@ -63,9 +81,11 @@ def predict_table(
     With ``confidence``, a label job also gets ``<job>_confidence`` and ``<job>_needs_review``
     columns (:func:`confidence_cells`).
 
-    Empty texts are marked and skipped without a model call; a batch that fails is retried
-    row by row, so one bad row cannot take its neighbours down with it.
+    Empty texts and texts without letters (:func:`has_letters`) are marked and skipped without a
+    model call; a batch that fails is retried row by row, so one bad row cannot take its
+    neighbours down with it.
     """
+    check_header(frame.columns)
     for column in [text_column, *(attribute_columns or [])]:
         check_column(frame.columns, column)
     out = frame.drop(columns=[ERROR_COLUMN], errors="ignore")
@@ -78,9 +98,10 @@ def predict_table(
     attributes = [
         {c: str(frame.iloc[i][c]) for c in attribute_columns} if attribute_columns else None for i in range(len(frame))
     ]
-    good = [i for i, t in enumerate(texts) if t.strip()]
-    for i in set(range(len(frame))) - set(good):
-        errors[i] = "; ".join(filter(None, [errors[i], f"empty {text_column}"]))
+    good = [i for i, t in enumerate(texts) if has_letters(t)]
+    for i in sorted(set(range(len(frame))) - set(good)):
+        problem = no_letters(text_column) if texts[i].strip() else f"empty {text_column}"
+        errors[i] = "; ".join(filter(None, [errors[i], problem]))
     done, total = 0, len(good) * len(jobs)
     for job in jobs:
         task = engine.spec(job).info.task
@@ -120,15 +141,19 @@ def _predict_rows(engine, job, texts, attributes, index, batch_size) -> list:
     return results
 
 
+def escape_cell(value):
+    """A cell (or header) safe to open in a spreadsheet (CSV formula injection): ``=1+1`` → ``'=1+1``;
+    plain numbers (:data:`PLAIN_NUMBER`) and anything not text stay as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) and not PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Make every cell safe to open in a spreadsheet (CSV formula injection): ``=1+1`` → ``'=1+1``."""
-
-    def escape(value):
-        if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-            return "'" + value
-        return value
-
-    return frame.map(escape)
+    """Make every cell and every header safe to open in a spreadsheet (:func:`escape_cell`)."""
+    escaped = frame.map(escape_cell)
+    escaped.columns = [escape_cell(c) for c in frame.columns]
+    return escaped
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from catalog_lora.batch import escape_formulas
+from catalog_lora.batch import escape_cell, escape_formulas
 from catalog_lora.run_files import INFO_FILE
 from catalog_lora.tables import ERROR_COLUMN, HASH_BLOCK, BatchInputError
 
@@ -104,6 +104,7 @@ class ChunkedOutput:
         if state is None:
             shutil.rmtree(self.parts, ignore_errors=True)
             self.parts.mkdir(parents=True)
+            header = [escape_cell(str(c)) for c in header]
             self.output.write_text(pd.DataFrame(columns=header).to_csv(index=False), encoding="utf-8")
             state = JobState(self.fingerprint, output_bytes=self.output.stat().st_size)
             self.state = state

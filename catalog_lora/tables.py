@@ -5,8 +5,14 @@ the file; xlsx and JSON arrays are read whole. A row that cannot be read as inte
 and named in the ``error`` column, never dropped: rows with too many or too few fields, an
 unterminated quote (read to the end of its line, and the lines after it are rows of their own),
 blank lines, JSONL lines that are not JSON objects. Cells of any length are read. A file that
-cannot be used at all (not UTF-8, unsupported type, no header) raises :class:`BatchInputError`
-before any row is processed.
+cannot be used at all (not in its encoding, unsupported type, no header) raises
+:class:`BatchInputError` before any row is processed.
+
+What a file does not say itself is in :class:`ReadOptions`: a text file's encoding (UTF-8 unless
+named; a file that does not decode is refused, never guessed), a CSV's delimiter (sniffed from the
+header line unless named) and a workbook's sheet (every sheet with rows unless named, as one table
+when they share a header). :func:`reading_note` says how a file was read when that is not what its
+type implies.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import codecs
 import csv
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,12 +36,46 @@ READERS = {**STREAMED, **WHOLE_FILE}
 # A quoted cell may span lines; one still open after this many lines is taken as a stray quote.
 MAX_QUOTED_LINES = 10_000
 HASH_BLOCK = 1 << 20
+# The delimiters a CSV/TSV header line is sniffed for, by the name a person (and --delimiter) uses.
+DELIMITERS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a cell of any length is a cell, not a refused file
 
 
 class BatchInputError(ValueError):
     """A catalog file that cannot be used as it is; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read what a catalog file does not say itself.
+
+    ``encoding``: of a text file (CSV, TSV, JSONL, JSON), any Python codec name; bytes that do not
+    decode are refused, never guessed. ``delimiter``: of a CSV/TSV, one of :data:`DELIMITERS`;
+    ``None`` sniffs it from the header line. ``sheet``: of a workbook; ``None`` reads every sheet
+    that has rows (they must share one header), a name reads that sheet only.
+    """
+
+    encoding: str = "utf-8"
+    delimiter: str | None = None
+    sheet: str | None = None
+
+    def __post_init__(self):
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise BatchInputError(f"unknown encoding {self.encoding!r}; expected a codec name such as utf-8, cp1252, latin-1") from None
+        if self.delimiter is not None and self.delimiter not in DELIMITERS:
+            raise BatchInputError(
+                f"unsupported delimiter {self.delimiter!r}; expected one of {', '.join(DELIMITERS.values())}"
+            )
+
+    @property
+    def utf8(self) -> bool:
+        return codecs.lookup(self.encoding).name == "utf-8"
+
+
+DEFAULT = ReadOptions()
 
 
 @dataclass
@@ -54,53 +95,96 @@ def _kind(path: Path) -> str:
     return kind
 
 
-def scan(path: str | Path) -> Scan:
-    """Check the file before any work (type, size, UTF-8 for text files); hash it and count its lines."""
+def scan(path: str | Path, options: ReadOptions = DEFAULT) -> Scan:
+    """Check the file before any work (type, size, encoding of text files); hash it and count its lines."""
     path = Path(path)
     kind = _kind(path)
     digest, lines, offset, last = hashlib.sha256(), 0, 0, b"\n"
-    decoder = None if kind in ("parquet", "excel") else codecs.getincrementaldecoder("utf-8")()
+    decoder = None if kind in ("parquet", "excel") else codecs.getincrementaldecoder(options.encoding)()
     with path.open("rb") as file:
         while block := file.read(HASH_BLOCK):
             digest.update(block)
             lines += block.count(b"\n")
             if decoder:
-                _decode(decoder, block, offset, path)
+                _decode(decoder, block, offset, path, options)
             offset, last = offset + len(block), block[-1:]
     lines += last != b"\n"  # a last line without its newline
     if decoder:
-        _decode(decoder, b"", offset, path, final=True)
+        _decode(decoder, b"", offset, path, options, final=True)
     if kind == "parquet":
         rows = _parquet(path).metadata.num_rows
     elif kind in WHOLE_FILE.values():
-        rows = len(_whole_file(path, kind))
+        rows = len(_whole_file(path, kind, options))
     else:
         rows = max(lines - (kind == "csv"), 0)
     return Scan(digest.hexdigest(), rows)
 
 
-def _decode(decoder, block: bytes, offset: int, path: Path, final: bool = False) -> None:
+def _decode(decoder, block: bytes, offset: int, path: Path, options: ReadOptions, final: bool = False) -> None:
     try:
         decoder.decode(block, final)
     except UnicodeDecodeError as error:
+        bad = f"bad byte 0x{error.object[error.start]:02x} at offset {offset + error.start}" if error.start < len(
+            error.object) else f"a character cut off at the end (offset {offset + error.start})"
+        if options.utf8:  # the usual other one is named, never assumed: the user decides
+            raise BatchInputError(
+                f"{path.name} is not UTF-8 ({bad}). If it was saved in another encoding, name it: re-run with "
+                "--encoding cp1252 (what Excel on Windows writes) or the file's own encoding; or save it as UTF-8"
+            ) from None
         raise BatchInputError(
-            f"{path.name} is not UTF-8 (bad byte at offset {offset + error.start}); save it as UTF-8 and upload again"
+            f"{path.name} is not {options.encoding} ({bad}); name the encoding it was saved in (--encoding), "
+            "or save it as UTF-8"
         ) from None
 
 
-def columns_of(path: str | Path) -> list[str]:
+def columns_of(path: str | Path, options: ReadOptions = DEFAULT) -> list[str]:
     """The file's columns (header, first JSON object, Parquet schema) without reading its rows."""
     path = Path(path)
     kind = _kind(path)
     if kind == "csv":
-        with _open_text(path) as file:
-            return _header(_Lines(file), _delimiter(path))
+        with _open_text(path, options) as file:
+            return _header(_Lines(file), _delimiter(path, options))
     if kind == "jsonl":
-        with _open_text(path) as file:
+        with _open_text(path, options) as file:
             return next((list(row) for _, row, _ in _json_lines(file) if row), [])
     if kind == "parquet":
         return list(_parquet(path).schema_arrow.names)
-    return [str(c) for c in _whole_file(path, kind).columns]
+    return [str(c) for c in _whole_file(path, kind, options).columns]
+
+
+def reading_note(path: str | Path, options: ReadOptions = DEFAULT) -> str:
+    """How the file was read where its type does not say it (a sniffed delimiter, the sheets of a
+    workbook), as a sentence for the user; ``""`` when it was read as its type implies."""
+    path = Path(path)
+    kind = _kind(path)
+    if kind == "csv" and options.delimiter is None:
+        delimiter, usual = _delimiter(path, options), _usual_delimiter(path)
+        if delimiter != usual:
+            name = DELIMITERS[delimiter]
+            return (
+                f"{path.name} was read as {name}-separated: its header line is split by {name}s, not "
+                f"{DELIMITERS[usual]}s (--delimiter names another)"
+            )
+    if kind == "excel":
+        return _workbook(path, options)[1]
+    return ""
+
+
+def repeated_names(columns: Iterable) -> str:
+    """The names a header repeats, with their places (``"'text' (columns 1, 2)"``); ``""`` when none."""
+    names = [str(c) for c in columns]
+    repeated = [n for i, n in enumerate(names) if names.index(n) == i and names.count(n) > 1]
+    return "; ".join(
+        f"{name!r} (columns {', '.join(str(i + 1) for i, n in enumerate(names) if n == name)})" for name in repeated
+    )
+
+
+def check_header(columns: Iterable) -> None:
+    """Refuse a header that repeats a name: a column is chosen by its name, so each name must be one column."""
+    if repeated := repeated_names(columns):
+        raise BatchInputError(
+            f"the header repeats a column name: {repeated}; rename them so each column has its own name"
+        )
 
 
 def check_column(columns: Iterable, column: str) -> None:
@@ -110,12 +194,12 @@ def check_column(columns: Iterable, column: str) -> None:
         raise BatchInputError(f"column {column!r} not found; the file has: {', '.join(columns)}")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, options: ReadOptions = DEFAULT) -> pd.DataFrame:
     """The whole table as text columns; an ``error`` column is there when a row had a problem."""
     path = Path(path)
     if _kind(path) in STREAMED.values():
-        scan(path)  # refuses a text file that is not UTF-8
-    chunks = list(iter_chunks(path, 10_000))
+        scan(path, options)  # refuses a text file that is not in its encoding
+    chunks = list(iter_chunks(path, 10_000, options))
     if not chunks:
         raise BatchInputError(f"{path.name} has a header but no rows")
     frame = pd.concat(chunks, ignore_index=True)
@@ -124,23 +208,23 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def iter_chunks(path: str | Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def iter_chunks(path: str | Path, chunk_rows: int, options: ReadOptions = DEFAULT) -> Iterator[pd.DataFrame]:
     """Frames of at most ``chunk_rows`` rows in input order, each with an ``error`` column (``""`` when fine).
 
     The index counts rows from 0 across the whole file. Call :func:`scan` first: it refuses
-    files that are not UTF-8 before any row is read.
+    files that are not in their encoding before any row is read.
     """
     path = Path(path)
     kind = _kind(path)
     try:
         if kind == "csv":
-            yield from _chunked(_csv_rows(path), chunk_rows)
+            yield from _chunked(_csv_rows(path, options), chunk_rows)
         elif kind == "jsonl":
-            yield from _chunked(_jsonl_rows(path), chunk_rows)
+            yield from _chunked(_jsonl_rows(path, options), chunk_rows)
         elif kind == "parquet":
             yield from _parquet_chunks(path, chunk_rows)
         else:
-            frame = _whole_file(path, kind)
+            frame = _whole_file(path, kind, options)
             frame[ERROR_COLUMN] = ""
             for start in range(0, len(frame), chunk_rows):
                 yield frame.iloc[start : start + chunk_rows]
@@ -172,12 +256,24 @@ def _frame(columns: list[str], records: list[list[str]], errors: list[str], star
 # --------------------------------------------------------------------------- CSV / TSV
 
 
-def _open_text(path: Path):
-    return path.open("r", encoding="utf-8-sig", newline="")
+def _open_text(path: Path, options: ReadOptions):
+    return path.open("r", encoding="utf-8-sig" if options.utf8 else options.encoding, newline="")
 
 
-def _delimiter(path: Path) -> str:
+def _usual_delimiter(path: Path) -> str:
     return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def _delimiter(path: Path, options: ReadOptions) -> str:
+    """The named delimiter, else the one of :data:`DELIMITERS` that splits the header line most
+    (quoted names aside); the file type's own one on a tie or a header of one column."""
+    if options.delimiter is not None:
+        return options.delimiter
+    usual = _usual_delimiter(path)
+    with _open_text(path, options) as file:
+        header = re.sub(r'"[^"]*"', "", file.readline())
+    best = max(DELIMITERS, key=lambda d: (header.count(d), d == usual))
+    return best if header.count(best) else usual
 
 
 class _Lines:
@@ -201,34 +297,53 @@ class _Lines:
         self.pending.extend(reversed(lines))
 
 
-def _parse(text: str, delimiter: str) -> list[str] | None:
-    """The fields of one CSV record, or ``None`` while a quoted cell is still open."""
+def _parse(text: str, delimiter: str) -> tuple[list[str] | None, bool]:
+    """``(fields, well_formed)`` of one CSV record; the fields are ``None`` while a quoted cell is still open."""
     try:
-        return next(csv.reader([text], delimiter=delimiter, strict=True), [])
+        return next(csv.reader([text], delimiter=delimiter, strict=True), []), True
     except csv.Error as error:
         if "unexpected end of data" in str(error):
-            return None
-        return next(csv.reader([text], delimiter=delimiter), [])  # e.g. "ab"c: read leniently, as spreadsheets do
+            return None, True
+        return next(csv.reader([text], delimiter=delimiter), []), False  # e.g. "ab"c: read leniently, as spreadsheets do
+
+
+def _id_shape(line: str, delimiter: str) -> str | None:
+    """The shape of a line's first field when it looks like an id (a digit in it, no quote): ``a14-3`` → ``a9-9``.
+
+    A line inside a quoted cell that starts with a field of the same shape as its record's first
+    field starts a new row: the quote before it was never closed."""
+    first, found, _ = line.partition(delimiter)
+    first = first.strip()
+    if not found or '"' in first or not any(c.isdigit() for c in first):
+        return None
+    return re.sub(r"(.)\1+", r"\1", re.sub(r"\d", "9", re.sub(r"[^\W\d_]", "a", first)))
 
 
 def _record(lines: _Lines, delimiter: str, width: int | None) -> tuple[int, list[str], str] | None:
-    """The next record: ``(line, fields, problem)``. A quote that is never closed is read to the end of its line."""
+    """The next record: ``(line, fields, problem)``. A quote that is never closed is read to the end of its line.
+
+    A quoted cell may span lines; it is taken as a stray quote (and the lines after it as rows of
+    their own) when it stays open to the end of the file, when a line in it starts like a new row
+    (:func:`_id_shape`), or when what it closes into is not a well-formed record of the header's width."""
     first = lines.next()
     if first is None:
         return None
     number, line = first
     if not line.strip("\r\n"):
         return number, [], f"blank line (line {number})"
-    taken = [first]
-    fields = _parse(line, delimiter)
-    while fields is None and len(taken) < MAX_QUOTED_LINES:
-        more = lines.next()
-        if more is None:
-            break
-        taken.append(more)
-        fields = _parse("".join(text for _, text in taken), delimiter)
-    if fields is not None and (width is None or len(fields) == width or len(taken) == 1):
+    fields, _ = _parse(line, delimiter)
+    if fields is not None:  # one line: read as it is, leniently if need be
         return number, _strip_end(fields), ""
+    taken, shape = [first], _id_shape(line, delimiter)
+    while len(taken) < MAX_QUOTED_LINES and (more := lines.next()) is not None:
+        taken.append(more)
+        if shape and _id_shape(more[1], delimiter) == shape:
+            break
+        fields, well_formed = _parse("".join(text for _, text in taken), delimiter)
+        if fields is not None:
+            if well_formed and (width is None or len(fields) == width):
+                return number, _strip_end(fields), ""
+            break
     lines.put_back(taken[1:])  # a stray quote: the lines it swallowed are rows of their own
     fields = next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter), [])
     return number, fields, f"unterminated quote (line {number}): read to the end of the line"
@@ -247,9 +362,9 @@ def _header(lines: _Lines, delimiter: str) -> list[str]:
     return record[1]
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[list[str], list[str], str]]:
-    delimiter = _delimiter(path)
-    with _open_text(path) as file:
+def _csv_rows(path: Path, options: ReadOptions) -> Iterator[tuple[list[str], list[str], str]]:
+    delimiter = _delimiter(path, options)
+    with _open_text(path, options) as file:
         lines = _Lines(file)
         header = _header(lines, delimiter)
         while (record := _record(lines, delimiter, len(header))) is not None:
@@ -285,11 +400,11 @@ def _cell(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[list[str], list[str], str]]:
-    columns = columns_of(path)
+def _jsonl_rows(path: Path, options: ReadOptions) -> Iterator[tuple[list[str], list[str], str]]:
+    columns = columns_of(path, options)
     if not columns:
         raise BatchInputError(f"{path.name} has no JSON object line; expected one object per line")
-    with _open_text(path) as file:
+    with _open_text(path, options) as file:
         for number, row, problem in _json_lines(file):
             row = row or {}
             extra = [key for key in row if key not in columns]
@@ -316,10 +431,42 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         start += len(records)
 
 
-def _whole_file(path: Path, kind: str) -> pd.DataFrame:
+def _whole_file(path: Path, kind: str, options: ReadOptions) -> pd.DataFrame:
+    if kind == "excel":
+        return _workbook(path, options)[0]
     try:
-        if kind == "excel":
-            return pd.read_excel(path, dtype=str, keep_default_na=False)
-        return pd.read_json(path, dtype=str).fillna("")
+        return pd.read_json(path, dtype=str, encoding=options.encoding).fillna("")
     except Exception as error:  # pandas raises many types for unreadable files
         raise BatchInputError(f"{path.name} could not be read as {kind}: {error}") from None
+
+
+def _workbook(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, str]:
+    """``(table, note)``: the named sheet, or every sheet with rows as one table when they share a
+    header (a workbook split into sheets is one catalog); sheets of different headers are refused
+    unless one is named, so no sheet's rows are left out unsaid."""
+    try:
+        sheets = pd.read_excel(path, sheet_name=None, dtype=str, keep_default_na=False)
+    except Exception as error:  # pandas and openpyxl raise many types for unreadable files
+        raise BatchInputError(f"{path.name} could not be read as excel: {error}") from None
+    names = list(sheets)
+    listed = ", ".join(f"{name!r} ({len(frame):,} rows)" for name, frame in sheets.items())
+    if options.sheet is not None:
+        if options.sheet not in sheets:
+            raise BatchInputError(f"{path.name} has no sheet {options.sheet!r}; its sheets: {listed}")
+        note = f"read sheet {options.sheet!r} of {path.name} only (its sheets: {listed})" if len(names) > 1 else ""
+        return sheets[options.sheet], note
+    filled = {name: frame for name, frame in sheets.items() if len(frame)}
+    if len(names) == 1 or not filled:
+        return sheets[names[0]], ""
+    if len(filled) == 1:
+        (name, frame), = filled.items()
+        return frame, f"read sheet {name!r} of {path.name}, the only one with rows (sheets: {listed})"
+    header = list(next(iter(filled.values())).columns)
+    if any(list(frame.columns) != header for frame in filled.values()):
+        headers = "; ".join(f"{name!r}: {', '.join(map(str, frame.columns))}" for name, frame in filled.items())
+        raise BatchInputError(
+            f"{path.name} has {len(filled)} sheets with rows and different columns ({headers}); name the sheet "
+            "to read (--sheet NAME)"
+        )
+    note = f"read the {len(filled)} sheets of {path.name} that have rows, in order, as one table: {listed}"
+    return pd.concat(filled.values(), ignore_index=True), note

@@ -419,7 +419,7 @@ def test_batch_keeps_every_row_and_marks_the_bad_ones(models, spy, tmp_path):
         "id,title,category\n"
         "1,Coconut oil 500 ml,Food\n"
         "2,,Food\n"
-        "3,=1+1,Food\n"
+        "3,=SUM(A1),Food\n"
         "4,Dark chocolate,Food,EXTRA\n"
         "5,BOOM bar,Food\n"
         '6,"Tea, green",Drinks\n'
@@ -449,7 +449,7 @@ def test_batch_keeps_every_row_and_marks_the_bad_ones(models, spy, tmp_path):
     ]
     assert list(preview.columns)[:2] == ["predicted_tags", "tags_confidence"], "predictions first in the preview"
     assert list(out["category"]) == ["Food"] * 5 + ["Drinks"], "an input column must never be overwritten"
-    assert out.loc[2, "title"] == "'=1+1", "formula cells are escaped"
+    assert out.loc[2, "title"] == "'=SUM(A1)", "formula cells are escaped"
     errors = list(out["error"])
     assert errors[0] == "" and errors[2] == "" and errors[5] == ""
     assert "empty title" in errors[1]
@@ -473,7 +473,7 @@ def test_batch_keeps_every_row_and_marks_the_bad_ones(models, spy, tmp_path):
             assert (name in out.loc[i, "needs_review"].split("; ")) == any(v < threshold for v in values)
     assert out.loc[1, ["tags_confidence", "needs_review"]].tolist() == ["", ""]
     done = {text for call in spy.calls if call.result for text in call.texts}
-    assert done == {"Coconut oil 500 ml", "=1+1", "Dark chocolate", "Tea, green"}, "the other rows went through"
+    assert done == {"Coconut oil 500 ml", "=SUM(A1)", "Dark chocolate", "Tea, green"}, "the other rows went through"
     assert "6 rows" in summary and "3 marked" in summary
     assert progress.steps[-1] == (12, 12)
     assert all(text.strip() for call in spy.calls for text in call.texts), "empty texts are never sent to the model"
@@ -513,6 +513,34 @@ def test_batch_with_repeated_header_names(models, spy, tmp_path):
     assert list(out.columns) == ["title", "title_2", "predicted_tags", "tags_confidence", "needs_review", "error"]
     assert spy.calls[-1].texts == ["Oil"] and len(out) == 1 and out.loc[0, "title"] == "Coconut oil"
     assert out.loc[0, "predicted_tags"] and set(column_labels(out["predicted_tags"])) <= set(spy.labels("tag"))
+
+
+def test_batch_marks_letterless_rows_as_the_tag_tab_refuses_them(models, spy, tmp_path):
+    """Prices and SKUs get no confident tags: each letterless row is marked, none reaches the model."""
+    path = write(tmp_path / "prices.csv", "sku,title\n1001,129.99\n1002,4711 / 12\n1003,Coconut oil\n1004,=1+1\n")
+    _, out_path, summary = batch_runs.batch(models, str(path), "title", ["tag", "category"], progress=Recorder())
+    out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
+    assert list(out["sku"]) == ["1001", "1002", "1003", "1004"]
+    for row in (0, 1, 3):
+        assert "no letters in title" in out.loc[row, "error"]
+        assert out.loc[row, ["predicted_tags", "tags_confidence", "predicted_category", "needs_review"]].tolist() == [
+            "", "", "", ""]
+    assert out.loc[2, "error"] == "" and out.loc[2, "predicted_tags"] and out.loc[2, "predicted_category"]
+    assert {text for call in spy.calls for text in call.texts} == {"Coconut oil"}
+    assert "3 marked" in summary and "no letters in title" in summary
+    assert "no letters" in handlers.tag(models, "129.99")[1], "the Tag tab refuses the same texts"
+
+
+def test_batch_says_how_the_file_was_read(models, spy, tmp_path):
+    """A semicolon-separated .csv whose header repeats a name: read, and both said before Run."""
+    path = write(tmp_path / "export.csv", "title;title;price\nCoconut oil;Oil;-5\nGreen tea;Tea;+44 20 7946 0000\n")
+    notice, run = batch_runs.batch_readiness(models, str(path), "title_2", ["category"])
+    assert run.interactive is True and "2 rows and 3 columns" in notice
+    assert "read as semicolon-separated" in notice
+    assert "repeats a column name: 'title' (columns 1, 2)" in notice
+    _, out_path, _ = batch_runs.batch(models, str(path), "title_2", ["category"], progress=Recorder())
+    out = pd.read_csv(out_path, dtype=str, keep_default_na=False)
+    assert list(out["title_2"]) == ["Oil", "Tea"] and list(out["price"]) == ["-5", "+44 20 7946 0000"]
 
 
 def test_batch_runs_in_the_background_and_keeps_what_is_done(models, spy, tmp_path, monkeypatch):

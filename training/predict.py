@@ -26,12 +26,13 @@ from accelerate import PartialState
 from catalog_lora.batch import ERROR_COLUMN, BatchInputError, check_column, predict_table
 from catalog_lora.batch_job import ChunkedOutput, adapter_fingerprint
 from catalog_lora.engine import Engine
-from catalog_lora.tables import columns_of, iter_chunks, scan
+from catalog_lora.tables import DELIMITERS, ReadOptions, check_header, columns_of, iter_chunks, reading_note, scan
 
 REFERENCES_COLUMN = "nearest_training_ids"
 # Settings that change the output; a run is resumed only when all of them are the same.
 FINGERPRINT_SETTINGS = (
     "text_column", "attribute_column", "batch_size", "chunk_rows", "base_model", "quantization", "merge", "references",
+    "encoding", "delimiter", "sheet",
 )
 
 
@@ -107,14 +108,22 @@ def fingerprint(args, adapters: dict[str, str], input_sha256: str) -> dict:
     }
 
 
+def read_options(args) -> ReadOptions:
+    delimiter = {name: char for char, name in DELIMITERS.items()}[args.delimiter] if args.delimiter else None
+    return ReadOptions(encoding=args.encoding, delimiter=delimiter, sheet=args.sheet)
+
+
 def check_input(args) -> tuple[list[str], int, str]:
-    """Everything that can be refused before the model loads: file, encoding, columns. Columns, rows, hash."""
+    """Everything that can be refused before the model loads (and before any output is written):
+    file, encoding, sheets, header, columns. Columns, rows, hash."""
     if args.chunk_rows < 1:
         raise BatchInputError(f"--chunk-rows must be at least 1 (got {args.chunk_rows})")
-    scanned = scan(args.input)
+    options = read_options(args)
+    scanned = scan(args.input, options)
     if scanned.rows == 0:
         raise BatchInputError(f"{args.input} has a header but no rows")
-    columns = columns_of(args.input)
+    columns = columns_of(args.input, options)
+    check_header(columns)
     for column in [args.text_column, *args.attribute_column]:
         check_column(columns, column)
     return columns, scanned.rows, scanned.sha256
@@ -127,7 +136,7 @@ def predict_share(args, state, job: ChunkedOutput, engine: Engine, index, jobs: 
     """
     done = set(job.state.done) | set(range(job.state.chunks_written))
     chunks = pending = 0
-    for position, chunk in enumerate(iter_chunks(args.input, args.chunk_rows)):
+    for position, chunk in enumerate(iter_chunks(args.input, args.chunk_rows, read_options(args))):
         chunks += 1
         if position in done:
             continue
@@ -149,6 +158,8 @@ def run(args):
     state = PartialState(cpu=not torch.cuda.is_available())  # see training.train: torchrun on CPU
     adapters = parse_adapters(args.adapter)
     columns, rows, sha = check_input(args)
+    if state.is_main_process and (note := reading_note(args.input, read_options(args))):
+        print(f"Note: {note}", flush=True)  # how the file is read, before minutes of loading and predicting
     job = ChunkedOutput(Path(args.output), fingerprint(args, adapters, sha))
     resumed = job.load()  # every process refuses a mismatched job before any work
     engine = Engine.load(adapters, base_model=args.base_model, quantization=args.quantization, merge=args.merge)
@@ -178,7 +189,11 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--input", required=True, help="CSV, TSV, JSONL or Parquet catalog (streamed); xlsx or JSON (read whole)")
     parser.add_argument("--text-column", required=True, help="column with the product text or title")
     parser.add_argument("--attribute-column", action="append", default=[], help="extra column shown to the model; repeatable")
-    parser.add_argument("--output", required=True, help="output CSV (formula-safe)")
+    parser.add_argument("--encoding", default="utf-8", help="the input's text encoding, e.g. cp1252 (never guessed)")
+    parser.add_argument("--delimiter", choices=list(DELIMITERS.values()),
+                        help="the CSV/TSV delimiter (default: sniffed from the header line, and said when not the usual one)")
+    parser.add_argument("--sheet", help="the xlsx sheet to read (default: every sheet with rows, when they share a header)")
+    parser.add_argument("--output", required=True, help="output CSV (formula-safe; numbers and ids kept as they are)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--chunk-rows", type=int, default=500, help="rows per chunk: the unit of memory, output and resume")
     parser.add_argument("--base-model", help="override the base model the adapter names")

@@ -21,6 +21,7 @@ from catalog_lora.batch import (
     escape_formulas,
     read_table,
 )
+from catalog_lora.tables import columns_of, reading_note, repeated_names
 from catalog_space.models import GPU, Models, run_chunk
 from catalog_space.settings import ANSWER_NAMES
 
@@ -78,6 +79,16 @@ def read_upload(models: Models, file) -> pd.DataFrame:
             "Split it into smaller files, or run `python -m training.predict` on your own machine."
         )
     return frame
+
+
+def reading_notes(file) -> str:
+    """How the upload was read where its type does not say it (a sniffed delimiter, the sheets of a
+    workbook) and the header names it repeats, which this tab numbers (``title``, ``title_2``)."""
+    path = file_path(file)
+    notes = [reading_note(path)]
+    if repeated := repeated_names(columns_of(path)):
+        notes.append(f"the header repeats a column name: {repeated}; this tab numbers the later ones (_2, _3, …)")
+    return " ".join(f"**Note:** {n[0].upper()}{n[1:]}." for n in notes if n)
 
 
 def unique_column(frame: pd.DataFrame, name: str) -> str:
@@ -236,6 +247,8 @@ def batch_readiness(models: Models, file, text_column: str | None, jobs: list[st
         return f"**This file cannot be used:** {error}", off
     columns = [c for c in frame.columns if c != ERROR_COLUMN]
     found = f"{len(frame):,} rows and {len(columns)} columns{blank_lines_note(frame)}."
+    if notes := reading_notes(file):
+        found += f" {notes}"
     if ERROR_COLUMN in frame.columns:
         found += (
             f" {int((frame[ERROR_COLUMN] != '').sum())} malformed row(s) will be kept and marked in the `error` column."

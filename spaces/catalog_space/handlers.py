@@ -9,12 +9,12 @@ import re
 
 import pandas as pd
 
+from catalog_lora.batch import has_letters
 from catalog_space.models import AdapterUnavailable, Models, run_predict, run_stream
 from catalog_space.settings import ANSWER_NAMES
 
 logger = logging.getLogger("catalog_lora.space")
 
-LETTER = re.compile(r"[^\W\d_]")
 MAX_INPUT_CHARS = 5000  # longer input is cut here (and the model cuts again to its token window)
 REFERENCES_K = 5
 REVIEW_MARK = "Low confidence — review"
@@ -30,7 +30,7 @@ def clean_text(text) -> tuple[str | None, list[str]]:
     if not text.strip():
         return None, [note("Type a product first: the text is empty, so nothing was sent to the model.")]
     text = text.strip()
-    if not LETTER.search(text):
+    if not has_letters(text):
         return None, [
             note(
                 "The text has no letters, so it does not describe a product: no answer, and nothing was sent to the model."
