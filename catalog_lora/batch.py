@@ -73,12 +73,14 @@ def predict_table(
     *,
     attribute_columns: list[str] | None = None,
     batch_size: int = 16,
+    batch_tokens: int = 0,
     progress: Callable[[int, int], None] | None = None,
     confidence: bool = False,
 ) -> pd.DataFrame:
     """Add one column per job (adapter name) and an ``error`` column; never drops a row.
 
-    With ``confidence``, a label job also gets ``<job>_confidence`` and ``<job>_needs_review``
+    ``batch_size`` rows at a time go to the engine, which cuts them into batches of at most ``batch_tokens``
+    padded tokens when that is set (:meth:`catalog_lora.engine.Engine.predict`). With ``confidence``, a label job also gets ``<job>_confidence`` and ``<job>_needs_review``
     columns (:func:`confidence_cells`).
 
     Empty texts and texts without letters (:func:`has_letters`) are marked and skipped without a
@@ -109,7 +111,7 @@ def predict_table(
         scores, review = [""] * len(frame), [""] * len(frame)
         for start in range(0, len(good), batch_size):
             index = good[start : start + batch_size]
-            for i, result in zip(index, _predict_rows(engine, job, texts, attributes, index, batch_size), strict=True):
+            for i, result in zip(index, _predict_rows(engine, job, texts, attributes, index, batch_size, batch_tokens), strict=True):
                 if isinstance(result, Exception):
                     errors[i] = "; ".join(filter(None, [errors[i], f"{job}: {result}"]))
                 else:
@@ -127,9 +129,11 @@ def predict_table(
     return out
 
 
-def _predict_rows(engine, job, texts, attributes, index, batch_size) -> list:
+def _predict_rows(engine, job, texts, attributes, index, batch_size, batch_tokens) -> list:
     try:
-        return engine.predict(job, [texts[i] for i in index], [attributes[i] for i in index], batch_size=batch_size)
+        return engine.predict(
+            job, [texts[i] for i in index], [attributes[i] for i in index], batch_size=batch_size, batch_tokens=batch_tokens
+        )
     except Exception:  # retried row by row below, so the failure lands on the row that caused it
         pass
     results = []

@@ -172,7 +172,7 @@ class Engine(GenerationMixin, HeadMixin):
             if self.merged:
                 if not use_adapter:
                     raise ValueError(
-                        f"adapter {self.merged!r} is merged into this Engine's base: use_adapter=False needs an Engine without merge"
+                        f"adapter {self.merged!r} is merged into the base: use_adapter=False needs an Engine without merge"
                     )
                 yield
                 return

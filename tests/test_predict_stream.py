@@ -114,6 +114,15 @@ def test_merged_adapter_writes_the_same_file(tiny_runs, catalog, whole, tmp_path
     assert (tmp_path / "out.csv").read_bytes() == whole
 
 
+def test_batches_by_tokens_write_the_same_file(tiny_runs, catalog, whole, tmp_path):
+    """--batch-tokens cuts each model call by padded tokens (a GPU's setting): the answers stay row for row."""
+    predict(tiny_runs["category"], catalog, tmp_path / "out.csv", "--chunk-rows", "1000", "--batch-size", "64", "--batch-tokens", "200")
+    assert (tmp_path / "out.csv").read_bytes() == whole
+    with pytest.raises(SystemExit):
+        predict(tiny_runs["category"], catalog, tmp_path / "bad.csv", "--batch-tokens", "-1")
+    assert not (tmp_path / "bad.csv").exists()
+
+
 def test_missing_column_or_bad_bytes_are_refused_before_the_model_loads(tiny_runs, tmp_path, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded for a file that must be refused first")

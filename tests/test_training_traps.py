@@ -113,14 +113,16 @@ def test_a_cpu_run_and_its_predictions_print_no_library_noise(sample_data, tmp_p
     # a generating adapter (SmolLM2's tied output layer) validated twice: two checkpoints saved
     trained = subprocess.run(
         [sys.executable, "-m", "training.train", "--config", str(REPO / "training/configs/sample_tagging.yaml"),
-         f"data.path={sample_data / 'tagging'}", f"output_dir={run}", *TINY, "train.eval_every=1"],
+         f"data.path={sample_data / 'tagging'}", f"output_dir={run}", *TINY, "train.eval_every=1", "eval.base=false"],
         capture_output=True, text=True, env=env, timeout=900,
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "step 1: eval_loss" in trained.stdout and "step 2: eval_loss" in trained.stdout
     assert warnings_in(trained.stderr) == []
+    few = tmp_path / "few.jsonl"  # a few rows: the messages come at loading and at the first batch
+    few.write_text("".join((sample_data / "tagging" / "test.jsonl").read_text().splitlines(keepends=True)[:4]))
     predicted = subprocess.run(
-        [sys.executable, "-m", "training.predict", "--adapter", str(run), "--input", str(sample_data / "tagging" / "test.jsonl"),
+        [sys.executable, "-m", "training.predict", "--adapter", str(run), "--input", str(few),
          "--text-column", "text", "--output", str(tmp_path / "out.csv")],
         capture_output=True, text=True, env=env, timeout=600,
     )

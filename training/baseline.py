@@ -56,29 +56,36 @@ class TfidfBaseline:
     ) -> TfidfBaseline:
         """The baseline whose ``C`` and class weights (``C_GRID`` x ``CLASS_WEIGHTS``) score best on ``validation``
         by ``score(predictions)`` (the task's headline metric; ties keep the earlier, more regularized one).
-        The features are fitted once, on the training texts; descriptions have nothing to tune."""
+
+        The features are fitted and computed once; for categories each ``C`` starts from the solution of the
+        one before it (``warm_start``), so the grid costs little more than its slowest fit. Descriptions have
+        nothing to tune."""
         if task == "description":
             return cls(task, labels, seed).fit(*train)
+        features = _features()
+        x, x_validation = features.fit_transform(train[0]), features.transform(validation[0])
         best, best_score = None, float("-inf")
-        features = None
-        for c in C_GRID:
-            for weight in CLASS_WEIGHTS:
+        for weight in CLASS_WEIGHTS:
+            previous = None
+            for c in C_GRID:
                 candidate = cls(task, labels, seed, C=c, class_weight=weight)
-                if features is not None:
-                    candidate.features = features
-                candidate.fit(*train, refit_features=features is None)
-                features = candidate.features
-                value = score(candidate.predict(validation[0]))
+                candidate.features = features
+                candidate.fit_features(x, train[1], warm=previous)
+                value = score(candidate.predict_features(x_validation))
                 if value > best_score:
                     best, best_score = candidate, value
+                previous = candidate
         return best
 
     @property
     def settings(self) -> str:
         return f"C={self.C:g}, class_weight={self.class_weight or 'none'}"
 
-    def fit(self, texts: list[str], targets: list, refit_features: bool = True) -> TfidfBaseline:
-        x = self.features.fit_transform(texts) if refit_features else self.features.transform(texts)
+    def fit(self, texts: list[str], targets: list) -> TfidfBaseline:
+        return self.fit_features(self.features.fit_transform(texts), targets)
+
+    def fit_features(self, x, targets: list, warm: TfidfBaseline | None = None) -> TfidfBaseline:
+        """Fit on features already computed by ``self.features``; ``warm``: a fitted category baseline to start from."""
         if self.task == "tagging":
             self.binarizer = MultiLabelBinarizer(classes=self.labels)
             y = self.binarizer.fit_transform([[t for t in row if t in set(self.labels)] for row in targets])
@@ -89,7 +96,11 @@ class TfidfBaseline:
             self.learnable = learnable
             self.model.fit(x, y[:, learnable])
         elif self.task == "category":
-            self.model = LogisticRegression(max_iter=2000, C=self.C, class_weight=self.class_weight, random_state=self.seed)
+            self.model = LogisticRegression(
+                max_iter=2000, C=self.C, class_weight=self.class_weight, random_state=self.seed, warm_start=warm is not None
+            )
+            if warm is not None:  # lbfgs starts from these instead of zeros
+                self.model.coef_, self.model.intercept_ = warm.model.coef_.copy(), warm.model.intercept_.copy()
             self.model.fit(x, targets)
         else:
             self.train_x = x
@@ -97,7 +108,9 @@ class TfidfBaseline:
         return self
 
     def predict(self, texts: list[str]) -> list:
-        x = self.features.transform(texts)
+        return self.predict_features(self.features.transform(texts))
+
+    def predict_features(self, x) -> list:
         if self.task == "tagging":
             learned = self.model.predict(x)
             y = np.zeros((x.shape[0], len(self.labels)), dtype=int)

@@ -31,7 +31,7 @@ from catalog_lora.tables import DELIMITERS, ReadOptions, check_header, columns_o
 REFERENCES_COLUMN = "nearest_training_ids"
 # Settings that change the output; a run is resumed only when all of them are the same.
 FINGERPRINT_SETTINGS = (
-    "text_column", "attribute_column", "batch_size", "chunk_rows", "base_model", "quantization", "merge", "references",
+    "text_column", "attribute_column", "batch_size", "batch_tokens", "chunk_rows", "base_model", "quantization", "merge", "references",
     "encoding", "delimiter", "sheet",
 )
 
@@ -144,7 +144,7 @@ def predict_share(args, state, job: ChunkedOutput, engine: Engine, index, jobs: 
         if (pending - 1) % state.num_processes != state.process_index:
             continue
         part = predict_table(engine, chunk, args.text_column, jobs, attribute_columns=args.attribute_column,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, batch_tokens=args.batch_tokens)
         if args.references:
             part = add_references(part, index, args.text_column, args.references)
         job.save(position, part)
@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None):
                         help="the CSV/TSV delimiter (default: sniffed from the header line, and said when not the usual one)")
     parser.add_argument("--sheet", help="the xlsx sheet to read (default: every sheet with rows, when they share a header)")
     parser.add_argument("--output", required=True, help="output CSV (formula-safe; numbers and ids kept as they are)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="rows per model call (the most, with --batch-tokens)")
+    parser.add_argument("--batch-tokens", type=int, default=0,
+                        help="model calls of as many length-sorted rows as fit in N padded tokens (0: off); on a GPU "
+                             "a large --batch-size with a token budget keeps every call the same size")
     parser.add_argument("--chunk-rows", type=int, default=500, help="rows per chunk: the unit of memory, output and resume")
     parser.add_argument("--base-model", help="override the base model the adapter names")
     parser.add_argument("--quantization", default="auto",
@@ -202,6 +205,9 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--merge", action="store_true", help="fold the one adapter into the base weights (faster; one adapter)")
     parser.add_argument("--references", type=int, default=0, metavar="K", help="add the ids of the K nearest training examples")
     args = parser.parse_args(argv)
+    for flag, value, least in (("--batch-size", args.batch_size, 1), ("--chunk-rows", args.chunk_rows, 1), ("--batch-tokens", args.batch_tokens, 0)):
+        if value < least:
+            parser.error(f"{flag} {value} is out of range: it must be at least {least}")
     try:
         return run(args)
     except (BatchInputError, ValueError, FileNotFoundError) as error:

@@ -201,7 +201,9 @@ def main(argv: list[str] | None = None) -> str:
         groups.setdefault(config_name(run), []).append(record)
     records = [combine(name, group) for name, group in groups.items()]
     machine = f"Made by `python -m training.report` on {time.strftime('%Y-%m-%d')} ({platform.machine()})."
-    text = machine + "\n\n" + summary_table(records) + "\n" + "\n".join(run_section(run, record) for run, record in zip(args.runs, per_run, strict=True))
+    verdicts = "".join(f"- {r['name']}: {verdict(r)}.\n" for r in records if r.get("splits", 1) > 1)
+    text = (machine + "\n\n" + summary_table(records) + ("\n" + verdicts if verdicts else "") + "\n"
+            + "\n".join(run_section(run, record) for run, record in zip(args.runs, per_run, strict=True)))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
