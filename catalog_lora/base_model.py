@@ -225,11 +225,16 @@ def parameter_count(path: str) -> int:
 
 
 def device_fit(path: str, device: str) -> DeviceFit | None:
-    """The base model's bf16 weights against the free memory of a CUDA ``device``; None elsewhere."""
+    """The base model's bf16 weights against the free memory of a CUDA ``device``; None elsewhere, or where the
+    model's size cannot be read from its config (e.g. custom code): ``auto`` then keeps the QLoRA default."""
     if not device.startswith("cuda") or not torch.cuda.is_available():
         return None
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    return DeviceFit(2 * parameter_count(path), free)
+    try:
+        return DeviceFit(2 * parameter_count(path), free)
+    except (ValueError, OSError, KeyError) as error:
+        warnings.warn(f"the size of {path} could not be read from its config ({error}); quantization=auto keeps QLoRA", stacklevel=2)
+        return None
 
 
 def quantization_config(precision: Precision):
