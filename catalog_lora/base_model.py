@@ -224,12 +224,19 @@ def parameter_count(path: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def free_memory(device: str) -> int | None:
+    """Free bytes on a CUDA ``device``; None elsewhere (CPU runs are not planned by memory)."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    return None
+
+
 def device_fit(path: str, device: str) -> DeviceFit | None:
     """The base model's bf16 weights against the free memory of a CUDA ``device``; None elsewhere, or where the
     model's size cannot be read from its config (e.g. custom code): ``auto`` then keeps the QLoRA default."""
-    if not device.startswith("cuda") or not torch.cuda.is_available():
+    free = free_memory(device)
+    if free is None:
         return None
-    free, _ = torch.cuda.mem_get_info(torch.device(device))
     try:
         return DeviceFit(2 * parameter_count(path), free)
     except (ValueError, OSError, KeyError) as error:

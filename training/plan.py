@@ -100,9 +100,3 @@ def upcast_trainable(model) -> None:
         if parameter.requires_grad and parameter.dtype != torch.float32:
             parameter.data = parameter.data.float()
 
-
-def free_memory(device: str) -> int | None:
-    """Free bytes on a CUDA device; None elsewhere (CPU runs are not planned by memory)."""
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.mem_get_info(torch.device(device))[0]
-    return None

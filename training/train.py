@@ -25,7 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from catalog_lora.base_model import HEAD_MODULES, Precision, load_base_model, public_model_id
+from catalog_lora.base_model import HEAD_MODULES, Precision, free_memory, load_base_model, public_model_id
 from catalog_lora.examples import nearest_examples
 from catalog_lora.labels import Taxonomy
 from catalog_lora.prompts import Example, PromptTemplate
@@ -48,7 +48,6 @@ from training.plan import (
     activation_bytes,
     choose_checkpointing,
     choose_optimizer,
-    free_memory,
     mixed_precision,
     upcast_trainable,
 )
