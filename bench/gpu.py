@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -45,7 +46,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from catalog_lora.base_model import ensure_embedded_checkpoint  # noqa: E402
+from catalog_lora.base_model import cache_dir, ensure_embedded_checkpoint  # noqa: E402
 from catalog_lora.dataset_files import load_split  # noqa: E402
 from catalog_lora.engine import Engine  # noqa: E402
 from catalog_lora.markdown import markdown_table  # noqa: E402
@@ -58,7 +59,8 @@ CONFIGS = REPO / "training" / "configs"
 RESULTS = REPO / "bench" / "results"
 HEADS = ("bigbasket_category_head.yaml", "bodywash_l1_head.yaml")
 GENERATE = "bodywash_l1.yaml"
-BATCHES = (1, 32, 256)
+BATCHES = (1, 32, 256)  # constrained generation
+HEAD_BATCHES = (1, 32, 256, 1024)
 STEP_PROBE = 60  # optimizer steps of the bf16 / 4-bit comparison on the same batches
 
 
@@ -92,7 +94,12 @@ def machine(device: str) -> dict:
 
 
 def conversion_seconds() -> float:
-    """Convert the embedded GGUF into a fresh cache folder, as a new machine does once."""
+    """The embedded GGUF converted into a plain checkpoint, as a new machine does once: into the cache the
+    runs use when it is empty (a fresh GPU machine), else into a fresh folder."""
+    if not (cache_dir() / "base").exists():
+        started = time.perf_counter()
+        ensure_embedded_checkpoint()
+        return time.perf_counter() - started
     old = os.environ.get("CATALOG_LORA_CACHE")
     with tempfile.TemporaryDirectory() as fresh:
         os.environ["CATALOG_LORA_CACHE"] = fresh
@@ -146,13 +153,15 @@ def cpu_reference(run_name: str, references: bool) -> float | None:
     return None
 
 
-def predict_rates(run: Path, texts: list[str], batches: tuple[int, ...], merge: bool) -> dict[str, float]:
-    """Rows/s of ``Engine.predict`` at each batch size (a warm-up call off the clock); batch 1 on 64 rows."""
+def predict_rates(run: Path, texts: list[str], batches: tuple[int, ...], merge: bool, single: int = 64, least: int = 0) -> dict[str, float]:
+    """Rows/s of ``Engine.predict`` at each batch size (a warm-up call off the clock): batch 1 on ``single``
+    rows, larger batches on every text, repeated up to ``least`` rows so that a fast path is timed long enough."""
     engine = Engine.load({"adapter": str(run)}, merge=merge)
     engine.predict("adapter", texts[:8], batch_size=8)
+    many = texts * max(1, -(-least // max(1, len(texts))))
     rates = {}
     for size in batches:
-        rows = texts[:64] if size == 1 else texts
+        rows = texts[:single] if size == 1 else many
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         started = time.perf_counter()
@@ -163,49 +172,205 @@ def predict_rates(run: Path, texts: list[str], batches: tuple[int, ...], merge: 
     return rates
 
 
-def run_benchmark(args) -> dict:
-    """Every measurement, its run folders in a temporary folder removed at the end."""
-    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as work:
-        return measure(args, Path(work))
+class Bench:
+    """The measurements in the order they matter, against one deadline (``--budget-minutes``).
+
+    Each section's result is written to ``gpu.json`` / ``gpu.md`` as soon as it is measured, so a run cut
+    short (a lease that ends, a kernel that fails) still leaves what it measured; a section that fails is
+    recorded with its error and the next one runs; a section that would not finish in time is skipped and
+    says so. Training runs are capped by what is left of the budget as well as by ``--minutes``."""
+
+    def __init__(self, args, work: Path):
+        self.args, self.work = args, work
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.started = time.perf_counter()
+        self.results: dict = {"machine": machine(self.device), "heads": {}, "errors": {}, "skipped": {}}
+
+    def minutes_left(self) -> float:
+        return self.args.budget_minutes - (time.perf_counter() - self.started) / 60
+
+    def cap(self, minutes: float) -> list[str]:
+        """``train.max_minutes`` for one training run: ``minutes``, or what the budget has left if less."""
+        return [f"train.max_minutes={max(0.1, min(minutes, self.minutes_left() - 0.5)):.2f}"]
+
+    def section(self, name: str, needs_minutes: float, measure) -> None:
+        if self.minutes_left() < needs_minutes:
+            self.results["skipped"][name] = f"{self.minutes_left():.1f} minutes of the budget left, {needs_minutes} needed"
+            print(f"== {name}: skipped ({self.results['skipped'][name]})", flush=True)
+            return
+        print(f"== {name} ({self.minutes_left():.1f} minutes of the budget left)", flush=True)
+        try:
+            measure()
+        except Exception as error:  # one failing section must not lose the others' figures
+            traceback.print_exc()
+            self.results["errors"][name] = f"{type(error).__name__}: {error}"[:2000]
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        self.save()
+
+    def save(self) -> None:
+        out = self.args.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        self.results["seconds"] = round(time.perf_counter() - self.started, 1)
+        (out / "gpu.json").write_text(json.dumps(self.results, indent=2) + "\n")
+        (out / "gpu.md").write_text(report(self.results))
 
 
-def measure(args, work: Path) -> dict:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def plan(bench: Bench) -> list[tuple[str, float, object]]:
+    """The sections of one benchmark: (name, minutes it needs at least, what it measures)."""
+    args, work, results = bench.args, bench.work, bench.results
+    cuda = bench.device == "cuda"
     references = has_references() and not args.smoke
-    cap = [f"train.max_minutes={args.minutes}"]
+    results["references"] = references
     common = [] if references else ["references=false", "neighbours.k=0"]
-    if args.smoke:  # the same code path on the bundled sample, a few steps: what the tests run
+    quick_eval = ["eval.base=false", "eval.baseline=false"]  # the base model and TF-IDF are not the GPU's figures
+    probe_steps = [f"train.max_steps={2 if args.smoke else STEP_PROBE}", "eval.enabled=false", "train.eval_every=100000"]
+    quantized = "4bit" if cuda else "none"  # bitsandbytes' 4-bit needs CUDA
+    if args.smoke:  # the same code on the bundled sample, a few steps: what the tests run
         sample = Path(args.smoke_data)
         heads = {"sample_category_head.yaml": [f"data.path={sample / 'category'}", "train.max_steps=2", "data.max_eval_examples=8"]}
         generate = ("sample_tagging.yaml", [f"data.path={sample / 'tagging'}", "train.max_steps=2", "data.max_eval_examples=8", "eval.base=false"])
-        probe, batches, rows = 2, (1, 4), 8
+        head_batches, generate_batches, rows = (1, 4), (1, 4), 8
     else:
         heads = {name: [] for name in HEADS}
         generate = (GENERATE, ["train.max_steps=40", "eval.base=false", "eval.baseline=false"])
-        probe, batches, rows = STEP_PROBE, BATCHES, None
-    results = {"machine": machine(device), "references": references, "conversion_seconds": round(conversion_seconds(), 1)}
-    results["heads"] = {}
-    for name, extra in heads.items():
-        print(f"== {name}: its epochs in bf16, then {probe} steps in bf16 and in 4-bit", flush=True)
-        quantized = "4bit" if device == "cuda" else "none"  # bitsandbytes' 4-bit needs CUDA
-        full = train_once(name, work / f"{name}-bf16", [*common, *cap, *extra, "model.quantization=none"])
-        steps = [*common, *cap, *extra, f"train.max_steps={probe}", "eval.enabled=false", "train.eval_every=100000"]
-        row = {
-            "full": full,
-            "bf16_steps": train_once(name, work / f"{name}-probe-bf16", [*steps, "model.quantization=none"]),
-            "4bit_steps": train_once(name, work / f"{name}-probe-4bit", [*steps, f"model.quantization={quantized}"]),
-        }
-        config = load_config(CONFIGS / name, extra)
-        row["cpu_reference"] = None if args.smoke else cpu_reference(Path(config.output_dir).name, references)
-        texts = [r["text"] for r in load_split(config.data.path, "test")][:rows]
-        row["predict_rows_per_second"] = predict_rates(Path(full["run"]), texts, batches, merge=True)
-        results["heads"][name] = row
-    name, extra = generate
-    print(f"== {name}: a short generate run, then constrained tagging", flush=True)
-    run = train_once(name, work / "generate", [*common, *cap, *extra])
-    texts = [r["text"] for r in load_split(load_config(CONFIGS / name, extra).data.path, "test")][:rows]
-    results["generate"] = {"config": name, "train": run, "predict_rows_per_second": predict_rates(Path(run["run"]), texts, batches, merge=False)}
-    return results
+        head_batches, generate_batches, rows = HEAD_BATCHES, BATCHES, None
+    first, second = list(heads)[0], list(heads)[-1]
+
+    def full(name: str, minutes: float):
+        def measure():
+            extra = heads[name]
+            row = results["heads"].setdefault(name, {})
+            row["full"] = train_once(name, work / f"{name}-bf16", [*common, *quick_eval, *bench.cap(minutes), *extra, "model.quantization=none"])
+            config = load_config(CONFIGS / name, extra)
+            row["cpu_reference"] = None if args.smoke else cpu_reference(Path(config.output_dir).name, references)
+        return measure
+
+    def predict(name: str):
+        def measure():
+            row = results["heads"][name]
+            config = load_config(CONFIGS / name, heads[name])
+            texts = [r["text"] for r in load_split(config.data.path, "test")][:rows]
+            row["predict_rows"] = len(texts) if args.smoke else max(len(texts), 8192)
+            row["predict_rows_per_second"] = predict_rates(Path(row["full"]["run"]), texts, head_batches, merge=True, least=row["predict_rows"])
+        return measure
+
+    def probes(name: str):
+        def measure():
+            steps = [*common, *bench.cap(1.0), *heads[name], *probe_steps]
+            row = results["heads"].setdefault(name, {})
+            row["bf16_steps"] = train_once(name, work / f"{name}-probe-bf16", [*steps, "model.quantization=none"])
+            row["4bit_steps"] = train_once(name, work / f"{name}-probe-4bit", [*steps, f"model.quantization={quantized}"])
+        return measure
+
+    def generation():
+        name, extra = generate
+        run = train_once(name, work / "generate", [*common, *bench.cap(1.0), *extra])
+        texts = [r["text"] for r in load_split(load_config(CONFIGS / name, extra).data.path, "test")][:rows]
+        results["generate"] = {"config": name, "train": run, "predict_rows": len(texts),
+                               "predict_rows_per_second": predict_rates(Path(run["run"]), texts, generate_batches, merge=False, single=16)}
+
+    def step_variants():
+        extra = [*common, *heads[first], "data.max_train_examples=2048", "model.quantization=none"]
+        variants = {"bf16": [], "4-bit": [f"model.quantization={quantized}"]}
+        if not args.smoke:
+            variants |= {"bf16, batch 128": ["train.batch_size=128"], "bf16, batch 512": ["train.batch_size=512"],
+                         "bf16, compiled": ["train.compile=true"]}
+        found = results["step_variants"] = {"config": first}
+        for label, overrides in variants.items():
+            if bench.minutes_left() < 0.75:
+                results["skipped"][f"step variant {label}"] = "out of budget"
+                continue
+            profile = args.output_dir / "gpu-profile.txt" if label == "bf16" else None
+            config = load_config(CONFIGS / first, [f"output_dir={work / 'steps'}", *extra, *overrides])
+            found[label] = step_rate(config, profile, *((1, 2) if args.smoke else (5, 30)))
+
+    sections = [
+        ("converting the embedded model", 0.5, lambda: results.update(conversion_seconds=round(conversion_seconds(), 1))),
+        (f"{first}: its epochs in bf16", 1.5, full(first, args.minutes)),
+        (f"{first}: head prediction, merged", 0.5, predict(first)),
+        (f"{generate[0]}: a short generate run, then constrained tagging", 1.5, generation),
+        (f"{first}: {probe_steps[0]} in bf16 and in 4-bit", 1.0, probes(first)),
+    ]
+    if second != first:
+        sections += [(f"{second}: its epochs in bf16", 1.0, full(second, args.minutes)),
+                     (f"{second}: head prediction, merged", 0.5, predict(second)),
+                     (f"{second}: {probe_steps[0]} in bf16 and in 4-bit", 1.0, probes(second))]
+    # last: a compilation can take minutes, and it may use what is left of the budget alone
+    sections.append((f"{first}: the training step by precision, batch and compilation, and a profile", 1.0, step_variants))
+    return sections
+
+
+def step_rate(config, profile: Path | None, warmup: int = 5, steps: int = 30) -> dict:
+    """Optimizer steps per second of the training step alone (``training.fit``'s loss, backward, clipping and
+    optimizer, on ``training.train.setup``'s model), after ``warmup`` steps that a compiled model spends
+    compiling; with ``profile``, the operators and kernels of ``steps`` more steps written there."""
+    from training.fit import compute_loss
+    from training.train import setup
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    session = setup(config)
+    model, optimizer, accelerator = session.model, session.optimizer, session.accelerator
+    batches = list(session.loader(session.train_set, session.epoch_batches(0)))
+
+    def run(count: int, offset: int) -> float:
+        started = time.perf_counter()
+        for i in range(count):
+            batch = batches[(offset + i) % len(batches)]
+            loss = compute_loss(model, batch, session.loss_weights)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    warm = run(warmup, 0)
+    seconds = run(steps, warmup)
+    titles = sum(len(batches[(warmup + i) % len(batches)]["input_ids"]) for i in range(steps))
+    result = {
+        "precision": session.precision.label,
+        "optimizer": session.optimizer_name,
+        "gradient_checkpointing": session.plan["gradient_checkpointing"],
+        "compile": config.train.compile,
+        "batch_size": config.train.batch_size,
+        "warmup_seconds": round(warm, 2),
+        "steps_per_second": rate(steps / seconds),
+        "titles_per_second": rate(titles / seconds),
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None,
+    }
+    if profile is not None:
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as profiler
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        with profiler(activities=activities) as prof:
+            run(steps, 0)
+        kernels = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+        result["kernels_per_step"] = round(kernels / steps)
+        averages = prof.key_averages()
+        order = "self_cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+        profile.write_text(
+            f"{steps} training steps of {config.task} / {config.method}, batch {config.train.batch_size}, "
+            f"{result['precision']}: {seconds / steps * 1000:.1f} ms a step, {result['kernels_per_step']} GPU kernels a step\n\n"
+            + averages.table(sort_by=order, row_limit=30) + "\n\nBy host time:\n\n"
+            + averages.table(sort_by="self_cpu_time_total", row_limit=30) + "\n"
+        )
+    return result
+
+
+def run_benchmark(args) -> dict:
+    """Every section, its run folders in a temporary folder removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as work:
+        bench = Bench(args, Path(work))
+        for name, minutes, measure in plan(bench):
+            bench.section(name, minutes, measure)
+        bench.results["complete"] = True
+        bench.save()
+        return bench.results
 
 
 def report(results: dict) -> str:
@@ -214,35 +379,50 @@ def report(results: dict) -> str:
         "# The GPU path",
         "",
         f"Made by `python bench/gpu.py` on {m['date']}: {m['device']}, torch {m['torch']} (CUDA {m['cuda']}), "
-        f"transformers {m['transformers']}, peft {m['peft']}, commit `{m['commit']}`. Neighbours "
-        f"{'on' if results['references'] else 'off (no chromadb and sentence model here, or --smoke): heads alone'}. "
-        f"Converting the embedded model: {results['conversion_seconds']} s.",
+        f"transformers {m['transformers']}, peft {m['peft']}, commit `{m['commit']}`, {results.get('seconds', 0)} s in all"
+        f"{'' if results.get('complete') else ' (not finished: a partial result)'}. Neighbours "
+        f"{'on' if results.get('references') else 'off (no chromadb and sentence model here, or --smoke): heads alone'}. "
+        f"Converting the embedded model: {results.get('conversion_seconds', '-')} s.",
         "",
         "## Training",
         "",
     ]
     rows = []
     for name, row in results["heads"].items():
-        for label, run in (("epochs, bf16", row["full"]), (f"{run_steps(row)} steps, bf16", row["bf16_steps"]), (f"{run_steps(row)} steps, 4-bit", row["4bit_steps"])):
-            rows.append([name, label, run["precision"], run["train_seconds"], run["titles_per_second"], run["steps_per_second"],
-                         run["peak_memory_gib"], run.get("test", ""), row["cpu_reference"] if label.startswith("epochs") else "", "yes" if run["cut_by_time"] else ""])
-    lines.append(markdown_table(["config", "run", "precision", "seconds", "titles/s", "steps/s", "peak GiB", "test", "CPU fp32 test", "cut"], rows))
-    lines += ["", "## Prediction (rows/s)", ""]
-    sizes = list(results["generate"]["predict_rows_per_second"])
-    rows = [[name, "head, merged", *row["predict_rows_per_second"].values()] for name, row in results["heads"].items()]
-    rows.append([results["generate"]["config"], "constrained generation", *results["generate"]["predict_rows_per_second"].values()])
-    lines.append(markdown_table(["config", "path", *[f"batch {s}" for s in sizes]], rows))
+        for key, label in (("full", "epochs, bf16"), ("bf16_steps", "steps, bf16"), ("4bit_steps", "steps, 4-bit")):
+            if key not in row:
+                continue
+            run = row[key]
+            label = label if key == "full" else f"{run['optimizer_steps']} {label}"
+            rows.append([name, label, run["precision"], run["optimizer"], run["train_seconds"], run["titles_per_second"], run["steps_per_second"],
+                         run["peak_memory_gib"], run.get("test", ""), row.get("cpu_reference", "") if key == "full" else "", "yes" if run["cut_by_time"] else ""])
+    lines.append(markdown_table(["config", "run", "precision", "optimizer", "seconds", "titles/s", "steps/s", "peak GiB", "test", "CPU fp32 test", "cut"], rows))
+    variants = results.get("step_variants", {})
+    if len(variants) > 1:
+        lines += ["", f"## The training step alone ({variants['config']}, after warm-up steps)", ""]
+        rows = [[label, v["precision"], v["optimizer"], v["batch_size"], "on" if v["gradient_checkpointing"] else "off", v["warmup_seconds"],
+                 v["steps_per_second"], v["titles_per_second"], v["peak_memory_gib"], v.get("kernels_per_step", "")]
+                for label, v in variants.items() if label != "config"]
+        lines.append(markdown_table(["variant", "precision", "optimizer", "batch", "checkpointing", "warm-up s", "steps/s", "titles/s", "peak GiB", "kernels/step"], rows))
+    predicted = [(name, "head, merged", row) for name, row in results["heads"].items() if "predict_rows_per_second" in row]
+    if "generate" in results:
+        predicted.append((results["generate"]["config"], "constrained generation", results["generate"]))
+    if predicted:
+        sizes = sorted({int(s) for _, _, row in predicted for s in row["predict_rows_per_second"]})
+        lines += ["", "## Prediction (rows/s)", ""]
+        rows = [[name, path, row["predict_rows"], *[row["predict_rows_per_second"].get(str(s), "") for s in sizes]] for name, path, row in predicted]
+        lines.append(markdown_table(["config", "path", "rows", *[f"batch {s}" for s in sizes]], rows))
+    for title, key in (("Failed", "errors"), ("Skipped", "skipped")):
+        if results.get(key):
+            lines += ["", f"## {title}", "", *[f"- {name}: {why}" for name, why in results[key].items()]]
     return "\n".join(lines) + "\n"
-
-
-def run_steps(row: dict) -> int:
-    return row["bf16_steps"]["optimizer_steps"]
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=RESULTS)
     parser.add_argument("--minutes", type=float, default=1.5, help="the cap of each training run (train.max_minutes)")
+    parser.add_argument("--budget-minutes", type=float, default=7.5, help="sections that would not finish within it are skipped")
     parser.add_argument("--smoke", action="store_true", help="a few steps on the bundled sample: the code path, not a measurement")
     parser.add_argument("--smoke-data", default="data/sample", help="with --smoke: the prepared sample catalog")
     args = parser.parse_args(argv)
@@ -252,9 +432,6 @@ def main(argv: list[str] | None = None) -> dict:
     elif not torch.cuda.is_available():
         sys.exit("bench/gpu.py measures a CUDA device and none is here; --smoke runs its code path on CPU")
     results = run_benchmark(args)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "gpu.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.output_dir / "gpu.md").write_text(report(results))
     print(report(results))
     return results
 

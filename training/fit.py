@@ -58,7 +58,15 @@ def fit(session: Session, progress: Progress) -> Timing:
     """The step loop: gradient accumulation, logging, validation, early stopping, the time budget."""
     config, accelerator, model = session.config, session.accelerator, session.model
     eval_every = config.train.eval_every or session.steps_per_epoch
-    running, running_n = 0.0, 0
+    # The loss and token counts stay on the device between logging steps: reading them every step would make
+    # the host wait for the GPU each step instead of queueing the next one (a launch-bound small model's speed).
+    running, running_n = torch.zeros((), device=accelerator.device), 0
+    tokens = torch.zeros((), dtype=torch.long, device=accelerator.device)
+
+    def fold_tokens() -> None:  # every process calls it at the same steps (a collective)
+        progress.tokens += int(accelerator.reduce(tokens, "sum"))
+        tokens.zero_()
+
     bar = tqdm(total=session.total_steps, initial=progress.step, desc="train", disable=not session.main)
     timing = Timing(resumed_tokens=progress.tokens, resumed_samples=progress.samples)  # throughput counts this session only
     started = session.fit_started = time.time()
@@ -80,20 +88,21 @@ def fit(session: Session, progress: Progress) -> Timing:
                         session.scheduler.step()
                     session.optimizer.zero_grad()
                 progress.batches_done += 1
-                progress.tokens += int(accelerator.reduce(batch["attention_mask"].sum(), "sum"))
+                tokens += batch["attention_mask"].sum()
                 progress.padded += int(batch["attention_mask"].numel()) * accelerator.num_processes
                 progress.samples += batch["input_ids"].shape[0] * accelerator.num_processes
-                running += float(loss.detach())
+                running += loss.detach().float()
                 running_n += 1
                 if not accelerator.sync_gradients:
                     continue
                 progress.step += 1
                 bar.update(1)
                 if progress.step % config.train.logging_steps == 0 or progress.step == session.total_steps:
-                    mean = float(accelerator.reduce(torch.tensor(running / running_n, device=accelerator.device), "mean"))
+                    fold_tokens()
+                    mean = float(accelerator.reduce(running / running_n, "mean"))
                     progress.log_history.append({"step": progress.step, "loss": mean, "lr": session.scheduler.get_last_lr()[0]})
                     bar.set_postfix(loss=f"{mean:.4f}")
-                    running, running_n = 0.0, 0
+                    running, running_n = torch.zeros((), device=accelerator.device), 0
                     write_progress(session, progress, "training")
                 # The time budget ends the run once what is left would not also cover the validation at the cut,
                 # and (anneal_to_budget) moves the learning rate's decay along with the share of it spent.
@@ -108,6 +117,7 @@ def fit(session: Session, progress: Progress) -> Timing:
                     session.log(f"Time budget of {config.train.max_minutes:g} minutes reached at step {progress.step} of {session.total_steps}: stopping.")
                 progress.stopped = STOP.is_set()
                 if progress.step % eval_every == 0 or progress.step == session.total_steps or out_of_time or progress.stopped:
+                    fold_tokens()  # the checkpoint's progress counts them
                     validation_started = time.time()
                     stop = validate(session, progress) or out_of_time or progress.stopped
                     timing.validation_seconds += time.time() - validation_started
@@ -136,6 +146,8 @@ def budget_share(session: Session, progress: Progress, timing: Timing, spent: fl
     """The share of ``train.max_minutes`` that is spent once the validation at a cut is counted in; the
     largest over the processes, so that all of them stop (and anneal) at the same step."""
     needed = spent + closing_validation_seconds(session, progress, timing, spent)
+    if session.accelerator.num_processes == 1:  # no gather: it would make the host wait for the GPU each step
+        return needed / (60 * session.config.train.max_minutes)
     share = torch.tensor([needed / (60 * session.config.train.max_minutes)], device=session.accelerator.device)
     return float(session.accelerator.gather(share).max())
 

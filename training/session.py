@@ -97,7 +97,9 @@ class Session:
         self.accelerator.print(text)
 
     def loader(self, dataset: list, batches: list[list[int]]):
-        dl = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=self.collate)
+        # pinned batches copy to a GPU without making the host wait (non_blocking, set on the Accelerator)
+        pinned = self.accelerator.device.type == "cuda"
+        dl = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=self.collate, pin_memory=pinned)
         return self.accelerator.prepare_data_loader(dl)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:

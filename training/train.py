@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
@@ -167,11 +167,13 @@ def setup(config: TrainConfig) -> Session:
     # The loop steps the scheduler once per optimizer step itself: accelerate's default steps it once per
     # process, which would run the schedule num_processes times too fast under torchrun.
     # On CUDA the steps compute under autocast with fp32 trainable weights (training.plan.mixed_precision).
+    cuda = torch.cuda.is_available()
     accelerator = Accelerator(
         gradient_accumulation_steps=config.train.grad_accum,
-        cpu=not torch.cuda.is_available(),
+        cpu=not cuda,
         step_scheduler_with_optimizer=False,
-        mixed_precision=mixed_precision("cuda" if torch.cuda.is_available() else "cpu"),
+        mixed_precision=mixed_precision("cuda" if cuda else "cpu"),
+        dataloader_config=DataLoaderConfiguration(non_blocking=cuda),
     )
     log, main = accelerator.print, accelerator.is_main_process
     out = Path(config.output_dir)
