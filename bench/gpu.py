@@ -387,16 +387,18 @@ def report(results: dict) -> str:
         "## Training",
         "",
     ]
+    runs = [(name, key, run, row.get("cpu_reference") if key == "full" else None)
+            for name, row in results["heads"].items() for key, run in row.items() if key in ("full", "bf16_steps", "4bit_steps")]
+    if "generate" in results:
+        runs.append((results["generate"]["config"], "generate", results["generate"]["train"], None))
     rows = []
-    for name, row in results["heads"].items():
-        for key, label in (("full", "epochs, bf16"), ("bf16_steps", "steps, bf16"), ("4bit_steps", "steps, 4-bit")):
-            if key not in row:
-                continue
-            run = row[key]
-            label = label if key == "full" else f"{run['optimizer_steps']} {label}"
-            rows.append([name, label, run["precision"], run["optimizer"], run["train_seconds"], run["titles_per_second"], run["steps_per_second"],
-                         run["peak_memory_gib"], run.get("test", ""), row.get("cpu_reference", "") if key == "full" else "", "yes" if run["cut_by_time"] else ""])
-    lines.append(markdown_table(["config", "run", "precision", "optimizer", "seconds", "titles/s", "steps/s", "peak GiB", "test", "CPU fp32 test", "cut"], rows))
+    for name, key, run, reference in runs:
+        label = {"full": "its epochs", "generate": "a short run"}.get(key, "steps, no evaluation")
+        test = f"{run['test']:.4f}" if run.get("test") is not None else ""
+        rows.append([name, label, run["precision"], run["optimizer"], run["optimizer_steps"], run["epochs"], run["train_seconds"], run["titles_per_second"],
+                     run["steps_per_second"], run["peak_memory_gib"], test, reference or "", "yes" if run["cut_by_time"] else ""])
+    lines.append(markdown_table(["config", "run", "precision", "optimizer", "steps", "epochs", "seconds", "titles/s", "steps/s", "peak GiB", "test",
+                                 "CPU fp32 test", "cut by time"], rows))
     variants = results.get("step_variants", {})
     if len(variants) > 1:
         lines += ["", f"## The training step alone ({variants['config']}, after warm-up steps)", ""]
@@ -425,7 +427,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budget-minutes", type=float, default=7.5, help="sections that would not finish within it are skipped")
     parser.add_argument("--smoke", action="store_true", help="a few steps on the bundled sample: the code path, not a measurement")
     parser.add_argument("--smoke-data", default="data/sample", help="with --smoke: the prepared sample catalog")
+    parser.add_argument("--report", type=Path, metavar="GPU_JSON", help="only write gpu.md beside this gpu.json again (no measurement)")
     args = parser.parse_args(argv)
+    if args.report:
+        results = json.loads(args.report.read_text())
+        args.report.with_name("gpu.md").write_text(report(results))
+        return results
     if args.smoke:
         if args.output_dir.resolve() == RESULTS.resolve():
             sys.exit("--smoke writes no result file into bench/results: name another --output-dir")
