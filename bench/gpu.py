@@ -238,11 +238,18 @@ def plan(bench: Bench) -> list[tuple[str, float, object]]:
         head_batches, generate_batches, rows = HEAD_BATCHES, BATCHES, None
     first, second = list(heads)[0], list(heads)[-1]
 
+    def fastest_compile() -> list[str]:
+        """``train.compile`` of the fastest bf16 step at the configs' own batch size (the step variants')."""
+        variants = [v for label, v in results.get("step_variants", {}).items() if label != "config" and v["batch_size"] == v["config_batch_size"]
+                    and "bfloat16" in v["precision"]]
+        return [f"train.compile={max(variants, key=lambda v: v['steps_per_second'])['compile']}"] if variants else []
+
     def full(name: str, minutes: float):
         def measure():
             extra = heads[name]
             row = results["heads"].setdefault(name, {})
-            row["full"] = train_once(name, work / f"{name}-bf16", [*common, *quick_eval, *bench.cap(minutes), *extra, "model.quantization=none"])
+            overrides = [*common, *quick_eval, *bench.cap(minutes), *extra, "model.quantization=none", *fastest_compile()]
+            row["full"] = train_once(name, work / f"{name}-bf16", overrides)
             config = load_config(CONFIGS / name, extra)
             row["cpu_reference"] = None if args.smoke else cpu_reference(Path(config.output_dir).name, references)
         return measure
@@ -271,34 +278,50 @@ def plan(bench: Bench) -> list[tuple[str, float, object]]:
         results["generate"] = {"config": name, "train": run, "predict_rows": len(texts),
                                "predict_rows_per_second": predict_rates(Path(run["run"]), texts, generate_batches, merge=False, single=16)}
 
+    step_config = lambda *overrides: load_config(  # noqa: E731
+        CONFIGS / first, [f"output_dir={work / 'steps'}", *common, *heads[first], "data.max_train_examples=2048", "model.quantization=none", *overrides]
+    )
+    counts = (1, 1, 2) if args.smoke else (5, 30, 30)  # warm-up steps (eager, compiled), timed steps
+
     def step_variants():
-        extra = [*common, *heads[first], "data.max_train_examples=2048", "model.quantization=none"]
-        variants = {"bf16": [], "4-bit": [f"model.quantization={quantized}"]}
-        if not args.smoke:
-            variants |= {"bf16, batch 128": ["train.batch_size=128"], "bf16, batch 512": ["train.batch_size=512"],
-                         "bf16, compiled": ["train.compile=true"]}
+        # first the compilations: what the eager step costs is known (gpu-profile.txt); whether fusing or CUDA
+        # graphs take the host out of it is the question
+        variants = {"bf16": [], "bf16, CUDA graphs": ["train.compile=graphs"], "bf16, compiled": ["train.compile=on"],
+                    "4-bit": [f"model.quantization={quantized}"], "bf16, batch 512": ["train.batch_size=512"]}
+        if args.smoke:  # an inductor build on CPU takes minutes: the code path is the same
+            variants = {label: o for label, o in variants.items() if "compile" not in str(o)}
         found = results["step_variants"] = {"config": first}
         for label, overrides in variants.items():
-            if bench.minutes_left() < 0.75:
-                results["skipped"][f"step variant {label}"] = "out of budget"
+            if bench.minutes_left() < 1.0:
+                results["skipped"][f"step variant {label}"] = f"{bench.minutes_left():.1f} minutes of the budget left, 1.0 needed"
                 continue
-            profile = args.output_dir / "gpu-profile.txt" if label == "bf16" else None
-            config = load_config(CONFIGS / first, [f"output_dir={work / 'steps'}", *extra, *overrides])
-            found[label] = step_rate(config, profile, *((1, 2) if args.smoke else (5, 30)))
+            try:
+                config = step_config(*overrides)
+                found[label] = step_rate(config, None, counts[0] if config.train.compile == "off" else counts[1], counts[2])
+                found[label]["config_batch_size"] = load_config(CONFIGS / first).train.batch_size
+            except Exception as error:  # a compilation that fails is a finding; the other variants still run
+                traceback.print_exc()
+                results["errors"][f"step variant {label}"] = f"{type(error).__name__}: {error}"[:2000]
+            bench.save()
+
+    def profile():
+        compiled = fastest_compile()
+        config = step_config(*compiled)
+        results["profile"] = step_rate(config, args.output_dir / "gpu-profile.txt", counts[0] if config.train.compile == "off" else counts[1], counts[2] // 2)
 
     sections = [
         ("converting the embedded model", 0.5, lambda: results.update(conversion_seconds=round(conversion_seconds(), 1))),
-        (f"{first}: its epochs in bf16", 1.5, full(first, args.minutes)),
+        (f"{first}: the training step by precision, batch and compilation", 1.0, step_variants),
+        (f"{first}: its epochs in bf16, compiled as its fastest step", 1.5, full(first, args.minutes)),
         (f"{first}: head prediction, merged", 0.5, predict(first)),
         (f"{generate[0]}: a short generate run, then constrained tagging", 1.5, generation),
         (f"{first}: {probe_steps[0]} in bf16 and in 4-bit", 1.0, probes(first)),
     ]
     if second != first:
-        sections += [(f"{second}: its epochs in bf16", 1.0, full(second, args.minutes)),
+        sections += [(f"{second}: its epochs in bf16, compiled as the first's fastest step", 1.0, full(second, args.minutes)),
                      (f"{second}: head prediction, merged", 0.5, predict(second)),
                      (f"{second}: {probe_steps[0]} in bf16 and in 4-bit", 1.0, probes(second))]
-    # last: a compilation can take minutes, and it may use what is left of the budget alone
-    sections.append((f"{first}: the training step by precision, batch and compilation, and a profile", 1.0, step_variants))
+    sections.append((f"{first}: a profile of its fastest step's operators and kernels", 1.0, profile))
     return sections
 
 
@@ -406,6 +429,10 @@ def report(results: dict) -> str:
                  v["steps_per_second"], v["titles_per_second"], v["peak_memory_gib"], v.get("kernels_per_step", "")]
                 for label, v in variants.items() if label != "config"]
         lines.append(markdown_table(["variant", "precision", "optimizer", "batch", "checkpointing", "warm-up s", "steps/s", "titles/s", "peak GiB", "kernels/step"], rows))
+    if "profile" in results:
+        v = results["profile"]
+        lines += ["", f"Profiled (`gpu-profile.txt`): the step with `train.compile={v['compile']}` at batch {v['batch_size']}, "
+                  f"{v['kernels_per_step']} GPU kernels a step."]
     predicted = [(name, "head, merged", row) for name, row in results["heads"].items() if "predict_rows_per_second" in row]
     if "generate" in results:
         predicted.append((results["generate"]["config"], "constrained generation", results["generate"]))

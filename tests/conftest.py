@@ -67,6 +67,13 @@ def tiny_runs(sample_data, tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(scope="session")
+def tagging_head(sample_data, tmp_path_factory) -> Path:
+    """A sigmoid-head tagging adapter of the sample, trained once for the modules that read or publish one
+    (publishing writes into a run folder: copy it first)."""
+    return train_tiny("sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head") / "run")
+
+
 def running_hub(root: Path, tokens: dict[str, str]) -> Iterator:
     """A Hub-compatible server on 127.0.0.1 for a module's tests, stopped when they are done."""
     from hub_server import HubServer

@@ -120,13 +120,12 @@ def embedder_on_hub(hub) -> str:
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
+def adapters(tiny_runs, tagging_head, sample_data, tmp_path_factory) -> dict[str, Path]:
     """A generative tagging adapter (tiny_runs), two sigmoid-head tagging adapters and a description adapter,
     all really trained; one head mixes its scores with its 5 nearest training examples, on the first 6 layers,
     as the real runs do; the description adapter's prompts show the nearest training example, in a window
     (max_length) that often has to cut the example's answer."""
     root = tmp_path_factory.mktemp("card-code-runs")
-    head = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", root / "tagging-head")
     mixed = train_tiny(
         "sample_tagging_head.yaml",
         sample_data / "tagging",
@@ -160,7 +159,7 @@ def adapters(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
     # Copies: publishing writes README.md into the folder, and tiny_runs is shared with other modules.
     return {
         "generate": Path(shutil.copytree(tiny_runs["tagging"], root / "tagging")),
-        "head": head,
+        "head": Path(shutil.copytree(tagging_head, root / "tagging-head")),
         "head-neighbours": mixed,
         "generate-examples": examples,
         "head-choice": choice,

@@ -8,12 +8,14 @@ model; a fresh client process then loads it the way most PEFT snippets do, and w
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
-from conftest import hub_client_env, running_hub, train_tiny, upload_embedded_base
+from conftest import hub_client_env, running_hub, upload_embedded_base
 
 from catalog_lora.run_files import read_run_info
 from model_cards.card import CODE_PACKAGES
@@ -61,8 +63,8 @@ def hub(tmp_path_factory):
     yield from running_hub(tmp_path_factory.mktemp("hub"), {TOKEN: "user", BASE_TOKEN: "HuggingFaceTB"})
 
 
-def test_the_generic_peft_route_loses_the_head_and_the_card_says_so_first(hub, sample_data, tmp_path):
-    run = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", tmp_path / "head", "eval.base=false")
+def test_the_generic_peft_route_loses_the_head_and_the_card_says_so_first(hub, tagging_head, tmp_path):
+    run = Path(shutil.copytree(tagging_head, tmp_path / "head"))  # publishing writes the card into the folder
     labels = read_run_info(str(run)).labels
     upload_embedded_base(hub, BASE_TOKEN)
     publish_adapter(run, REPO_ID, token=TOKEN, endpoint=hub.url)

@@ -62,18 +62,63 @@ def test_optimizer_and_mixed_precision_follow_the_precision():
 
 
 @pytest.mark.parametrize(
-    "overrides, expected",
-    [(["model.gradient_checkpointing=true"], "on"), (["model.gradient_checkpointing=false"], "off"), ([], "auto")],
+    "overrides, key, expected",
+    [
+        (["model.gradient_checkpointing=true"], "model.gradient_checkpointing", "on"),
+        (["model.gradient_checkpointing=false"], "model.gradient_checkpointing", "off"),
+        ([], "model.gradient_checkpointing", "auto"),
+        (["train.compile=true"], "train.compile", "on"),
+        (["train.compile=graphs"], "train.compile", "graphs"),
+        ([], "train.compile", "off"),
+    ],
 )
-def test_checkpointing_setting_reads_booleans(sample_data, overrides, expected):
+def test_switch_settings_read_booleans(sample_data, overrides, key, expected):
     config = load_config(None, [f"data.path={sample_data / 'tagging'}", *overrides])
-    assert config.model.gradient_checkpointing == expected
+    section, name = key.split(".")
+    assert getattr(getattr(config, section), name) == expected
+
+
+def test_lora_under_autocast_casts_no_inputs():
+    """Under autocast (bf16 here on CPU, as on CUDA) with fp32 LoRA weights, peft would cast each LoRA input to
+    fp32 and autocast cast it back: upcast_trainable turns that off, and the answer stays the same."""
+    from peft import LoraConfig, get_peft_model
+    from torch.profiler import profile
+    from transformers import AutoModelForCausalLM
+
+    from training.plan import upcast_trainable
+
+    model = AutoModelForCausalLM.from_pretrained(ensure_embedded_checkpoint(), dtype=torch.bfloat16, num_hidden_layers=2)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0, init_lora_weights=False))
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])
+
+    def casts_and_logits():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), profile() as prof:
+            logits = model(input_ids=ids).logits.float()
+        return sum(e.count for e in prof.key_averages() if e.key == "aten::_to_copy"), logits
+
+    peft_casts, before = casts_and_logits()
+    upcast_trainable(model)
+    casts, after = casts_and_logits()
+    modules = 2 * 7  # two layers of q, k, v, o, gate, up, down
+    assert peft_casts - casts >= 2 * modules, "neither the input's cast to fp32 nor autocast's back to bf16"
+    assert torch.allclose(before, after, atol=0.05), "the same answer"
+
+
+def test_graph_compilation_buckets_the_lengths():
+    from training.data import Collator, Encoded
+
+    rows = [Encoded(input_ids=[5] * n, labels=[0], truncated=False) for n in (3, 17)]
+    assert Collator(0, classification=True)(rows)["input_ids"].shape == (2, 17)
+    bucketed = Collator(0, classification=True, multiple=16)(rows)
+    assert bucketed["input_ids"].shape == (2, 32) and bucketed["attention_mask"].sum() == 20
+    assert Collator(0, 48, classification=True, multiple=16)(rows)["input_ids"].shape == (2, 48), "max_length padding wins"
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
         (["model.gradient_checkpointing=maybe"], "model.gradient_checkpointing='maybe' is not allowed; choose one of: auto, on, off"),
+        (["train.compile=fast"], "train.compile='fast' is not allowed; choose one of: off, on, graphs"),
         (["train.batch_tokens=-5"], r"train.batch_tokens=-5 must be 0 \(off\) or positive"),
         (["eval.batch_tokens=-1"], r"eval.batch_tokens=-1 must be 0 \(off\) or positive"),
         (["train.batch_tokens=512", "train.packing=true"], "both size the rows of a batch"),

@@ -34,12 +34,9 @@ def placeholder(text: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_runs, sample_data, tmp_path_factory) -> dict[str, Path]:
+def runs(tiny_runs, tagging_head) -> dict[str, Path]:
     """Finished tagging runs of both methods, from the real training code."""
-    head = train_tiny(
-        "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("card-runs") / "head"
-    )
-    return {"generate": tiny_runs["tagging"], "head": head}
+    return {"generate": tiny_runs["tagging"], "head": tagging_head}
 
 
 def reported_metrics(metrics: dict) -> dict:

@@ -28,7 +28,7 @@ from catalog_lora.prompts import TEMPLATES
 from catalog_lora.records import TASKS
 from catalog_lora.run_files import METHODS, REPO_ID_RULE, is_repo_id
 from catalog_lora.task_spec import LABEL_FIELDS, TaskSpec
-from training.plan import CHECKPOINTING
+from training.plan import CHECKPOINTING, COMPILE
 from training.schedule import SCHEDULES
 
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")
@@ -133,9 +133,11 @@ class TrainSettings:
     """Batch examples of similar length together to cut padding."""
     packing: bool = False
     """Concatenate examples into full ``max_length`` rows (generate method only)."""
-    compile: bool = False
-    """``torch.compile`` the model (dynamic shapes): fewer, fused kernels per step on CUDA, after a
-    compilation of a minute or more; measured on and off by ``bench/gpu.py``."""
+    compile: str = "off"
+    """``off``; ``on``: ``torch.compile`` the model (dynamic shapes): fewer, fused kernels per step on CUDA,
+    after a compilation of a minute or more; ``graphs``: compiled and replayed as CUDA graphs (mode
+    ``reduce-overhead``), each batch's length padded up to a multiple of 16 so that its shapes repeat. A
+    small model's GPU step is bound by the host launching its kernels; ``bench/gpu.py`` measures all three."""
     class_weight: str = "none"
     """Head method: count rare labels up in the loss: ``none``, ``sqrt`` or ``balanced`` (see
     training.data.class_weights; the baseline's logistic regression uses ``balanced``)."""
@@ -222,6 +224,7 @@ class TrainConfig:
         _choice("train.optimizer", self.train.optimizer, ("auto", "adamw", "adamw_8bit"))
         _choice("train.padding", self.train.padding, ("dynamic", "max_length"))
         self.model.gradient_checkpointing = _switch("model.gradient_checkpointing", self.model.gradient_checkpointing, CHECKPOINTING)
+        self.train.compile = _switch("train.compile", self.train.compile, COMPILE)
         if self.train.batch_tokens and self.train.packing:
             raise ConfigError("train.batch_tokens and train.packing both size the rows of a batch: choose one")
         _choice("train.class_weight", self.train.class_weight, CLASS_WEIGHTS)
@@ -300,7 +303,7 @@ def _choice(key: str, value, allowed) -> None:
 
 
 def _switch(key: str, value, allowed) -> str:
-    """A three-way setting that also takes YAML's booleans: ``true``/``false`` are ``on``/``off``."""
+    """A setting of ``on``/``off`` and more that also takes YAML's booleans: ``true``/``false`` are ``on``/``off``."""
     if isinstance(value, bool) or str(value).lower() in ("true", "false"):
         value = "on" if str(value).lower() == "true" else "off"
     _choice(key, value, allowed)

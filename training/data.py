@@ -153,9 +153,11 @@ class Collator:
     first real token, as they do in ``generate``.
     """
 
-    def __init__(self, pad_id: int, pad_to: int | None = None, classification: bool = False, multi_label: bool = False):
+    def __init__(self, pad_id: int, pad_to: int | None = None, classification: bool = False, multi_label: bool = False,
+                 multiple: int = 1):
         self.pad_id = pad_id
         self.pad_to = pad_to
+        self.multiple = multiple  # the longest row's length rounded up to it: fewer distinct shapes (CUDA graphs)
         self.classification = classification
         self.multi_label = multi_label
 
@@ -165,7 +167,7 @@ class Collator:
         return row + pad if self.classification else pad + row
 
     def __call__(self, batch: list[Encoded]) -> dict[str, torch.Tensor]:
-        width = self.pad_to or max(len(e.input_ids) for e in batch)
+        width = self.pad_to or -(-max(len(e.input_ids) for e in batch) // self.multiple) * self.multiple
         ids = torch.tensor([self._place(e.input_ids, width, self.pad_id) for e in batch])
         mask = torch.tensor([self._place([1] * len(e.input_ids), width, 0) for e in batch])
         out = {"input_ids": ids, "attention_mask": mask}

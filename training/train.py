@@ -44,10 +44,12 @@ from training.data import (
 )
 from training.fit import best_engine, fit, resume
 from training.plan import (
+    GRAPH_LENGTH_STEP,
     ModelShape,
     activation_bytes,
     choose_checkpointing,
     choose_optimizer,
+    compile_model,
     mixed_precision,
     upcast_trainable,
 )
@@ -202,8 +204,7 @@ def setup(config: TrainConfig) -> Session:
     checkpointing, why = plan_checkpointing(config, model, precision)
     log(f"Gradient checkpointing: {'on' if checkpointing else 'off'} ({why})")
     model = add_lora(model, config, precision, checkpointing)
-    if config.train.compile:
-        model.get_base_model().compile(dynamic=True)  # in place: the state dict's keys stay as they are
+    compile_model(model, config.train.compile)
     trainable, total = sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())
     log(f"Parameters: {total:,} total, {trainable:,} trainable ({100 * trainable / total:.3f}%)")
 
@@ -226,7 +227,8 @@ def setup(config: TrainConfig) -> Session:
     if config.train.packing:
         train_set = pack(train_set, max_length, tokenizer.eos_token_id)
     pad_to = max_length if config.train.padding == "max_length" else None
-    collate = Collator(tokenizer.pad_token_id, pad_to, classification=head, multi_label=task == "tagging")
+    multiple = GRAPH_LENGTH_STEP if config.train.compile == "graphs" else 1
+    collate = Collator(tokenizer.pad_token_id, pad_to, classification=head, multi_label=task == "tagging", multiple=multiple)
 
     optimizer, optimizer_name = make_optimizer(config, model, precision)
     session = Session(
