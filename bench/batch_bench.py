@@ -37,9 +37,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from catalog_lora.base_model import resolve_base_model  # noqa: E402
-from catalog_lora.batch_job import MANIFEST, PARTS_SUFFIX  # noqa: E402
-from catalog_lora.run_files import INFO_FILE, TAXONOMY_FILE, RunInfo, read_run_info  # noqa: E402
+from catalog_lora.catalogs.batch_job import MANIFEST, PARTS_SUFFIX  # noqa: E402
+from catalog_lora.model.base_model import resolve_base_model  # noqa: E402
+from catalog_lora.runs.folder import INFO_FILE, TAXONOMY_FILE, RunInfo, read_run_info  # noqa: E402
 
 TITLES = REPO.parent / "shared" / "data" / "raw" / "bigbasket" / "bigbasket_products_27k_no_description.csv"
 RESULTS = REPO / "bench" / "results" / "batch.md"

@@ -32,10 +32,10 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from catalog_lora.base_model import load_base_model  # noqa: E402
-from catalog_lora.dataset_files import load_split  # noqa: E402
-from catalog_lora.prompts import PromptTemplate  # noqa: E402
-from catalog_lora.references import build_index  # noqa: E402
+from catalog_lora.model.base_model import load_base_model  # noqa: E402
+from catalog_lora.records.dataset_files import load_split  # noqa: E402
+from catalog_lora.records.prompts import PromptTemplate  # noqa: E402
+from catalog_lora.retrieval.references import build_index  # noqa: E402
 from training.baseline import TfidfBaseline  # noqa: E402
 from training.metrics import description_metrics  # noqa: E402
 

@@ -46,12 +46,12 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from catalog_lora.base_model import cache_dir, ensure_embedded_checkpoint  # noqa: E402
-from catalog_lora.dataset_files import load_split  # noqa: E402
-from catalog_lora.engine import Engine  # noqa: E402
-from catalog_lora.markdown import markdown_table  # noqa: E402
-from catalog_lora.records import HEADLINE  # noqa: E402
-from catalog_lora.run_files import METRICS_FILE, STATS_FILE  # noqa: E402
+from catalog_lora.inference.engine import Engine  # noqa: E402
+from catalog_lora.model.base_model import cache_dir, ensure_embedded_checkpoint  # noqa: E402
+from catalog_lora.records.canonical import HEADLINE  # noqa: E402
+from catalog_lora.records.dataset_files import load_split  # noqa: E402
+from catalog_lora.runs.folder import METRICS_FILE, STATS_FILE  # noqa: E402
+from catalog_lora.runs.markdown import markdown_table  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.train import train  # noqa: E402
 

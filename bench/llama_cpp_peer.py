@@ -36,7 +36,7 @@ def export_gguf(adapter: Path, outtype: str) -> Path:
     target = GGUF_DIR / f"{adapter.name}-{digest}-{outtype}.gguf"
     if target.is_file():
         return target
-    from catalog_lora.engine import Engine
+    from catalog_lora.inference.engine import Engine
 
     merged = GGUF_DIR / f"{adapter.name}-{digest}-merged"
     if not (merged / "config.json").is_file():

@@ -1,5 +1,5 @@
 """The Space's /tag under load: concurrent gradio_client users against the real app, with and without
-the micro-batcher (``catalog_lora/micro_batch.py``).
+the micro-batcher (``catalog_lora/inference/micro_batch.py``).
 
     .venv/bin/python bench/load_bench.py [--adapter runs/bodywash-l1] [--quantization auto] [--clients 1,5,20]
                                          [--requests 40]
@@ -103,7 +103,7 @@ def main() -> None:
     import torch
 
     from bench.speed_measure import machine, products, run_for
-    from catalog_lora.engine import Engine
+    from catalog_lora.inference.engine import Engine
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", default=None, help="a tagging run (default: the generate one bench/speed.py uses)")

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 def main() -> None:
     from bench.speed_measure import machine, products, run_for
-    from catalog_lora.engine import Engine
+    from catalog_lora.inference.engine import Engine
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--products", type=int, default=32)

@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from catalog_lora.embeddings import load_model
-    from catalog_lora.references import build_index
+    from catalog_lora.retrieval.embeddings import load_model
+    from catalog_lora.retrieval.references import build_index
 
     rows = load_rows(args.csv)
     groups = variant_groups(rows)

@@ -62,7 +62,7 @@ def products(n: int) -> tuple[list[str], list[list[str]] | None, str]:
     import pandas as pd
 
     if (BODYWASH / "test.jsonl").is_file():
-        from catalog_lora.dataset_files import load_split
+        from catalog_lora.records.dataset_files import load_split
 
         records = (load_split(BODYWASH, "test") + load_split(BODYWASH, "validation"))[:n]
         if len(records) == n:
@@ -137,7 +137,7 @@ def machine() -> dict:
 def measure_inference(mode: str, n: int, options: dict) -> dict:
     import torch
 
-    from catalog_lora.engine import Engine
+    from catalog_lora.inference.engine import Engine
 
     texts, _, _ = products(n)
     adapter = run_for("tagging-head" if mode == "d" else "tagging")
@@ -183,8 +183,8 @@ def measure_llama(outtype: str, n: int, constrained: bool) -> dict:
     import llama_cpp_peer
     import torch
 
-    from catalog_lora.engine import Engine
-    from catalog_lora.labels import parse_answer
+    from catalog_lora.inference.engine import Engine
+    from catalog_lora.records.labels import parse_answer
 
     texts, _, _ = products(n)
     adapter = run_for("tagging")
@@ -249,7 +249,7 @@ def measure_training(mode: str, steps: int) -> dict:
 
 def measure_memory(mode: str) -> dict:
     """Whole-process RSS with three generate adapters: on one base (``shared``) or three models."""
-    from catalog_lora.engine import Engine
+    from catalog_lora.inference.engine import Engine
 
     adapters = {
         name: str(run_for(kind))

@@ -17,7 +17,7 @@ from bench.speed_measure import (
     products,
     run_for,
 )
-from catalog_lora.base_model import cpu_computes_bf16
+from catalog_lora.model.base_model import cpu_computes_bf16
 
 PARTS = ("inference", "llama", "memory", "space", "training")
 
@@ -35,8 +35,8 @@ def micro_f1(labels: list[list[str]], gold: list[list[str]]) -> float:
 def fp32_non_embedding_params() -> int:
     """The compute floor's parameter count: the fp32 decoder without its embeddings (the output
     layer, tied to them, is not counted)."""
-    from catalog_lora.base_model import load_base_model
-    from catalog_lora.run_files import read_run_info
+    from catalog_lora.model.base_model import load_base_model
+    from catalog_lora.runs.folder import read_run_info
 
     model, _, _ = load_base_model(read_run_info(str(run_for("tagging"))).base_model, "none", "cpu")
     embeddings = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" in n or "lm_head" in n)

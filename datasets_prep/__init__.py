@@ -8,5 +8,5 @@
   :mod:`~datasets_prep.amazontitles`, :mod:`~datasets_prep.promptcloud`, :mod:`~datasets_prep.generic`.
 
 Reading a prepared folder (``load_split``, ``load_taxonomy``, the ``report.json`` accounting) is in
-the core, :mod:`catalog_lora.dataset_files`; publishing it is :mod:`model_cards.dataset_repo`.
+the core, :mod:`catalog_lora.records.dataset_files`; publishing it is :mod:`model_cards.dataset_repo`.
 """

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from catalog_lora.dataset_files import Report
+from catalog_lora.records.dataset_files import Report
 from datasets_prep.clean import clean_text, finalize, stable_id, title_key
 from datasets_prep.readers import read_table
 

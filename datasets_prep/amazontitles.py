@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from catalog_lora.dataset_files import Report
+from catalog_lora.records.dataset_files import Report
 from datasets_prep.clean import finalize, stable_id, title_key
 from datasets_prep.readers import DataError, read_table
 

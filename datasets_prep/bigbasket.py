@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from catalog_lora.dataset_files import Report
+from catalog_lora.records.dataset_files import Report
 from datasets_prep.clean import finalize
 from datasets_prep.readers import Table, read_table
 

@@ -11,10 +11,17 @@ from pathlib import Path
 from datasets import List
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from catalog_lora.dataset_files import TAXONOMY_L2_FILE, Report, attribute_keys, features, load_split, split_path
-from catalog_lora.labels import Taxonomy
-from catalog_lora.records import SPLITS
-from catalog_lora.run_files import TAXONOMY_FILE
+from catalog_lora.records.canonical import SPLITS
+from catalog_lora.records.dataset_files import (
+    TAXONOMY_FILE,
+    TAXONOMY_L2_FILE,
+    Report,
+    attribute_keys,
+    features,
+    load_split,
+    split_path,
+)
+from catalog_lora.records.labels import Taxonomy
 
 # where each format's data comes from (see ../shared/data/raw/SOURCES.md); generic and sample are the user's own
 FORMAT_SOURCES: dict[str, list[str]] = {

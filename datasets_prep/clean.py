@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 
-from catalog_lora.dataset_files import Report
-from catalog_lora.labels import normalize_key
-from catalog_lora.records import REQUIRED_FIELDS, check_task
+from catalog_lora.records.canonical import REQUIRED_FIELDS, check_task
+from catalog_lora.records.dataset_files import Report
+from catalog_lora.records.labels import normalize_key
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _NOT_WORD = re.compile(r"[\W_]+")
@@ -98,7 +98,7 @@ def clean_path(levels: Iterable) -> list[str]:
 
 
 def canonical(record: dict, task: str) -> dict:
-    """The record with the fields of ``task`` in the order of catalog_lora.records."""
+    """The record with the fields of ``task`` in the order of catalog_lora.records.canonical."""
     out = {"id": str(record["id"]), "text": record["text"]}
     if task == "tagging":
         out["labels"] = record["labels"]

@@ -26,7 +26,7 @@ import json
 import re
 from pathlib import Path
 
-from catalog_lora.dataset_files import Report
+from catalog_lora.records.dataset_files import Report
 from datasets_prep.clean import clean_text, finalize, title_key
 from datasets_prep.readers import DataError, Table, read_table
 

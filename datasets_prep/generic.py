@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog_lora.dataset_files import Report
-from catalog_lora.labels import split_labels
-from catalog_lora.records import check_task
+from catalog_lora.records.canonical import check_task
+from catalog_lora.records.dataset_files import Report
+from catalog_lora.records.labels import split_labels
 from datasets_prep.clean import clean_text, finalize, stable_id, title_key
 from datasets_prep.readers import Table, read_table
 

@@ -1,7 +1,7 @@
 """Source files → a prepared dataset folder: the pipeline, its Python API and its command line.
 
 A prepared folder holds ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` (records as in
-:mod:`catalog_lora.records`), ``taxonomy.json`` (labels with train counts; for tagging with
+:mod:`catalog_lora.records.canonical`), ``taxonomy.json`` (labels with train counts; for tagging with
 Level 2 tags also ``taxonomy_l2.json``; for category paths deeper than one level also
 ``taxonomy_level<k>.json`` with the paths cut to ``k`` = 1–3 levels), ``report.json`` (what happened to
 every source row) and ``README.md`` (the dataset card). Descriptions have no labels and so no taxonomy.
@@ -31,10 +31,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalog_lora.dataset_files import CARD_FILE, REPORT_FILE, TAXONOMY_L2_FILE, Report, split_path
-from catalog_lora.labels import Taxonomy
-from catalog_lora.records import SPLITS, check_task, path_label
-from catalog_lora.run_files import TAXONOMY_FILE, check_repo_id
+from catalog_lora.records.canonical import SPLITS, check_task, path_label
+from catalog_lora.records.dataset_files import (
+    CARD_FILE,
+    REPORT_FILE,
+    TAXONOMY_FILE,
+    TAXONOMY_L2_FILE,
+    Report,
+    split_path,
+)
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.runs.folder import check_repo_id
 from datasets_prep import (
     amazon_reviews23,
     amazontitles,

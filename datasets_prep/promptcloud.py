@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from catalog_lora.dataset_files import Report
+from catalog_lora.records.dataset_files import Report
 from datasets_prep.clean import clean_path, clean_text, finalize, stable_id, title_key
 from datasets_prep.readers import read_table
 

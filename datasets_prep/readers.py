@@ -21,8 +21,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from catalog_lora.dataset_files import Report
-from catalog_lora.labels import normalize_key
+from catalog_lora.records.dataset_files import Report
+from catalog_lora.records.labels import normalize_key
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}

@@ -19,8 +19,8 @@ import math
 import random
 from collections import Counter
 
-from catalog_lora.dataset_files import Report
-from catalog_lora.records import SPLITS, path_label
+from catalog_lora.records.canonical import SPLITS, path_label
+from catalog_lora.records.dataset_files import Report
 from datasets_prep.clean import title_key
 from datasets_prep.readers import DataError
 

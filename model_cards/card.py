@@ -3,7 +3,7 @@
     python -m model_cards.card runs/sample-tagging --repo-id user/catalog-tagging [--output README.md]
 
 :func:`render_adapter_card` reads a run folder (:class:`model_cards.card_run.Run`, over the core's
-:class:`catalog_lora.run_files.RunFolder`) and returns a ``huggingface_hub.ModelCard`` rendered from
+:class:`catalog_lora.runs.folder.RunFolder`) and returns a ``huggingface_hub.ModelCard`` rendered from
 ``templates/adapter_card.md``: the template holds the prose, this module the values. Everything in
 the card comes from the run: ``catalog_lora.json``, ``adapter_config.json``, the adapter weights'
 header, ``metrics.json``, and when present ``taxonomy.json``, ``config.yaml``, ``train_stats.json``,
@@ -21,14 +21,13 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from catalog_lora import choice
-from catalog_lora.base_model import EMBEDDED_GGUF, EMBEDDED_HUB_ID
-from catalog_lora.citation import TASK_TITLES, adapter_citation, run_year
-from catalog_lora.embeddings import MODEL_NAME
-from catalog_lora.markdown import COUNT_KEYS, format_value, markdown_table, metrics_table, scalars
-from catalog_lora.prompts import CUT_MARK, RESPONSE_PREFIX, WITH_ATTRIBUTES, PromptTemplate, format_answer
-from catalog_lora.records import HEADLINE
-from catalog_lora.run_files import (
+from catalog_lora.inference import choice
+from catalog_lora.model.base_model import EMBEDDED_GGUF, EMBEDDED_HUB_ID
+from catalog_lora.records.canonical import HEADLINE
+from catalog_lora.records.prompts import CUT_MARK, RESPONSE_PREFIX, WITH_ATTRIBUTES, PromptTemplate, format_answer
+from catalog_lora.retrieval.embeddings import MODEL_NAME
+from catalog_lora.runs.citation import TASK_TITLES, adapter_citation, run_year
+from catalog_lora.runs.folder import (
     CONFIG_FILE,
     CONFUSION_PLOT,
     EXAMPLES_FILE,
@@ -41,6 +40,7 @@ from catalog_lora.run_files import (
     TAXONOMY_FILE,
     check_repo_id,
 )
+from catalog_lora.runs.markdown import COUNT_KEYS, format_value, markdown_table, metrics_table, scalars
 from model_cards.card_code import EXAMPLE_TEXT, usage_code
 from model_cards.card_run import CardError, Run, find
 from model_cards.templating import render

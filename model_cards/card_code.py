@@ -1,12 +1,12 @@
 """The model card's first code block, which needs only transformers, peft, torch and huggingface_hub.
 
 It loads base + adapter by id and reproduces ``training.predict``: the prompt from
-:func:`prompt_format` (with the nearest training examples of :mod:`catalog_lora.examples` in the
+:func:`prompt_format` (with the nearest training examples of :mod:`catalog_lora.retrieval.examples` in the
 slot :func:`example_format` fills, cut as ``PromptTemplate.fit`` cuts them), greedy decoding
-constrained like :class:`catalog_lora.constrained.LabelConstraint` and the parsing of
-:mod:`catalog_lora.labels`; or the head's scores with its thresholds, mixed with the labels of the
-nearest training examples as :mod:`catalog_lora.neighbours` does; or a description head's choice
-among the nearest training descriptions (:mod:`catalog_lora.choice`). Every setting is read from the
+constrained like :class:`catalog_lora.inference.constrained.LabelConstraint` and the parsing of
+:mod:`catalog_lora.records.labels`; or the head's scores with its thresholds, mixed with the labels of the
+nearest training examples as :mod:`catalog_lora.retrieval.neighbours` does; or a description head's choice
+among the nearest training descriptions (:mod:`catalog_lora.inference.choice`). Every setting is read from the
 repo's files; the code is in ``templates/usage_*.py.jinja`` (the nearest-example search, shared by
 all three, in ``templates/nearest.py.jinja``).
 """
@@ -16,13 +16,13 @@ from __future__ import annotations
 import re
 import string
 
-from catalog_lora import choice
-from catalog_lora.constrained import SEPARATOR
-from catalog_lora.embeddings import MODEL_NAME
-from catalog_lora.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS
-from catalog_lora.prompts import ATTRIBUTE_SEPARATOR, CUT_MARK, WITH_ATTRIBUTES, Example, PromptTemplate
-from catalog_lora.records import PATH_SEPARATOR
-from catalog_lora.run_files import EXAMPLES_FILE, NEIGHBOURS_FILE
+from catalog_lora.inference import choice
+from catalog_lora.inference.constrained import SEPARATOR
+from catalog_lora.records.canonical import PATH_SEPARATOR
+from catalog_lora.records.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS
+from catalog_lora.records.prompts import ATTRIBUTE_SEPARATOR, CUT_MARK, WITH_ATTRIBUTES, Example, PromptTemplate
+from catalog_lora.retrieval.embeddings import MODEL_NAME
+from catalog_lora.runs.folder import EXAMPLES_FILE, NEIGHBOURS_FILE
 from model_cards.card_run import Run
 from model_cards.templating import python_literal, render
 

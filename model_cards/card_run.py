@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from catalog_lora.base_model import EMBEDDED, public_model_id
-from catalog_lora.prompts import PromptTemplate
-from catalog_lora.run_files import ADAPTER_FILES, INFO_FILE, METRICS_FILE, RunFolder, is_repo_id
+from catalog_lora.model.base_model import EMBEDDED, public_model_id
+from catalog_lora.records.prompts import PromptTemplate
+from catalog_lora.runs.folder import ADAPTER_FILES, INFO_FILE, METRICS_FILE, RunFolder, is_repo_id
 
 REQUIRED_FILES = (*ADAPTER_FILES, INFO_FILE, METRICS_FILE)
 DATASET_REPORT = "report.json"  # written by datasets_prep into the prepared data folder

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from catalog_lora.dataset_files import CARD_FILE, REPORT_FILE, Report, split_path, to_dataset_dict
-from catalog_lora.run_files import check_repo_id
+from catalog_lora.records.dataset_files import CARD_FILE, REPORT_FILE, Report, split_path, to_dataset_dict
+from catalog_lora.runs.folder import check_repo_id
 from model_cards.hub import Published, PublishError, check_no_token_inside, open_repo, publish_error, resolve_token
 
 # The files of a prepared folder that publishing reads (checked for a pasted token before any upload).

@@ -24,14 +24,13 @@ from pathlib import Path
 
 import yaml
 
-from catalog_lora.base_model import public_model_id
-from catalog_lora.examples import save_plain as save_examples
-from catalog_lora.labels import Taxonomy
-from catalog_lora.markdown import split_front_matter
-from catalog_lora.neighbours import save_plain as save_neighbours
-from catalog_lora.records import SPACE_SLOTS
-from catalog_lora.references import ReferenceIndex, ReferenceIndexError
-from catalog_lora.run_files import (
+from catalog_lora.model.base_model import public_model_id
+from catalog_lora.records.canonical import SPACE_SLOTS
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.retrieval.examples import save_plain as save_examples
+from catalog_lora.retrieval.neighbours import save_plain as save_neighbours
+from catalog_lora.retrieval.references import ReferenceIndex, ReferenceIndexError
+from catalog_lora.runs.folder import (
     COMPLETE_MARKER,
     EXAMPLES_FILE,
     INFO_FILE,
@@ -41,6 +40,7 @@ from catalog_lora.run_files import (
     RunInfo,
     check_repo_id,
 )
+from catalog_lora.runs.markdown import split_front_matter
 from model_cards.card import render_adapter_card
 from model_cards.card_run import CardError
 from model_cards.dataset_repo import publish_dataset
@@ -64,7 +64,7 @@ ADAPTER_PATTERNS = [
     "train_stats.json",
     "*.png",
     "README.md",
-    f"{REFERENCES_DIR}/*",  # the nearest-training-examples index (catalog_lora.references), when built
+    f"{REFERENCES_DIR}/*",  # the nearest-training-examples index (catalog_lora.retrieval.references), when built
     NEIGHBOURS_FILE,  # the same examples as plain tensors, for the card's code (heads mixed with neighbours)
     EXAMPLES_FILE,  # and their texts and answers, for the card's code (prompts that show examples)
 ]

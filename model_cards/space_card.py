@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from huggingface_hub import SpaceCardData
 
-from catalog_lora.run_files import check_repo_id
+from catalog_lora.runs.folder import check_repo_id
 from model_cards.templating import render
 
 

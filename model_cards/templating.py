@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from catalog_lora.markdown import format_value
+from catalog_lora.runs.markdown import format_value
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -111,7 +111,7 @@ def upload_embedded_base(hub, token: str) -> str:
     """The embedded base checkpoint on the test server under its Hub id (``token`` must own that namespace)."""
     from huggingface_hub import HfApi
 
-    from catalog_lora.base_model import EMBEDDED_HUB_ID, ensure_embedded_checkpoint
+    from catalog_lora.model.base_model import EMBEDDED_HUB_ID, ensure_embedded_checkpoint
 
     api = HfApi(endpoint=hub.url, token=token)
     api.create_repo(EMBEDDED_HUB_ID)

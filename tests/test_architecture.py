@@ -1,6 +1,8 @@
 """The dependency rule of ARCHITECTURE.md, checked on the source and in a fresh interpreter.
 
 - ``catalog_lora`` (the core) imports none of the other project folders;
+- inside the core, each room (``catalog_lora/<room>/``) imports only the rooms of :data:`CORE_ROOMS`
+  (and itself), as its ``__init__.py`` says; no core module lies outside a room;
 - ``datasets_prep`` and ``training`` import only the core (and themselves);
 - ``model_cards`` (publishing) imports only the core (and itself);
 - ``spaces/app.py`` imports only the core and the card renderer (``model_cards.card``);
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +32,15 @@ ALLOWED = {
     "training": {CORE},
     "model_cards": {CORE},
     "spaces": {CORE, "model_cards.card"},
+}
+# the core's rooms (catalog_lora/<room>/): what each may import of the other rooms; no loop between them
+CORE_ROOMS = {
+    "records": set(),
+    "runs": {"records"},
+    "model": set(),
+    "retrieval": {"records", "runs"},
+    "inference": {"model", "records", "retrieval", "runs"},
+    "catalogs": {"inference", "runs"},
 }
 
 
@@ -72,8 +84,17 @@ def import_graph() -> dict[str, set[str]]:
     }
 
 
+def room(module: str) -> str | None:
+    """The core room of a core module (``catalog_lora.retrieval.references`` → ``retrieval``); None for the
+    package ``catalog_lora`` itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
 def allowed(source: str, target: str) -> bool:
     folder = source.split(".")[0]
+    if folder == CORE and target.split(".")[0] == CORE:
+        return room(target) == room(source) or room(target) in CORE_ROOMS.get(room(source), set())
     own = target.split(".")[0] == folder
     return own or any(target == rule or target.startswith(rule + ".") for rule in ALLOWED[folder])
 
@@ -119,15 +140,45 @@ def test_no_import_cycle():
     assert loops == [], "import loops:\n" + "\n".join(" -> ".join(loop) for loop in loops)
 
 
+def test_every_core_module_lives_in_a_room():
+    modules = [module for module in project_modules() if module.split(".")[0] == CORE and module != CORE]
+    assert sorted({room(module) for module in modules}) == sorted(CORE_ROOMS)
+    assert all(f"{CORE}.{room(module)}" in project_modules() for module in modules), "each room is a package"
+
+
+def test_the_rooms_import_each_other_one_way():
+    loops = cycles({name: set(rooms) for name, rooms in CORE_ROOMS.items()})
+    assert loops == [], "loops between the core's rooms:\n" + "\n".join(" -> ".join(loop) for loop in loops)
+
+
+@pytest.mark.parametrize("name", sorted(CORE_ROOMS))
+def test_each_room_says_what_it_imports_and_imports_nothing_itself(name):
+    """A room's ``__init__.py`` states its rule in its docstring and holds no import (no re-export, no
+    import-time work): importing a room is as cheap as importing a module of it."""
+    path = REPO / CORE / name / "__init__.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    stated = re.search(r"Imports (?:from the core: (.*?)\.|no other room)", ast.get_docstring(tree) or "", re.S)
+    assert stated, f"{path.relative_to(REPO)}: its docstring does not say which rooms it imports"
+    assert set(re.findall(r"``(\w+)``", stated[1] or "")) == CORE_ROOMS[name]
+    assert not [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+
+
 @pytest.mark.parametrize(
     ("source", "target", "verdict"),
     [
-        ("catalog_lora.engine", "training.data", False),
+        ("catalog_lora.records.labels", "catalog_lora.inference.engine", False),
+        ("catalog_lora.retrieval.references", "catalog_lora.inference.generation", False),
+        ("catalog_lora.retrieval.references", "catalog_lora.model.base_model", False),
+        ("catalog_lora.runs.folder", "catalog_lora.catalogs.tables", False),
+        ("catalog_lora.catalogs.batch", "catalog_lora.inference.engine", True),
+        ("catalog_lora.inference.head", "catalog_lora.retrieval.neighbours", True),
+        ("catalog_lora.records.task_spec", "catalog_lora.records.labels", True),
+        ("catalog_lora.inference.engine", "training.data", False),
         ("datasets_prep.prepare", "model_cards.publish", False),
         ("model_cards.card", "training.metrics", False),
         ("spaces.app", "model_cards.publish", False),
         ("spaces.app", "model_cards.card", True),
-        ("training.train", "catalog_lora.engine", True),
+        ("training.train", "catalog_lora.inference.engine", True),
     ],
 )
 def test_the_rule_itself(source, target, verdict):
@@ -157,6 +208,21 @@ def test_importing_the_core_loads_no_other_project_folder():
     loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert CORE in loaded
     assert loaded & set(PACKAGES[1:]) == set()
+
+
+def test_importing_the_rooms_is_cheap():
+    """The rooms' packages alone, in a fresh interpreter: no torch, pandas or transformers comes with them."""
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_IMPORT, *(f"{CORE}.{name}" for name in CORE_ROOMS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert CORE in loaded and loaded.isdisjoint({"torch", "pandas", "transformers", "numpy"})
 
 
 def test_no_test_helper_ships_in_the_packages():

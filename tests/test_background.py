@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from catalog_lora import background
-from catalog_lora.background import DONE, FAILED, BatchJob, find_job
+from catalog_lora.catalogs import background
+from catalog_lora.catalogs.background import DONE, FAILED, BatchJob, find_job
 
 
 def upper(chunk: pd.DataFrame, report) -> pd.DataFrame:

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from catalog_lora.base_model import choose_precision, ensure_embedded_checkpoint, load_base_model
-from catalog_lora.prompts import PromptTemplate
+from catalog_lora.model.base_model import choose_precision, ensure_embedded_checkpoint, load_base_model
+from catalog_lora.records.prompts import PromptTemplate
 
 
 def generate(model, tokenizer, text: str, tokens: int = 8) -> str:

@@ -24,15 +24,15 @@ import pandas as pd
 import pytest
 from conftest import REPO, hub_client_env, running_hub, train_tiny, upload_embedded_base
 
-from catalog_lora.batch import TRUNCATED
-from catalog_lora.dataset_files import load_split
-from catalog_lora.embeddings import MODEL_NAME, model_path
-from catalog_lora.engine import Engine
-from catalog_lora.labels import Taxonomy
-from catalog_lora.neighbours import neighbour_votes
-from catalog_lora.prompts import CUT_MARK
-from catalog_lora.references import ReferenceIndex
-from catalog_lora.run_files import EXAMPLES_FILE, NEIGHBOURS_FILE, REFERENCES_DIR, read_run_info
+from catalog_lora.catalogs.batch import TRUNCATED
+from catalog_lora.inference.engine import Engine
+from catalog_lora.records.dataset_files import load_split
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.records.prompts import CUT_MARK
+from catalog_lora.retrieval.embeddings import MODEL_NAME, model_path
+from catalog_lora.retrieval.neighbours import neighbour_votes
+from catalog_lora.retrieval.references import ReferenceIndex
+from catalog_lora.runs.folder import EXAMPLES_FILE, NEIGHBOURS_FILE, REFERENCES_DIR, read_run_info
 from model_cards.card_code import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
 from model_cards.hub import PublishError
 from model_cards.publish import publish_adapter

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import hub_client_env, running_hub, upload_embedded_base
 
-from catalog_lora.run_files import read_run_info
+from catalog_lora.runs.folder import read_run_info
 from model_cards.card import CODE_PACKAGES
 from model_cards.publish import publish_adapter
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from catalog_lora.batch import escape_formulas, has_letters
-from catalog_lora.batch_job import PARTS_SUFFIX
-from catalog_lora.engine import Engine
-from catalog_lora.tables import (
+from catalog_lora.catalogs.batch import escape_formulas, has_letters
+from catalog_lora.catalogs.batch_job import PARTS_SUFFIX
+from catalog_lora.catalogs.tables import (
     ERROR_COLUMN,
     BatchInputError,
     ReadOptions,
@@ -26,6 +25,7 @@ from catalog_lora.tables import (
     reading_note,
     scan,
 )
+from catalog_lora.inference.engine import Engine
 from training.predict import main as predict_main
 
 # Ten rows; row 4 opens a quote it never closes, and the next row starts with an id of the same shape.

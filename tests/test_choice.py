@@ -1,4 +1,4 @@
-"""The description head (catalog_lora.choice): its input, its training target, a references index searched
+"""The description head (catalog_lora.inference.choice): its input, its training target, a references index searched
 by title and brand, a really trained adapter choosing among its nearest training descriptions in the
 engine, the Space's stream and the config's rules."""
 
@@ -13,8 +13,7 @@ import sacrebleu
 import torch
 from conftest import train_tiny
 
-from catalog_lora.base_model import load_base_model, load_tokenizer
-from catalog_lora.choice import (
+from catalog_lora.inference.choice import (
     CANDIDATE_TOKENS,
     NO_POSITION,
     candidate_scores,
@@ -23,11 +22,12 @@ from catalog_lora.choice import (
     encode_lines,
     fit_lines,
 )
-from catalog_lora.engine import Engine
-from catalog_lora.neighbours import WEIGHT_GRID
-from catalog_lora.prompts import CUT_MARK, Example
-from catalog_lora.references import build_index
-from catalog_lora.run_files import read_run_info
+from catalog_lora.inference.engine import Engine
+from catalog_lora.model.base_model import load_base_model, load_tokenizer
+from catalog_lora.records.prompts import CUT_MARK, Example
+from catalog_lora.retrieval.neighbours import WEIGHT_GRID
+from catalog_lora.retrieval.references import build_index
+from catalog_lora.runs.folder import read_run_info
 from training.config import ConfigError, load_config
 from training.data import encode_choice
 from training.metrics import description_metrics

@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 from huggingface_hub import DatasetCard
 
-from catalog_lora.dataset_files import Report, load_split, load_taxonomy, to_dataset_dict
-from catalog_lora.labels import Taxonomy
-from catalog_lora.records import REQUIRED_FIELDS
+from catalog_lora.records.canonical import REQUIRED_FIELDS
+from catalog_lora.records.dataset_files import Report, load_split, load_taxonomy, to_dataset_dict
+from catalog_lora.records.labels import Taxonomy
 from datasets_prep import amazon_reviews23, flipkart, generic, instacart, promptcloud
 from datasets_prep.clean import clean_text, finalize, title_key
 from datasets_prep.generic import ColumnMapping

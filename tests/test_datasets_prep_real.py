@@ -13,8 +13,8 @@ from functools import cache
 import pytest
 from conftest import shared_file
 
-from catalog_lora.dataset_files import load_split, load_taxonomy
-from catalog_lora.records import path_label
+from catalog_lora.records.canonical import path_label
+from catalog_lora.records.dataset_files import load_split, load_taxonomy
 from datasets_prep.clean import title_key
 from datasets_prep.prepare import convert, prepare
 from datasets_prep.split import check_no_leakage

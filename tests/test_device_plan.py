@@ -1,4 +1,4 @@
-"""How a run uses its device (training.plan, catalog_lora.base_model.choose_precision, catalog_lora.batching):
+"""How a run uses its device (training.plan, catalog_lora.model.base_model.choose_precision, catalog_lora.model.batching):
 the decisions a GPU run makes, checked on CPU with the memory figures a GPU would report."""
 
 from __future__ import annotations
@@ -9,8 +9,14 @@ import pytest
 import torch
 from transformers import AutoConfig
 
-from catalog_lora.base_model import DeviceFit, Precision, choose_precision, ensure_embedded_checkpoint, parameter_count
-from catalog_lora.batching import cut_batches
+from catalog_lora.model.base_model import (
+    DeviceFit,
+    Precision,
+    choose_precision,
+    ensure_embedded_checkpoint,
+    parameter_count,
+)
+from catalog_lora.model.batching import cut_batches
 from training.config import ConfigError, load_config
 from training.data import length_grouped_batches
 from training.plan import ModelShape, activation_bytes, choose_checkpointing, choose_optimizer, mixed_precision

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from catalog_lora.base_model import cpu_computes_bf16, load_base_model
-from catalog_lora.batch import BatchInputError, blank_lines_note, escape_formulas, predict_table, read_table
-from catalog_lora.engine import Engine
-from catalog_lora.int8 import Int8Linear, quantize_int8
-from catalog_lora.labels import Taxonomy, parse_category, parse_tags
-from catalog_lora.micro_batch import MicroBatcher
+from catalog_lora.catalogs.batch import BatchInputError, blank_lines_note, escape_formulas, predict_table, read_table
+from catalog_lora.inference.engine import Engine
+from catalog_lora.inference.micro_batch import MicroBatcher
+from catalog_lora.model.base_model import cpu_computes_bf16, load_base_model
+from catalog_lora.model.int8 import Int8Linear, quantize_int8
+from catalog_lora.records.labels import Taxonomy, parse_category, parse_tags
 
 PRODUCTS = [
     "Smells like a spring garden, I keep sniffing my arms.",
@@ -166,7 +166,7 @@ def test_answers_below_the_review_threshold_are_marked(engine):
 
 
 def test_choose_threshold_separates_wrong_from_right():
-    from catalog_lora.confidence import choose_threshold
+    from catalog_lora.inference.confidence import choose_threshold
 
     assert choose_threshold([(0.9, True), (0.8, True), (0.3, False), (0.2, False)]) == 0.31
     assert choose_threshold([(0.4, False), (0.3, False)]) == 0.41, "all wrong: every answer is reviewed"

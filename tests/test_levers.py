@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from conftest import train_tiny
 
-from catalog_lora.base_model import cpu_computes_bf16
-from catalog_lora.engine import Engine
-from catalog_lora.labels import Taxonomy
-from catalog_lora.neighbours import mix, neighbour_votes, tune_weight
-from catalog_lora.references import Reference
-from catalog_lora.run_files import COMPLETE_MARKER, METRICS_FILE, STATS_FILE, read_run_info
+from catalog_lora.inference.engine import Engine
+from catalog_lora.model.base_model import cpu_computes_bf16
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.retrieval.neighbours import mix, neighbour_votes, tune_weight
+from catalog_lora.retrieval.references import Reference
+from catalog_lora.runs.folder import COMPLETE_MARKER, METRICS_FILE, STATS_FILE, read_run_info
 from training.config import ConfigError, load_config
 from training.data import IGNORE_INDEX, Encoded, class_weights
 

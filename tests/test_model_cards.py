@@ -14,10 +14,10 @@ import yaml
 from conftest import train_tiny
 from huggingface_hub import ModelCard
 
-from catalog_lora.labels import Taxonomy
-from catalog_lora.markdown import COUNT_KEYS, scalars
-from catalog_lora.prompts import Example, PromptTemplate
-from catalog_lora.run_files import CONFIG_FILE, INFO_FILE, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.records.prompts import Example, PromptTemplate
+from catalog_lora.runs.folder import CONFIG_FILE, INFO_FILE, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
+from catalog_lora.runs.markdown import COUNT_KEYS, scalars
 from model_cards.card import main, render_adapter_card
 from model_cards.card_code import EXAMPLE_TEXT, example_format, extract_code_blocks, prompt_format
 from model_cards.card_run import CardError, Run
@@ -142,8 +142,8 @@ def test_rare_labels_are_named(runs, tmp_path):
 
 
 def test_citation_is_the_runs_own_and_shared_with_the_space(runs, tmp_path):
-    from catalog_lora.base_model import EMBEDDED_HUB_ID
-    from catalog_lora.citation import adapter_citation, run_year
+    from catalog_lora.model.base_model import EMBEDDED_HUB_ID
+    from catalog_lora.runs.citation import adapter_citation, run_year
 
     run = copy_run(runs["generate"], tmp_path)
     (run / "COMPLETE").write_text("finished 2029-03-04 10:11:12\n")
@@ -157,7 +157,7 @@ def test_citation_is_the_runs_own_and_shared_with_the_space(runs, tmp_path):
 
 
 def test_the_card_shows_base_adapter_and_baseline_as_bars(runs, tmp_path):
-    from catalog_lora.run_files import SYSTEMS_PLOT
+    from catalog_lora.runs.folder import SYSTEMS_PLOT
     from training.plots import system_bars
 
     run = copy_run(runs["generate"], tmp_path)
@@ -249,7 +249,7 @@ def test_card_code_needs_only_transformers_peft_torch_and_the_hub_client(runs, m
     }
     assert imported <= STANDALONE_IMPORTS
     assert '"user/catalog-tagging-' + method + '"' in code and "HF_HUB_DISABLE_XET=1" in card.text
-    assert "from catalog_lora.engine import Engine" in extract_code_blocks(card.text)[1]
+    assert "from catalog_lora.inference.engine import Engine" in extract_code_blocks(card.text)[1]
 
 
 @pytest.mark.parametrize("template", ["alpaca", "chat"])

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-from catalog_lora.batch_job import MANIFEST, PARTS_SUFFIX, adapter_fingerprint
-from catalog_lora.engine import Engine
-from catalog_lora.tables import ERROR_COLUMN, iter_chunks, read_table, scan
+from catalog_lora.catalogs.batch_job import MANIFEST, PARTS_SUFFIX, adapter_fingerprint
+from catalog_lora.catalogs.tables import ERROR_COLUMN, iter_chunks, read_table, scan
+from catalog_lora.inference.engine import Engine
 from training.predict import main as predict_main
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

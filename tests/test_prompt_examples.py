@@ -9,12 +9,12 @@ import pytest
 from conftest import train_tiny
 from safetensors import safe_open
 
-from catalog_lora.base_model import load_tokenizer
-from catalog_lora.engine import Engine
-from catalog_lora.examples import nearest_examples
-from catalog_lora.prompts import Example, PromptTemplate
-from catalog_lora.references import build_index
-from catalog_lora.run_files import read_run_info
+from catalog_lora.inference.engine import Engine
+from catalog_lora.model.base_model import load_tokenizer
+from catalog_lora.records.prompts import Example, PromptTemplate
+from catalog_lora.retrieval.examples import nearest_examples
+from catalog_lora.retrieval.references import build_index
+from catalog_lora.runs.folder import read_run_info
 from training.config import ConfigError, load_config
 
 LONG = "Rolled oats for a warm breakfast porridge, rich in fibre and slow to digest. " * 12

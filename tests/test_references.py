@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog_lora.embeddings import load_model
-from catalog_lora.references import (
+from catalog_lora.retrieval.embeddings import load_model
+from catalog_lora.retrieval.references import (
     COLLECTION_NAME,
     Reference,
     ReferenceIndex,
@@ -194,7 +194,7 @@ def test_cli_build_in_another_process_then_open_and_query(tmp_path, capsys):
     output = tmp_path / "run" / "references"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run(
-        [sys.executable, "-m", "catalog_lora.references", "build", str(dataset), "--output", str(output)],
+        [sys.executable, "-m", "catalog_lora.retrieval.references", "build", str(dataset), "--output", str(output)],
         capture_output=True,
         text=True,
         env=env,

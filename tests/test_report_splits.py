@@ -10,7 +10,7 @@ import statistics
 import pytest
 from conftest import train_tiny
 
-from catalog_lora.run_files import METRICS_FILE
+from catalog_lora.runs.folder import METRICS_FILE
 from training.baseline import C_GRID, TfidfBaseline
 
 

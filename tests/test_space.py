@@ -25,9 +25,9 @@ import pandas as pd
 import pytest
 import torch
 
-from catalog_lora.background import find_job
-from catalog_lora.engine import Engine
-from catalog_lora.run_files import RunInfo
+from catalog_lora.catalogs.background import find_job
+from catalog_lora.inference.engine import Engine
+from catalog_lora.runs.folder import RunInfo
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "spaces"))  # the Space's own modules sit beside its app.py

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from test_space import launch_space
 
-from catalog_lora.dataset_files import load_taxonomy
-from catalog_lora.run_files import COMPLETE_MARKER, PROGRESS_FILE
+from catalog_lora.records.dataset_files import load_taxonomy
+from catalog_lora.runs.folder import COMPLETE_MARKER, PROGRESS_FILE
 from catalog_space import about, train_requests, train_tab, training_jobs
 from catalog_space.settings import read_settings
 from catalog_space.train_requests import TrainInputError, TrainRequest

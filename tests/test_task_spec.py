@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog_lora.run_files import INFO_FILE, read_run_info
-from catalog_lora.task_spec import TaskSpec
+from catalog_lora.records.task_spec import TaskSpec
+from catalog_lora.runs.folder import INFO_FILE, read_run_info
 from training.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, train_tiny
 
-from catalog_lora.run_files import (
+from catalog_lora.runs.folder import (
     COMPLETE_MARKER,
     CONFUSION_PLOT,
     LOSS_PLOT,
@@ -189,9 +189,9 @@ def test_answer_only_loss_equals_the_full_causal_lm_loss():
     """Left padding + logits for the answer tail gives exactly the loss of the full right-padded forward."""
     import torch
 
-    from catalog_lora.base_model import load_base_model
-    from catalog_lora.prompts import PromptTemplate
-    from catalog_lora.task_spec import TaskSpec
+    from catalog_lora.model.base_model import load_base_model
+    from catalog_lora.records.prompts import PromptTemplate
+    from catalog_lora.records.task_spec import TaskSpec
     from training.data import Collator, answer_loss, encode_generation
 
     model, tokenizer, _ = load_base_model("embedded", "none")

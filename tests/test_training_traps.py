@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, train_tiny
 
-from catalog_lora.run_files import COMPLETE_MARKER
+from catalog_lora.runs.folder import COMPLETE_MARKER
 from training.config import ConfigError, load_config
 from training.data import DataError
 
@@ -136,7 +136,7 @@ def test_only_the_known_bitsandbytes_message_is_dropped():
 
     import bitsandbytes.backends.cpu.ops as cpu_ops
 
-    from catalog_lora.library_noise import silence_known_noise
+    from catalog_lora.model.library_noise import silence_known_noise
 
     silence_known_noise()
     logger = cpu_ops.logger
@@ -156,7 +156,7 @@ def test_a_run_that_loses_to_its_baseline_says_so_in_its_last_lines(sample_data,
     from contextlib import redirect_stdout
     from io import StringIO
 
-    from catalog_lora.markdown import below_baseline
+    from catalog_lora.runs.markdown import below_baseline
 
     printed = StringIO()
     with redirect_stdout(printed):

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import yaml
 
-from catalog_lora.base_model import EMBEDDED, QUANTIZATIONS
-from catalog_lora.prompts import TEMPLATES
-from catalog_lora.records import TASKS
-from catalog_lora.run_files import METHODS, REPO_ID_RULE, is_repo_id
-from catalog_lora.task_spec import LABEL_FIELDS, TaskSpec
+from catalog_lora.model.base_model import EMBEDDED, QUANTIZATIONS
+from catalog_lora.records.canonical import TASKS
+from catalog_lora.records.prompts import TEMPLATES
+from catalog_lora.records.task_spec import LABEL_FIELDS, TaskSpec
+from catalog_lora.runs.folder import METHODS, REPO_ID_RULE, is_repo_id
 from training.plan import CHECKPOINTING, COMPILE
 from training.schedule import SCHEDULES
 
@@ -46,7 +46,7 @@ class ModelConfig:
     quantization: str = "auto"
     """``auto``, ``4bit``, ``8bit`` or ``none``. ``auto`` on CUDA: bf16 LoRA without quantization when the
     base model's bf16 weights take at most a quarter of the GPU's free memory, 4-bit NF4 QLoRA when they take
-    more; on CPU fp32 (catalog_lora.base_model.choose_precision; the run prints what it chose and why)."""
+    more; on CPU fp32 (catalog_lora.model.base_model.choose_precision; the run prints what it chose and why)."""
     prompt_template: str = "alpaca"
     """``alpaca`` (the reference ``### Instruction:`` format) or ``chat`` (the model's chat template)."""
     prompt_labels: bool = False
@@ -63,7 +63,7 @@ class ModelConfig:
     """Generate method: show the N nearest training examples with their answers in each prompt
     (needs ``references: true``; training rows see their nearest *other* rows). The model learns
     to copy what fits from a similar product and change the rest. Head method, descriptions: the
-    N candidates the head chooses among (at least 2; see catalog_lora.choice)."""
+    N candidates the head chooses among (at least 2; see catalog_lora.inference.choice)."""
     choice_attributes: list[str] = field(default_factory=list)
     """Description head: the attributes (e.g. ``[brand]``) whose values its input shows for the product
     and each candidate (empty = all); fewer tokens per product, more products per CPU-minute."""
@@ -177,7 +177,7 @@ class EvalSettings:
     """Inference batch size (the most, with ``batch_tokens``)."""
     batch_tokens: int = 0
     """Inference batches of as many rows as fit in N padded tokens, up to ``batch_size`` (0 = off); on a GPU
-    a large ``batch_size`` with a token budget keeps every call the same size (catalog_lora.batching)."""
+    a large ``batch_size`` with a token budget keeps every call the same size (catalog_lora.model.batching)."""
     constrained: bool = True
     """Constrain generated tags and categories to the taxonomy."""
     tune_thresholds: bool = True
@@ -190,7 +190,7 @@ class EvalSettings:
 class NeighbourSettings:
     k: int = 0
     """Head method: mix the labels of the k nearest training examples (the references index) into
-    the head's scores (0 = off; needs ``references: true``). See catalog_lora.neighbours."""
+    the head's scores (0 = off; needs ``references: true``). See catalog_lora.retrieval.neighbours."""
     temperature: float = 0.05
     """Softmax temperature over the neighbours' cosine similarities (lower: the nearest counts more)."""
 
@@ -201,13 +201,13 @@ class TrainConfig:
     """``tagging`` (multi-label tags), ``category`` (one category path) or ``description``."""
     method: str = "generate"
     """``generate`` (the model writes the answer) or ``head`` (a classification head; for descriptions
-    a head that chooses among the nearest training products' descriptions, catalog_lora.choice)."""
+    a head that chooses among the nearest training products' descriptions, catalog_lora.inference.choice)."""
     output_dir: str = "runs/run"
     """The run folder: adapter, metrics, plots, config."""
     push_to_hub: str = ""
     """``namespace/name`` to publish the finished run to (token from HF_TOKEN or the stored login)."""
     references: bool = False
-    """Index the training examples for nearest-example lookups (catalog_lora.references)."""
+    """Index the training examples for nearest-example lookups (catalog_lora.retrieval.references)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -285,7 +285,7 @@ class TrainConfig:
         _in_range("lora.dropout", lo.dropout, 0, 1, below=True)
         _in_range("train.warmup_ratio", t.warmup_ratio, 0, 1, below=True)
         _in_range("train.seed", t.seed, 0, 2**32 - 1)  # numpy's seed range
-        # the prompt template is never cut (catalog_lora.prompts.PromptTemplate.fit) and takes some 20-60 tokens
+        # the prompt template is never cut (catalog_lora.records.prompts.PromptTemplate.fit) and takes some 20-60 tokens
         _in_range("model.max_length", m.max_length, MIN_MAX_LENGTH)
 
     @property

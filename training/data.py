@@ -9,13 +9,13 @@ from pathlib import Path
 
 import torch
 
-from catalog_lora.batching import cut_batches
-from catalog_lora.choice import NO_POSITION, candidate_scores, choice_lines, encode_lines, fit_lines
-from catalog_lora.dataset_files import load_split
-from catalog_lora.labels import Taxonomy
-from catalog_lora.prompts import Example, PromptTemplate
-from catalog_lora.records import SPLITS
-from catalog_lora.task_spec import TaskSpec
+from catalog_lora.inference.choice import NO_POSITION, candidate_scores, choice_lines, encode_lines, fit_lines
+from catalog_lora.model.batching import cut_batches
+from catalog_lora.records.canonical import SPLITS
+from catalog_lora.records.dataset_files import load_split
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.records.prompts import Example, PromptTemplate
+from catalog_lora.records.task_spec import TaskSpec
 from training.config import CLASS_WEIGHTS
 
 IGNORE_INDEX = -100
@@ -59,7 +59,7 @@ class Encoded:
     labels: list[int] | list[float] | int
     truncated: bool
     positions: list[int] | None = None
-    """A description head's candidate places: where each candidate's line ends (catalog_lora.choice)."""
+    """A description head's candidate places: where each candidate's line ends (catalog_lora.inference.choice)."""
 
 
 def encode_generation(
@@ -93,7 +93,7 @@ def encode_head(record, taxonomy: Taxonomy, tokenizer, spec: TaskSpec, max_lengt
 def encode_choice(
     record, candidates: Sequence[Example], tokenizer, max_length, attribute_keys: Sequence[str] = ()
 ) -> Encoded:
-    """A description head's input (:mod:`catalog_lora.choice`) with its candidate places, and its target:
+    """A description head's input (:mod:`catalog_lora.inference.choice`) with its candidate places, and its target:
     a share for each candidate shown, ``softmax(chrF / CHOICE_TARGET_TEMPERATURE)`` of its description
     against the record's own. Candidates with the same description (a product line's sizes) share alike,
     so the head is not taught to prefer one of two equal answers; a clearly closer one takes nearly all."""
@@ -113,7 +113,7 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int, group
 
     Sorting within shuffled mega-batches of 50 batches keeps the order random from epoch
     to epoch while padding stays small. With ``batch_tokens`` a batch holds as many rows as fit
-    in that many padded tokens, up to ``batch_size`` (:func:`catalog_lora.batching.cut_batches`).
+    in that many padded tokens, up to ``batch_size`` (:func:`catalog_lora.model.batching.cut_batches`).
     """
     rng = random.Random(seed)
     order = list(range(len(lengths)))

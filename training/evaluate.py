@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from catalog_lora.engine import Engine
-from catalog_lora.markdown import SYSTEMS, metrics_table
-from catalog_lora.records import HEADLINE
-from catalog_lora.run_files import CONFIG_FILE, CONFUSION_PLOT, METRICS_FILE, PER_LABEL_PLOT, SYSTEMS_PLOT, fetch_file
-from catalog_lora.task_spec import TaskSpec
+from catalog_lora.inference.engine import Engine
+from catalog_lora.records.canonical import HEADLINE
+from catalog_lora.records.task_spec import TaskSpec
+from catalog_lora.runs.folder import CONFIG_FILE, CONFUSION_PLOT, METRICS_FILE, PER_LABEL_PLOT, SYSTEMS_PLOT, fetch_file
+from catalog_lora.runs.markdown import SYSTEMS, metrics_table
 from training import plots
 from training.baseline import TfidfBaseline
 from training.data import read_split

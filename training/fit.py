@@ -10,9 +10,9 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from catalog_lora.engine import Engine
-from catalog_lora.markdown import scalars
-from catalog_lora.run_files import COMPLETE_MARKER
+from catalog_lora.inference.engine import Engine
+from catalog_lora.runs.folder import COMPLETE_MARKER
+from catalog_lora.runs.markdown import scalars
 from training.data import answer_loss, choice_loss, head_loss
 from training.evaluate import evaluate_engine
 from training.run_folder import CHECKPOINTS, Timing

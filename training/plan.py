@@ -1,7 +1,7 @@
 """How a run uses its device: gradient checkpointing, the optimizer, mixed precision.
 
 The base model's precision (bf16 LoRA or QLoRA 4-bit on CUDA, fp32 on CPU) is chosen by the one
-loader, :func:`catalog_lora.base_model.choose_precision`; what follows from it for training is decided
+loader, :func:`catalog_lora.model.base_model.choose_precision`; what follows from it for training is decided
 here, by plain functions of (device, free memory, model shape, config) that CPU tests can check:
 
 - ``model.gradient_checkpointing: auto`` turns recomputation on only when the estimated activations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from catalog_lora.base_model import Precision
+from catalog_lora.model.base_model import Precision
 
 CHECKPOINTING = ("auto", "on", "off")
 COMPILE = ("off", "on", "graphs")
@@ -92,7 +92,7 @@ def choose_optimizer(setting: str, precision: Precision) -> tuple[str, bool]:
 
 def mixed_precision(device_type: str) -> str:
     """accelerate's ``mixed_precision`` on a device: autocast in the compute dtype that
-    :func:`~catalog_lora.base_model.choose_precision` gives CUDA (trainable weights kept in fp32, see
+    :func:`~catalog_lora.model.base_model.choose_precision` gives CUDA (trainable weights kept in fp32, see
     :func:`upcast_trainable`), none on CPU (fp32 throughout)."""
     if device_type != "cuda":
         return "no"

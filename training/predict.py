@@ -23,10 +23,18 @@ import pandas as pd
 import torch
 from accelerate import PartialState
 
-from catalog_lora.batch import ERROR_COLUMN, BatchInputError, check_column, predict_table
-from catalog_lora.batch_job import ChunkedOutput, adapter_fingerprint
-from catalog_lora.engine import Engine
-from catalog_lora.tables import DELIMITERS, ReadOptions, check_header, columns_of, iter_chunks, reading_note, scan
+from catalog_lora.catalogs.batch import ERROR_COLUMN, BatchInputError, check_column, predict_table
+from catalog_lora.catalogs.batch_job import ChunkedOutput, adapter_fingerprint
+from catalog_lora.catalogs.tables import (
+    DELIMITERS,
+    ReadOptions,
+    check_header,
+    columns_of,
+    iter_chunks,
+    reading_note,
+    scan,
+)
+from catalog_lora.inference.engine import Engine
 
 REFERENCES_COLUMN = "nearest_training_ids"
 # Settings that change the output; a run is resumed only when all of them are the same.
@@ -50,7 +58,7 @@ def parse_adapters(values: list[str]) -> dict[str, str]:
 
 def open_references(adapters: dict[str, str]):
     """The index of training examples of the first adapter that ships one (``None`` when none does)."""
-    from catalog_lora.references import ReferenceIndex, ReferenceIndexError, locate_index
+    from catalog_lora.retrieval.references import ReferenceIndex, ReferenceIndexError, locate_index
 
     for source in adapters.values():
         try:

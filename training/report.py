@@ -25,9 +25,9 @@ import statistics
 import time
 from pathlib import Path
 
-from catalog_lora.markdown import markdown_table, metrics_table
-from catalog_lora.records import HEADLINE
-from catalog_lora.run_files import RunFolder
+from catalog_lora.records.canonical import HEADLINE
+from catalog_lora.runs.folder import RunFolder
+from catalog_lora.runs.markdown import markdown_table, metrics_table
 
 SECOND_METRIC = {"tagging": "macro_f1", "category": "macro_f1", "description": "chrf"}
 SPLIT_NAME = re.compile(r"^(?P<name>.+)-split(?P<seed>\d+)$")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from catalog_lora.engine import Engine
-from catalog_lora.markdown import below_baseline, metrics_table
-from catalog_lora.run_files import COMPLETE_MARKER, CONFIG_FILE, LOSS_PLOT, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
+from catalog_lora.inference.engine import Engine
+from catalog_lora.runs.folder import COMPLETE_MARKER, CONFIG_FILE, LOSS_PLOT, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
+from catalog_lora.runs.markdown import below_baseline, metrics_table
 from training import plots
 from training.config import save_config
 from training.evaluate import evaluate_all, save_plots
@@ -90,7 +90,7 @@ def run_stats(session, progress, timing: Timing) -> dict:
 
 
 def write_run_folder(session, progress, timing: Timing, engine: Engine) -> Path:
-    """Everything a finished run folder holds (see :mod:`catalog_lora.run_files`), ``COMPLETE`` last."""
+    """Everything a finished run folder holds (see :mod:`catalog_lora.runs.folder`), ``COMPLETE`` last."""
     config, out = session.config, session.out
     model = session.accelerator.unwrap_model(session.model)
     model.save_pretrained(out)

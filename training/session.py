@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from catalog_lora.base_model import Precision
-from catalog_lora.labels import Taxonomy
-from catalog_lora.run_files import COMPLETE_MARKER, PROGRESS_FILE, RunInfo
+from catalog_lora.model.base_model import Precision
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.runs.folder import COMPLETE_MARKER, PROGRESS_FILE, RunInfo
 from training.config import TrainConfig
 from training.data import length_grouped_batches
 from training.run_folder import CHECKPOINTS

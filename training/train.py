@@ -25,11 +25,11 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from catalog_lora.base_model import HEAD_MODULES, Precision, free_memory, load_base_model, public_model_id
-from catalog_lora.examples import nearest_examples
-from catalog_lora.labels import Taxonomy
-from catalog_lora.prompts import Example, PromptTemplate
-from catalog_lora.run_files import COMPLETE_MARKER, REFERENCES_DIR, RunInfo
+from catalog_lora.model.base_model import HEAD_MODULES, Precision, free_memory, load_base_model, public_model_id
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.records.prompts import Example, PromptTemplate
+from catalog_lora.retrieval.examples import nearest_examples
+from catalog_lora.runs.folder import COMPLETE_MARKER, REFERENCES_DIR, RunInfo
 from training.config import TrainConfig, load_config
 from training.data import (
     Collator,
@@ -113,7 +113,7 @@ def build_references(config: TrainConfig, splits: dict[str, list[dict]], out: Pa
     if not config.references:
         return
     if accelerator.is_main_process:
-        from catalog_lora.references import build_index
+        from catalog_lora.retrieval.references import build_index
 
         # a description head searches its candidates by title and the attributes its input shows
         keys = config.model.choice_attributes if config.method == "head" and config.task == "description" else None
@@ -128,7 +128,7 @@ def shown_examples(config: TrainConfig, splits: dict[str, list[dict]], out: Path
     k = config.model.prompt_examples
     if not k:
         return {split: [[] for _ in records] for split, records in splits.items()}
-    from catalog_lora.references import ReferenceIndex
+    from catalog_lora.retrieval.references import ReferenceIndex
 
     with ReferenceIndex.open(out / REFERENCES_DIR) as index:
         train = splits["train"]
@@ -182,7 +182,7 @@ def setup(config: TrainConfig) -> Session:
     set_seed(config.train.seed)
     started = time.time()
     task, head, spec = config.task, config.method == "head", config.spec
-    choosing = head and task == "description"  # a head over the nearest training descriptions (catalog_lora.choice)
+    choosing = head and task == "description"  # a head over the nearest training descriptions (catalog_lora.inference.choice)
 
     splits = read_splits(config.data.path, config.data.max_train_examples, config.data.max_eval_examples)
     taxonomy = spec.taxonomy(splits["train"])  # None for descriptions

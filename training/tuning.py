@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from catalog_lora.choice import with_nearest_share
-from catalog_lora.confidence import choose_threshold
-from catalog_lora.engine import Engine
-from catalog_lora.labels import Taxonomy
-from catalog_lora.neighbours import WEIGHT_GRID, best_thresholds, neighbour_votes, tune_weight
+from catalog_lora.inference.choice import with_nearest_share
+from catalog_lora.inference.confidence import choose_threshold
+from catalog_lora.inference.engine import Engine
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.retrieval.neighbours import WEIGHT_GRID, best_thresholds, neighbour_votes, tune_weight
 from training.config import TrainConfig
 
 NAME = "adapter"  # the name the trained adapter is registered under on the engine
@@ -57,7 +57,7 @@ def review_threshold(engine: Engine, name: str, validation: list[dict], config: 
     """Predict the validation split and choose the confidence below which an answer is sent to review.
 
     Every label the adapter chose is one answer: right when it is in the record's gold labels
-    (tags) or equals the gold path (categories); see :func:`catalog_lora.confidence.choose_threshold`."""
+    (tags) or equals the gold path (categories); see :func:`catalog_lora.inference.confidence.choose_threshold`."""
     predictions = engine.predict(
         name, [r["text"] for r in validation], [r.get("attributes") for r in validation],
         batch_size=config.eval.batch_size, batch_tokens=config.eval.batch_tokens, constrained=config.eval.constrained,
@@ -71,7 +71,7 @@ def review_threshold(engine: Engine, name: str, validation: list[dict], config: 
 
 
 def tune_nearest_share(engine: Engine, validation: list[dict], config: TrainConfig) -> tuple[float, dict[float, float]]:
-    """A description head: the nearest candidate's share of the choice (catalog_lora.choice.choose) with
+    """A description head: the nearest candidate's share of the choice (catalog_lora.inference.choice.choose) with
     the best validation chrF, and the chrF of every share tried; ties go to the smaller share (the head)."""
     import sacrebleu
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from catalog_lora.citation import adapter_citation, methods_citation, run_year
-from catalog_lora.markdown import SYSTEMS, metrics_table
-from catalog_lora.records import HEADLINE
-from catalog_lora.run_files import (
+from catalog_lora.records.canonical import HEADLINE
+from catalog_lora.runs.citation import adapter_citation, methods_citation, run_year
+from catalog_lora.runs.folder import (
     CONFUSION_PLOT,
     LOSS_PLOT,
     PER_LABEL_PLOT,
@@ -24,6 +23,7 @@ from catalog_lora.run_files import (
     read_metrics,
     read_run_info,
 )
+from catalog_lora.runs.markdown import SYSTEMS, metrics_table
 from catalog_space.models import Models, Slot
 from catalog_space.settings import REPO_DIR
 

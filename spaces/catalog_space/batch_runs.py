@@ -1,4 +1,4 @@
-"""The Batch tab: an uploaded catalog checked, run in the background (:mod:`catalog_lora.background`),
+"""The Batch tab: an uploaded catalog checked, run in the background (:mod:`catalog_lora.catalogs.background`),
 its progress and the finished rows shown; ``/batch`` in the API waits for the whole file.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from catalog_lora.background import FAILED, QUEUED, BatchJob, find_job
-from catalog_lora.batch import (
+from catalog_lora.catalogs.background import FAILED, QUEUED, BatchJob, find_job
+from catalog_lora.catalogs.batch import (
     CONFIDENCE_SUFFIX,
     ERROR_COLUMN,
     REVIEW_SUFFIX,
@@ -21,7 +21,7 @@ from catalog_lora.batch import (
     escape_formulas,
     read_table,
 )
-from catalog_lora.tables import columns_of, reading_note, repeated_names
+from catalog_lora.catalogs.tables import columns_of, reading_note, repeated_names
 from catalog_space.models import GPU, Models, run_chunk
 from catalog_space.settings import ANSWER_NAMES
 
@@ -160,7 +160,7 @@ def preview_frame(out: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def launch_batch(models: Models, file, text_column: str | None, jobs: list[str] | None) -> BatchJob:
-    """Check the upload, then start its run in the background (see :mod:`catalog_lora.background`)."""
+    """Check the upload, then start its run in the background (see :mod:`catalog_lora.catalogs.background`)."""
     frame, column, jobs = check_batch(models, file, text_column, jobs)
     work = pd.DataFrame({column: frame[column].astype(str).tolist()})
     if ERROR_COLUMN in frame.columns:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from catalog_lora.references import record_answer
-from catalog_lora.run_files import CONFIG_FILE
+from catalog_lora.retrieval.entries import record_answer
+from catalog_lora.runs.folder import CONFIG_FILE
 from catalog_space.handlers import MAX_INPUT_CHARS, note
 from catalog_space.models import Models, Slot
 from catalog_space.settings import ANSWER_NAMES, REPO_DIR

@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 
-from catalog_lora.batch import has_letters
+from catalog_lora.catalogs.batch import has_letters
 from catalog_space.models import AdapterUnavailable, Models, run_predict, run_stream
 from catalog_space.settings import ANSWER_NAMES
 

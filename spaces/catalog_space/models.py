@@ -14,10 +14,10 @@ from functools import partial
 
 import pandas as pd
 
-from catalog_lora.batch import predict_table
-from catalog_lora.micro_batch import MicroBatcher
-from catalog_lora.run_files import read_run_info
-from catalog_lora.tables import ERROR_COLUMN
+from catalog_lora.catalogs.batch import predict_table
+from catalog_lora.catalogs.tables import ERROR_COLUMN
+from catalog_lora.inference.micro_batch import MicroBatcher
+from catalog_lora.runs.folder import read_run_info
 from catalog_space.settings import ADAPTERS, JOB_LABELS, Settings, env_var, resolve_source
 
 try:  # ZeroGPU's package (app.py imports it first, before torch); locally it is not installed
@@ -100,7 +100,7 @@ class Models:
         return _live_models, (id(self),)
 
     def predict_one(self, name: str, text: str, attributes: dict | None = None, **options):
-        """One product's :class:`~catalog_lora.engine.Prediction` by adapter ``name``: batched with the
+        """One product's :class:`~catalog_lora.inference.engine.Prediction` by adapter ``name``: batched with the
         requests of other users that arrive meanwhile (``batching``), else a model call of its own."""
         if not self.batching:
             return run_predict(self, name, [text], [attributes], **options)[0]
@@ -129,7 +129,7 @@ class Models:
             if self._loaded:
                 return
             self._loaded = True
-            from catalog_lora.engine import Engine
+            from catalog_lora.inference.engine import Engine
 
             groups: dict[tuple[str, str], list[Slot]] = {}
             for slot in self.slots.values():
@@ -167,7 +167,7 @@ class Models:
     def add(self, name: str, source: str, label: str) -> Slot:
         """A finished run folder as one more adapter, usable at once beside those loaded at start
         (on the engine of its base model when one is loaded, else on a new one)."""
-        from catalog_lora.engine import Engine
+        from catalog_lora.inference.engine import Engine
 
         info = read_run_info(source)
         slot = Slot(name, info.task, source, label, source=source, info=info)
@@ -225,7 +225,7 @@ class Models:
         if slot.source is None:
             return None, "no adapter, so no training references."
         try:
-            from catalog_lora import references
+            from catalog_lora.retrieval import references
         except Exception as error:  # chromadb or sentence-transformers missing or broken
             return None, f"the reference index cannot be read here ({error})."
         try:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from catalog_lora.records import SPACE_SLOTS
-from catalog_lora.run_files import INFO_FILE, is_repo_id
+from catalog_lora.records.canonical import SPACE_SLOTS
+from catalog_lora.runs.folder import INFO_FILE, is_repo_id
 
 SPACE_DIR = Path(__file__).resolve().parent.parent  # spaces/ here, the repo root of a published Space
 REPO_DIR = SPACE_DIR.parent

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from catalog_lora.dataset_files import REPORT_FILE
-from catalog_lora.labels import normalize_key, split_labels
-from catalog_lora.tables import ERROR_COLUMN, BatchInputError, read_table
+from catalog_lora.catalogs.tables import ERROR_COLUMN, BatchInputError, read_table
+from catalog_lora.records.dataset_files import REPORT_FILE
+from catalog_lora.records.labels import normalize_key, split_labels
 from catalog_space.settings import REPO_DIR
 
 TASKS = ("tagging", "category", "description")

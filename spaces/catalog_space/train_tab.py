@@ -15,9 +15,9 @@ import sys
 import gradio as gr
 import pandas as pd
 
-from catalog_lora.markdown import below_baseline, metrics_table
-from catalog_lora.records import SPACE_SLOTS
-from catalog_lora.run_files import check_repo_id
+from catalog_lora.records.canonical import SPACE_SLOTS
+from catalog_lora.runs.folder import check_repo_id
+from catalog_lora.runs.markdown import below_baseline, metrics_table
 from catalog_space import about, train_requests, training_jobs
 from catalog_space.about import metrics_on_test
 from catalog_space.batch_runs import PREVIEW_ROWS, file_path, text_column_of

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import yaml
 
-from catalog_lora.dataset_files import load_split
-from catalog_lora.run_files import COMPLETE_MARKER, PROGRESS_FILE, TAXONOMY_FILE
+from catalog_lora.records.dataset_files import load_split
+from catalog_lora.runs.folder import COMPLETE_MARKER, PROGRESS_FILE, TAXONOMY_FILE
 from catalog_space.settings import REPO_DIR
 from catalog_space.train_requests import (
     BATCH_SIZE,

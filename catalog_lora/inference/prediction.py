@@ -1,0 +1,68 @@
+"""What the engine works with: an adapter as it uses it (:class:`AdapterSpec`) and one product's
+answer (:class:`Prediction`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.records.prompts import Example, PromptTemplate
+from catalog_lora.retrieval.examples import nearest_examples
+from catalog_lora.runs.folder import RunInfo
+
+
+@dataclass
+class Prediction:
+    """One product's answer. ``labels`` for tags and categories, ``text`` the raw answer.
+
+    ``confidence`` holds each chosen label's probability (see :mod:`catalog_lora.inference.confidence`),
+    ``scores`` the alternatives (every tag of a head adapter, the top categories with ``top_k``),
+    ``low_confidence`` the chosen labels below the adapter's review threshold."""
+
+    text: str = ""
+    labels: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+    truncated: bool = False
+    error: str | None = None
+    confidence: dict[str, float] = field(default_factory=dict)
+    low_confidence: list[str] = field(default_factory=list)
+
+    @property
+    def needs_review(self) -> bool:
+        """A chosen label is below the review threshold."""
+        return bool(self.low_confidence)
+
+
+@dataclass
+class AdapterSpec:
+    """An adapter as the engine uses it: how to prompt, which labels, where it came from."""
+
+    name: str
+    source: str
+    info: RunInfo
+    taxonomy: Taxonomy | None
+    peft_name: str
+    _neighbours: object = None
+
+    @property
+    def neighbours(self):
+        """The references index: the labels mixed into a head's scores, the examples shown in a prompt (opened on first use)."""
+        if self._neighbours is None:
+            from catalog_lora.retrieval.references import ReferenceIndex, locate_index
+
+            self._neighbours = ReferenceIndex.open(locate_index(self.source))
+        return self._neighbours
+
+    def examples(self, texts: list[str], attributes: list[dict | None] | None = None) -> list[list[Example]]:
+        """The nearest training examples shown in each text's prompt, or a description head's candidates
+        (none unless the run uses some); ``attributes`` are searched with the texts where the index is keyed on them."""
+        if not self.info.prompt_examples:
+            return [[] for _ in texts]
+        return nearest_examples(self.neighbours, texts, self.info.prompt_examples, attributes=attributes)
+
+    @property
+    def template(self) -> PromptTemplate:
+        labels = tuple(self.taxonomy.labels) if self.info.prompt_labels and self.taxonomy else ()
+        return PromptTemplate(self.info.task, self.info.prompt_template, labels)
+
