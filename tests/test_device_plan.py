@@ -1,5 +1,5 @@
-"""How a run uses its device (training.plan, catalog_lora.model.base_model.choose_precision, catalog_lora.model.batching):
-the decisions a GPU run makes, checked on CPU with the memory figures a GPU would report."""
+"""How a run uses its device (training.plan, catalog_lora.model.base_model.choose_precision,
+catalog_lora.model.batching): the decisions a GPU run makes, checked on CPU with the memory figures a GPU would report."""
 
 from __future__ import annotations
 

@@ -182,7 +182,8 @@ def setup(config: TrainConfig) -> Session:
     set_seed(config.train.seed)
     started = time.time()
     task, head, spec = config.task, config.method == "head", config.spec
-    choosing = head and task == "description"  # a head over the nearest training descriptions (catalog_lora.inference.choice)
+    # a head over the nearest training descriptions (catalog_lora.inference.choice)
+    choosing = head and task == "description"
 
     splits = read_splits(config.data.path, config.data.max_train_examples, config.data.max_eval_examples)
     taxonomy = spec.taxonomy(splits["train"])  # None for descriptions

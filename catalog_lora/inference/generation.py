@@ -1,8 +1,9 @@
 """The engine's generation path: batched, constrained decoding, confidences, ranked categories, streaming.
 
 Prompts are left-padded after their shared prefix (run once per batch), decoded by
-:func:`catalog_lora.inference.decoding.decode` under the taxonomy's :class:`~catalog_lora.inference.constrained.LabelConstraint`,
-stopped at the end of a one-line answer, and parsed into labels with each label's probability.
+:func:`catalog_lora.inference.decoding.decode` under the taxonomy's
+:class:`~catalog_lora.inference.constrained.LabelConstraint`, stopped at the end of a one-line answer,
+and parsed into labels with each label's probability.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ MIN_SHARED_PREFIX = 8
 
 
 class GenerationMixin:
-    """:class:`catalog_lora.inference.engine.Engine`'s generation path (uses its model, tokenizer, ``_encode`` and ``_using``)."""
+    """:class:`catalog_lora.inference.engine.Engine`'s generation path (uses its model, tokenizer, ``_encode``
+    and ``_using``)."""
 
     def _generation_kwargs(self, spec: AdapterSpec, prompt_length: int, constrained: bool):
         processors = LogitsProcessorList()

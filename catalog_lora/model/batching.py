@@ -1,5 +1,6 @@
 """Cutting an ordered list of rows into batches, by rows or by tokens: the one rule that training
-(:func:`training.data.length_grouped_batches`) and the engine (:meth:`catalog_lora.inference.engine.Engine.predict`) share.
+(:func:`training.data.length_grouped_batches`) and the engine
+(:meth:`catalog_lora.inference.engine.Engine.predict`) share.
 
 A batch costs what its longest row costs times its rows (every row is padded to the longest), so a
 token budget counts ``rows x longest``. Rows in length order then make short rows fill a large batch

@@ -305,7 +305,9 @@ def build_index(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m catalog_lora.retrieval.references", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m catalog_lora.retrieval.references", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="index the examples of a prepared dataset")
     build.add_argument("dataset", help="prepared dataset folder (with train.jsonl …)")
