@@ -193,11 +193,10 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
 """
 
 
-def test_importing_the_core_loads_no_other_project_folder():
-    """Every core module imported in a fresh interpreter: ``sys.modules`` then holds no other project folder."""
-    core = [module for module in project_modules() if module.split(".")[0] == CORE]
+def fresh_import(modules) -> set[str]:
+    """The top-level names in ``sys.modules`` after importing ``modules`` in a fresh interpreter."""
     proc = subprocess.run(
-        [sys.executable, "-c", FRESH_IMPORT, *core],
+        [sys.executable, "-c", FRESH_IMPORT, *modules],
         capture_output=True,
         text=True,
         timeout=300,
@@ -205,23 +204,19 @@ def test_importing_the_core_loads_no_other_project_folder():
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_core_loads_no_other_project_folder():
+    """Every core module imported in a fresh interpreter: ``sys.modules`` then holds no other project folder."""
+    loaded = fresh_import(module for module in project_modules() if module.split(".")[0] == CORE)
     assert CORE in loaded
     assert loaded & set(PACKAGES[1:]) == set()
 
 
 def test_importing_the_rooms_is_cheap():
     """The rooms' packages alone, in a fresh interpreter: no torch, pandas or transformers comes with them."""
-    proc = subprocess.run(
-        [sys.executable, "-c", FRESH_IMPORT, *(f"{CORE}.{name}" for name in CORE_ROOMS)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    loaded = fresh_import(f"{CORE}.{name}" for name in CORE_ROOMS)
     assert CORE in loaded and loaded.isdisjoint({"torch", "pandas", "transformers", "numpy"})
 
 
