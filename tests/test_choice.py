@@ -64,9 +64,10 @@ def test_candidates_that_do_not_fit_are_left_out_whole():
     lines = choice_lines("Oats 1 kg", OATS, CANDIDATES, tokenizer, ["brand"])
     sizes = [len(tokenizer.encode(line, add_special_tokens=False)) for line in lines]
     newline = len(tokenizer.encode("\n", add_special_tokens=False))
-    kept, cut = fit_lines(lines, tokenizer, sizes[0] + newline + sizes[1] + 2)
+    kept, ids, positions, cut = fit_lines(lines, tokenizer, sizes[0] + newline + sizes[1] + 2)
     assert cut and kept == lines[:2], "the second candidate does not fit, the first does"
-    long_title, cut = fit_lines(["Product: " + "very " * 300, lines[1]], tokenizer, 64)
+    assert (ids, positions) == encode_lines(kept, tokenizer), "the ids of the lines kept, tokenized once"
+    long_title, _, _, cut = fit_lines(["Product: " + "very " * 300, lines[1]], tokenizer, 64)
     assert cut and len(long_title) == 2, "a long title keeps half the window, a candidate the rest"
     assert len(tokenizer.encode(long_title[0], add_special_tokens=False)) <= 33
 

@@ -177,10 +177,11 @@ def test_decoding_loop_answers_as_generate(engine):
     """The engine's own loop (finished rows dropped, the output layer only on allowed columns) answers
     exactly as ``generate`` with the same constraint and stop, one product at a time."""
     spec = engine.spec("tagging")
+    products = [PRODUCTS[0], PRODUCTS[3], PRODUCTS[4]]  # one batch of three lengths, whose rows finish apart
     for constrained in (False, True):
-        ours = [p.text for p in engine.predict("tagging", PRODUCTS, batch_size=8, constrained=constrained)]
+        ours = [p.text for p in engine.predict("tagging", products, batch_size=8, constrained=constrained)]
         theirs = []
-        for text in PRODUCTS:
+        for text in products:
             batch = engine.tokenizer([engine.prompt_for(spec, text)[0]], return_tensors="pt", add_special_tokens=False)
             length = batch["input_ids"].shape[1]
             with engine._using(spec, True), torch.inference_mode():
@@ -212,8 +213,8 @@ def test_merged_engine_answers_as_fp32_and_int8_answers_in_the_taxonomy(engine, 
         int8 = Engine.load({"tagging": str(tiny_runs["tagging"])}, quantization="int8", **options)
         assert int8.precision.describe().startswith("int8 linear layers (per-token activations, output layer fp32)")
         assert sum(isinstance(m, Int8Linear) for m in int8.model.modules()) == 7 * 30, "every linear layer of the 30"
-        # two products: int8 matmuls are slow on a CPU without VNNI (this suite's machine has AVX2 only)
-        assert all(answer and answer <= labels for answer in tag_sets(int8, "tagging", PRODUCTS[1:3])), options
+        # one product: int8 matmuls are slow on a CPU without VNNI (this suite's machine has AVX2 only)
+        assert all(answer and answer <= labels for answer in tag_sets(int8, "tagging", PRODUCTS[1:2])), options
 
 
 @pytest.mark.skipif(not cpu_computes_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 or AMX)")

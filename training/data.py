@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from catalog_lora.inference.choice import NO_POSITION, candidate_scores, choice_lines, encode_lines, fit_lines
-from catalog_lora.model.batching import cut_batches
+from catalog_lora.inference.choice import NO_POSITION, candidate_scores, choice_lines, fit_lines
+from catalog_lora.model.batching import cut_batches, pad_rows
 from catalog_lora.records.canonical import SPLITS
 from catalog_lora.records.dataset_files import load_split
 from catalog_lora.records.labels import Taxonomy
@@ -102,8 +102,7 @@ def encode_choice(
     if not candidates:
         raise DataError(f"record {record.get('id')!r} has no candidate descriptions: the references index is empty")
     lines = choice_lines(record["text"], record.get("attributes"), candidates, tokenizer, attribute_keys)
-    lines, truncated = fit_lines(lines, tokenizer, max_length)
-    ids, positions = encode_lines(lines, tokenizer)
+    _, ids, positions, truncated = fit_lines(lines, tokenizer, max_length)
     closeness = torch.tensor([sacrebleu.sentence_chrf(c.answer, [record["description"]]).score for c in candidates[: len(positions)]])
     return Encoded(ids, torch.softmax(closeness / CHOICE_TARGET_TEMPERATURE, dim=0).tolist(), truncated, positions)
 
@@ -161,26 +160,21 @@ class Collator:
         self.classification = classification
         self.multi_label = multi_label
 
-    def _place(self, row: list, width: int, fill) -> list:
-        row = row[:width]
-        pad = [fill] * (width - len(row))
-        return row + pad if self.classification else pad + row
-
     def __call__(self, batch: list[Encoded]) -> dict[str, torch.Tensor]:
         width = self.pad_to or -(-max(len(e.input_ids) for e in batch) // self.multiple) * self.multiple
-        ids = torch.tensor([self._place(e.input_ids, width, self.pad_id) for e in batch])
-        mask = torch.tensor([self._place([1] * len(e.input_ids), width, 0) for e in batch])
+        left = not self.classification
+        ids = torch.tensor(pad_rows([e.input_ids for e in batch], self.pad_id, width, left))
+        mask = torch.tensor(pad_rows([[1] * len(e.input_ids) for e in batch], 0, width, left))
         out = {"input_ids": ids, "attention_mask": mask}
         if self.classification and batch[0].positions is not None:  # a description head: k places, a share each
-            places = max(len(e.positions) for e in batch)
-            out["positions"] = torch.tensor([e.positions + [NO_POSITION] * (places - len(e.positions)) for e in batch])
-            out["labels"] = torch.tensor([e.labels + [0.0] * (places - len(e.labels)) for e in batch])
+            out["positions"] = torch.tensor(pad_rows([e.positions for e in batch], NO_POSITION))
+            out["labels"] = torch.tensor(pad_rows([e.labels for e in batch], 0.0))
         elif self.classification:
             dtype = torch.float if self.multi_label else torch.long
             out["labels"] = torch.tensor([e.labels for e in batch], dtype=dtype)
         else:
             out["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
-            out["labels"] = torch.tensor([self._place(e.labels, width, IGNORE_INDEX) for e in batch])
+            out["labels"] = torch.tensor(pad_rows([e.labels for e in batch], IGNORE_INDEX, width, left))
         return out
 
 

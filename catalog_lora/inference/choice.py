@@ -27,6 +27,7 @@ in a CPU budget (its validation loss stayed at chance after an epoch).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -58,32 +59,34 @@ def choice_lines(
     return lines
 
 
-def fit_lines(lines: Sequence[str], tokenizer, max_length: int) -> tuple[list[str], bool]:
-    """The lines that fit in ``max_length`` tokens once joined by newlines, and whether anything was cut:
-    candidates that do not fit are left out whole, most similar kept first; a product line longer than
-    half the window is cut to that half, so a candidate always has room."""
-    newline = len(tokenizer.encode("\n", add_special_tokens=False))
+def fit_lines(lines: Sequence[str], tokenizer, max_length: int) -> tuple[list[str], list[int], list[int], bool]:
+    """The lines that fit in ``max_length`` tokens once joined by newlines, their token ids (each line
+    tokenized on its own, joined by the newline's tokens), the position of each candidate line's last token
+    (where the head reads it), and whether anything was cut: candidates that do not fit are left out whole,
+    most similar kept first; a product line longer than half the window is cut to that half, so a candidate
+    always has room."""
+    newline = tokenizer.encode("\n", add_special_tokens=False)
     product = tokenizer.encode(lines[0], add_special_tokens=False)
     room = max(1, max_length // 2)
-    kept = [lines[0] if len(product) <= room else tokenizer.decode(product[:room]).strip()]
+    cut = len(product) > room
+    kept = [tokenizer.decode(product[:room]).strip() if cut else lines[0]]
+    ids = tokenizer.encode(kept[0], add_special_tokens=False) if cut else product
+    positions: list[int] = []
     used = min(len(product), room)
     for line in lines[1:]:
-        used += newline + len(tokenizer.encode(line, add_special_tokens=False))
+        tokens = tokenizer.encode(line, add_special_tokens=False)
+        used += len(newline) + len(tokens)
         if used > max_length:
-            return kept, True
+            return kept, ids, positions, True
         kept.append(line)
-    return kept, len(product) > room
+        ids = ids + newline + tokens
+        positions.append(len(ids) - 1)
+    return kept, ids, positions, cut
 
 
 def encode_lines(lines: Sequence[str], tokenizer) -> tuple[list[int], list[int]]:
-    """Token ids of the lines, each tokenized on its own, joined by the newline's tokens; and the
-    position of each candidate line's last token, where the head reads it."""
-    newline = tokenizer.encode("\n", add_special_tokens=False)
-    ids = tokenizer.encode(lines[0], add_special_tokens=False)
-    positions = []
-    for line in lines[1:]:
-        ids = ids + newline + tokenizer.encode(line, add_special_tokens=False)
-        positions.append(len(ids) - 1)
+    """The token ids and candidate positions of lines that already fit (a prompt of :func:`choice_input`)."""
+    _, ids, positions, _ = fit_lines(lines, tokenizer, sys.maxsize)
     return ids, positions
 
 
@@ -97,7 +100,7 @@ def choice_input(
 ) -> tuple[str, bool]:
     """The head's input, its lines joined by newlines (:func:`encode_lines` of its lines is what the model
     reads), and whether it was cut to ``max_length`` tokens."""
-    lines, cut = fit_lines(choice_lines(text, attributes, candidates, tokenizer, attribute_keys), tokenizer, max_length)
+    lines, _, _, cut = fit_lines(choice_lines(text, attributes, candidates, tokenizer, attribute_keys), tokenizer, max_length)
     return "\n".join(lines), cut
 
 

@@ -12,6 +12,7 @@ import torch
 
 from catalog_lora.inference.choice import NO_POSITION, candidate_scores, choose, encode_lines
 from catalog_lora.inference.prediction import AdapterSpec, Prediction
+from catalog_lora.model.batching import pad_rows
 from catalog_lora.records.prompts import Example
 from catalog_lora.retrieval.neighbours import mix, neighbour_votes
 
@@ -80,16 +81,15 @@ class HeadMixin:
         """A description head: each prompt's lines encoded as in training, every candidate scored in one pass."""
         share = spec.info.knn_weight if use_adapter else 0.0  # the nearest candidate's share, tuned on validation
         encoded = [encode_lines(prompt.split("\n"), self.tokenizer) for prompt in prompts]
-        width, places = max(len(ids) for ids, _ in encoded), max(len(p) for _, p in encoded)
-        positions = torch.tensor([p + [NO_POSITION] * (places - len(p)) for _, p in encoded], device=self.device)
+        positions = torch.tensor(pad_rows([p for _, p in encoded], NO_POSITION), device=self.device)
         if share >= 1.0:  # the nearest candidate takes the whole choice: no model pass needed
             scores = torch.zeros(positions.shape).masked_fill(positions.cpu() == NO_POSITION, float("-inf"))
         else:
             pad = self.tokenizer.pad_token_id
 
             def score() -> torch.Tensor:
-                ids = torch.tensor([row + [pad] * (width - len(row)) for row, _ in encoded], device=self.device)
-                mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row, _ in encoded], device=self.device)
+                ids = torch.tensor(pad_rows([row for row, _ in encoded], pad), device=self.device)
+                mask = torch.tensor(pad_rows([[1] * len(row) for row, _ in encoded], 0), device=self.device)
                 with self._using(spec, use_adapter):
                     scores = candidate_scores(self.model, ids, mask, positions).cpu()
                 self.tokens_processed += ids.numel()

@@ -1,6 +1,6 @@
-"""Cutting an ordered list of rows into batches, by rows or by tokens: the one rule that training
-(:func:`training.data.length_grouped_batches`) and the engine
-(:meth:`catalog_lora.inference.engine.Engine.predict`) share.
+"""Cutting an ordered list of rows into batches, by rows or by tokens, and padding a batch's rows to one
+width: the rules that training (:func:`training.data.length_grouped_batches`, :class:`training.data.Collator`)
+and the engine (:meth:`catalog_lora.inference.engine.Engine.predict`, a description head's candidates) share.
 
 A batch costs what its longest row costs times its rows (every row is padded to the longest), so a
 token budget counts ``rows x longest``. Rows in length order then make short rows fill a large batch
@@ -34,3 +34,15 @@ def cut_batches(order: Sequence[int], lengths: Sequence[int], max_rows: int, max
     if batch:
         batches.append(batch)
     return batches
+
+
+def pad_rows(rows: Sequence[Sequence], fill, width: int | None = None, left: bool = False) -> list[list]:
+    """Each row cut to ``width`` (default: the longest row's length) and padded with ``fill`` up to it, on the
+    right, or on the left (``left``: a generation prompt, whose answer must end in the last column)."""
+    width = max(len(row) for row in rows) if width is None else width
+    padded = []
+    for row in rows:
+        row = list(row[:width])
+        pad = [fill] * (width - len(row))
+        padded.append(pad + row if left else row + pad)
+    return padded
