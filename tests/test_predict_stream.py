@@ -202,3 +202,21 @@ def test_two_processes_equal_one_and_resume_after_a_worker_is_killed(tiny_runs, 
     start_and_kill(cmd, output, lambda proc: os.kill(worker_pids(proc.pid)[-1], signal.SIGKILL))
     subprocess.run(cmd, cwd=REPO, env=ENV, check=True, timeout=600)
     assert output.read_bytes() == whole
+
+
+def test_batching_defaults_follow_the_device():
+    """Unset, the batch and chunk sizes are the CPU's (as every CPU result was made) or a GPU's larger ones;
+    what a user sets is kept on either."""
+    from argparse import Namespace
+
+    from training.predict import DEFAULTS, device_defaults
+
+    for cuda, device in ((False, "cpu"), (True, "cuda")):
+        args = Namespace(batch_size=None, batch_tokens=None, chunk_rows=None)
+        device_defaults(args, cuda)
+        assert vars(args) == DEFAULTS[device]
+        asked = Namespace(batch_size=8, batch_tokens=0, chunk_rows=100)
+        device_defaults(asked, cuda)
+        assert vars(asked) == {"batch_size": 8, "batch_tokens": 0, "chunk_rows": 100}
+    assert DEFAULTS["cpu"] == {"batch_size": 16, "batch_tokens": 0, "chunk_rows": 500}
+    assert DEFAULTS["cuda"]["batch_size"] > DEFAULTS["cpu"]["batch_size"] and DEFAULTS["cuda"]["batch_tokens"] > 0
