@@ -23,6 +23,8 @@ PRODUCTS = [
     "ok",
     "Rich creamy foam, skin feels soft for hours after the shower, and the scent lingers.",
 ]
+# one batch of three lengths whose rows finish apart: what a batched-vs-single comparison needs, at less cost
+SPREAD = [PRODUCTS[0], PRODUCTS[3], PRODUCTS[4]]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +34,8 @@ def engine(tiny_runs):
 
 def test_batched_greedy_equals_one_at_a_time(engine):
     for constrained in (False, True):
-        batched = [p.text for p in engine.predict("tagging", PRODUCTS, batch_size=8, constrained=constrained)]
-        single = [engine.predict("tagging", [text], constrained=constrained)[0].text for text in PRODUCTS]
+        batched = [p.text for p in engine.predict("tagging", SPREAD, batch_size=8, constrained=constrained)]
+        single = [engine.predict("tagging", [text], constrained=constrained)[0].text for text in SPREAD]
         assert batched == single
 
 
@@ -177,11 +179,10 @@ def test_decoding_loop_answers_as_generate(engine):
     """The engine's own loop (finished rows dropped, the output layer only on allowed columns) answers
     exactly as ``generate`` with the same constraint and stop, one product at a time."""
     spec = engine.spec("tagging")
-    products = [PRODUCTS[0], PRODUCTS[3], PRODUCTS[4]]  # one batch of three lengths, whose rows finish apart
     for constrained in (False, True):
-        ours = [p.text for p in engine.predict("tagging", products, batch_size=8, constrained=constrained)]
+        ours = [p.text for p in engine.predict("tagging", SPREAD, batch_size=8, constrained=constrained)]
         theirs = []
-        for text in products:
+        for text in SPREAD:
             batch = engine.tokenizer([engine.prompt_for(spec, text)[0]], return_tensors="pt", add_special_tokens=False)
             length = batch["input_ids"].shape[1]
             with engine._using(spec, True), torch.inference_mode():
