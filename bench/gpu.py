@@ -1,17 +1,26 @@
 """The GPU path measured: training and prediction rates of the shipped configs on one CUDA device.
 
-    python bench/gpu.py [--output-dir bench/results] [--minutes 1.5]
+    python bench/gpu.py [--output-dir bench/results] [--minutes 1.5] [--budget-minutes 7.5]
     python bench/gpu.py --smoke --output-dir /tmp/gpu-smoke      # the same code on CPU, tiny, for the tests
+    python bench/gpu.py --report bench/results/gpu.json          # gpu.md written again from gpu.json
 
-Writes ``gpu.json`` and ``gpu.md`` (device, torch/CUDA versions, commit, date):
+Writes ``gpu.json`` and ``gpu.md`` (device, torch/CUDA versions, commit, date) after every section, in order:
 
 - the time to convert the embedded GGUF into a plain checkpoint;
+- the training step alone of the BigBasket head (``training.train.setup``'s model, ``training.fit``'s loss,
+  backward and optimizer) by variant: bf16 eager, bf16 replayed as CUDA graphs (``train.compile=graphs``),
+  bf16 compiled (``on``), QLoRA 4-bit, bf16 at batch 512: steps/s, titles/s, peak memory, warm-up time;
 - per shipped head config (BigBasket ``category > sub_category``, body-wash Level 1): its epochs trained in
-  bf16 LoRA (``model.quantization=none``; what ``auto`` picks for this model on a large GPU) with the
-  evaluation on the test split, then a fixed number of steps in bf16 and in QLoRA 4-bit on the same batches:
-  titles/s, optimizer steps/s and peak memory of each, and the test metric against the CPU fp32 run's;
-- head prediction rows/s (merged, bf16) and constrained generate tagging rows/s at batch 1, 32 and 256.
+  bf16 LoRA (``model.quantization=none``; what ``auto`` picks for this model on a large GPU) with the fastest
+  variant's ``train.compile`` and the evaluation on the test split, then a fixed number of steps in bf16 and in
+  QLoRA 4-bit on the same batches: titles/s, optimizer steps/s and peak memory of each, and the test metric
+  against the CPU fp32 run's;
+- head prediction rows/s (merged, bf16) at batch 1, 32, 256 and 1024, and constrained generate tagging rows/s
+  at batch 1, 32 and 256;
+- last, ``gpu-profile.txt``: the operators and kernels of the fastest step variant (torch.profiler).
 
+A section that fails is recorded with its error and the next one runs; one that would not end within
+``--budget-minutes`` is skipped and says so.
 Every training run is capped by ``--minutes`` (``train.max_minutes``), so the whole benchmark ends within
 about eight minutes even where the GPU path is slow; a capped run says so (``cut_by_time``). Configs with
 ``references: true`` keep their neighbours where chromadb and the sentence model are installed; elsewhere
