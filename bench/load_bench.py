@@ -20,11 +20,13 @@ client, ``throughput_gain_20``: requests/s at the most clients over one client, 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -53,6 +55,89 @@ class CountedEngine:
         return self.engine.predict(*args, **kwargs)
 
 
+class Stages:
+    """Where a /tag request's time goes, measured by timing the real functions on its path.
+
+    Per request: the handler (``handlers.tag``) and, inside it, the wait for its answer
+    (``Models.predict_one``: in the queue for a batch, then the batch). Per model call (``Engine.predict``,
+    one per batch): the sentence-model embedding, the index search around it, the model's forward passes
+    and the engine's rest (prompts, tokenizing, labels). The client's round trip minus the handler is the
+    web server's and Gradio's share (HTTP, Gradio's queue, the event stream, serialization)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.batches: list[dict] = []
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests, self.batches = [], []
+
+    def time(self, owner, attribute: str, stage: str) -> None:
+        """Time ``owner.attribute`` as ``stage``: ``handler`` and ``answer`` per request, ``batch``
+        (``Engine.predict``) per model call, anything else as a part of the batch running in this thread."""
+        function = getattr(owner, attribute)
+
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            if stage == "batch":
+                self._local.batch = {"size": len(args[2])}  # Engine.predict(self, name, texts, ...)
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._done(stage, time.perf_counter() - start)
+
+        setattr(owner, attribute, timed)
+
+    def _done(self, stage: str, seconds: float) -> None:
+        local = self._local
+        if stage == "answer":
+            local.answer = seconds
+        elif stage == "handler":
+            with self._lock:
+                self.requests.append({"handler": seconds, "answer": getattr(local, "answer", 0.0)})
+            local.answer = 0.0
+        elif stage == "batch":
+            batch, local.batch = local.batch, None
+            with self._lock:
+                self.batches.append({**batch, "batch": seconds})
+        elif getattr(local, "batch", None) is not None:
+            local.batch[stage] = local.batch.get(stage, 0.0) + seconds
+
+    def summary(self, round_trip_ms: float) -> dict:
+        """Milliseconds of the mean request, stage by stage (they add up to ``round_trip_ms``), and the
+        model-call work per request (each batch's time shared among its requests)."""
+        requests, batches = self.requests, self.batches
+        n = max(len(requests), 1)
+        sized = max(sum(b["size"] for b in batches), 1)
+
+        def in_batch(stage):  # what the mean request waits for while its batch runs
+            return 1000 * sum(b["size"] * part(b, stage) for b in batches) / sized
+
+        def part(batch, stage):
+            embedding, search, model = (batch.get(key, 0.0) for key in ("embedding", "search", "model"))
+            return {
+                "embedding": embedding,
+                "search": search - embedding,
+                "model": model,
+                "engine_rest": batch["batch"] - search - model,
+                "batch": batch["batch"],
+            }[stage]
+
+        handler = 1000 * sum(r["handler"] for r in requests) / n
+        answer = 1000 * sum(r["answer"] for r in requests) / n
+        return {
+            "round_trip_ms": round_trip_ms,
+            "web_and_gradio_ms": round_trip_ms - handler,
+            "handler_own_ms": handler - answer,
+            "waiting_for_batch_ms": answer - in_batch("batch"),
+            **{f"{stage}_ms": in_batch(stage) for stage in ("embedding", "search", "model", "engine_rest")},
+            "batch_work_per_request_ms": 1000 * sum(b["batch"] for b in batches) / n,
+        }
+
+
 def serve(engine, batching: bool) -> tuple[object, str]:
     """The Space's page serving ``engine``'s "tag" adapter on a free port of 127.0.0.1: ``(app, url)``."""
     from catalog_space.models import Models
@@ -70,6 +155,21 @@ def serve(engine, batching: bool) -> tuple[object, str]:
 
 
 def load(url: str, clients: int, requests: int, texts: list[str]) -> dict:
+    """:func:`drive` in a process of its own, as a Space's users are not in its process: the clients'
+    work shares the machine's cores with the server, not its Python interpreter."""
+    child = subprocess.run(
+        [sys.executable, __file__, "--drive", url, "--clients", str(clients), "--requests", str(requests)],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if child.returncode != 0:
+        raise RuntimeError(f"the clients' process failed:\n{child.stderr[-3000:]}")
+    return json.loads(child.stdout.splitlines()[-1])
+
+
+def drive(url: str, clients: int, requests: int, texts: list[str]) -> dict:
     """``requests`` /tag calls from ``clients`` concurrent users (each waits for its answer before
     sending the next): latencies and requests/s."""
     from gradio_client import Client
@@ -93,6 +193,7 @@ def load(url: str, clients: int, requests: int, texts: list[str]) -> dict:
     return {
         "clients": clients,
         "requests": requests,
+        "mean_ms": statistics.mean(latencies) * 1000,
         "p50_ms": statistics.median(latencies) * 1000,
         "p95_ms": latencies[math.ceil(0.95 * len(latencies)) - 1] * 1000,
         "requests_per_s": requests / seconds,
@@ -115,7 +216,26 @@ def main() -> None:
     parser.add_argument("--note", default="", help="conditions the script cannot see")
     parser.add_argument("--output", default=str(REPO / "bench/results/load.md"))
     parser.add_argument("--speed-json", default=str(REPO / "bench/results/speed.json"))
+    parser.add_argument("--drive", metavar="URL", help=argparse.SUPPRESS)  # the clients' process (load)
     args = parser.parse_args()
+    if args.drive:
+        print(json.dumps(drive(args.drive, int(args.clients), args.requests, json.loads(sys.stdin.read()))))
+        return
+    from catalog_lora.retrieval import references
+    from catalog_space import handlers
+    from catalog_space.models import Models
+
+    stages = Stages()  # installed before the app is built, so that the page's handlers are the timed ones
+    for owner, attribute, stage in (
+        (handlers, "tag", "handler"),
+        (Models, "predict_one", "answer"),
+        (Engine, "predict", "batch"),
+        (references, "embed", "embedding"),
+        (references.ReferenceIndex, "query", "search"),
+        (Engine, "_head_logits", "model"),
+        (Engine, "_generate", "model"),
+    ):
+        stages.time(owner, attribute, stage)
     adapter = Path(args.adapter) if args.adapter else run_for("tagging")
     engine = CountedEngine(Engine.load({"tag": str(adapter)}, quantization=args.quantization))
     precision = engine.precision.label
@@ -130,7 +250,10 @@ def main() -> None:
         for clients in levels:  # the modes alternate, so both meet the same conditions on the machine
             for mode, (_, url) in apps.items():
                 before = engine.calls
-                results[mode].append({**load(url, clients, args.requests, texts), "engine_calls": engine.calls - before})
+                stages.reset()
+                measured = load(url, clients, args.requests, texts)
+                stages_ms = stages.summary(measured["mean_ms"])
+                results[mode].append({**measured, "engine_calls": engine.calls - before, "stages": stages_ms})
     finally:
         for app, _ in apps.values():
             app.close()
@@ -150,10 +273,32 @@ def main() -> None:
                 f"| {mode} | {r['clients']} | {r['requests']} | {r['engine_calls']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
                 f"| {r['requests_per_s']:.2f} | {r['requests_per_s'] / rows[0]['requests_per_s']:.1f}x |"
             )
+    lines += [
+        "",
+        "Where the mean request's time goes, in ms (`bench/load_bench.py`'s `Stages`): the round trip a client "
+        "waits = the web server and Gradio + the handler's own work + the wait for a batch to start + the batch "
+        "its request is in (embedding, index search, model, the engine's rest). The last column is the model "
+        "calls' work shared among the requests: the machine's cost of one request.",
+        "",
+        "| mode | clients | round trip | web server + Gradio | handler | waiting for a batch | embedding | search "
+        "| model | engine's rest | work per request |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for mode, rows in results.items():
+        for r in rows:
+            t = r["stages"]
+            lines.append(
+                f"| {mode} | {r['clients']} | {t['round_trip_ms']:.0f} | {t['web_and_gradio_ms']:.0f} "
+                f"| {t['handler_own_ms']:.0f} | {t['waiting_for_batch_ms']:.0f} | {t['embedding_ms']:.0f} "
+                f"| {t['search_ms']:.0f} | {t['model_ms']:.0f} | {t['engine_rest_ms']:.0f} "
+                f"| {t['batch_work_per_request_ms']:.0f} |"
+            )
     batched = results["batched"]
     summary = {
         "p50_ms": batched[0]["p50_ms"],
         "p95_ms": batched[0]["p95_ms"],
+        f"p50_ms_{batched[-1]['clients']}": batched[-1]["p50_ms"],
+        f"p95_ms_{batched[-1]['clients']}": batched[-1]["p95_ms"],
         "throughput_gain_20": batched[-1]["requests_per_s"] / batched[0]["requests_per_s"],
         "clients": levels,
         "adapter": adapter.name,

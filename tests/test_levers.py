@@ -84,6 +84,14 @@ def check_token_batches_and_neighbours_alone(engine, texts: list[str], expected:
     by_tokens = engine.predict("head", texts, batch_size=64, batch_tokens=40)
     assert [p.labels for p in by_tokens] == [p.labels for p in expected]
     spec = engine.spec("head")
+    # the nearest training examples come with the answer, from the one search the vote uses, whether the
+    # caller asks for more of them than the vote takes (7 > k = 5) or fewer (2)
+    for k in (7, 2):
+        answered = engine.predict("head", texts, references=k)
+        assert [p.labels for p in answered] == [p.labels for p in expected]
+        searched = spec.neighbours.query(texts, k)
+        assert [[r.id for r in p.references] for p in answered] == [[r.id for r in row] for row in searched]
+    assert all(p.references == [] for p in expected), "none unless asked for"
     with engine.reusing_passes():  # the evaluation's and the tuning's scorings of one split: one head pass
         engine.predict("head", texts)
         used = engine.tokens_processed

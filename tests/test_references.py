@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from catalog_lora.retrieval.embeddings import load_model
+from catalog_lora.retrieval.embeddings import embed, load_model
 from catalog_lora.retrieval.references import (
     COLLECTION_NAME,
     Reference,
@@ -108,6 +109,16 @@ def test_k_larger_than_index_and_bad_k(index):
     assert index.query([], k=3) == []
     with pytest.raises(ValueError):
         index.query(["rice"], k=0)
+
+
+def test_embeddings_cut_by_tokens_keep_their_order_and_values():
+    """Texts of spread lengths, embedded in batches cut by a small token budget (longest first), come back
+    in input order with the values of one batch of all of them."""
+    texts = ["Coconut oil", "A long review of a body wash " * 12, "Lavender shower gel, 400 ml", "ok"]
+    whole = np.array(embed(texts, max_tokens=0))
+    cut = np.array(embed(texts, max_tokens=24))
+    assert cut.shape == (4, 384) and np.allclose(cut, whole, atol=1e-5)
+    assert np.allclose(cut[2], embed([texts[2]])[0], atol=1e-5)
 
 
 def test_model_loaded_once_per_process():

@@ -180,7 +180,8 @@ class Engine(GenerationMixin, HeadMixin):
                 with self.model.disable_adapter():
                     yield
                 return
-            self.model.set_adapter(spec.peft_name)
+            if self.model.active_adapters != [spec.peft_name]:  # set_adapter walks every module: ~10 ms on a CPU
+                self.model.set_adapter(spec.peft_name)
             yield
 
     @contextmanager
@@ -233,6 +234,7 @@ class Engine(GenerationMixin, HeadMixin):
         top_k: int = 0,
         progress: bool = False,
         examples: list[list[Example]] | None = None,
+        references: int = 0,
     ) -> list[Prediction]:
         """Predict every text with adapter ``name`` (or the bare base with ``use_adapter=False``).
 
@@ -240,6 +242,8 @@ class Engine(GenerationMixin, HeadMixin):
         when the caller has already looked them up; else the engine looks them up. ``batch_tokens``: batches
         of as many prompts as fit in that many padded tokens (a generated answer's budget counted in), up to
         ``batch_size`` (:func:`catalog_lora.model.batching.cut_batches`); 0 = ``batch_size`` prompts a batch.
+        ``references``: also return each text's nearest training examples (``Prediction.references``, most
+        similar first), from the same one search of the references index that a head's neighbour vote uses.
         Returns one :class:`Prediction` per text, in input order.
         """
         spec = self.spec(name)
@@ -248,8 +252,10 @@ class Engine(GenerationMixin, HeadMixin):
             raise ValueError(f"got {len(texts)} texts but {len(attributes)} attribute dicts")
         if examples is not None and len(examples) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(examples)} lists of examples")
+        if references < 0:
+            raise ValueError(f"references={references} must be 0 (none) or the number of training examples per text")
         if spec.info.method == "head":
-            run_batch = lambda batch, texts, shown: self._classify(spec, batch, texts, shown, use_adapter, top_k)  # noqa: E731
+            run_batch = lambda batch, hits, shown: self._classify(spec, batch, hits, shown, use_adapter, top_k)  # noqa: E731
         else:
             options = dict(
                 constrained=constrained,
@@ -258,8 +264,11 @@ class Engine(GenerationMixin, HeadMixin):
                 max_new_tokens=max_new_tokens or spec.info.max_new_tokens,
                 top_k=top_k,
             )
-            run_batch = lambda batch, texts, shown: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
+            run_batch = lambda batch, hits, shown: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
         shown = spec.examples(texts, attributes) if examples is None else examples
+        # one search for every text: the head's vote takes the first knn_k hits, the caller the first `references`
+        k = max(references, self.vote_k(spec, use_adapter))
+        hits = spec.neighbours.query(texts, k) if k else [[] for _ in texts]
         prompts = [
             self.prompt_for(spec, text, attrs, examples)
             for text, attrs, examples in zip(texts, attributes, shown, strict=True)
@@ -274,9 +283,10 @@ class Engine(GenerationMixin, HeadMixin):
         results: list[Prediction | None] = [None] * len(texts)
         bar = tqdm(total=len(texts), desc=f"predict [{name}]", unit="item", disable=not progress)
         for index in cut_batches(order, lengths, batch_size, batch_tokens):
-            batch = run_batch([prompts[i][0] for i in index], [texts[i] for i in index], [shown[i] for i in index])
+            batch = run_batch([prompts[i][0] for i in index], [hits[i] for i in index], [shown[i] for i in index])
             for i, prediction in zip(index, batch, strict=True):
                 prediction.truncated = prompts[i][1]
+                prediction.references = hits[i][:references]
                 prediction.low_confidence = low_confidence(
                     prediction.confidence, prediction.labels, spec.info.review_threshold
                 )

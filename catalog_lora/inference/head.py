@@ -15,28 +15,39 @@ from catalog_lora.inference.prediction import AdapterSpec, Prediction
 from catalog_lora.model.batching import pad_rows
 from catalog_lora.records.prompts import Example
 from catalog_lora.retrieval.neighbours import mix, neighbour_votes
+from catalog_lora.retrieval.references import Reference
 
 
 class HeadMixin:
     """:class:`catalog_lora.inference.engine.Engine`'s head path (uses its model, ``_encode`` and ``_using``)."""
+
+    @staticmethod
+    def vote_k(spec: AdapterSpec, use_adapter: bool) -> int:
+        """How many nearest training examples ``spec``'s answers mix in (0: none, the model alone)."""
+        if spec.info.method != "head" or spec.info.task == "description" or not use_adapter:
+            return 0
+        return spec.info.knn_k if spec.info.knn_k and spec.info.knn_weight else 0
 
     @torch.inference_mode()
     def _classify(
         self,
         spec: AdapterSpec,
         prompts: list[str],
-        texts: list[str],
+        hits: list[list[Reference]],
         shown: list[list[Example]],
         use_adapter: bool,
         top_k: int,
     ) -> list[Prediction]:
-        """``shown``: a description head's candidates per text (catalog_lora.inference.choice); unused otherwise."""
+        """``hits``: each text's nearest training examples, most similar first (at least :meth:`vote_k` of
+        them when the answer mixes in their vote); ``shown``: a description head's candidates per text
+        (catalog_lora.inference.choice); unused otherwise."""
         if spec.info.task == "description":
             return self._choose(spec, prompts, shown, use_adapter)
-        mixing = use_adapter and spec.info.knn_k and spec.info.knn_weight
+        k = self.vote_k(spec, use_adapter)
+        mixing = k > 0
         if mixing:
             votes = neighbour_votes(
-                spec.neighbours.query(texts, spec.info.knn_k),
+                [row[:k] for row in hits],
                 spec.taxonomy,
                 spec.info.label_levels,
                 spec.info.knn_temperature,

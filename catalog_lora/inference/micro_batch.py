@@ -13,6 +13,15 @@ requests (``n`` users active), the worker waits up to ``max_wait_s`` for ``n`` r
 one core the answers and the users' next requests take a while to pass through the web server, and
 without the wait they would trickle in as small batches that each cost almost a full one. Whatever
 is queued beyond that joins the batch too.
+
+Why not Gradio's own batching (``batch=True``, ``max_batch_size`` on an event): it batches one event's
+requests, as lists of every input and output, and the Space needs more than that. The Tag tab, its API
+and the Classify tab each pick an adapter per request (the adapter dropdown), so one Gradio batch would
+still hold several adapters and need this grouping; a request's notices, references and errors are its
+own, and a batch function fails or succeeds as a whole; Gradio takes only what is queued at that
+instant, without the wait for the last batch's users above, which is what makes batches fill on two
+cores; and on ZeroGPU each request must stay its own GPU call, billed to its own user (``Models``
+switches the batcher off there). The engine below is the same either way: one ``predict`` per batch.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ class Prediction:
 
     ``confidence`` holds each chosen label's probability (see :mod:`catalog_lora.inference.confidence`),
     ``scores`` the alternatives (every tag of a head adapter, the top categories with ``top_k``),
-    ``low_confidence`` the chosen labels below the adapter's review threshold."""
+    ``low_confidence`` the chosen labels below the adapter's review threshold, ``references`` the
+    nearest training examples (``Engine.predict(references=k)``)."""
 
     text: str = ""
     labels: list[str] = field(default_factory=list)
@@ -27,6 +28,7 @@ class Prediction:
     error: str | None = None
     confidence: dict[str, float] = field(default_factory=dict)
     low_confidence: list[str] = field(default_factory=list)
+    references: list = field(default_factory=list)  # nearest training examples (Reference), when asked for
 
     @property
     def needs_review(self) -> bool:

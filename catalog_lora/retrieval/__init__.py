@@ -1,5 +1,7 @@
 """The nearest training examples: the bundled sentence model, the ChromaDB reference index (records as
 entries, built and searched), the neighbours' vote of a head and the examples shown in a prompt.
 
-Imports from the core: ``records``, ``runs``. Knows nothing of the model or of answering.
+Imports from the core: ``records``, ``runs`` and ``model.batching`` (of the model room only the rule
+that cuts batches by tokens: the sentence model's batches are cut as the engine's are). Knows nothing
+of the base model or of answering.
 """

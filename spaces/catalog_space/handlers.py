@@ -99,20 +99,36 @@ def reference_frame(task: str, rows: list | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows or [], columns=columns)
 
 
-def find_references(models: Models, name: str, task: str, text: str | None) -> tuple[pd.DataFrame, str]:
-    """The training products nearest to ``text`` and a line saying where they come from."""
-    if text is None or name not in models.slots:
+def shown_references(task: str, found: list) -> tuple[pd.DataFrame, str]:
+    """The references column: training products (:class:`~catalog_lora.retrieval.references.Reference`) and a
+    line saying where they come from."""
+    rows = [[round(ref.score, 3), ref.text, ref.answer] for ref in found]
+    return reference_frame(task, rows), f"The {len(rows)} most similar training examples (cosine similarity)."
+
+
+def no_references(models: Models, name: str, task: str) -> tuple[pd.DataFrame, str] | None:
+    """The references column when ``name`` has no usable reference index (why, in its line); None when it has one."""
+    if name not in models.slots:
         return reference_frame(task), ""
     index, problem = models.references(name)
     if index is None:
         return reference_frame(task), note(f"No training references for this adapter: {problem}")
+    return None
+
+
+def find_references(models: Models, name: str, task: str, text: str | None) -> tuple[pd.DataFrame, str]:
+    """The training products nearest to ``text``, searched on their own (the Describe tab: Tag's come with
+    the answer, from the engine's own search), and a line saying where they come from."""
+    if text is None:
+        return reference_frame(task), ""
+    missing = no_references(models, name, task)
+    if missing is not None:
+        return missing
     try:
-        found = index.query([text], k=REFERENCES_K)[0]
+        return shown_references(task, models.references(name)[0].query([text], k=REFERENCES_K)[0])
     except Exception as error:  # a corrupt index must not take the answer down with it
         logger.exception("reference query failed")
         return reference_frame(task), note(f"The reference index could not be searched: {error}")
-    rows = [[round(ref.score, 3), ref.text, ref.answer] for ref in found]
-    return reference_frame(task, rows), f"The {len(rows)} most similar training examples (cosine similarity)."
 
 
 def label_value(prediction, task: str):
@@ -142,16 +158,22 @@ def failure(name: str, error: Exception) -> str:
 
 
 def tag(models: Models, text: str, adapter: str | None = None):
-    """Tags of a product text by ``adapter`` (default: the Space's tagger). Returns ``(tags, notice, references note, references)``."""
+    """Tags of a product text by ``adapter`` (default: the Space's tagger). Returns ``(tags, notice, references note, references)``.
+
+    The similar training products come with the answer: the engine searches the references index once per
+    batch of concurrent requests, and a head's neighbour vote uses the same search."""
     adapter = adapter or "tag"
     text, notices = clean_text(text)
-    references, references_note = find_references(models, adapter, "tagging", text)
     if text is None:
-        return None, "\n\n".join(notices), references_note, references
+        return None, "\n\n".join(notices), "", reference_frame("tagging")
+    missing = no_references(models, adapter, "tagging")
+    references, references_note = missing or (reference_frame("tagging"), "")
     try:
-        prediction = models.predict_one(adapter, text)
+        prediction = models.predict_one(adapter, text, references=0 if missing else REFERENCES_K)
     except Exception as error:
         return None, failure(adapter, error), references_note, references
+    if not missing:
+        references, references_note = shown_references("tagging", prediction.references)
     notices += prediction_notices(models, adapter, prediction)
     if not prediction.labels:
         notices.append(note("No tag: the adapter found none of its tags in this text."))
