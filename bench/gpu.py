@@ -104,14 +104,11 @@ def machine(device: str) -> dict:
 
 def conversion_seconds() -> float:
     """The embedded GGUF converted into a plain checkpoint, as a new machine does once: into the cache the
-    runs use when it is empty (a fresh GPU machine), else into a fresh folder."""
-    if not (cache_dir() / "base").exists():
-        started = time.perf_counter()
-        ensure_embedded_checkpoint()
-        return time.perf_counter() - started
+    runs use when it is empty (a fresh GPU machine, which keeps it for the runs), else into a fresh folder."""
     old = os.environ.get("CATALOG_LORA_CACHE")
     with tempfile.TemporaryDirectory() as fresh:
-        os.environ["CATALOG_LORA_CACHE"] = fresh
+        if (cache_dir() / "base").exists():
+            os.environ["CATALOG_LORA_CACHE"] = fresh
         try:
             started = time.perf_counter()
             ensure_embedded_checkpoint()
@@ -335,27 +332,23 @@ def plan(bench: Bench) -> list[tuple[str, float, object]]:
 
 
 def step_rate(config, profile: Path | None, warmup: int = 5, steps: int = 30) -> dict:
-    """Optimizer steps per second of the training step alone (``training.fit``'s loss, backward, clipping and
-    optimizer, on ``training.train.setup``'s model), after ``warmup`` steps that a compiled model spends
-    compiling; with ``profile``, the operators and kernels of ``steps`` more steps written there."""
-    from training.fit import compute_loss
+    """Training steps per second of the step alone (``training.fit.train_step``: loss, backward, clipping,
+    optimizer and schedule, on ``training.train.setup``'s model), after ``warmup`` steps that a compiled
+    model spends compiling; with ``profile``, the operators and kernels of ``steps`` more steps written there.
+    With ``train.grad_accum`` above 1, a step is one batch."""
+    from training.fit import train_step
     from training.train import setup
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     session = setup(config)
-    model, optimizer, accelerator = session.model, session.optimizer, session.accelerator
+    session.model.train()
     batches = list(session.loader(session.train_set, session.epoch_batches(0)))
 
     def run(count: int, offset: int) -> float:
         started = time.perf_counter()
         for i in range(count):
-            batch = batches[(offset + i) % len(batches)]
-            loss = compute_loss(model, batch, session.loss_weights)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad()
+            train_step(session, batches[(offset + i) % len(batches)])
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         return time.perf_counter() - started

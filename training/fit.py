@@ -54,6 +54,22 @@ def resume(session: Session) -> Progress:
     return progress
 
 
+def train_step(session: Session, batch: dict) -> torch.Tensor:
+    """One batch: the loss, its gradients and, where a gradient accumulation ends, clipping, the optimizer's
+    step and the schedule's. Returns the loss as it is, on the device: reading it would make the host wait."""
+    accelerator, model = session.accelerator, session.model
+    with accelerator.accumulate(model):
+        loss = compute_loss(model, batch, session.loss_weights)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), session.config.train.max_grad_norm)
+        session.optimizer.step()
+        if accelerator.sync_gradients:
+            session.scheduler.step()
+        session.optimizer.zero_grad()
+    return loss
+
+
 def fit(session: Session, progress: Progress) -> Timing:
     """The step loop: gradient accumulation, logging, validation, early stopping, the time budget."""
     config, accelerator, model = session.config, session.accelerator, session.model
@@ -78,15 +94,7 @@ def fit(session: Session, progress: Progress) -> Timing:
             dl = session.loader(session.train_set, session.epoch_batches(progress.epoch))
             batches = accelerator.skip_first_batches(dl, progress.batches_done) if progress.batches_done else dl
             for batch in batches:
-                with accelerator.accumulate(model):
-                    loss = compute_loss(model, batch, session.loss_weights)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(model.parameters(), config.train.max_grad_norm)
-                    session.optimizer.step()
-                    if accelerator.sync_gradients:
-                        session.scheduler.step()
-                    session.optimizer.zero_grad()
+                loss = train_step(session, batch)
                 progress.batches_done += 1
                 tokens += batch["attention_mask"].sum()
                 progress.padded += int(batch["attention_mask"].numel()) * accelerator.num_processes

@@ -114,6 +114,12 @@ def upcast_trainable(model) -> None:
             module.cast_input_dtype_enabled = False
 
 
+def length_multiple(setting: str) -> int:
+    """Each batch's padded length is a multiple of this under ``train.compile`` ``setting``: under ``graphs``
+    one CUDA graph is captured per batch shape, so the lengths come in steps of :data:`GRAPH_LENGTH_STEP`."""
+    return GRAPH_LENGTH_STEP if setting == "graphs" else 1
+
+
 def compile_model(model, setting: str) -> None:
     """``train.compile`` applied to the PEFT model's base model in place (the state dict's keys stay as they are)."""
     if setting == "on":

@@ -44,12 +44,12 @@ from training.data import (
 )
 from training.fit import best_engine, fit, resume
 from training.plan import (
-    GRAPH_LENGTH_STEP,
     ModelShape,
     activation_bytes,
     choose_checkpointing,
     choose_optimizer,
     compile_model,
+    length_multiple,
     mixed_precision,
     upcast_trainable,
 )
@@ -228,8 +228,10 @@ def setup(config: TrainConfig) -> Session:
     if config.train.packing:
         train_set = pack(train_set, max_length, tokenizer.eos_token_id)
     pad_to = max_length if config.train.padding == "max_length" else None
-    multiple = GRAPH_LENGTH_STEP if config.train.compile == "graphs" else 1
-    collate = Collator(tokenizer.pad_token_id, pad_to, classification=head, multi_label=task == "tagging", multiple=multiple)
+    collate = Collator(
+        tokenizer.pad_token_id, pad_to, classification=head, multi_label=task == "tagging",
+        multiple=length_multiple(config.train.compile),
+    )
 
     optimizer, optimizer_name = make_optimizer(config, model, precision)
     session = Session(
