@@ -284,6 +284,7 @@ def onnx_file(engine, output: Path) -> Path:
             output_names=["logits"],
             dynamic_shapes={"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}},
             dynamo=True,
+            optimize=False,  # onnxruntime optimizes the graph as it loads it; torch's pass doubled the export time
             verbose=False,
         )
     return target
@@ -494,6 +495,7 @@ def export(
         del engine, spec
         theirs, prompts = gguf_answers(path, texts, info.task, taxonomy, max_new_tokens)
         details = {
+            "grammar": GRAMMAR_FILE if GRAMMAR_FILE in files else None,
             "reader": f"transformers {version('transformers')} GGUF loader (its tokenizer and chat template), greedy",
             "compared_with": "Engine.predict, adapter merged, fp32, greedy, unconstrained",
             "chat_template_prompts_equal": sum(a == b for a, b in zip(prompts, engine_prompts, strict=True)),
@@ -514,9 +516,8 @@ def export(
 
             save_plain(spec.neighbours, spec.taxonomy, info.label_levels, output / NEIGHBOURS_FILE)
         labels = spec.taxonomy.labels
-        (output / HEAD_FILE).write_text(
-            json.dumps(head_settings(info, labels, knn), indent=2, ensure_ascii=False) + "\n"
-        )
+        head = head_settings(info, labels, knn)
+        (output / HEAD_FILE).write_text(json.dumps(head, indent=2, ensure_ascii=False) + "\n")
         shutil.copy2(fetch_file(source, TAXONOMY_FILE), output / TAXONOMY_FILE)
         del engine, spec
         theirs, probs = onnx_answers(output, texts)
@@ -530,6 +531,7 @@ def export(
         )
         files = sorted(p.name for p in output.iterdir())
         details = {
+            "knn": head["knn"],
             "reader": f"onnxruntime {version('onnxruntime')} with {HEAD_FILE}'s recipe"
             + (f" (neighbours by an exact search over {NEIGHBOURS_FILE})" if knn else ""),
             "compared_with": "Engine.predict, adapter merged, fp32"
