@@ -62,13 +62,8 @@ PLOT_CAPTIONS = {
 CODE_PACKAGES = ("transformers", "peft", "torch", "huggingface_hub")
 # What the card's code reads of the sentence model (nearest.py.jinja): AutoTokenizer, AutoModel, its pooling settings.
 EMBEDDER_FILES = (
-    "config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
-    "special_tokens_map.json",
-    "sentence_bert_config.json",
+    "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+    "special_tokens_map.json", "sentence_bert_config.json",
 )
 RARE_BELOW = 10  # labels with fewer training examples are named in the limitations
 SMALL_TEST = 200  # a test split this small is said to be noisy

@@ -73,6 +73,7 @@ LLAMA_CPP_ENV = "CATALOG_LORA_LLAMA_CPP"  # a llama.cpp checkout to convert with
 CONVERTER = "convert_hf_to_gguf.py"
 CONVERTER_PARTS = (CONVERTER, "conversion", "gguf-py")  # what the converter needs of llama.cpp
 FORMATS = {"gguf": "generate", "onnx": "head"}  # each format and the adapters it takes
+READERS = {"gguf": ("gguf",), "onnx": ("onnx", "onnxscript", "onnxruntime")}  # packages an export's versions name
 OUTTYPES = ("q8_0", "f16", "bf16")
 MIN_AGREEMENT = 0.95
 EXPORT_FILE = "export.json"
@@ -85,6 +86,7 @@ HEAD_INPUT = PromptTemplate("tagging", "alpaca").user_input("{text}")  # what a 
 MARK = "\x00product\x00"  # stands for the product text while a prompt is cut into a template
 SAME = {"tagging": "same tags", "category": "same category", "description": "same description"}
 BATCH = 16
+SHOWN_DIFFERENCES = 20  # the first rows where the export answers otherwise, kept in export.json
 
 
 class ExportError(ValueError):
@@ -537,7 +539,12 @@ def export(
             "compared_with": "Engine.predict, adapter merged, fp32"
             + (" (head mixed with its neighbours)" if knn else ""),
         }
-    same = sum(_same(info.task, a, b) for a, b in zip(ours, theirs, strict=True))
+    differing = [
+        {"row": i, "text": texts[i], "adapter": a, "export": b}
+        for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
+        if not _same(info.task, a, b)
+    ]
+    same = len(texts) - len(differing)
     agreement = same / len(texts)
     flagged = agreement < min_agreement
     record = {
@@ -557,12 +564,11 @@ def export(
         "min_agreement": min_agreement,
         "flagged": flagged,
         "truncated_by_engine": truncated,
+        "differing": differing[:SHOWN_DIFFERENCES],
         **details,
         "max_probability_difference": probability_difference,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": _versions(
-            "catalog-lora", "torch", "transformers", "peft", "onnx", "onnxscript", "onnxruntime", "gguf"
-        )
+        "versions": _versions("catalog-lora", "torch", "transformers", "peft", *READERS[fmt])
         | ({"llama-cpp-python (converter)": LLAMA_CPP_VERSION} if fmt == "gguf" and not _env_checkout() else {}),
     }
     if record["max_probability_difference"] is None:
