@@ -34,7 +34,7 @@ Qwen3 rerankers have a classifier path), and its Llama graph loads no ``cls.outp
 SmolLM2 head has no GGUF form; heads go to ONNX.
 
 Every export measures itself: the engine's answers (:meth:`Engine.predict` with the adapter merged,
-fp32) on the run's test split (the dataset recorded in its ``config.yaml``) or on ``--sample`` (JSON
+fp32, on the CPU) on the run's test split (the dataset recorded in its ``config.yaml``) or on ``--sample`` (JSON
 lines with a ``text`` field), against the exported file read back by an independent reader:
 onnxruntime for ONNX, transformers' GGUF loader for GGUF (greedy, unconstrained, compared with the
 engine unconstrained: the same weights, tokenizer and chat template). ``export.json`` beside the file
@@ -197,7 +197,7 @@ def gguf_file(source: str, outtype: str, output: Path, engine=None) -> Path:
     if outtype not in OUTTYPES:
         raise ExportError(f"outtype={outtype!r} is not one of {', '.join(OUTTYPES)}")
     script = llama_cpp_converter()
-    engine = engine or Engine.load({"adapter": source}, quantization="none", merge=True)
+    engine = engine or Engine.load({"adapter": source}, quantization="none", device="cpu", merge=True)
     spec = next(iter(engine.adapters.values()))
     output.mkdir(parents=True, exist_ok=True)
     target = output / f"{Path(source).name}-{outtype}.gguf"
@@ -477,7 +477,7 @@ def export(
     shutil.rmtree(output, ignore_errors=True)
     output.mkdir(parents=True)
 
-    engine = Engine.load({"adapter": source}, quantization="none", merge=True)
+    engine = Engine.load({"adapter": source}, quantization="none", device="cpu", merge=True)
     spec = engine.spec("adapter")
     truncated = 0
     if fmt == "gguf":
