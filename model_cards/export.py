@@ -66,9 +66,8 @@ from catalog_lora.records.labels import parse_answer
 from catalog_lora.records.prompts import PromptTemplate
 from catalog_lora.runs.folder import CONFIG_FILE, NEIGHBOURS_FILE, TAXONOMY_FILE, fetch_file, read_run_info
 
-LLAMA_CPP_VERSION = (
-    "0.3.36"  # the llama-cpp-python sdist whose llama.cpp converts; scripts/install_llama_cpp.sh reads it
-)
+# The llama-cpp-python sdist whose llama.cpp converts (scripts/install_llama_cpp.sh builds the same version).
+LLAMA_CPP_VERSION = "0.3.36"
 LLAMA_CPP_ENV = "CATALOG_LORA_LLAMA_CPP"  # a llama.cpp checkout to convert with instead
 CONVERTER = "convert_hf_to_gguf.py"
 CONVERTER_PARTS = (CONVERTER, "conversion", "gguf-py")  # what the converter needs of llama.cpp
