@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 from conftest import hub_client_env, running_hub
 from huggingface_hub import HfApi, hf_hub_download
+from transformers import AutoTokenizer
 
 from catalog_lora.inference.engine import Engine
 from catalog_lora.records.dataset_files import load_split
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.records.prompts import PromptTemplate
 from catalog_lora.runs.folder import read_run_info
 from model_cards.export import (
     EXPORT_FILE,
@@ -86,18 +89,19 @@ def test_gguf_export_carries_the_adapters_prompt_and_answers(gguf_run, sample_da
     # transformers' GGUF loader rendered every prompt from the file's chat template exactly as the engine prompts
     assert record["chat_template_prompts_equal"] == record["n"]
 
-    engine = Engine.load({"adapter": str(gguf_run)}, quantization="none")
-    spec = engine.spec("adapter")
-    parts = prompt_parts(spec.template, engine.tokenizer)
+    info = read_run_info(str(gguf_run))
+    template = PromptTemplate(info.task, info.prompt_template)  # the tiny run lists no labels in its prompt
+    parts = prompt_parts(template, AutoTokenizer.from_pretrained(gguf_run))
     fields = GGUFReader(folder / record["file"]).fields
     text = lambda key: bytes(fields[key].parts[fields[key].data[0]]).decode()  # noqa: E731
     assert text("general.architecture") == "llama"
     assert text("tokenizer.chat_template") == jinja_chat_template(parts)
-    template = re.search(r'TEMPLATE """(.*)"""', (folder / MODELFILE).read_text(), re.S).group(1)
-    assert template.replace("{{ .Prompt }}", test_texts[0]) == engine.prompt_for(spec, test_texts[0])[0]
+    ollama = re.search(r'TEMPLATE """(.*)"""', (folder / MODELFILE).read_text(), re.S).group(1)
+    assert ollama.replace("{{ .Prompt }}", test_texts[0]) == template.prompt(test_texts[0])
     grammar = (folder / GRAMMAR_FILE).read_text()
     alternatives = re.search(r"^label ::= (.*)$", grammar, re.M).group(1).split(" | ")
-    assert [ast.literal_eval(alternative) for alternative in alternatives] == spec.taxonomy.labels
+    taxonomy = Taxonomy.load(gguf_run / "taxonomy.json")
+    assert [ast.literal_eval(alternative) for alternative in alternatives] == taxonomy.labels
 
 
 def test_onnx_export_gives_the_engines_answers(onnx_run, sample_data):
