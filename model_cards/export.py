@@ -478,12 +478,10 @@ def export(
 
     engine = Engine.load({"adapter": source}, quantization="none", device="cpu", merge=True)
     spec = engine.spec("adapter")
-    truncated = 0
     if fmt == "gguf":
         predictions = engine.predict("adapter", texts, constrained=False)
         ours = [p.text if info.task == "description" else p.labels for p in predictions]
         engine_prompts = [engine.prompt_for(spec, text)[0] for text in texts]
-        truncated = sum(p.truncated for p in predictions)
         path = gguf_file(source, outtype, output, engine)
         parts = prompt_parts(spec.template, engine.tokenizer)
         (output / MODELFILE).write_text(modelfile(path.name, parts, engine.tokenizer.eos_token, info.max_new_tokens))
@@ -508,7 +506,6 @@ def export(
     else:
         predictions = engine.predict("adapter", texts)
         ours = [p.labels for p in predictions]
-        truncated = sum(p.truncated for p in predictions)
         onnx_file(engine, output)
         engine.tokenizer.save_pretrained(output)
         knn = bool(info.knn_k and info.knn_weight)
@@ -538,12 +535,14 @@ def export(
             "compared_with": "Engine.predict, adapter merged, fp32"
             + (" (head mixed with its neighbours)" if knn else ""),
         }
+    cut = [p.truncated for p in predictions]  # the engine cut the text to fit max_length; the readers do not always
+    agree = [_same(info.task, a, b) for a, b in zip(ours, theirs, strict=True)]
     differing = [
-        {"row": i, "text": texts[i], "adapter": a, "export": b}
-        for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
-        if not _same(info.task, a, b)
+        {"row": i, "text": texts[i], "truncated": cut[i], "adapter": ours[i], "export": theirs[i]}
+        for i, a in enumerate(agree)
+        if not a
     ]
-    same = len(texts) - len(differing)
+    same = sum(agree)
     agreement = same / len(texts)
     flagged = agreement < min_agreement
     record = {
@@ -562,7 +561,8 @@ def export(
         "agreement": agreement,
         "min_agreement": min_agreement,
         "flagged": flagged,
-        "truncated_by_engine": truncated,
+        "truncated_by_engine": sum(cut),
+        "same_where_not_truncated": sum(a for a, c in zip(agree, cut, strict=True) if not c),
         "differing": differing[:SHOWN_DIFFERENCES],
         **details,
         "max_probability_difference": probability_difference,
