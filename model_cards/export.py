@@ -59,9 +59,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from catalog_lora.model.base_model import cache_dir
-from catalog_lora.records.dataset_files import load_split
+from catalog_lora.records.dataset_files import load_split, split_path
 from catalog_lora.records.labels import parse_answer
 from catalog_lora.records.prompts import PromptTemplate
 from catalog_lora.runs.folder import CONFIG_FILE, NEIGHBOURS_FILE, TAXONOMY_FILE, fetch_file, read_run_info
@@ -395,15 +396,20 @@ def measurement_texts(source: str, sample: str | None, limit: int | None) -> tup
             raise ExportError(
                 f"--sample {sample} does not exist; expected a JSON-lines file with a 'text' field per line"
             )
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                rows.extend([json.loads(line)] if line.strip() else [])
+            except json.JSONDecodeError as error:
+                raise ExportError(
+                    f"--sample {sample} line {number} is not JSON ({error.msg}); expected one record a line"
+                ) from None
         where = f"texts of {path.name}"
     else:
         config_file = fetch_file(source, CONFIG_FILE, required=False)
-        import yaml
-
         data = (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get("data") if config_file else None
         folder = Path(data["path"]) if isinstance(data, dict) and data.get("path") else None
-        if folder is None or not (folder / "test.jsonl").is_file():
+        if folder is None or not split_path(folder, "test").is_file():
             raise ExportError(
                 f"the dataset {source} was trained on ({folder or 'not recorded'}: data.path in {CONFIG_FILE}) has no "
                 "test split here; pass --sample FILE (JSON lines with a 'text' field per line) to measure on"
