@@ -502,7 +502,7 @@ def export(
         details = {
             "grammar": GRAMMAR_FILE if GRAMMAR_FILE in files else None,
             "reader": f"transformers {version('transformers')} GGUF loader (its tokenizer and chat template), greedy",
-            "compared_with": "Engine.predict, adapter merged, fp32, greedy, unconstrained",
+            "compared_with": "catalog-lora's engine (Engine.predict), adapter merged, fp32, greedy, unconstrained",
             "chat_template_prompts_equal": sum(a == b for a, b in zip(prompts, engine_prompts, strict=True)),
             "converter": f"llama.cpp convert_hf_to_gguf.py ({LLAMA_CPP_ENV} checkout)"
             if _env_checkout()
@@ -538,7 +538,7 @@ def export(
             "knn": head["knn"],
             "reader": f"onnxruntime {version('onnxruntime')} with {HEAD_FILE}'s recipe"
             + (f" (neighbours by an exact search over {NEIGHBOURS_FILE})" if knn else ""),
-            "compared_with": "Engine.predict, adapter merged, fp32"
+            "compared_with": "catalog-lora's engine (Engine.predict), adapter merged, fp32"
             + (" (head mixed with its neighbours)" if knn else ""),
         }
     cut = [p.truncated for p in predictions]  # the engine cut the text to fit max_length; the readers do not always
