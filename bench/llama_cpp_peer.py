@@ -2,73 +2,31 @@
 and run through llama-cpp-python, greedy, one product at a time (its high-level API has no batch),
 with llama.cpp's own reuse of the KV cache of the prompt prefix the previous product shared.
 
-Needs ``bash scripts/install_llama_cpp.sh`` (llama-cpp-python built from its source distribution,
-which also carries llama.cpp's ``convert_hf_to_gguf.py`` and ``gguf-py``).
+Needs ``bash scripts/install_llama_cpp.sh`` (llama-cpp-python built from its source distribution); the GGUF
+file is made by :mod:`model_cards.export`, with the same llama.cpp's converter.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LLAMA_CPP = REPO / "bench/.work/llama_cpp"
 GGUF_DIR = REPO / "bench/.work/gguf"
 OUTTYPES = ("f16", "q8_0")
 
 
-def converter() -> Path:
-    found = sorted(LLAMA_CPP.glob("llama_cpp_python-*/vendor/llama.cpp/convert_hf_to_gguf.py"))
-    if not found:
-        raise FileNotFoundError(f"no convert_hf_to_gguf.py under {LLAMA_CPP}: run bash scripts/install_llama_cpp.sh")
-    return found[-1]
-
-
 def export_gguf(adapter: Path, outtype: str) -> Path:
-    """The adapter merged into its base, as a GGUF file of ``outtype`` (cached by adapter content)."""
+    """The adapter as a GGUF file of ``outtype`` (:func:`model_cards.export.gguf_file`), cached by adapter content."""
+    from model_cards.export import gguf_file
+
     if outtype not in OUTTYPES:
         raise ValueError(f"outtype={outtype!r} is not one of {', '.join(OUTTYPES)}")
     digest = hashlib.sha256((adapter / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
-    target = GGUF_DIR / f"{adapter.name}-{digest}-{outtype}.gguf"
-    if target.is_file():
-        return target
-    from catalog_lora.inference.engine import Engine
-
-    merged = GGUF_DIR / f"{adapter.name}-{digest}-merged"
-    if not (merged / "config.json").is_file():
-        engine = Engine.load({"adapter": str(adapter)}, quantization="none", merge=True)
-        engine.causal_lm.save_pretrained(merged)
-        engine.tokenizer.save_pretrained(merged)
-    script = converter()
-    # The sdist's gguf-py is the converter's own version of the gguf package.
-    env = {**os.environ, "PYTHONPATH": f"{script.parent / 'gguf-py'}{os.pathsep}{script.parent}"}
-    partial = target.with_suffix(".partial")
-    subprocess.run(
-        [sys.executable, str(script), str(merged), "--outtype", outtype, "--outfile", str(partial)],
-        check=True,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    partial.replace(target)
-    return target
-
-
-def taxonomy_grammar(labels: list[str], leading_space: bool) -> str:
-    """GBNF for a tag answer: taxonomy labels joined by ``", "`` (the engine's constraint, except that
-    GBNF cannot forbid a repeated label; the parser drops repeats)."""
-
-    def literal(text: str) -> str:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    first = '" "' if leading_space else ""
-    return (
-        f'root ::= {first} label ("," " " label)*\nlabel ::= ' + " | ".join(literal(label) for label in labels) + "\n"
-    )
+    folder = GGUF_DIR / f"{adapter.name}-{digest}-{outtype}"
+    found = sorted(folder.glob("*.gguf"))
+    return found[0] if found else gguf_file(str(adapter), outtype, folder)
 
 
 def run(

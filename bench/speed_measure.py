@@ -185,6 +185,7 @@ def measure_llama(outtype: str, n: int, constrained: bool) -> dict:
 
     from catalog_lora.inference.engine import Engine
     from catalog_lora.records.labels import parse_answer
+    from model_cards.export import taxonomy_grammar
 
     texts, _, _ = products(n)
     adapter = run_for("tagging")
@@ -192,7 +193,7 @@ def measure_llama(outtype: str, n: int, constrained: bool) -> dict:
     spec = engine.spec("tagging")
     prompts = [engine.prompt_for(spec, text)[0] for text in texts]
     grammar = (
-        llama_cpp_peer.taxonomy_grammar(spec.taxonomy.labels, spec.info.prompt_template == "alpaca")
+        taxonomy_grammar(spec.taxonomy.labels, spec.info.multi_label, spec.info.prompt_template == "alpaca")
         if constrained
         else None
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 from importlib.metadata import version
 from pathlib import Path
 
@@ -253,6 +254,21 @@ def install_line() -> str:
     return "pip install " + " ".join(f"{name}=={version(name).split('+')[0]}" for name in CODE_PACKAGES)
 
 
+def export_values(records: list[dict], info) -> list[dict]:
+    """Each export's ``export.json`` (:mod:`model_cards.export`) with ``repo_id``, as the card's export section
+    reads it: the repo's name, the example as a shell word, the context and answer lengths."""
+    return [
+        {
+            **record,
+            "name": record["repo_id"].split("/")[1].lower(),
+            "example_shell": shlex.quote(EXAMPLE_TEXT[info.task]),
+            "n_ctx": info.max_length,
+            "max_new_tokens": info.max_new_tokens,
+        }
+        for record in records
+    ]
+
+
 def render_adapter_card(
     run_dir: str | Path,
     repo_id: str,
@@ -260,8 +276,10 @@ def render_adapter_card(
     dataset_id: str | None = None,
     license: str = "apache-2.0",
     year: int | None = None,
+    exports: list[dict] = (),
 ) -> ModelCard:
-    """The model card of a finished run folder, to be published as ``repo_id``."""
+    """The model card of a finished run folder, to be published as ``repo_id``. ``exports``: the ``export.json``
+    of each export published beside it, with its ``repo_id``: each gets a section on how to run it."""
     check_repo_id(repo_id)
     if dataset_id is not None:
         check_repo_id(dataset_id)
@@ -341,6 +359,32 @@ def render_adapter_card(
         budget=run.budget,
         hardware=run.hardware,
         citation=adapter_citation(repo_id, run.base_model, info.task, year or run_year(str(run_dir)), run.qlora),
+        exports=export_values(list(exports), info),
+    )
+    return ModelCard(content)
+
+
+def render_export_card(run_dir: str | Path, repo_id: str, record: dict, license: str = "apache-2.0") -> ModelCard:
+    """The card of an export's own repo (``record``: its ``export.json`` with ``repo_id``, the adapter's repo)."""
+    run = Run.read(run_dir)
+    card_data = ModelCardData(
+        base_model=repo_id,
+        library_name=record["format"],
+        pipeline_tag=run.pipeline_tag,
+        license=license,
+        language="en",
+        tags=[record["format"], run.info.task, "catalog-lora"],
+    )
+    content = render(
+        "export_card.md",
+        card_data=card_data.to_yaml(),
+        title=record["repo_id"].split("/")[1],
+        adapter_repo_id=repo_id,
+        task_title=TASK_TITLES[run.info.task],
+        exports=export_values([record], run.info),
+        example=EXAMPLE_TEXT[run.info.task],
+        multi_label=run.info.multi_label,
+        neighbours_file=NEIGHBOURS_FILE,
     )
     return ModelCard(content)
 

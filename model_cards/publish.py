@@ -2,9 +2,16 @@
 
     python -m model_cards.publish runs/sample-tagging --repo-id user/catalog-tagging [--private] [--revision BRANCH]
     python -m model_cards.publish adapter runs/sample-tagging --repo-id user/catalog-tagging [--dataset-id user/data]
+        [--export gguf] [--export onnx]
     python -m model_cards.publish dataset data/sample/tagging --repo-id user/catalog-tagging-data [--private]
         (``python -m datasets_prep.prepare ... --push-to-hub`` runs this command after preparing)
     python -m model_cards.publish space spaces --repo-id user/catalog-demo --adapter user/a --adapter user/b
+
+``--export gguf|onnx`` also pushes what ``python -m model_cards.export <run> --format ...`` wrote into
+``<run>/export/<format>`` to a sibling repo, ``<repo-id>-GGUF`` or ``<repo-id>-ONNX`` (the Hub's convention: a
+repo per format, so a GGUF's downloaders are not sent the adapter and the reverse), with a card of its own, and
+the adapter's card gets a "Use it in llama.cpp / Ollama" or "Use it with ONNX Runtime" section with the measured
+agreement. An export flagged below its agreement threshold is refused.
 
 The token comes from ``HF_TOKEN`` or the stored login (``hf auth login``); ``HF_ENDPOINT`` picks
 another Hub. Re-publishing updates the repository in place: unchanged files are skipped and files
@@ -41,9 +48,10 @@ from catalog_lora.runs.folder import (
     check_repo_id,
 )
 from catalog_lora.runs.markdown import split_front_matter
-from model_cards.card import render_adapter_card
+from model_cards.card import render_adapter_card, render_export_card
 from model_cards.card_run import CardError
 from model_cards.dataset_repo import publish_dataset
+from model_cards.export import EXPORT_FILE, FORMATS, default_output
 from model_cards.hub import Published, PublishError, push_folder, resolve_token
 from model_cards.space_card import space_readme
 
@@ -81,12 +89,15 @@ def publish_adapter(
     license: str = "apache-2.0",
     token: str | None = None,
     endpoint: str | None = None,
+    exports: list[str] = (),
 ) -> Published:
-    """Render the card of a finished run folder and upload the folder as model repo ``repo_id``."""
+    """Render the card of a finished run folder and upload the folder as model repo ``repo_id``; ``exports``
+    (``gguf``, ``onnx``): the run's exports, each to its sibling repo first (:func:`export_records`)."""
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
+    records = export_records(run_dir, repo_id, exports)
     try:
-        card = render_adapter_card(run_dir, repo_id, dataset_id=dataset_id, license=license)
+        card = render_adapter_card(run_dir, repo_id, dataset_id=dataset_id, license=license, exports=records)
     except CardError as error:
         raise PublishError(f"{error}; nothing was uploaded") from None
     if not (run_dir / COMPLETE_MARKER).is_file():
@@ -94,6 +105,8 @@ def publish_adapter(
             f"{run_dir} has no {COMPLETE_MARKER} marker, so its training did not finish; nothing was uploaded"
         )
     token = resolve_token(token)
+    for record in records:
+        publish_export(run_dir, repo_id, record, private=private, license=license, token=token, endpoint=endpoint)
     with tempfile.TemporaryDirectory(prefix="publish-") as tmp:
         staged = Path(tmp)
         for path in run_dir.iterdir():
@@ -138,6 +151,52 @@ def publish_adapter(
         )
         shutil.copy2(staged / "README.md", run_dir / "README.md")
     return published
+
+
+def export_records(run_dir: Path, repo_id: str, formats: list[str]) -> list[dict]:
+    """The ``export.json`` of each format's export of the run, with the sibling repo it goes to; a missing or
+    flagged export is refused before anything is uploaded."""
+    records = []
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise PublishError(f"--export {fmt!r} is not one of {', '.join(FORMATS)}; nothing was uploaded")
+        path = default_output(str(run_dir), fmt) / EXPORT_FILE
+        if not path.is_file():
+            raise PublishError(
+                f"{path} does not exist: run `python -m model_cards.export {run_dir} --format {fmt}` first; "
+                "nothing was uploaded"
+            )
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("flagged"):
+            raise PublishError(
+                f"{path.parent} is flagged: {record['summary']}, below the {record['min_agreement']:.0%} it was held to; "
+                "nothing was uploaded"
+            )
+        records.append({**record, "repo_id": f"{repo_id}-{fmt.upper()}"})
+    return records
+
+
+def publish_export(
+    run_dir: Path, repo_id: str, record: dict, *, private: bool, license: str, token: str, endpoint: str | None
+) -> Published:
+    """One export's folder and its card as the model repo ``record["repo_id"]``."""
+    folder = default_output(str(run_dir), record["format"])
+    with tempfile.TemporaryDirectory(prefix="publish-export-") as tmp:
+        staged = Path(tmp)
+        for name in record["files"]:
+            shutil.copy2(folder / name, staged / name)
+        render_export_card(run_dir, repo_id, record, license=license).save(staged / "README.md")
+        return push_folder(
+            staged,
+            record["repo_id"],
+            "model",
+            patterns=["*"],
+            token=token,
+            endpoint=endpoint,
+            private=private,
+            revision=None,
+            message=f"Publish the {record['format'].upper()} export of {repo_id}",
+        )
 
 
 def _save_plain_index(run_dir: Path, scratch: Path, uses: str, write: Callable[[ReferenceIndex], object]) -> None:
@@ -275,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     adapter.add_argument("run_dir")
     adapter.add_argument("--dataset-id", help="Hub id of the published training dataset, for the card")
     adapter.add_argument("--license", default="apache-2.0")
+    adapter.add_argument(
+        "--export", action="append", default=[], choices=tuple(FORMATS), help="also push this export (repeat)"
+    )
     dataset = commands.add_parser("dataset", help="a folder made by datasets_prep.prepare, as parquet with its card")
     dataset.add_argument("folder")
     space = commands.add_parser("space", help="the Space folder, with a copy of catalog_lora")
@@ -296,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                 revision=args.revision,
                 dataset_id=args.dataset_id,
                 license=args.license,
+                exports=args.export,
             )
         elif args.command == "dataset":
             result = publish_dataset(args.folder, args.repo_id, private=args.private, revision=args.revision)
