@@ -491,7 +491,7 @@ def export(
         path = gguf_file(source, outtype, output, engine)
         parts = prompt_parts(spec.template, engine.tokenizer)
         (output / MODELFILE).write_text(modelfile(path.name, parts, engine.tokenizer.eos_token, info.max_new_tokens))
-        files = [path.name, MODELFILE]
+        file, files = path.name, [path.name, MODELFILE]
         if info.task != "description" and spec.taxonomy:
             grammar = taxonomy_grammar(spec.taxonomy.labels, info.multi_label, info.prompt_template == "alpaca")
             (output / GRAMMAR_FILE).write_text(grammar)
@@ -512,9 +512,9 @@ def export(
     else:
         predictions = engine.predict("adapter", texts)
         ours = [p.labels for p in predictions]
-        onnx_file(engine, output)
+        file = onnx_file(engine, output).name
         engine.tokenizer.save_pretrained(output)
-        knn = bool(info.knn_k and info.knn_weight)
+        knn = engine.vote_k(spec, use_adapter=True) > 0
         if knn:
             from catalog_lora.retrieval.neighbours import save_plain
 
@@ -554,7 +554,7 @@ def export(
     record = {
         "format": fmt,
         "outtype": outtype or "fp32",
-        "file": ONNX_FILE if fmt == "onnx" else f"{Path(source).name}-{outtype}.gguf",
+        "file": file,
         "files": sorted(set(files) | {EXPORT_FILE}),
         "adapter": str(source),
         "task": info.task,
@@ -571,13 +571,11 @@ def export(
         "same_where_not_truncated": sum(a for a, c in zip(agree, cut, strict=True) if not c),
         "differing": differing[:SHOWN_DIFFERENCES],
         **details,
-        "max_probability_difference": probability_difference,
+        **({} if probability_difference is None else {"max_probability_difference": probability_difference}),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": _versions("catalog-lora", "torch", "transformers", "peft", *READERS[fmt])
         | ({"llama-cpp-python (converter)": LLAMA_CPP_VERSION} if fmt == "gguf" and not _env_checkout() else {}),
     }
-    if record["max_probability_difference"] is None:
-        del record["max_probability_difference"]
     (output / EXPORT_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     print(f"Exported {output / record['file']}: {record['summary']}")
     if flagged:
