@@ -50,6 +50,7 @@ SYSTEMS = {
     "base": "base model (adapter off)",
     "head_alone": "head alone",
     "neighbours_alone": "nearest training examples alone",
+    "lexical_alone": "its TF-IDF model alone",
     "adapter": "**this adapter**",
     "baseline": "TF-IDF + logistic regression baseline",
 }

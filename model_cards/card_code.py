@@ -22,7 +22,7 @@ from catalog_lora.records.canonical import PATH_SEPARATOR
 from catalog_lora.records.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS
 from catalog_lora.records.prompts import ATTRIBUTE_SEPARATOR, CUT_MARK, WITH_ATTRIBUTES, Example, PromptTemplate
 from catalog_lora.retrieval.embeddings import MODEL_NAME
-from catalog_lora.runs.folder import EXAMPLES_FILE, NEIGHBOURS_FILE
+from catalog_lora.runs.folder import EXAMPLES_FILE, LEXICAL_FILES, NEIGHBOURS_FILE
 from model_cards.card_run import Run
 from model_cards.templating import python_literal, render
 
@@ -116,6 +116,8 @@ def usage_code(run: Run, repo_id: str) -> str:
             problem_type=run.info.problem_type,
             num_layers=run.info.num_layers,
             knn=bool(run.knn_k),
+            lexical=bool(run.info.lexical_weight),
+            lexical_files=LEXICAL_FILES,
             **values,
         )
     prompt = prompt_format(run)

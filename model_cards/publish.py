@@ -41,6 +41,7 @@ from catalog_lora.runs.folder import (
     COMPLETE_MARKER,
     EXAMPLES_FILE,
     INFO_FILE,
+    LEXICAL_FILES,
     NEIGHBOURS_FILE,
     REFERENCES_DIR,
     TAXONOMY_FILE,
@@ -75,6 +76,7 @@ ADAPTER_PATTERNS = [
     f"{REFERENCES_DIR}/*",  # the nearest-training-examples index (catalog_lora.retrieval.references), when built
     NEIGHBOURS_FILE,  # the same examples as plain tensors, for the card's code (heads mixed with neighbours)
     EXAMPLES_FILE,  # and their texts and answers, for the card's code (prompts that show examples)
+    *LEXICAL_FILES,  # a head's classical model, for the engine and the card's code (heads mixed with it)
 ]
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
@@ -104,6 +106,12 @@ def publish_adapter(
         raise PublishError(
             f"{run_dir} has no {COMPLETE_MARKER} marker, so its training did not finish; nothing was uploaded"
         )
+    info = RunInfo.from_dict(json.loads((run_dir / INFO_FILE).read_text()))
+    if info.lexical_weight and not all((run_dir / name).is_file() for name in LEXICAL_FILES):
+        raise PublishError(
+            f"{run_dir} mixes its head with a TF-IDF model (lexical_weight={info.lexical_weight} in {INFO_FILE}) "
+            f"but lacks {' or '.join(LEXICAL_FILES)}; nothing was uploaded"
+        )
     token = resolve_token(token)
     for record in records:
         publish_export(run_dir, repo_id, record, private=private, license=license, token=token, endpoint=endpoint)
@@ -115,7 +123,6 @@ def publish_adapter(
         card.save(staged / "README.md")  # the run folder gets the card only once the push has succeeded
         if (run_dir / REFERENCES_DIR).is_dir():
             shutil.copytree(run_dir / REFERENCES_DIR, staged / REFERENCES_DIR, ignore=SKIP)
-        info = RunInfo.from_dict(json.loads((run_dir / INFO_FILE).read_text()))
         scratch = Path(tmp) / "index"
         if info.knn_k and info.knn_weight:
             _save_plain_index(

@@ -5,7 +5,7 @@ refuses ``catalog_lora``, ``training``, ``datasets_prep`` and ``model_cards``; t
 and ``PYTHONPATH`` are outside the repository), against tiny adapters really trained and pushed to
 the local Hub-compatible server, with the base model and the references' sentence model on that
 server too. Its labels must equal ``training.predict``'s on the card's example and on more texts;
-for a head mixed with its neighbours, its neighbour vote must also equal the engine's; for a
+for a head mixed with its neighbours and its TF-IDF model, each vote must also equal the engine's; for a
 description adapter whose prompts show the nearest training example, the examples it shows must be
 the engine's and its descriptions ``training.predict``'s.
 """
@@ -26,13 +26,14 @@ from conftest import REPO, hub_client_env, running_hub, train_tiny, upload_embed
 
 from catalog_lora.catalogs.batch import TRUNCATED
 from catalog_lora.inference.engine import Engine
+from catalog_lora.inference.lexical import LexicalModel
 from catalog_lora.records.dataset_files import load_split
 from catalog_lora.records.labels import Taxonomy
 from catalog_lora.records.prompts import CUT_MARK
 from catalog_lora.retrieval.embeddings import MODEL_NAME, model_path
 from catalog_lora.retrieval.neighbours import neighbour_votes
 from catalog_lora.retrieval.references import ReferenceIndex
-from catalog_lora.runs.folder import EXAMPLES_FILE, NEIGHBOURS_FILE, REFERENCES_DIR, read_run_info
+from catalog_lora.runs.folder import EXAMPLES_FILE, LEXICAL_FILES, NEIGHBOURS_FILE, REFERENCES_DIR, read_run_info
 from model_cards.card_code import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
 from model_cards.hub import PublishError
 from model_cards.publish import publish_adapter
@@ -87,6 +88,8 @@ exec(compile(code, "card-how-to-use", "exec"), namespace)
 print("PREDICT " + json.dumps(namespace["predict"](texts)))
 if "neighbour_votes" in namespace:
     print("VOTES " + json.dumps(namespace["neighbour_votes"](texts).tolist()))
+if "lexical_votes" in namespace:
+    print("LEXICAL " + json.dumps(namespace["lexical_votes"](texts).tolist()))
 if "shown_examples" in namespace:
     print("EXAMPLES " + json.dumps(namespace["shown_examples"](texts)))
 """
@@ -122,8 +125,8 @@ def embedder_on_hub(hub) -> str:
 @pytest.fixture(scope="module")
 def adapters(tiny_runs, tagging_head, sample_data, tmp_path_factory) -> dict[str, Path]:
     """A generative tagging adapter (tiny_runs), two sigmoid-head tagging adapters and a description adapter,
-    all really trained; one head mixes its scores with its 5 nearest training examples, on the first 6 layers,
-    as the real runs do; the description adapter's prompts show the nearest training example, in a window
+    all really trained; one head mixes its scores with its 5 nearest training examples and its TF-IDF model,
+    on the first 6 layers, as the real runs do; the description adapter's prompts show the nearest training example, in a window
     (max_length) that often has to cut the example's answer."""
     root = tmp_path_factory.mktemp("card-code-runs")
     mixed = train_tiny(
@@ -132,6 +135,7 @@ def adapters(tiny_runs, tagging_head, sample_data, tmp_path_factory) -> dict[str
         root / "tagging-head-neighbours",
         "references=true",
         "neighbours.k=5",
+        "lexical.vote=true",
         "model.num_layers=6",
         "eval.base=false",
     )
@@ -224,12 +228,15 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
     info = read_run_info(str(run))
     mixed, shows_examples = method == "head-neighbours", method in ("generate-examples", "head-choice")
     if mixed:
-        assert info.knn_k == 5 and 0.0 < info.knn_weight < 1.0, "the mix must really weigh both halves"
+        assert info.knn_k == 5 and 0.0 < info.knn_weight and 0.0 < info.lexical_weight and info.knn_weight + info.lexical_weight < 1.0, (
+            "the mix must really weigh the head and both votes"
+        )
     publish_adapter(run, repo_id, token=TOKEN, endpoint=hub.url)
     card = (run / "README.md").read_text(encoding="utf-8")
     code = extract_code_blocks(card)[0]
     assert (NEIGHBOURS_FILE in code) == (mixed or shows_examples)
     assert (EXAMPLES_FILE in code) == shows_examples
+    assert all((name in code) == mixed for name in LEXICAL_FILES)
     texts = texts_for(sample_data, task)
 
     proc = run_card_code(hub, code, texts, tmp_path)
@@ -238,7 +245,7 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
     results = {
         line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
         for line in printed
-        if line.startswith(("PREDICT ", "VOTES ", "EXAMPLES "))
+        if line.startswith(("PREDICT ", "VOTES ", "LEXICAL ", "EXAMPLES "))
     }
     # what the card's `predict` returns, and what its own `print(predict([example]))` shows, as training.predict writes it
     card_answers, example_answers = results["PREDICT"], ast.literal_eval(printed[0])
@@ -254,6 +261,9 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
                 info.knn_temperature,
             )
         np.testing.assert_allclose(np.array(results["VOTES"]), engine_votes, atol=1e-5)
+        # the card's n-grams and weights give the saved classical model's probabilities, which are scikit-learn's (test_lexical)
+        engine_lexical = LexicalModel.load(*(run / name for name in LEXICAL_FILES)).probabilities(texts).numpy()
+        np.testing.assert_allclose(np.array(results["LEXICAL"]), engine_lexical, atol=1e-6)
     if shows_examples:  # the exact search over the plain files finds the examples the engine's ChromaDB search finds
         engine = Engine.load({"describe": str(run)}, quantization="none")
         spec = engine.spec("describe")
@@ -274,9 +284,9 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
     assert card_answers == expected
     assert example_answers == expected[:1]
     assert any(expected), "the adapter should give answers, or the comparison proves little"
-    if mixed:  # the neighbours change labels here, so equal labels show the card's code mixes them in
+    if mixed:  # the votes change labels here, so equal labels show the card's code mixes them in
         engine = Engine.load({"tags": str(run)}, quantization="none")
-        engine.spec("tags").info.knn_weight = 0.0
+        engine.spec("tags").info.knn_weight = engine.spec("tags").info.lexical_weight = 0.0
         assert [p.text for p in engine.predict("tags", texts)] != expected
     if method == "generate-examples":  # the examples change answers here, so equal answers show the card's prompts hold them
         spec.info.prompt_examples = 0

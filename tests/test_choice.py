@@ -23,9 +23,9 @@ from catalog_lora.inference.choice import (
     fit_lines,
 )
 from catalog_lora.inference.engine import Engine
+from catalog_lora.inference.votes import WEIGHT_GRID
 from catalog_lora.model.base_model import load_base_model, load_tokenizer
 from catalog_lora.records.prompts import CUT_MARK, Example
-from catalog_lora.retrieval.neighbours import WEIGHT_GRID
 from catalog_lora.retrieval.references import build_index
 from catalog_lora.runs.folder import read_run_info
 from training.config import ConfigError, load_config

@@ -1,5 +1,5 @@
 """The CPU levers of the head method, on the embedded model and the bundled sample:
-the neighbours' vote mixed into the head, the first-N-layers cut, class-weighted losses and the time budget."""
+the neighbours' and the classical model's votes mixed into the head, the first-N-layers cut, class-weighted losses and the time budget."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import pytest
 from conftest import train_tiny
 
 from catalog_lora.inference.engine import Engine
+from catalog_lora.inference.lexical import LexicalModel
+from catalog_lora.inference.votes import mix, tune_shares
 from catalog_lora.model.base_model import cpu_computes_bf16
 from catalog_lora.records.labels import Taxonomy
-from catalog_lora.retrieval.neighbours import mix, neighbour_votes, tune_weight
+from catalog_lora.retrieval.neighbours import neighbour_votes
 from catalog_lora.retrieval.references import Reference
-from catalog_lora.runs.folder import COMPLETE_MARKER, METRICS_FILE, STATS_FILE, read_run_info
+from catalog_lora.runs.folder import COMPLETE_MARKER, LEXICAL_FILES, METRICS_FILE, STATS_FILE, read_run_info
 from training.config import ConfigError, load_config
 from training.data import IGNORE_INDEX, Encoded, class_weights
 
@@ -26,17 +28,21 @@ def test_neighbour_votes_weigh_the_nearest_most():
     oil, tea = taxonomy.index("Food > Oil"), taxonomy.index("Food > Tea")
     assert votes[0].sum() == pytest.approx(1.0) and votes[0, oil] > 0.99 > votes[0, tea] > 0
     assert votes[1].sum() == 0, "a query with no neighbours votes for nothing"
-    assert mix(np.eye(3)[:1], votes[:1], 0.5).sum() == pytest.approx(1.0)
+    assert mix(np.eye(3)[:1], [(0.5, votes[:1])]).sum() == pytest.approx(1.0)
 
 
-def test_tune_weight_keeps_the_half_that_is_right():
+def test_tune_shares_keeps_the_parts_that_are_right():
     gold = np.array([0, 1, 2, 0])
     right, wrong = np.eye(3)[gold], np.eye(3)[(gold + 1) % 3]
-    assert tune_weight(right, wrong, gold, multi_label=False)[0] == 0.0
-    weight, scores = tune_weight(wrong, right, gold, multi_label=False)
-    assert weight == 0.55 and scores[weight] == 1.0, "the smallest share of the vote that gets every row right"
+    assert tune_shares(right, {"vote": wrong}, gold, multi_label=False)[0] == {"vote": 0.0}
+    shares, scores = tune_shares(wrong, {"vote": right}, gold, multi_label=False)
+    assert shares == {"vote": 0.55} and scores[(0.55,)] == 1.0, "the smallest share of the vote that gets every row right"
     tags = np.array([[1, 0], [0, 1], [1, 1]], dtype=bool)
-    assert tune_weight(tags.astype(float), 1.0 - tags, tags, multi_label=True)[0] == 0.0
+    assert tune_shares(tags.astype(float), {"vote": 1.0 - tags}, tags, multi_label=True)[0] == {"vote": 0.0}
+    # two votes: every pair of shares summing to at most 1 is tried; the right vote takes the answer
+    shares, scores = tune_shares(wrong, {"noise": wrong, "vote": right}, gold, multi_label=False)
+    assert shares == {"noise": 0.0, "vote": 0.55} and len(scores) == 21 * 22 // 2
+    assert all(a + b <= 1.0 + 1e-9 for a, b in scores)
 
 
 def test_class_weights_count_rare_labels_up():
@@ -53,16 +59,19 @@ def test_class_weights_count_rare_labels_up():
 def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task, capfd):
     run = train_tiny(
         f"sample_{task}_head.yaml", sample_data / task, tmp_path / "run",
-        "references=true", "neighbours.k=5", "model.num_layers=6", "eval.base=false", "train.class_weight=sqrt",
-        "train.head_lr=5e-3",
+        "references=true", "neighbours.k=5", "lexical.vote=true", "model.num_layers=6", "eval.base=false",
+        "train.class_weight=sqrt", "train.head_lr=5e-3",
     )
     err = capfd.readouterr().err
     assert "UNEXPECTED" not in err and "newly initialized" not in err, "no load report about the cut or the new head"
     info = read_run_info(str(run))
-    assert info.num_layers == 6 and info.knn_k == 5 and 0.0 <= info.knn_weight <= 1.0
+    assert info.num_layers == 6 and info.knn_k == 5 and 0.0 <= info.knn_weight + info.lexical_weight <= 1.0
+    assert all((run / name).is_file() for name in LEXICAL_FILES), "the lexical vote's model is saved beside the adapter"
     metrics = json.loads((run / METRICS_FILE).read_text())["test"]
-    if info.knn_weight:
-        assert {"head_alone", "neighbours_alone", "adapter", "baseline"} <= set(metrics)
+    assert ("neighbours_alone" in metrics) == bool(info.knn_weight) and ("lexical_alone" in metrics) == bool(info.lexical_weight)
+    if info.knn_weight or info.lexical_weight:
+        assert {"head_alone", "adapter", "baseline"} <= set(metrics)
+    assert json.loads((run / STATS_FILE).read_text())["lexical_fit_seconds"] > 0
     # A fresh engine loads the same cut and the same index, and answers as the evaluation did.
     engine = Engine.load({"head": str(run)})
     assert engine.model.config.num_hidden_layers == 6
@@ -75,6 +84,7 @@ def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task, capfd
         assert accuracy == pytest.approx(metrics["adapter"]["accuracy"])
     check_fast_paths(run, [r["text"] for r in test], predictions)
     check_token_batches_and_neighbours_alone(engine, [r["text"] for r in test], predictions)
+    check_lexical_alone(engine, run, [r["text"] for r in test])
     check_report(run, metrics, tmp_path)
 
 
@@ -101,17 +111,38 @@ def check_token_batches_and_neighbours_alone(engine, texts: list[str], expected:
         finally:
             spec.info.knn_weight = weight
         assert engine.tokens_processed == used and len(alone) == len(texts)
-    weight, spec.info.knn_weight = spec.info.knn_weight, 1.0
+    shares = spec.info.knn_weight, spec.info.lexical_weight
+    spec.info.knn_weight, spec.info.lexical_weight = 1.0, 0.0
     try:
         before = engine.tokens_processed
         alone = engine.predict("head", texts)
         assert engine.tokens_processed == before, "no model pass for the neighbours alone"
     finally:
-        spec.info.knn_weight = weight
+        spec.info.knn_weight, spec.info.lexical_weight = shares
     hits = spec.neighbours.query(texts, spec.info.knn_k)
     votes = neighbour_votes(hits, spec.taxonomy, spec.info.label_levels, spec.info.knn_temperature)
     for prediction, row in zip(alone, votes, strict=True):
         assert prediction.scores == pytest.approx({label: float(row[spec.taxonomy.index(label)]) for label in prediction.scores}, abs=1e-5)
+
+
+def check_lexical_alone(engine, run, texts: list[str]) -> None:
+    """At a lexical share of 1 the answer is the saved classical model's, without a model pass; shares that sum
+    past 1 are refused by name."""
+    spec = engine.spec("head")
+    shares = spec.info.knn_weight, spec.info.lexical_weight
+    spec.info.knn_weight, spec.info.lexical_weight = 0.0, 1.0
+    try:
+        before = engine.tokens_processed
+        alone = engine.predict("head", texts)
+        assert engine.tokens_processed == before, "no model pass for the lexical vote alone"
+        spec.info.knn_weight = 0.5
+        with pytest.raises(ValueError, match="knn_weight=0.5 and lexical_weight=1.0"):
+            engine.predict("head", texts)
+    finally:
+        spec.info.knn_weight, spec.info.lexical_weight = shares
+    probs = LexicalModel.load(*(run / name for name in LEXICAL_FILES)).probabilities(texts)
+    for prediction, row in zip(alone, probs, strict=True):
+        assert prediction.scores == pytest.approx({label: float(row[spec.taxonomy.index(label)]) for label in prediction.scores}, abs=1e-6)
 
 
 def check_fast_paths(run, texts: list[str], fp32: list) -> None:

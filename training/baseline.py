@@ -12,6 +12,7 @@ retrieval answer to "describe this product".
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -19,6 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
 from sklearn.preprocessing import MultiLabelBinarizer
+
+from catalog_lora.inference.lexical import Features, save
 
 
 def _features() -> FeatureUnion:
@@ -122,3 +125,27 @@ class TfidfBaseline:
             return list(self.model.predict(x))
         nearest = (x @ self.train_x.T).toarray().argmax(axis=1)
         return [self.train_targets[i] for i in nearest]
+
+    def save_plain(self, folder: str | Path, labels: list[str]) -> list[Path]:
+        """The fitted tag or category model as :mod:`catalog_lora.inference.lexical`'s two files in ``folder``,
+        one row per label of ``labels`` (the adapter's taxonomy, in its order), for code without scikit-learn."""
+        kinds = [vectorizer for _, vectorizer in self.features.transformer_list]
+        features = [Features(v.analyzer, v.ngram_range, {gram: int(i) for gram, i in v.vocabulary_.items()}) for v in kinds]
+        idf = np.concatenate([v.idf_ for v in kinds])
+        coef = np.zeros((len(labels), len(idf)))
+        intercept = np.full(len(labels), -np.inf)  # a label the model never learned is never its answer
+        if self.task == "tagging":
+            for column, estimator in zip(self.learnable, self.model.estimators_, strict=True):
+                coef[column], intercept[column] = estimator.coef_[0], estimator.intercept_[0]
+            for column, value in self.constant.items():  # a tag on every training row, or on none
+                intercept[column] = np.inf if value else -np.inf
+        elif self.task == "category":
+            weights, bias = self.model.coef_, self.model.intercept_
+            if len(self.model.classes_) == 2:  # one row for two classes: softmax([-z/2, z/2]) is sigmoid(z)
+                weights, bias = np.vstack([-weights / 2, weights / 2]), np.array([-bias[0] / 2, bias[0] / 2])
+            for row, label in enumerate(self.model.classes_):
+                coef[labels.index(label)], intercept[labels.index(label)] = weights[row], bias[row]
+        else:
+            raise ValueError(f"a {self.task} baseline is a nearest-neighbour search, not a model of label probabilities")
+        return save(folder, features, idf, coef, intercept, self.task == "tagging", self.settings)
+

@@ -196,6 +196,15 @@ class NeighbourSettings:
 
 
 @dataclass
+class LexicalSettings:
+    vote: bool = False
+    """Head method, tags and categories: mix the classical model's probabilities into the head's answers
+    (TF-IDF word and character n-grams with a logistic regression, training.baseline, fitted on the training
+    split with ``C`` and class weights chosen on validation; saved beside the adapter as plain files,
+    catalog_lora.inference.lexical). Its share is chosen on validation with the neighbours' (false = off)."""
+
+
+@dataclass
 class TrainConfig:
     task: str = "tagging"
     """``tagging`` (multi-label tags), ``category`` (one category path) or ``description``."""
@@ -214,6 +223,7 @@ class TrainConfig:
     train: TrainSettings = field(default_factory=TrainSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     neighbours: NeighbourSettings = field(default_factory=NeighbourSettings)
+    lexical: LexicalSettings = field(default_factory=LexicalSettings)
 
     def validate(self) -> TrainConfig:
         _choice("task", self.task, TASKS)
@@ -244,6 +254,11 @@ class TrainConfig:
                 raise ConfigError(f"neighbours.k={self.neighbours.k} needs method='head' and references: true (the index the neighbours come from)")
             if self.task == "tagging" and self.data.label_field != "labels":
                 raise ConfigError("neighbours.k works with data.label_field='labels' only: the references index stores the Level 1 tags")
+        if self.lexical.vote and (self.method != "head" or self.task == "description"):
+            raise ConfigError(
+                f"lexical.vote mixes the classical model into a tag or category head: it needs method='head' and task "
+                f"'tagging' or 'category', got method={self.method!r}, task={self.task!r}"
+            )
         if self.model.prompt_examples and (self.method == "head" and self.task != "description" or not self.references):
             raise ConfigError(
                 f"model.prompt_examples={self.model.prompt_examples} needs references: true (the index the examples come from) "

@@ -60,20 +60,28 @@ def evaluate_engine(
     return metrics
 
 
-def evaluate_baseline(
-    train: list[dict], test: list[dict], task_spec: TaskSpec, labels: list[str] | None, seed: int, validation: list[dict] | None = None
-) -> dict:
-    """The TF-IDF baseline fitted on ``train`` and scored on ``test``; with ``validation`` its ``C`` and class
-    weights are chosen there first (training.baseline.TfidfBaseline.tuned), and named in ``settings``."""
+def fit_baseline(
+    train: list[dict], task_spec: TaskSpec, labels: list[str] | None, seed: int, validation: list[dict] | None = None
+) -> TfidfBaseline:
+    """The TF-IDF baseline fitted on ``train``; with ``validation`` its ``C`` and class weights are chosen
+    there first (training.baseline.TfidfBaseline.tuned) by the task's headline metric."""
     rows = lambda records: ([r["text"] for r in records], [task_spec.answer(r) for r in records])  # noqa: E731
-    if validation:
-        headline = HEADLINE[task_spec.task]
-        baseline = TfidfBaseline.tuned(
-            task_spec.task, labels, seed, rows(train), rows(validation),
-            lambda predictions: score(task_spec, validation, predictions, labels)[headline],
-        )
-    else:
-        baseline = TfidfBaseline(task_spec.task, labels, seed).fit(*rows(train))
+    if not validation:
+        return TfidfBaseline(task_spec.task, labels, seed).fit(*rows(train))
+    headline = HEADLINE[task_spec.task]
+    return TfidfBaseline.tuned(
+        task_spec.task, labels, seed, rows(train), rows(validation),
+        lambda predictions: score(task_spec, validation, predictions, labels)[headline],
+    )
+
+
+def evaluate_baseline(
+    train: list[dict], test: list[dict], task_spec: TaskSpec, labels: list[str] | None, seed: int,
+    validation: list[dict] | None = None, fitted: TfidfBaseline | None = None,
+) -> dict:
+    """The TF-IDF baseline fitted on ``train`` (:func:`fit_baseline`; ``fitted``: one already fitted so, e.g. a
+    head's lexical vote) and scored on ``test``, its settings named in ``settings``."""
+    baseline = fitted or fit_baseline(train, task_spec, labels, seed, validation)
     metrics = score(task_spec, test, baseline.predict([r["text"] for r in test]), labels)
     if task_spec.task != "description":
         metrics["settings"] = baseline.settings
@@ -93,31 +101,37 @@ def evaluate_all(
     constrained: bool = True,
     seed: int = 42,
     validation: list[dict] | None = None,
+    fitted_baseline: TfidfBaseline | None = None,
 ) -> dict:
     """``{"base": …, "adapter": …, "baseline": …}`` on ``test``: the comparison every card shows; the
-    baseline's settings are chosen on ``validation`` when it is given.
+    baseline's settings are chosen on ``validation`` when it is given (``fitted_baseline``: one already fitted
+    so, the model a head's lexical vote was made from).
 
-    An adapter that mixes its neighbours' labels into its head also gets ``head_alone`` and
-    ``neighbours_alone``; so does a description head (the nearest candidate's description alone is the
-    search without the head)."""
+    A head whose answers mix in votes (catalog_lora.inference.votes) is also scored on each part alone, with
+    the same thresholds: ``head_alone``, ``neighbours_alone`` (a description head: the nearest candidate's
+    description, the search without the head), ``lexical_alone``."""
     spec = engine.spec(name)
     info = spec.info
-    with engine.reusing_passes():  # the head alone reuses the adapter's pass; the neighbours alone need none
+    with engine.reusing_passes():  # the head alone reuses the adapter's pass; the votes alone need none
         results = {"adapter": evaluate_engine(engine, name, test, True, batch_size, constrained, batch_tokens)}
+        alone = {}
+        if info.knn_weight or info.lexical_weight or (info.method == "head" and info.task == "description"):
+            alone["head_alone"] = (0.0, 0.0)
         if info.knn_weight or (info.method == "head" and info.task == "description"):
-            # The two halves of the mix, same thresholds: the head alone is the adapter without its
-            # references; the neighbours alone are a k-NN vote over the references index.
-            weight = info.knn_weight
-            try:
-                for system, info.knn_weight in (("head_alone", 0.0), ("neighbours_alone", 1.0)):
-                    results[system] = evaluate_engine(engine, name, test, True, batch_size, constrained, batch_tokens)
-            finally:
-                info.knn_weight = weight
+            alone["neighbours_alone"] = (1.0, 0.0)
+        if info.lexical_weight:
+            alone["lexical_alone"] = (0.0, 1.0)
+        shares = info.knn_weight, info.lexical_weight
+        try:
+            for system, (info.knn_weight, info.lexical_weight) in alone.items():
+                results[system] = evaluate_engine(engine, name, test, True, batch_size, constrained, batch_tokens)
+        finally:
+            info.knn_weight, info.lexical_weight = shares
         if base:
             results["base"] = evaluate_engine(engine, name, test, False, batch_size, constrained, batch_tokens)
     if baseline:
         labels = spec.taxonomy.labels if spec.taxonomy else None
-        results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed, validation)
+        results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed, validation, fitted_baseline)
     return results
 
 

@@ -17,7 +17,7 @@ from training.data import answer_loss, choice_loss, head_loss
 from training.evaluate import evaluate_engine
 from training.run_folder import CHECKPOINTS, Timing
 from training.session import STOP, Progress, Session, catch_stop_signals, restore_signals, write_progress
-from training.tuning import NAME, tune_on_validation
+from training.tuning import NAME, fit_lexical, tune_on_validation
 
 
 def compute_loss(model, batch, weights: torch.Tensor | None = None):
@@ -228,6 +228,10 @@ def best_engine(session: Session, progress: Progress) -> Engine:
     unwrapped.eval()
     engine = Engine(unwrapped, session.tokenizer, session.precision)
     engine.register(NAME, session.info, session.taxonomy, source=str(out))
+    if session.config.lexical.vote:  # the lexical vote's model, fitted once and saved beside the adapter
+        if session.main:
+            session.baseline = fit_lexical(session.splits["train"], session.splits["validation"], session.config, session.taxonomy, out, session.log)
+        accelerator.wait_for_everyone()
     with engine.reusing_passes():  # each choice scores the same validation rows with the same head
         tune_on_validation(engine, session.splits["validation"], session.config, session.taxonomy, session.log)
     return engine

@@ -31,7 +31,7 @@ from catalog_lora.runs.markdown import markdown_table, metrics_table
 
 SECOND_METRIC = {"tagging": "macro_f1", "category": "macro_f1", "description": "chrf"}
 SPLIT_NAME = re.compile(r"^(?P<name>.+)-split(?P<seed>\d+)$")
-MEANS = ("base", "adapter", "baseline", "head_alone", "neighbours_alone", "train_seconds")
+MEANS = ("base", "adapter", "baseline", "head_alone", "neighbours_alone", "lexical_alone", "knn_weight", "lexical_weight", "train_seconds")
 
 
 def method_label(info) -> str:
@@ -41,6 +41,7 @@ def method_label(info) -> str:
     return (
         info.method
         + (f" + {info.knn_k} neighbours" if info.knn_weight else "")
+        + (" + TF-IDF vote" if info.lexical_weight else "")
         + (f" + nearest {info.prompt_examples} in the prompt" if info.prompt_examples else "")
     )
 
@@ -66,6 +67,9 @@ def run_record(run: Path, shipped: bool) -> dict:
         },
         "head_alone": value("head_alone"),
         "neighbours_alone": value("neighbours_alone"),
+        "lexical_alone": value("lexical_alone"),
+        "knn_weight": info.knn_weight,
+        "lexical_weight": info.lexical_weight,
         "train_seconds": round(stats["train_runtime_seconds"], 1),
         "threads": stats.get("threads"),
         "cut_by_time": stats.get("cut_by_time", False),
@@ -161,14 +165,17 @@ def summary_table(records: list[dict]) -> str:
 
 
 def ablation(records: list[dict]) -> str:
-    """The neighbours lever, head run by head run: each half of the mix and the mix, same training minutes and test split."""
+    """The votes' levers, head run by head run: each part of the mix alone, the mix, and the shares chosen on
+    validation; same training minutes and test split."""
     rows = []
     for r in (r for r in records if r["method"].startswith("head")):
-        mixed = r["adapter"] if r["neighbours_alone"] is not None else None
+        mixed = r["adapter"] if r["head_alone"] is not None else None
         head = r["head_alone"] if r["head_alone"] is not None else r["adapter"]
-        rows.append([r["name"], r["metric"], _cell(head, 4), _cell(r["neighbours_alone"], 4), _cell(mixed, 4),
-                     _cell(r["baseline"], 4), _minutes(r)])
-    header = ["run", "metric", "head alone", "neighbours alone", "head + neighbours", "TF-IDF baseline", "training min (threads)"]
+        shares = f"{r.get('knn_weight') or 0:g} / {r.get('lexical_weight') or 0:g}"
+        rows.append([r["name"], r["metric"], _cell(head, 4), _cell(r["neighbours_alone"], 4), _cell(r.get("lexical_alone"), 4),
+                     _cell(mixed, 4), shares, _cell(r["baseline"], 4), _minutes(r)])
+    header = ["run", "metric", "head alone", "neighbours alone", "TF-IDF vote alone", "the mix", "shares (neighbours / TF-IDF)",
+              "TF-IDF baseline", "training min (threads)"]
     return markdown_table(header, rows) + "\n"
 
 
@@ -192,7 +199,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("runs", nargs="+", type=Path, help="finished run folders")
     parser.add_argument("--output", type=Path, help="also write the markdown here")
     parser.add_argument("--json", type=Path, help="also write the machine-readable results here")
-    parser.add_argument("--ablation", type=Path, help="also write the neighbours ablation table here")
+    parser.add_argument("--ablation", type=Path, help="also write the ablation table of the votes mixed into heads here")
     parser.add_argument("--shipped", nargs="*", default=[], help="names of the runs whose configs each task ships as its default")
     args = parser.parse_args(argv)
     per_run = [run_record(run, config_name(run) in args.shipped) for run in args.runs]
@@ -208,7 +215,7 @@ def main(argv: list[str] | None = None) -> str:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
     if args.ablation:
-        args.ablation.write_text(f"# Ablation: the neighbours lever\n\n{machine}\n\n" + ablation(records))
+        args.ablation.write_text(f"# Ablation: the votes mixed into a head\n\n{machine}\n\n" + ablation(records))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=2) + "\n")

@@ -71,6 +71,7 @@ def run_stats(session, progress, timing: Timing) -> dict:
         "processes": session.accelerator.num_processes,
         "train_runtime_seconds": timing.train_seconds,
         "validation_seconds": timing.validation_seconds,
+        "lexical_fit_seconds": session.baseline.fit_seconds if session.baseline else None,
         "optimizer_steps": progress.step,
         "epochs_completed": progress.epoch + progress.batches_done / max(1, len(session.epoch_batches(0))),
         # throughput of the training steps alone, without the time spent validating
@@ -107,6 +108,7 @@ def write_run_folder(session, progress, timing: Timing, engine: Engine) -> Path:
             engine, NAME, session.splits["train"], session.splits["test"], base=config.eval.base,
             baseline=config.eval.baseline, batch_size=config.eval.batch_size, batch_tokens=config.eval.batch_tokens,
             constrained=config.eval.constrained, seed=config.train.seed, validation=session.splits["validation"],
+            fitted_baseline=session.baseline,
         )
         (out / METRICS_FILE).write_text(json.dumps({"test": results}, indent=2) + "\n")
         save_plots(results, config.task, out)

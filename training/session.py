@@ -88,6 +88,8 @@ class Session:
     fit_started: float = 0.0
     plan: dict = field(default_factory=dict)
     """How the run uses its device (training.plan): gradient checkpointing and why, mixed precision, batching."""
+    baseline: object = None
+    """The classical baseline a head's lexical vote was made of (training.tuning.fit_lexical), reused by the evaluation."""
 
     @property
     def main(self) -> bool:

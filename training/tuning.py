@@ -1,20 +1,27 @@
 """What is chosen on the validation split once training is done, with the best adapter on the engine:
-the neighbours' share of the mix (for a description head, the nearest candidate's share of its choice),
-the per-label thresholds of a tagging head, the review threshold.
+the classical model a head's lexical vote is made of (fitted on train, its settings chosen on validation),
+the shares of the votes mixed into a head (the neighbours', the classical model's; for a description head,
+the nearest candidate's share of its choice), the per-label thresholds of a tagging head, the review threshold.
 
 Each is chosen on validation only; the test split is never looked at here.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 
 from catalog_lora.inference.choice import with_nearest_share
 from catalog_lora.inference.confidence import choose_threshold
 from catalog_lora.inference.engine import Engine
+from catalog_lora.inference.votes import WEIGHT_GRID, best_thresholds, tune_shares
 from catalog_lora.records.labels import Taxonomy
-from catalog_lora.retrieval.neighbours import WEIGHT_GRID, best_thresholds, neighbour_votes, tune_weight
+from catalog_lora.retrieval.neighbours import neighbour_votes
+from training.baseline import TfidfBaseline
 from training.config import TrainConfig
+from training.evaluate import fit_baseline
 
 NAME = "adapter"  # the name the trained adapter is registered under on the engine
 
@@ -36,14 +43,32 @@ def validation_scores(engine: Engine, validation: list[dict], config: TrainConfi
     return scores, np.array([labels.index(g[0]) if g[0] in labels else -1 for g in gold])
 
 
-def tune_neighbour_weight(engine: Engine, validation: list[dict], config: TrainConfig, taxonomy: Taxonomy) -> tuple[float, dict]:
-    """The share of the neighbours' vote that scores best on validation (the head alone is weight 0)."""
+def fit_lexical(train: list[dict], validation: list[dict], config: TrainConfig, taxonomy: Taxonomy, folder: Path, log) -> TfidfBaseline:
+    """The classical baseline (``C`` and class weights chosen on validation) fitted on ``train`` and saved into
+    ``folder`` as the head's lexical vote (catalog_lora.inference.lexical); returned for the evaluation to reuse."""
+    started = time.time()
+    baseline = fit_baseline(train, config.spec, taxonomy.labels, config.train.seed, validation)
+    files = baseline.save_plain(folder, taxonomy.labels)
+    baseline.fit_seconds = round(time.time() - started, 1)  # in train_stats.json: part of what the run cost
+    size = sum(f.stat().st_size for f in files) / 1e6
+    log(f"Lexical vote: TF-IDF + logistic regression ({baseline.settings}) fitted in {baseline.fit_seconds:.0f} s, {size:.1f} MB")
+    return baseline
+
+
+def tune_vote_shares(engine: Engine, validation: list[dict], config: TrainConfig, taxonomy: Taxonomy) -> tuple[dict, dict]:
+    """The shares of the votes mixed into the head (``knn_weight``, ``lexical_weight``) that score best on
+    validation together (catalog_lora.inference.votes.tune_shares), and the score of every combination tried."""
     spec = engine.spec(NAME)
-    spec.info.knn_weight, spec.info.thresholds = 0.0, []
+    spec.info.knn_weight, spec.info.lexical_weight, spec.info.thresholds = 0.0, 0.0, []
     head, gold = validation_scores(engine, validation, config)
-    hits = spec.neighbours.query([r["text"] for r in validation], config.neighbours.k)
-    votes = neighbour_votes(hits, taxonomy, config.spec.levels, config.neighbours.temperature)
-    return tune_weight(head, votes, gold, taxonomy.multi_label)
+    texts = [r["text"] for r in validation]
+    votes = {}
+    if config.neighbours.k:
+        hits = spec.neighbours.query(texts, config.neighbours.k)
+        votes["knn_weight"] = neighbour_votes(hits, taxonomy, config.spec.levels, config.neighbours.temperature)
+    if config.lexical.vote:
+        votes["lexical_weight"] = spec.lexical.probabilities(texts).numpy()
+    return tune_shares(head, votes, gold, taxonomy.multi_label)
 
 
 def tune_thresholds(engine: Engine, validation: list[dict], config: TrainConfig) -> list[float]:
@@ -93,16 +118,21 @@ def tune_nearest_share(engine: Engine, validation: list[dict], config: TrainConf
 
 
 def tune_on_validation(engine: Engine, validation: list[dict], config: TrainConfig, taxonomy: Taxonomy | None, log) -> None:
-    """Choose everything above for the adapter on ``engine``, in order, into its ``RunInfo``."""
+    """Choose everything above for the adapter on ``engine``, in order, into its ``RunInfo`` (a lexical vote's
+    model is already fitted and saved beside the adapter: :func:`fit_lexical`)."""
     info = engine.spec(NAME).info
     if config.method == "head" and config.task == "description":
         info.knn_weight, scores = tune_nearest_share(engine, validation, config)
         log(f"The nearest candidate's share: {info.knn_weight} chosen on validation (chrF {scores[info.knn_weight]:.2f}; "
             f"the head alone {scores[0.0]:.2f}, the nearest alone {scores[1.0]:.2f})")
-    if config.neighbours.k:
-        info.knn_weight, scores = tune_neighbour_weight(engine, validation, config, taxonomy)
-        log(f"Neighbours: k={config.neighbours.k}, weight {info.knn_weight} chosen on validation "
-            f"({scores[info.knn_weight]:.4f} vs {scores[0.0]:.4f} for the head alone)")
+    if config.neighbours.k or config.lexical.vote:
+        shares, scores = tune_vote_shares(engine, validation, config, taxonomy)
+        for name, share in shares.items():
+            setattr(info, name, share)
+        alone = {name: scores[tuple(1.0 if other == name else 0.0 for other in shares)] for name in shares}
+        log("Votes' shares chosen on validation: " + ", ".join(f"{name} {share}" for name, share in shares.items())
+            + f" ({scores[tuple(shares.values())]:.4f}; the head alone {scores[(0.0,) * len(shares)]:.4f}, "
+            + ", ".join(f"{name} alone {value:.4f}" for name, value in alone.items()) + ")")
     if config.method == "head" and config.task == "tagging" and config.eval.tune_thresholds:
         info.thresholds = tune_thresholds(engine, validation, config)
     if taxonomy:

@@ -255,7 +255,9 @@ class Engine(GenerationMixin, HeadMixin):
         if references < 0:
             raise ValueError(f"references={references} must be 0 (none) or the number of training examples per text")
         if spec.info.method == "head":
-            run_batch = lambda batch, hits, shown: self._classify(spec, batch, hits, shown, use_adapter, top_k)  # noqa: E731
+            run_batch = lambda batch, index, shown: self._classify(  # noqa: E731
+                spec, batch, [(share, vote[index]) for share, vote in votes], shown, use_adapter, top_k
+            )
         else:
             options = dict(
                 constrained=constrained,
@@ -264,11 +266,12 @@ class Engine(GenerationMixin, HeadMixin):
                 max_new_tokens=max_new_tokens or spec.info.max_new_tokens,
                 top_k=top_k,
             )
-            run_batch = lambda batch, hits, shown: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
+            run_batch = lambda batch, index, shown: self._generate(spec, batch, use_adapter, **options)  # noqa: E731
         shown = spec.examples(texts, attributes) if examples is None else examples
         # one search for every text: the head's vote takes the first knn_k hits, the caller the first `references`
         k = max(references, self.vote_k(spec, use_adapter))
         hits = spec.neighbours.query(texts, k) if k else [[] for _ in texts]
+        votes = self.votes(spec, texts, hits, use_adapter)  # computed for every text at once, mixed batch by batch
         prompts = [
             self.prompt_for(spec, text, attrs, examples)
             for text, attrs, examples in zip(texts, attributes, shown, strict=True)
@@ -283,7 +286,7 @@ class Engine(GenerationMixin, HeadMixin):
         results: list[Prediction | None] = [None] * len(texts)
         bar = tqdm(total=len(texts), desc=f"predict [{name}]", unit="item", disable=not progress)
         for index in cut_batches(order, lengths, batch_size, batch_tokens):
-            batch = run_batch([prompts[i][0] for i in index], [hits[i] for i in index], [shown[i] for i in index])
+            batch = run_batch([prompts[i][0] for i in index], index, [shown[i] for i in index])
             for i, prediction in zip(index, batch, strict=True):
                 prediction.truncated = prompts[i][1]
                 prediction.references = hits[i][:references]

@@ -1,20 +1,23 @@
 """The engine's classification-head path: one forward pass per batch, no generation.
 
 A head adapter's probabilities (sigmoid per tag, softmax over categories), optionally mixed with
-the labels of the nearest training examples (:mod:`catalog_lora.retrieval.neighbours`), become the chosen
+the labels of the nearest training examples (:mod:`catalog_lora.retrieval.neighbours`) and the classical
+model's probabilities (:mod:`catalog_lora.inference.lexical`; :mod:`catalog_lora.inference.votes`), become the chosen
 labels: per-label thresholds for tags, the top categories for a category head. A description head
 picks one of the nearest training products' descriptions (:mod:`catalog_lora.inference.choice`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from catalog_lora.inference.choice import NO_POSITION, candidate_scores, choose, encode_lines
 from catalog_lora.inference.prediction import AdapterSpec, Prediction
+from catalog_lora.inference.votes import mix
 from catalog_lora.model.batching import pad_rows
 from catalog_lora.records.prompts import Example
-from catalog_lora.retrieval.neighbours import mix, neighbour_votes
+from catalog_lora.retrieval.neighbours import neighbour_votes
 from catalog_lora.retrieval.references import Reference
 
 
@@ -28,37 +31,46 @@ class HeadMixin:
             return 0
         return spec.info.knn_k if spec.info.knn_k and spec.info.knn_weight else 0
 
+    def votes(self, spec: AdapterSpec, texts: list[str], hits: list[list[Reference]], use_adapter: bool) -> list[tuple[float, np.ndarray]]:
+        """The votes mixed into ``spec``'s head for ``texts``, as ``(share, one row per text)`` pairs
+        (catalog_lora.inference.votes.mix): the neighbours' labels from ``hits`` (each text's nearest
+        training examples, at least :meth:`vote_k` of them) and the classical model's probabilities."""
+        info = spec.info
+        if info.knn_weight + info.lexical_weight > 1.0 + 1e-9:
+            raise ValueError(
+                f"{spec.name}: the votes' shares knn_weight={info.knn_weight} and lexical_weight={info.lexical_weight} "
+                "sum past 1; the head's share is what they leave (catalog_lora.json)"
+            )
+        votes = []
+        k = self.vote_k(spec, use_adapter)
+        if k:
+            neighbours = neighbour_votes([row[:k] for row in hits], spec.taxonomy, spec.info.label_levels, spec.info.knn_temperature)
+            votes.append((spec.info.knn_weight, neighbours))
+        if use_adapter and spec.info.method == "head" and spec.info.task != "description" and spec.info.lexical_weight:
+            votes.append((spec.info.lexical_weight, spec.lexical.probabilities(texts).numpy()))
+        return votes
+
     @torch.inference_mode()
     def _classify(
         self,
         spec: AdapterSpec,
         prompts: list[str],
-        hits: list[list[Reference]],
+        votes: list[tuple[float, np.ndarray]],
         shown: list[list[Example]],
         use_adapter: bool,
         top_k: int,
     ) -> list[Prediction]:
-        """``hits``: each text's nearest training examples, most similar first (at least :meth:`vote_k` of
-        them when the answer mixes in their vote); ``shown``: a description head's candidates per text
-        (catalog_lora.inference.choice); unused otherwise."""
+        """``votes``: what :meth:`votes` gave, the rows of these prompts; ``shown``: a description head's
+        candidates per text (catalog_lora.inference.choice); unused otherwise."""
         if spec.info.task == "description":
             return self._choose(spec, prompts, shown, use_adapter)
-        k = self.vote_k(spec, use_adapter)
-        mixing = k > 0
-        if mixing:
-            votes = neighbour_votes(
-                [row[:k] for row in hits],
-                spec.taxonomy,
-                spec.info.label_levels,
-                spec.info.knn_temperature,
-            )
-        if mixing and spec.info.knn_weight >= 1.0:
-            probs = torch.from_numpy(votes)  # the neighbours' share is all of the answer: no model pass needed
+        if sum(share for share, _ in votes) >= 1.0:  # the votes are all of the answer: no model pass needed
+            probs = torch.from_numpy(mix(np.zeros_like(votes[0][1]), votes)).float()
         else:
             logits = self._once(("head", spec.peft_name, use_adapter, tuple(prompts)), lambda: self._head_logits(spec, prompts, use_adapter))
             probs = torch.sigmoid(logits) if spec.info.multi_label else torch.softmax(logits, dim=-1)
-            if mixing:
-                probs = torch.from_numpy(mix(probs.cpu().numpy(), votes, spec.info.knn_weight))
+            if votes:
+                probs = torch.from_numpy(mix(probs.cpu().numpy(), votes)).float()
         labels = spec.taxonomy.labels
         results = []
         if spec.info.multi_label:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from catalog_lora.records.labels import Taxonomy
 from catalog_lora.records.prompts import Example, PromptTemplate
 from catalog_lora.retrieval.examples import nearest_examples
-from catalog_lora.runs.folder import RunInfo
+from catalog_lora.runs.folder import LEXICAL_FILES, RunInfo, fetch_file
 
 
 @dataclass
@@ -46,6 +46,7 @@ class AdapterSpec:
     taxonomy: Taxonomy | None
     peft_name: str
     _neighbours: object = None
+    _lexical: object = None
 
     @property
     def neighbours(self):
@@ -55,6 +56,15 @@ class AdapterSpec:
 
             self._neighbours = ReferenceIndex.open(locate_index(self.source))
         return self._neighbours
+
+    @property
+    def lexical(self):
+        """The classical model mixed into a head's answers (catalog_lora.inference.lexical; read on first use)."""
+        if self._lexical is None:
+            from catalog_lora.inference.lexical import LexicalModel
+
+            self._lexical = LexicalModel.load(*(fetch_file(self.source, name) for name in LEXICAL_FILES))
+        return self._lexical
 
     def examples(self, texts: list[str], attributes: list[dict | None] | None = None) -> list[list[Example]]:
         """The nearest training examples shown in each text's prompt, or a description head's candidates

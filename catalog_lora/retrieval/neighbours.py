@@ -8,8 +8,9 @@ at prediction time, mixes the head's probabilities with the labels of the ``k`` 
 training examples, each weighted by ``exp(similarity / temperature)``: the kNN
 interpolation of kNN-LM (Khandelwal et al., 2020), applied to labels.
 
-The share of the vote (``weight``) is chosen on the validation split at the end of
-training and saved in ``catalog_lora.json``; 0 means the head alone.
+The share of the vote (``knn_weight``) is chosen on the validation split at the end of
+training, beside the classical model's (:mod:`catalog_lora.inference.votes`), and saved in
+``catalog_lora.json``; 0 leaves the neighbours out.
 
 For code without catalog-lora (the model card's), :func:`save_plain` writes the index's
 embeddings and each example's labels to one safetensors file published beside the adapter.
@@ -24,9 +25,6 @@ import numpy as np
 
 from catalog_lora.records.canonical import PATH_SEPARATOR
 from catalog_lora.records.labels import Taxonomy
-
-WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))
-THRESHOLD_GRID = np.linspace(0.05, 0.95, 19)
 
 
 def _answer_labels(answer: str, multi_label: bool, levels: int | None) -> list[str]:
@@ -83,46 +81,3 @@ def save_plain(index, taxonomy: Taxonomy, levels: int | None, path: str | Path) 
     path = Path(path)
     save_file({"embeddings": embeddings, "labels": labels}, str(path), metadata={"embedding_model": index.model})
     return path
-
-
-def mix(head: np.ndarray, votes: np.ndarray, weight: float) -> np.ndarray:
-    """``(1 - weight) * head + weight * votes``: still probabilities, row by row."""
-    return (1.0 - weight) * head + weight * votes
-
-
-def best_thresholds(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
-    """Per label, the decision threshold of the grid with the best F1 on ``gold`` (0.5 for absent labels)."""
-    thresholds = np.full(scores.shape[1], 0.5)
-    for j in range(scores.shape[1]):
-        if gold[:, j].any():
-            f1 = [_f1(gold[:, j], scores[:, j] >= t) for t in THRESHOLD_GRID]
-            thresholds[j] = THRESHOLD_GRID[int(np.argmax(f1))]
-    return thresholds
-
-
-def tune_weight(
-    head: np.ndarray, votes: np.ndarray, gold: np.ndarray, multi_label: bool
-) -> tuple[float, dict[float, float]]:
-    """The vote's share with the best validation score, and the score of every share tried.
-
-    ``gold`` is a label-index vector (single label) or a 0/1 matrix (tags). Single label is
-    scored by accuracy; tags by micro-F1 with per-label thresholds tuned at each share.
-    Ties go to the smaller share: the head alone unless the neighbours really help.
-    """
-    scores = {}
-    for weight in WEIGHT_GRID:
-        mixed = mix(head, votes, weight)
-        if multi_label:
-            predicted = mixed >= best_thresholds(mixed, gold)
-            scores[weight] = _f1(gold, predicted)
-        else:
-            scores[weight] = float((mixed.argmax(axis=1) == gold).mean())
-    best = max(WEIGHT_GRID, key=lambda w: (scores[w], -w))
-    return best, scores
-
-
-def _f1(gold: np.ndarray, predicted: np.ndarray) -> float:
-    gold, predicted = gold.astype(bool), predicted.astype(bool)
-    tp = float((gold & predicted).sum())
-    denominator = float(gold.sum() + predicted.sum())
-    return 2 * tp / denominator if denominator else 0.0

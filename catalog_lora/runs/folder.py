@@ -10,6 +10,8 @@ A finished run folder holds:
 - ``train_stats.json``: parameters, hardware, runtime, throughput, final losses, ``log_history``;
 - ``loss_curve.png``; ``confusion_matrix.png`` for categories, ``per_label_f1.png`` for tags;
 - ``references/``: the index of the training examples (:mod:`catalog_lora.retrieval.references`), when built;
+- ``lexical.json``, ``lexical.safetensors``: a head's classical model, when its answers mix it in
+  (:mod:`catalog_lora.inference.lexical`);
   ``base_adapter_baseline.png``: the headline metric of the three side by side;
 - ``COMPLETE``: written last, so a crashed run is never mistaken for a finished one.
 
@@ -47,6 +49,7 @@ COMPLETE_MARKER = "COMPLETE"
 PROGRESS_FILE = "progress.json"  # written while training runs: step, losses, phase (see training.train)
 REFERENCES_DIR = "references"  # the index of the training examples (catalog_lora.retrieval.references), when built
 NEIGHBOURS_FILE = "neighbours.safetensors"  # the same examples as plain tensors, in a published head's repo
+LEXICAL_FILES = ("lexical.json", "lexical.safetensors")  # a head's classical model (catalog_lora.inference.lexical)
 EXAMPLES_FILE = "prompt_examples.jsonl"  # their texts and answers, in a published repo whose prompts show examples
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 METHODS = ("generate", "head")
@@ -104,6 +107,9 @@ class RunInfo:
     description head, the nearest candidate's share of its choice (catalog_lora.inference.choice.choose)."""
     knn_temperature: float = 0.05
     """Softmax temperature over the neighbours' cosine similarities."""
+    lexical_weight: float = 0.0
+    """Head method, tags and categories: the classical model's share of the mix (``lexical.json`` and
+    ``lexical.safetensors``, catalog_lora.inference.lexical), tuned on validation; 0 = not mixed in."""
     prompt_examples: int = 0
     """Generate method: the nearest training examples (references index) shown in each prompt with
     their answers (0 = none); see catalog_lora.records.prompts. Description head: the candidates it chooses among."""

@@ -1,0 +1,70 @@
+"""A head's answer as a mix: the head's probabilities and the votes beside it, each vote's share chosen on validation.
+
+Two votes can join a tag or category head: the labels of the nearest training examples
+(:mod:`catalog_lora.retrieval.neighbours`) and the classical model's probabilities
+(:mod:`catalog_lora.inference.lexical`). The answer is ``(1 - Σ shares) * head + Σ share * vote``,
+still probabilities row by row. The shares (``RunInfo.knn_weight``, ``RunInfo.lexical_weight``) are
+chosen together on the validation split at the end of training (:func:`tune_shares`) from
+``WEIGHT_GRID``, summing to at most 1; 0 leaves a vote out, and a vote whose share is 1 answers alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))
+THRESHOLD_GRID = np.linspace(0.05, 0.95, 19)
+
+
+def mix(head: np.ndarray, votes: list[tuple[float, np.ndarray]]) -> np.ndarray:
+    """``(1 - Σ share) * head + Σ share * vote`` over ``votes`` given as ``(share, probabilities)`` pairs."""
+    mixed = (1.0 - sum(share for share, _ in votes)) * head
+    for share, vote in votes:
+        mixed = mixed + share * vote
+    return mixed
+
+
+def best_thresholds(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """Per label, the decision threshold of the grid with the best F1 on ``gold`` (0.5 for absent labels)."""
+    thresholds = np.full(scores.shape[1], 0.5)
+    for j in range(scores.shape[1]):
+        if gold[:, j].any():
+            f1 = [_f1(gold[:, j], scores[:, j] >= t) for t in THRESHOLD_GRID]
+            thresholds[j] = THRESHOLD_GRID[int(np.argmax(f1))]
+    return thresholds
+
+
+def validation_score(mixed: np.ndarray, gold: np.ndarray, multi_label: bool) -> float:
+    """Single label: accuracy of the argmax (``gold`` a label-index vector, -1 never right). Tags: micro-F1
+    with per-label thresholds tuned on the same rows (``gold`` a 0/1 matrix), as they will be at the end."""
+    if multi_label:
+        return _f1(gold, mixed >= best_thresholds(mixed, gold))
+    return float((mixed.argmax(axis=1) == gold).mean())
+
+
+def tune_shares(
+    head: np.ndarray, votes: dict[str, np.ndarray], gold: np.ndarray, multi_label: bool
+) -> tuple[dict[str, float], dict[tuple[float, ...], float]]:
+    """Each vote's share with the best validation score (:func:`validation_score`), and the score of every
+    combination tried (keyed by the shares in ``votes``' order).
+
+    Every combination of ``WEIGHT_GRID`` values summing to at most 1 is tried. Ties go to the smaller total
+    share (the head alone unless a vote really helps), then to the first combination tried.
+    """
+    names = list(votes)
+    scores = {}
+    for shares in itertools.product(WEIGHT_GRID, repeat=len(names)):
+        if sum(shares) <= 1.0 + 1e-9:
+            mixed = mix(head, [(share, votes[name]) for share, name in zip(shares, names, strict=True)])
+            scores[shares] = validation_score(mixed, gold, multi_label)
+    best = max(scores, key=lambda shares: (scores[shares], -sum(shares)))
+    return dict(zip(names, best, strict=True)), scores
+
+
+def _f1(gold: np.ndarray, predicted: np.ndarray) -> float:
+    gold, predicted = gold.astype(bool), predicted.astype(bool)
+    tp = float((gold & predicted).sum())
+    denominator = float(gold.sum() + predicted.sum())
+    return 2 * tp / denominator if denominator else 0.0
