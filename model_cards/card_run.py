@@ -15,7 +15,7 @@ from pathlib import Path
 
 from catalog_lora.model.base_model import EMBEDDED, public_model_id
 from catalog_lora.records.prompts import PromptTemplate
-from catalog_lora.runs.folder import ADAPTER_FILES, INFO_FILE, METRICS_FILE, RunFolder, is_repo_id
+from catalog_lora.runs.folder import ADAPTER_FILES, INFO_FILE, LEXICAL_FILES, METRICS_FILE, RunFolder, is_repo_id
 
 REQUIRED_FILES = (*ADAPTER_FILES, INFO_FILE, METRICS_FILE)
 DATASET_REPORT = "report.json"  # written by datasets_prep into the prepared data folder
@@ -97,6 +97,16 @@ class Run(RunFolder):
     @property
     def has_labels(self) -> bool:
         return self.info.task != "description" and self.taxonomy is not None
+
+    @property
+    def lexical_settings(self) -> str | None:
+        """How the TF-IDF model mixed into the head was fitted (``lexical.json``'s ``fitted``); None when not mixed in."""
+        if not self.info.lexical_weight:
+            return None
+        path = self.folder / LEXICAL_FILES[0]
+        if not path.is_file():
+            raise CardError(f"{self.folder} mixes a TF-IDF model into its head (lexical_weight in {INFO_FILE}) but has no {path.name}")
+        return json.loads(path.read_text(encoding="utf-8"))["fitted"]
 
     @property
     def knn_k(self) -> int:

@@ -65,7 +65,14 @@ from catalog_lora.model.base_model import cache_dir
 from catalog_lora.records.dataset_files import load_split, split_path
 from catalog_lora.records.labels import parse_answer
 from catalog_lora.records.prompts import PromptTemplate
-from catalog_lora.runs.folder import CONFIG_FILE, NEIGHBOURS_FILE, TAXONOMY_FILE, fetch_file, read_run_info
+from catalog_lora.runs.folder import (
+    CONFIG_FILE,
+    LEXICAL_FILES,
+    NEIGHBOURS_FILE,
+    TAXONOMY_FILE,
+    fetch_file,
+    read_run_info,
+)
 
 # The llama-cpp-python sdist whose llama.cpp converts (scripts/install_llama_cpp.sh builds the same version).
 LLAMA_CPP_VERSION = "0.3.36"
@@ -292,7 +299,13 @@ def onnx_file(engine, output: Path) -> Path:
     return target
 
 
-def head_settings(info, labels: list[str], knn: bool) -> dict:
+MIX_RECIPE = (
+    "probabilities = (1 - (knn.weight + lexical.weight)) * activation(logits) + knn.weight * votes"
+    " + lexical.weight * lexical probabilities (each part only where its entry is not null)"
+)
+
+
+def head_settings(info, labels: list[str], knn: bool, lexical: bool) -> dict:
     """``head.json``: what a caller of ``model.onnx`` needs to give the adapter's answers."""
     from catalog_lora.retrieval.embeddings import MODEL_NAME
 
@@ -315,11 +328,19 @@ def head_settings(info, labels: list[str], knn: bool) -> dict:
             "temperature": info.knn_temperature,
             "embedder": MODEL_NAME,
             "file": NEIGHBOURS_FILE,
-            "recipe": "votes = softmax(top-k cosine similarity / temperature) @ labels[top-k]; "
-            "probabilities = (1 - weight) * activation(logits) + weight * votes",
+            "recipe": "votes = softmax(top-k cosine similarity / temperature) @ labels[top-k]",
         }
         if knn
         else None,
+        "lexical": {
+            "weight": info.lexical_weight,
+            "files": list(LEXICAL_FILES),
+            "recipe": "TF-IDF of scikit-learn's word 1-2-gram and char_wb 2-5-gram analyzers (1 + ln count, x idf, unit "
+            "length per kind) x coef + intercept, then the activation (the adapter card's lexical_votes)",
+        }
+        if lexical
+        else None,
+        "mix": MIX_RECIPE if knn or lexical else None,
     }
 
 
@@ -351,11 +372,15 @@ def onnx_answers(folder: Path, texts: list[str]) -> tuple[list[list[str]], np.nd
     else:
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
-    if head["knn"]:
-        knn = head["knn"]
-        probs = (1 - knn["weight"]) * probs + knn["weight"] * plain_votes(
-            folder / knn["file"], texts, knn["k"], knn["temperature"]
-        )
+    knn, lexical = head["knn"], head["lexical"]
+    if knn or lexical:
+        probs = (1 - ((knn["weight"] if knn else 0.0) + (lexical["weight"] if lexical else 0.0))) * probs
+    if knn:
+        probs = probs + knn["weight"] * plain_votes(folder / knn["file"], texts, knn["k"], knn["temperature"])
+    if lexical:
+        from catalog_lora.inference.lexical import LexicalModel
+
+        probs = probs + lexical["weight"] * LexicalModel.load(*(folder / f for f in lexical["files"])).probabilities(texts).numpy()
     labels = head["labels"]
     if not head["multi_label"]:
         return [[labels[int(row.argmax())]] for row in probs], probs
@@ -519,8 +544,11 @@ def export(
             from catalog_lora.retrieval.neighbours import save_plain
 
             save_plain(spec.neighbours, spec.taxonomy, info.label_levels, output / NEIGHBOURS_FILE)
+        lexical = bool(info.lexical_weight)
+        for name in LEXICAL_FILES if lexical else ():
+            shutil.copy2(fetch_file(source, name), output / name)
         labels = spec.taxonomy.labels
-        head = head_settings(info, labels, knn)
+        head = head_settings(info, labels, knn, lexical)
         (output / HEAD_FILE).write_text(json.dumps(head, indent=2, ensure_ascii=False) + "\n")
         shutil.copy2(fetch_file(source, TAXONOMY_FILE), output / TAXONOMY_FILE)
         del engine, spec
@@ -536,10 +564,12 @@ def export(
         files = sorted(p.name for p in output.iterdir())
         details = {
             "knn": head["knn"],
+            "lexical": head["lexical"],
             "reader": f"onnxruntime {version('onnxruntime')} with {HEAD_FILE}'s recipe"
             + (f" (neighbours by an exact search over {NEIGHBOURS_FILE})" if knn else ""),
             "compared_with": "catalog-lora's engine (Engine.predict), adapter merged, fp32"
-            + (" (head mixed with its neighbours)" if knn else ""),
+            + (" (head mixed with its neighbours)" if knn else "")
+            + (" (head mixed with its TF-IDF model)" if lexical else ""),
         }
     cut = [p.truncated for p in predictions]  # the engine cut the text to fit max_length; the readers do not always
     agree = [_same(info.task, a, b) for a, b in zip(ours, theirs, strict=True)]

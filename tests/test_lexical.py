@@ -1,18 +1,33 @@
 """The lexical vote's plain files give scikit-learn's answers: the n-grams of its analyzers, and the fitted
-baseline's probabilities for tags and categories (on the bundled sample catalog and on edge cases)."""
+baseline's probabilities for tags and categories (on the bundled sample catalog and on edge cases);
+``training.tune`` adds the vote to a head trained without it, and takes it away."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from catalog_lora.inference.engine import Engine
 from catalog_lora.inference.lexical import LexicalModel, analyze
+from catalog_lora.inference.votes import WEIGHT_GRID
 from catalog_lora.records.task_spec import TaskSpec
-from catalog_lora.runs.folder import LEXICAL_FILES
+from catalog_lora.runs.folder import (
+    COMPLETE_MARKER,
+    CONFIG_FILE,
+    LEXICAL_FILES,
+    METRICS_FILE,
+    STATS_FILE,
+    read_run_info,
+)
 from training.baseline import TfidfBaseline
+from training.config import load_config
+from training.evaluate import score
+from training.tune import main as tune_main
 
 TRICKY = [
     "Coconut Oil 500ml - Cold Pressed",
@@ -90,3 +105,32 @@ def test_description_baseline_has_no_label_probabilities(tmp_path):
     baseline = TfidfBaseline("description").fit(["a title", "another title"], ["a description", "another one"])
     with pytest.raises(ValueError, match="nearest-neighbour search"):
         baseline.save_plain(tmp_path, [])
+
+
+def test_tune_adds_the_lexical_vote_to_a_finished_head_and_takes_it_away(tagging_head, tiny_runs, sample_data, tmp_path):
+    run = Path(shutil.copytree(tagging_head, tmp_path / "run"))
+    before = read_run_info(str(run))
+    assert before.lexical_weight == 0.0 and not any((run / name).exists() for name in LEXICAL_FILES)
+    adapter_weights = (run / "adapter_model.safetensors").read_bytes()
+
+    results = tune_main([str(run), "--lexical-vote", "true", "eval.base=false"])
+    info = read_run_info(str(run))
+    assert info.lexical_weight in WEIGHT_GRID and all((run / name).is_file() for name in LEXICAL_FILES)
+    assert load_config(run / CONFIG_FILE).lexical.vote and (run / COMPLETE_MARKER).is_file()
+    assert ("lexical_alone" in results) == bool(info.lexical_weight)
+    assert json.loads((run / METRICS_FILE).read_text())["test"] == json.loads(json.dumps(results))
+    assert json.loads((run / STATS_FILE).read_text())["lexical_fit_seconds"] > 0
+    assert (run / "adapter_model.safetensors").read_bytes() == adapter_weights, "the adapter itself is not trained again"
+    # a fresh engine answers as the evaluation scored
+    test = _split(sample_data, "tagging", "test")[: load_config(run / CONFIG_FILE).data.max_eval_examples]  # as evaluated
+    engine = Engine.load({"tags": str(run)}, quantization="none")
+    predictions = engine.predict("tags", [r["text"] for r in test])
+    scored = score(info.spec, test, predictions, engine.spec("tags").taxonomy.labels)
+    assert scored["micro_f1"] == pytest.approx(results["adapter"]["micro_f1"])
+
+    tune_main([str(run), "--lexical-vote", "false", "eval.base=false"])
+    assert read_run_info(str(run)).lexical_weight == 0.0 and not any((run / name).exists() for name in LEXICAL_FILES)
+    assert "lexical_alone" not in json.loads((run / METRICS_FILE).read_text())["test"]
+
+    with pytest.raises(SystemExit, match="generate tagging run; training.tune re-tunes tag and category heads"):
+        tune_main([str(tiny_runs["tagging"])])

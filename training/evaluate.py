@@ -104,8 +104,8 @@ def evaluate_all(
     fitted_baseline: TfidfBaseline | None = None,
 ) -> dict:
     """``{"base": …, "adapter": …, "baseline": …}`` on ``test``: the comparison every card shows; the
-    baseline's settings are chosen on ``validation`` when it is given (``fitted_baseline``: one already fitted
-    so, the model a head's lexical vote was made from).
+    baseline's settings are chosen on ``validation`` when it is given (``fitted_baseline``: a baseline already
+    fitted that way, e.g. the model of a head's lexical vote, scored as it is).
 
     A head whose answers mix in votes (catalog_lora.inference.votes) is also scored on each part alone, with
     the same thresholds: ``head_alone``, ``neighbours_alone`` (a description head: the nearest candidate's
