@@ -230,4 +230,5 @@ def test_no_test_helper_ships_in_the_packages():
     writers = [
         module for module, path in shipped.items() if "COMPLETE_MARKER).write" in path.read_text(encoding="utf-8")
     ]
-    assert writers == ["training.run_folder"]  # only the end of a real training run marks a run folder finished
+    # only training.run_folder marks a run folder finished (the end of a real training run, or training.tune's re-tuning of one)
+    assert writers == ["training.run_folder"]

@@ -119,6 +119,11 @@ def write_run_folder(session, progress, timing: Timing, engine: Engine) -> Path:
     (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
     if not config.train.keep_checkpoints:
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
-    (out / COMPLETE_MARKER).write_text(f"finished {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    mark_complete(out, "finished")
     session.log(f"Run folder: {out.resolve()}")
     return out
+
+
+def mark_complete(out: Path, what: str) -> None:
+    """Write the ``COMPLETE`` marker last: the end of a real training run, or of ``training.tune`` re-tuning one."""
+    (out / COMPLETE_MARKER).write_text(f"{what} {time.strftime('%Y-%m-%d %H:%M:%S')}\n")

@@ -32,6 +32,7 @@ from catalog_lora.runs.markdown import metrics_table
 from training.config import ConfigError, load_config, save_config
 from training.data import read_splits
 from training.evaluate import evaluate_all, save_plots
+from training.run_folder import mark_complete
 from training.tuning import NAME, fit_lexical, tune_on_validation
 
 
@@ -69,7 +70,7 @@ def retune(run: str | Path, overrides: list[str] = (), log=print) -> dict:
     stats = json.loads((run / STATS_FILE).read_text())
     stats["lexical_fit_seconds"] = baseline.fit_seconds if baseline else None
     (run / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
-    (run / COMPLETE_MARKER).write_text(f"re-tuned by training.tune; {INFO_FILE}, {CONFIG_FILE} and {METRICS_FILE} rewritten\n")
+    mark_complete(run, f"re-tuned by training.tune ({INFO_FILE}, {CONFIG_FILE} and {METRICS_FILE} rewritten)")
     log(metrics_table(results, config.task))
     return results
 
