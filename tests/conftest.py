@@ -6,8 +6,11 @@ folder through the real training code, fast enough for the default suite.
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from collections.abc import Iterator
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -68,10 +71,50 @@ def tiny_runs(sample_data, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def tagging_head(sample_data, tmp_path_factory) -> Path:
-    """A sigmoid-head tagging adapter of the sample, trained once for the modules that read or publish one
-    (publishing writes into a run folder: copy it first)."""
-    return train_tiny("sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head") / "run")
+def tagging_head_trained(sample_data, tmp_path_factory) -> tuple[Path, str]:
+    """A sigmoid-head tagging adapter of the sample (all 30 layers), trained once for the modules that read,
+    check or publish one, and what its training printed (shown again as it was)."""
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        run = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head") / "run")
+    sys.stdout.write(printed.getvalue())
+    return run, printed.getvalue()
+
+
+@pytest.fixture(scope="session")
+def tagging_head(tagging_head_trained) -> Path:
+    """The run folder of ``tagging_head_trained`` (publishing writes into a run folder: copy it first)."""
+    return tagging_head_trained[0]
+
+
+@pytest.fixture(scope="session")
+def description_examples(sample_data, tmp_path_factory) -> Path:
+    """A description adapter whose prompts show the nearest training example, LoRA on the top 4 layers only,
+    in a window (max_length 128) that often has to cut the example's answer (copy it before publishing)."""
+    return train_tiny(
+        "sample_description.yaml", sample_data / "description", tmp_path_factory.mktemp("description-examples") / "run",
+        "model.prompt_examples=1", "lora.layers=4", "model.max_length=128", "model.max_new_tokens=16", "eval.base=false",
+    )
+
+
+@pytest.fixture(scope="session")
+def description_choice(sample_data, tmp_path_factory) -> Path:
+    """A description head choosing among its 3 nearest training descriptions, on the first 4 layers
+    (copy it before publishing)."""
+    return train_tiny(
+        "bigbasket_description_head.yaml", sample_data / "description", tmp_path_factory.mktemp("choice") / "run",
+        "model.prompt_examples=3", "model.num_layers=4", "train.max_minutes=0",
+    )
+
+
+@pytest.fixture(scope="session")
+def head_cut_by_time(sample_data, tmp_path_factory) -> Path:
+    """A category head whose time budget (0.0001 minutes) cuts it after its first step, in micro-batches of
+    at most 64 tokens."""
+    return train_tiny(
+        "sample_category_head.yaml", sample_data / "category", tmp_path_factory.mktemp("cut-by-time") / "run",
+        "train.max_steps=200", "train.max_minutes=0.0001", "train.batch_tokens=64",
+    )
 
 
 def running_hub(root: Path, tokens: dict[str, str]) -> Iterator:

@@ -123,7 +123,7 @@ def embedder_on_hub(hub) -> str:
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_runs, tagging_head, sample_data, tmp_path_factory) -> dict[str, Path]:
+def adapters(tiny_runs, tagging_head, description_examples, description_choice, sample_data, tmp_path_factory) -> dict[str, Path]:
     """A generative tagging adapter (tiny_runs), two sigmoid-head tagging adapters and a description adapter,
     all really trained; one head mixes its scores with its 5 nearest training examples and its TF-IDF model,
     on the first 6 layers, as the real runs do; the description adapter's prompts show the nearest training example, in a window
@@ -139,34 +139,13 @@ def adapters(tiny_runs, tagging_head, sample_data, tmp_path_factory) -> dict[str
         "model.num_layers=6",
         "eval.base=false",
     )
-    examples = train_tiny(
-        "sample_description.yaml",
-        sample_data / "description",
-        root / "description-examples",
-        "model.prompt_examples=1",
-        "lora.layers=4",
-        "model.max_length=128",
-        "model.max_new_tokens=16",
-        "eval.base=false",
-        "data.max_eval_examples=2",
-    )
-    choice = train_tiny(
-        "bigbasket_description_head.yaml",
-        sample_data / "description",
-        root / "description-choice",
-        "model.prompt_examples=3",
-        "model.num_layers=4",
-        "train.max_minutes=0",
-        "eval.base=false",
-        "data.max_eval_examples=2",
-    )
-    # Copies: publishing writes README.md into the folder, and tiny_runs is shared with other modules.
+    # Copies: publishing writes README.md into the folder, and the conftest runs are shared with other modules.
     return {
         "generate": Path(shutil.copytree(tiny_runs["tagging"], root / "tagging")),
         "head": Path(shutil.copytree(tagging_head, root / "tagging-head")),
         "head-neighbours": mixed,
-        "generate-examples": examples,
-        "head-choice": choice,
+        "generate-examples": Path(shutil.copytree(description_examples, root / "description-examples")),
+        "head-choice": Path(shutil.copytree(description_choice, root / "description-choice")),
     }
 
 

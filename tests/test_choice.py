@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import sacrebleu
 import torch
-from conftest import train_tiny
 
 from catalog_lora.inference.choice import (
     CANDIDATE_TOKENS,
@@ -130,12 +129,9 @@ def test_config_needs_candidates_for_a_description_head(sample_data):
 
 
 @pytest.fixture(scope="module")
-def choice_run(sample_data, tmp_path_factory) -> Path:
-    """A description head really trained on the sample catalog: 3 candidates, the first 4 layers."""
-    return train_tiny(
-        "bigbasket_description_head.yaml", sample_data / "description", tmp_path_factory.mktemp("choice") / "run",
-        "model.prompt_examples=3", "model.num_layers=4", "train.max_minutes=0",
-    )
+def choice_run(description_choice) -> Path:
+    """A description head really trained on the sample catalog (conftest): 3 candidates, the first 4 layers."""
+    return description_choice
 
 
 def test_a_description_head_answers_with_one_of_its_nearest_training_descriptions(choice_run, sample_data):

@@ -1,5 +1,6 @@
-"""Exports of the suite's tiny adapters (``tiny_runs``' tagging adapter to GGUF, ``tagging_head`` to ONNX), read
-back by readers that share no code with the engine, and published to the Hub-compatible test server.
+"""Exports of the suite's tiny adapters (``tiny_runs``' tagging adapter to GGUF, a tagging head on the first 2
+decoder layers to ONNX), read back by readers that share no code with the engine, and published to the
+Hub-compatible test server.
 
 The GGUF export fetches llama.cpp's converter once (the llama-cpp-python sdist, not built) into the
 catalog-lora cache, where later runs find it.
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import hub_client_env, running_hub
+from conftest import hub_client_env, running_hub, train_tiny
 from huggingface_hub import HfApi, hf_hub_download
 from transformers import AutoTokenizer
 
@@ -52,9 +53,14 @@ def gguf_run(tiny_runs, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def onnx_run(tagging_head, tmp_path_factory) -> Path:
-    """A copy of the tiny tagging head with its ONNX export in ``export/onnx``."""
-    run = Path(shutil.copytree(tagging_head, tmp_path_factory.mktemp("onnx") / "tagging-head"))
+def onnx_run(sample_data, tmp_path_factory) -> Path:
+    """A tiny tagging head on the first 2 decoder layers (``model.num_layers``) with its ONNX export in
+    ``export/onnx``: torch's exporter traces every layer, about 1.5 s each here, so the whole 30-layer
+    ``tagging_head`` would take most of a minute to prove the same."""
+    run = train_tiny(
+        "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("onnx") / "tagging-head",
+        "model.num_layers=2", "eval.base=false",
+    )
     export(str(run), "onnx")
     return run
 

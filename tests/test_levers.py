@@ -179,12 +179,8 @@ def check_report(run, metrics: dict, tmp_path) -> None:
     assert run.name in (tmp_path / "a.md").read_text()
 
 
-def test_time_budget_cuts_the_run_and_says_so(sample_data, tmp_path):
-    run = train_tiny(
-        "sample_category_head.yaml", sample_data / "category", tmp_path / "run",
-        "train.max_steps=200", "train.max_minutes=0.0001", "eval.base=false", "eval.baseline=false",
-        "train.batch_tokens=64",
-    )
+def test_time_budget_cuts_the_run_and_says_so(head_cut_by_time):
+    run = head_cut_by_time  # conftest: max_steps=200, max_minutes=0.0001, batch_tokens=64
     stats = json.loads((run / STATS_FILE).read_text())
     # how the run used its device (training.plan), recorded with the run: on CPU the fp32 path, nothing recomputed
     assert stats["batch_tokens"] == 64 and stats["mixed_precision"] == "no" and stats["optimizer"] == "adamw"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import train_tiny
 from huggingface_hub import ModelCard
 
 from catalog_lora.records.labels import Taxonomy
@@ -117,11 +116,8 @@ def test_sections_come_from_the_run_files(runs):
     assert "Hu, Edward J." in text and "Dettmers, Tim" in text and "(2021)" in text and "(2023)" in text
 
 
-def test_a_run_cut_by_its_time_budget_says_so(sample_data, tmp_path):
-    run = train_tiny(
-        "sample_category_head.yaml", sample_data / "category", tmp_path / "cut",
-        "train.max_steps=200", "train.max_minutes=0.0001",
-    )
+def test_a_run_cut_by_its_time_budget_says_so(head_cut_by_time):
+    run = head_cut_by_time  # conftest: max_steps=200, max_minutes=0.0001
     stats = json.loads((run / STATS_FILE).read_text())
     assert stats["cut_by_time"] is True
     text = render_adapter_card(run, REPO_ID).text

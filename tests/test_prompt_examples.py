@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import train_tiny
 from safetensors import safe_open
 
 from catalog_lora.inference.engine import Engine
@@ -72,11 +71,8 @@ def test_config_refuses_prompt_examples_it_cannot_serve(sample_data):
         load_config(None, [*base, "lora.layers=-1"])
 
 
-def test_description_adapter_with_an_example_in_its_prompt(sample_data, tmp_path):
-    run = train_tiny(
-        "sample_description.yaml", sample_data / "description", tmp_path / "run",
-        "model.prompt_examples=1", "lora.layers=4", "model.max_length=256", "model.max_new_tokens=16", "eval.base=false",
-    )
+def test_description_adapter_with_an_example_in_its_prompt(sample_data, description_examples):
+    run = description_examples  # trained once for the suite (conftest): one example shown, LoRA on the top 4 layers
     info = read_run_info(str(run))
     assert info.prompt_examples == 1
     with safe_open(run / "adapter_model.safetensors", "pt") as adapter:

@@ -150,20 +150,16 @@ def test_only_the_known_bitsandbytes_message_is_dropped():
     assert passes("Some other bitsandbytes warning")
 
 
-def test_a_run_that_loses_to_its_baseline_says_so_in_its_last_lines(sample_data, tmp_path):
+def test_a_run_that_loses_to_its_baseline_says_so_in_its_last_lines(tagging_head_trained):
     """Two steps of a head cannot beat TF-IDF on the sample: training's log says so with both numbers."""
     import json
-    from contextlib import redirect_stdout
-    from io import StringIO
 
     from catalog_lora.runs.markdown import below_baseline
 
-    printed = StringIO()
-    with redirect_stdout(printed):
-        run = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", tmp_path / "run", "eval.base=false")
+    run, printed = tagging_head_trained  # the suite's shared two-step head (conftest) and what its training printed
     test = json.loads((run / "metrics.json").read_text())["test"]
     adapter, baseline = test["adapter"]["micro_f1"], test["baseline"]["micro_f1"]
     assert adapter < baseline, "the premise: a two-step head loses to the baseline"
     expected = f"on micro_f1: {adapter:.4f} vs {baseline:.4f} on the test split"
-    assert f"Warning: The adapter scores below the TF-IDF baseline {expected}" in printed.getvalue()
+    assert f"Warning: The adapter scores below the TF-IDF baseline {expected}" in printed
     assert below_baseline({**test, "adapter": {"micro_f1": baseline + 0.01}}, "tagging") is None
