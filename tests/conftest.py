@@ -7,10 +7,11 @@ folder through the real training code, fast enough for the default suite.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,36 @@ def train_tiny(config_name: str, data: Path, out: Path, *extra: str) -> Path:
     return train(config)
 
 
+class _Lines(logging.Handler):
+    """A library's log records as the lines it would print."""
+
+    def __init__(self, out: io.StringIO):
+        super().__init__()
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out.write(record.getMessage() + "\n")
+
+
+def train_tiny_printed(config_name: str, data: Path, out: Path, *extra: str) -> tuple[Path, str]:
+    """``train_tiny``, and all that the training printed: stdout, stderr and the log records of transformers,
+    peft and accelerate (their handlers keep the stream they were made with, out of a redirection's reach).
+    It is printed again as it came, so that a shared run's output still shows with the test it ran for."""
+    printed = io.StringIO()
+    handler = _Lines(printed)
+    loggers = [logging.getLogger(name) for name in ("transformers", "peft", "accelerate")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        with redirect_stdout(printed), redirect_stderr(printed):
+            run = train_tiny(config_name, data, out, *extra)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        sys.stdout.write(printed.getvalue())
+    return run, printed.getvalue()
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(sample_data, tmp_path_factory) -> dict[str, Path]:
     """Three generative adapters (tagging, category, description) as the Space uses them."""
@@ -73,18 +104,32 @@ def tiny_runs(sample_data, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tagging_head_trained(sample_data, tmp_path_factory) -> tuple[Path, str]:
     """A sigmoid-head tagging adapter of the sample (all 30 layers), trained once for the modules that read,
-    check or publish one, and what its training printed (shown again as it was)."""
-    printed = io.StringIO()
-    with redirect_stdout(printed):
-        run = train_tiny("sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head") / "run")
-    sys.stdout.write(printed.getvalue())
-    return run, printed.getvalue()
+    check or publish one, and what its training printed."""
+    return train_tiny_printed("sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head") / "run")
 
 
 @pytest.fixture(scope="session")
 def tagging_head(tagging_head_trained) -> Path:
     """The run folder of ``tagging_head_trained`` (publishing writes into a run folder: copy it first)."""
     return tagging_head_trained[0]
+
+
+@pytest.fixture(scope="session")
+def tagging_head_with_neighbours_trained(sample_data, tmp_path_factory) -> tuple[Path, str]:
+    """A tagging head mixing its scores with its 5 nearest training examples and its TF-IDF model, on the first
+    6 layers as the real runs do, with square-root class weights and its own rate for the new output layer; and
+    what its training printed."""
+    return train_tiny_printed(
+        "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head-neighbours") / "run",
+        "references=true", "neighbours.k=5", "lexical.vote=true", "model.num_layers=6", "eval.base=false",
+        "train.class_weight=sqrt", "train.head_lr=5e-3",
+    )
+
+
+@pytest.fixture(scope="session")
+def tagging_head_with_neighbours(tagging_head_with_neighbours_trained) -> Path:
+    """The run folder of ``tagging_head_with_neighbours_trained`` (copy it before publishing)."""
+    return tagging_head_with_neighbours_trained[0]
 
 
 @pytest.fixture(scope="session")

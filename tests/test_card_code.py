@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, hub_client_env, running_hub, train_tiny, upload_embedded_base
+from conftest import REPO, hub_client_env, running_hub, upload_embedded_base
 
 from catalog_lora.catalogs.batch import TRUNCATED
 from catalog_lora.inference.engine import Engine
@@ -123,27 +123,19 @@ def embedder_on_hub(hub) -> str:
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_runs, tagging_head, description_examples, description_choice, sample_data, tmp_path_factory) -> dict[str, Path]:
+def adapters(
+    tiny_runs, tagging_head, tagging_head_with_neighbours, description_examples, description_choice, tmp_path_factory
+) -> dict[str, Path]:
     """A generative tagging adapter (tiny_runs), two sigmoid-head tagging adapters and a description adapter,
     all really trained; one head mixes its scores with its 5 nearest training examples and its TF-IDF model,
     on the first 6 layers, as the real runs do; the description adapter's prompts show the nearest training example, in a window
     (max_length) that often has to cut the example's answer."""
     root = tmp_path_factory.mktemp("card-code-runs")
-    mixed = train_tiny(
-        "sample_tagging_head.yaml",
-        sample_data / "tagging",
-        root / "tagging-head-neighbours",
-        "references=true",
-        "neighbours.k=5",
-        "lexical.vote=true",
-        "model.num_layers=6",
-        "eval.base=false",
-    )
     # Copies: publishing writes README.md into the folder, and the conftest runs are shared with other modules.
     return {
         "generate": Path(shutil.copytree(tiny_runs["tagging"], root / "tagging")),
         "head": Path(shutil.copytree(tagging_head, root / "tagging-head")),
-        "head-neighbours": mixed,
+        "head-neighbours": Path(shutil.copytree(tagging_head_with_neighbours, root / "tagging-head-neighbours")),
         "generate-examples": Path(shutil.copytree(description_examples, root / "description-examples")),
         "head-choice": Path(shutil.copytree(description_choice, root / "description-choice")),
     }

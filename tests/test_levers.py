@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import train_tiny
+from conftest import train_tiny_printed
 
 from catalog_lora.inference.engine import Engine
 from catalog_lora.inference.lexical import LexicalModel
@@ -56,14 +56,16 @@ def test_class_weights_count_rare_labels_up():
 
 
 @pytest.mark.parametrize("task", ["category", "tagging"])
-def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task, capfd):
-    run = train_tiny(
-        f"sample_{task}_head.yaml", sample_data / task, tmp_path / "run",
-        "references=true", "neighbours.k=5", "lexical.vote=true", "model.num_layers=6", "eval.base=false",
-        "train.class_weight=sqrt", "train.head_lr=5e-3",
-    )
-    err = capfd.readouterr().err
-    assert "UNEXPECTED" not in err and "newly initialized" not in err, "no load report about the cut or the new head"
+def test_head_with_neighbours_and_a_layer_cut(sample_data, tmp_path, task, request):
+    if task == "tagging":  # the suite's run of these settings (conftest), shared with tests/test_card_code.py
+        run, printed = request.getfixturevalue("tagging_head_with_neighbours_trained")
+    else:
+        run, printed = train_tiny_printed(
+            f"sample_{task}_head.yaml", sample_data / task, tmp_path / "run",
+            "references=true", "neighbours.k=5", "lexical.vote=true", "model.num_layers=6", "eval.base=false",
+            "train.class_weight=sqrt", "train.head_lr=5e-3",
+        )
+    assert "UNEXPECTED" not in printed and "newly initialized" not in printed, "no load report about the cut or the new head"
     info = read_run_info(str(run))
     assert info.num_layers == 6 and info.knn_k == 5 and 0.0 <= info.knn_weight + info.lexical_weight <= 1.0
     assert all((run / name).is_file() for name in LEXICAL_FILES), "the lexical vote's model is saved beside the adapter"

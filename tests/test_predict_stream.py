@@ -20,6 +20,7 @@ from conftest import REPO
 from catalog_lora.catalogs.batch_job import MANIFEST, PARTS_SUFFIX, adapter_fingerprint
 from catalog_lora.catalogs.tables import ERROR_COLUMN, iter_chunks, read_table, scan
 from catalog_lora.inference.engine import Engine
+from training.predict import REFERENCES_COLUMN
 from training.predict import main as predict_main
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -197,11 +198,17 @@ def worker_pids(launcher: int) -> list[int]:
 
 
 def test_two_processes_equal_one_and_resume_after_a_worker_is_killed(tiny_runs, catalog, whole, tmp_path):
-    output = tmp_path / "out.csv"
-    cmd = predict_cmd(tiny_runs["category"], catalog, output, "--chunk-rows", "1", processes=2)
+    """Sharded over two processes (torchrun), a worker killed, resumed: one process's file, byte for byte, with
+    the ids of each row's 2 nearest training examples (every process opens the references index)."""
+    output, one = tmp_path / "out.csv", tmp_path / "one.csv"
+    cmd = predict_cmd(tiny_runs["category"], catalog, output, "--chunk-rows", "1", "--references", "2", processes=2)
     start_and_kill(cmd, output, lambda proc: os.kill(worker_pids(proc.pid)[-1], signal.SIGKILL))
     subprocess.run(cmd, cwd=REPO, env=ENV, check=True, timeout=600)
-    assert output.read_bytes() == whole
+    predict(tiny_runs["category"], catalog, one, "--chunk-rows", "1000", "--references", "2")
+    assert output.read_bytes() == one.read_bytes()
+    out = pd.read_csv(one, dtype=str, keep_default_na=False)
+    assert all(len(ids.split()) == 2 for ids in out.pop(REFERENCES_COLUMN)), "ids of the 2 nearest training examples"
+    pd.testing.assert_frame_equal(out, pd.read_csv(io.BytesIO(whole), dtype=str, keep_default_na=False))
 
 
 def test_batching_defaults_follow_the_device():

@@ -22,7 +22,10 @@ def test_one_config_on_two_splits_is_one_record_with_its_spread(tmp_path):
     for seed in (1, 2):
         data = tmp_path / f"sample-split{seed}"
         prepare_sample(data, seed=seed)
-        runs.append(train_tiny("sample_category_head.yaml", data / "category", tmp_path / f"category-head-split{seed}", "eval.base=false"))
+        runs.append(train_tiny(  # a head on the first 2 layers: the report reads its metrics, not its depth
+            "sample_category_head.yaml", data / "category", tmp_path / f"category-head-split{seed}", "eval.base=false",
+            "model.num_layers=2",
+        ))
     tests = [json.loads((run / METRICS_FILE).read_text())["test"] for run in runs]
     for test in tests:
         assert test["baseline"]["settings"].startswith("C="), "the baseline names the settings validation chose"

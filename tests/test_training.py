@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from conftest import REPO, train_tiny
 
@@ -153,8 +152,9 @@ def test_empty_split_is_refused_and_no_run_is_marked_complete(sample_data, tmp_p
     assert not (tmp_path / "run" / COMPLETE_MARKER).exists()
 
 
-def test_two_processes_train_and_predict(sample_data, tiny_runs, tmp_path):
-    """The same code under torchrun with two CPU processes (gloo): training, then sharded prediction."""
+def test_two_processes_train(sample_data, tmp_path):
+    """The same code under torchrun with two CPU processes (gloo). Sharded prediction under torchrun, with
+    the nearest training examples' ids: tests/test_predict_stream.py."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     run = tmp_path / "ddp-run"
     subprocess.run(
@@ -171,21 +171,6 @@ def test_two_processes_train_and_predict(sample_data, tiny_runs, tmp_path):
     peak, schedule = load_config(REPO / "training/configs/sample_category.yaml").train.lr, Schedule("cosine", 1, 4)
     logged = [entry["lr"] for entry in stats["log_history"] if "lr" in entry]
     assert logged == pytest.approx([peak * schedule(step) for step in (1, 2, 3, 4)]), "one scheduler step per optimizer step"
-
-    titles = [json.loads(line)["text"] for line in (sample_data / "category" / "test.jsonl").read_text().splitlines()][:7]
-    pd.DataFrame({"title": titles}).to_csv(tmp_path / "in.csv", index=False)
-    subprocess.run(
-        [
-            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "training.predict",
-            "--adapter", f"category={tiny_runs['category']}", "--input", str(tmp_path / "in.csv"),
-            "--text-column", "title", "--output", str(tmp_path / "out.csv"), "--references", "2",
-        ],
-        check=True, cwd=REPO, env=env, timeout=600,
-    )
-    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
-    assert out["title"].tolist() == titles, "one output in the input order"
-    assert all(" > " in c for c in out["category"])
-    assert all(len(ids.split()) == 2 for ids in out["nearest_training_ids"]), "ids of the 2 nearest training examples"
 
 
 def test_answer_only_loss_equals_the_full_causal_lm_loss():
