@@ -27,7 +27,7 @@ import torch
 
 from catalog_lora.catalogs.background import find_job
 from catalog_lora.inference.engine import Engine
-from catalog_lora.runs.folder import RunInfo
+from catalog_lora.runs.folder import RunInfo, read_run_info
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "spaces"))  # the Space's own modules sit beside its app.py
@@ -705,3 +705,16 @@ def test_about_shows_the_run_files(tiny_runs):
     ]
     assert about.headline_bars(models.slots["category"])["system"].tolist() == ["base", "adapter", "baseline"]
     assert json.loads((tiny_runs["tagging"] / "catalog_lora.json").read_text())["task"] == "tagging"
+
+
+def test_the_space_says_what_a_head_is_served_in_and_why(tagging_head_with_neighbours):
+    from catalog_lora.inference.bf16_check import serving_quantization
+
+    models = Models(Settings(adapters={"tag": str(tagging_head_with_neighbours)}))
+    models.load()
+    slot = models.slots["tag"]
+    info = read_run_info(str(tagging_head_with_neighbours))
+    expected, why = serving_quantization("auto", info, "cpu")
+    assert slot.engine.precision.quantization == expected
+    assert why and slot.precision.endswith(why)
+    assert f"- served in {slot.precision}" in about.about_markdown(models)

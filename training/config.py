@@ -184,6 +184,11 @@ class EvalSettings:
     """Head method, tags: tune one decision threshold per label on validation."""
     at_least_one_label: bool = True
     """Head method, tags: always predict the most likely label when none passes its threshold."""
+    bf16_check: int = 128
+    """Head method: at the end, answer up to N validation texts in fp32 and in bf16 and store the share of
+    equal answers with the adapter (``catalog_lora.json``'s ``bf16_agreement``; a Space on a CPU with native
+    bf16 serves the head in bf16 when it is at least 98%, catalog_lora.inference.bf16_check). On a CPU without
+    native bf16 it is emulated, several times slower than fp32 (0 = off)."""
 
 
 @dataclass
@@ -287,7 +292,7 @@ class TrainConfig:
             ("lora.layers", lo.layers), ("train.max_steps", t.max_steps), ("train.head_lr", t.head_lr),
             ("train.eval_every", t.eval_every), ("train.early_stopping_patience", t.early_stopping_patience),
             ("train.max_minutes", t.max_minutes), ("neighbours.k", n.k),
-            ("train.batch_tokens", t.batch_tokens), ("eval.batch_tokens", e.batch_tokens),
+            ("train.batch_tokens", t.batch_tokens), ("eval.batch_tokens", e.batch_tokens), ("eval.bf16_check", e.bf16_check),
         ):
             _in_range(key, value, 0, off=True)
         for key, value in (("lora.r", lo.r), ("train.batch_size", t.batch_size), ("train.grad_accum", t.grad_accum),

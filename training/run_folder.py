@@ -16,8 +16,17 @@ from pathlib import Path
 
 import torch
 
+from catalog_lora.inference.bf16_check import measure_bf16_agreement
 from catalog_lora.inference.engine import Engine
-from catalog_lora.runs.folder import COMPLETE_MARKER, CONFIG_FILE, LOSS_PLOT, METRICS_FILE, STATS_FILE, TAXONOMY_FILE
+from catalog_lora.runs.folder import (
+    COMPLETE_MARKER,
+    CONFIG_FILE,
+    LOSS_PLOT,
+    METRICS_FILE,
+    STATS_FILE,
+    TAXONOMY_FILE,
+    RunInfo,
+)
 from catalog_lora.runs.markdown import below_baseline, metrics_table
 from training import plots
 from training.config import save_config
@@ -115,6 +124,8 @@ def write_run_folder(session, progress, timing: Timing, engine: Engine) -> Path:
         session.log(metrics_table(results, config.task))
         if warning := below_baseline(results, config.task):
             session.log(f"Warning: {warning}")
+    if config.method == "head" and config.eval.bf16_check:
+        stats["bf16_check_seconds"] = record_bf16_agreement(out, session.info, session.splits["validation"], config.eval.bf16_check, session.log)
     stats["total_runtime_seconds"] = time.time() - session.started
     (out / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
     if not config.train.keep_checkpoints:
@@ -122,6 +133,22 @@ def write_run_folder(session, progress, timing: Timing, engine: Engine) -> Path:
     mark_complete(out, "finished")
     session.log(f"Run folder: {out.resolve()}")
     return out
+
+
+def record_bf16_agreement(out: Path, info: RunInfo, validation: list[dict], texts: int, log=print) -> float:
+    """Measure how often the head in ``out`` answers the first ``texts`` validation records the same in bf16
+    as in fp32 (catalog_lora.inference.bf16_check), store it in ``catalog_lora.json``; returns the seconds taken."""
+    started = time.time()
+    records = validation[:texts]
+    if not records:
+        log("bf16 agreement: no validation texts to measure it on; not recorded")
+        return 0.0
+    measured = measure_bf16_agreement(str(out), [r["text"] for r in records], [r.get("attributes") for r in records])
+    info.bf16_agreement, info.bf16_agreement_texts = measured.agreement, measured.texts
+    info.save(out)
+    how = "native" if measured.native else "emulated: this CPU has no native bf16"
+    log(f"bf16 agreement with fp32: {measured.agreement:.1%} of {measured.texts} validation texts ({how})")
+    return time.time() - started
 
 
 def mark_complete(out: Path, what: str) -> None:

@@ -137,6 +137,13 @@ def cpu_computes_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+def cpu_computes_int8() -> bool:
+    """Whether this CPU has the int8 dot-product instructions (AVX512-VNNI or AMX) behind a fast
+    ``torch._int_mm``; without them torch runs it on a generic kernel, many times slower than an fp32
+    matmul of the same shape (``bench/int8_matmul.py`` measures both)."""
+    return torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported()
+
+
 # ``quantization: auto`` on CUDA: bf16 LoRA (no quantization) while the base model's bf16 weights take at most
 # this share of the GPU's free memory; the rest is left for activations, LoRA's optimizer states and the
 # evaluation's batches. For a small model 4-bit buys nothing: every layer's weights are dequantized at every
@@ -186,6 +193,14 @@ def choose_precision(quantization: str = "auto", device: str | None = None, fit:
         if device != "cpu":
             raise ValueError(
                 f"quantization='int8' is the CPU inference path, not for device={device!r}; on CUDA use 4bit or 8bit"
+            )
+        if not cpu_computes_int8():
+            # A warning, not an error as for bf16: the int8 answers are right, only slow, and a test or a
+            # layer-error check may want them anyway.
+            warnings.warn(
+                "quantization='int8' on a CPU without AVX512-VNNI or AMX: torch's int8 matmul has no fast kernel "
+                "here and runs many times slower than fp32; use quantization='none' for speed",
+                stacklevel=2,
             )
         return Precision(
             "int8", torch.float32, device, "quantization=int8 asked for: int8 linear layers on CPU (inference only)"

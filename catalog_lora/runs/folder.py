@@ -115,6 +115,12 @@ class RunInfo:
     their answers (0 = none); see catalog_lora.records.prompts. Description head: the candidates it chooses among."""
     choice_attributes: list[str] = field(default_factory=list)
     """Description head: the attributes its input shows for the product and each candidate (empty = all)."""
+    bf16_agreement: float | None = None
+    """Head method: the share of validation texts whose answer in bf16 equals the fp32 one
+    (catalog_lora.inference.bf16_check); a Space on a CPU with native bf16 serves the head in bf16 when it
+    is high enough. None: not measured."""
+    bf16_agreement_texts: int = 0
+    """How many validation texts ``bf16_agreement`` was measured on."""
 
     @property
     def spec(self) -> TaskSpec:

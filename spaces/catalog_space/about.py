@@ -71,6 +71,8 @@ def adapter_summary(slot: Slot) -> tuple[str, str]:
             f"- base model: `{info.base_model_hub_id or info.base_model}`",
             f"- context window: {info.max_length} tokens, answers up to {info.max_new_tokens} tokens",
         ]
+        if slot.precision:
+            lines.append(f"- served in {slot.precision}")
         if info.task != "description":
             lines.append(f"- review threshold (answers below it are marked for review): {threshold}")
         values = metrics_on_test(slot)

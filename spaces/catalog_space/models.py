@@ -64,6 +64,7 @@ class Slot:
     problem: str | None = None
     info: object = None
     engine: object = None
+    precision: str = ""  # what the engine computes in, and why (the About tab shows it)
 
 
 def _live_models(key: int) -> Models:
@@ -141,8 +142,6 @@ class Models:
             if self._loaded:
                 return
             self._loaded = True
-            from catalog_lora.inference.engine import Engine
-
             groups: dict[tuple[str, str], list[Slot]] = {}
             for slot in self.slots.values():
                 if slot.problem or slot.engine is not None:
@@ -163,14 +162,13 @@ class Models:
                 for slot in slots:
                     try:
                         if engine is None:
-                            engine = Engine.load(
-                                {slot.name: slot.source}, base_model=base, quantization=self.settings.quantization
-                            )
-                            self.precision = engine.precision.describe() if engine.precision else ""
-                            logger.info("Base model %s: %s", base, self.precision)
+                            engine, precision = self._new_engine(slot.name, slot.source, slot.info, base)
+                            self.precision = precision
+                            logger.info("Base model %s: %s", base, precision)
                         else:
                             engine.add_adapter(slot.source, slot.name, slot.info)
                         slot.engine, slot.info = engine, engine.spec(slot.name).info  # one RunInfo per adapter
+                        slot.precision = self.precision
                         logger.info("Adapter %s: %s", slot.name, slot.source)
                     except Exception as error:
                         logger.exception("loading adapter %s from %s failed", slot.name, slot.source)
@@ -179,8 +177,6 @@ class Models:
     def add(self, name: str, source: str, label: str) -> Slot:
         """A finished run folder as one more adapter, usable at once beside those loaded at start
         (on the engine of its base model when one is loaded, else on a new one)."""
-        from catalog_lora.inference.engine import Engine
-
         info = read_run_info(source)
         slot = Slot(name, info.task, source, label, source=source, info=info)
         base = self.settings.base_model or info.base_model
@@ -199,12 +195,28 @@ class Models:
             if shared is not None:
                 shared.add_adapter(source, name, info)
                 slot.engine = shared
+                slot.precision = shared.precision.describe() if shared.precision else ""
             else:
-                slot.engine = Engine.load({name: source}, base_model=base, quantization=self.settings.quantization)
+                slot.engine, slot.precision = self._new_engine(name, source, info, base)
             slot.info = slot.engine.spec(name).info
             self.slots[name] = slot
         logger.info("Adapter %s: %s", name, source)
         return slot
+
+    def _new_engine(self, name: str, source: str, info, base: str):
+        """An engine for adapter ``name`` in the precision the settings ask for (for a head adapter on the CPU,
+        ``auto`` weighs its recorded bf16 agreement: catalog_lora.inference.bf16_check), and that precision with why."""
+        import torch
+
+        from catalog_lora.inference.bf16_check import serving_quantization
+        from catalog_lora.inference.engine import Engine
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        quantization, why = serving_quantization(self.settings.quantization, info, device)
+        engine = Engine.load({name: source}, base_model=base, quantization=quantization)
+        if engine.precision is None:
+            return engine, ""
+        return engine, f"{engine.precision.label}: {why}" if why else engine.precision.describe()
 
     def remove(self, name: str) -> None:
         """Forget an adapter added by :meth:`add` (its engine frees it when other adapters share it)."""
