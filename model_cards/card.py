@@ -23,6 +23,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from catalog_lora.inference import choice
+from catalog_lora.inference.bf16_check import BF16_MIN_AGREEMENT
 from catalog_lora.model.base_model import EMBEDDED_GGUF, EMBEDDED_HUB_ID
 from catalog_lora.records.canonical import HEADLINE
 from catalog_lora.records.prompts import CUT_MARK, RESPONSE_PREFIX, WITH_ATTRIBUTES, PromptTemplate, format_answer
@@ -334,6 +335,9 @@ def render_adapter_card(
         knn_k=run.knn_k,
         knn_weight=info.knn_weight,
         lexical_weight=info.lexical_weight,
+        bf16_agreement=info.bf16_agreement,
+        bf16_agreement_texts=info.bf16_agreement_texts,
+        bf16_min_agreement=BF16_MIN_AGREEMENT,
         lexical_settings=run.lexical_settings,
         lexical_files=LEXICAL_FILES,
         prompt_examples=info.prompt_examples if info.method == "generate" else 0,

@@ -51,8 +51,17 @@ def test_bf16_is_refused_where_the_cpu_would_emulate_it(monkeypatch):
     """On a CPU without AVX512-BF16 or AMX, torch emulates bf16, slower than fp32: refused, with the way out."""
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    with pytest.raises(ValueError, match="needs a CPU with native bf16 .* use quantization='int8' or 'none'"):
+    with pytest.raises(ValueError, match=r"needs a CPU with native bf16 .* use quantization='none' \(or 'int8' where"):
         choose_precision("bf16", "cpu")
+
+
+def test_int8_warns_where_the_cpu_has_no_fast_int8_kernel(monkeypatch):
+    """Without AVX512-VNNI or AMX torch's int8 matmul runs on a generic kernel (bench/int8_matmul.py): int8 is
+    still given (its answers are right), with a warning that says so and what to use instead."""
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with pytest.warns(UserWarning, match="no fast kernel here .* use quantization='none' for speed"):
+        assert choose_precision("int8", "cpu").quantization == "int8"
 
 
 def test_prompt_templates_are_exact():

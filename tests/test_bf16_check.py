@@ -33,6 +33,7 @@ def test_serving_quantization_weighs_the_recorded_agreement():
 def test_training_records_the_agreement_and_training_precision_measures_it_again(tagging_head_with_neighbours, tmp_path):
     """The tiny head's training measured it on its validation texts (emulated here: this CPU has no native
     bf16), and ``python -m training.precision`` measures a finished run again on as many texts as asked."""
+    from model_cards.card import render_adapter_card
     from training.precision import main as precision_main
 
     info = read_run_info(str(tagging_head_with_neighbours))
@@ -46,6 +47,8 @@ def test_training_records_the_agreement_and_training_precision_measures_it_again
     again = read_run_info(str(run))
     assert again.bf16_agreement == agreement and again.bf16_agreement_texts == 2
     assert again.lexical_weight == info.lexical_weight and again.thresholds == info.thresholds, "the rest is kept"
+    card = str(render_adapter_card(str(run), "someone/tiny-head"))
+    assert f"- **bf16 inference:** its answers in bf16 (weights and activations) equal those in fp32 on {100 * agreement:.1f}% of 2 validation texts" in card
     with pytest.raises(SystemExit, match="--texts=0 must be at least 1"):
         precision_main([str(run), "--texts", "0"])
 

@@ -184,7 +184,7 @@ def choose_precision(quantization: str = "auto", device: str | None = None, fit:
         if not cpu_computes_bf16():
             raise ValueError(
                 "quantization='bf16' needs a CPU with native bf16 (AVX512-BF16 or AMX); this one would emulate it, "
-                "slower than fp32: use quantization='int8' or 'none'"
+                "slower than fp32: use quantization='none' (or 'int8' where the CPU has AVX512-VNNI or AMX)"
             )
         return Precision(
             "bf16", torch.bfloat16, device, "quantization=bf16 asked for: this CPU computes bf16 natively (inference only)"
