@@ -119,7 +119,9 @@ def test_tune_adds_the_lexical_vote_to_a_finished_head_and_takes_it_away(tagging
     assert load_config(run / CONFIG_FILE).lexical.vote and (run / COMPLETE_MARKER).is_file()
     assert ("lexical_alone" in results) == bool(info.lexical_weight)
     assert json.loads((run / METRICS_FILE).read_text())["test"] == json.loads(json.dumps(results))
-    assert json.loads((run / STATS_FILE).read_text())["lexical_fit_seconds"] > 0
+    stats = json.loads((run / STATS_FILE).read_text())
+    assert stats["lexical_fit_seconds"] > 0 and stats["bf16_check_seconds"] > 0, "the mix changed: bf16 measured again"
+    assert info.bf16_agreement is not None and info.bf16_agreement_texts == 6
     assert (run / "adapter_model.safetensors").read_bytes() == adapter_weights, "the adapter itself is not trained again"
     # a fresh engine answers as the evaluation scored
     test = _split(sample_data, "tagging", "test")[: load_config(run / CONFIG_FILE).data.max_eval_examples]  # as evaluated

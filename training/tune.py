@@ -6,8 +6,9 @@ For a head trained before a lever existed, or to switch one on or off without tr
 adapter's weights stay as they are; the lexical vote's TF-IDF model is fitted (``--lexical-vote true``),
 the votes' shares, the tag thresholds and the review threshold are chosen on the validation split
 (training.tuning), and the test split is evaluated again (training.evaluate). The run folder's
-``catalog_lora.json``, ``config.yaml``, ``metrics.json`` and plots are rewritten, ``lexical_fit_seconds``
-is recorded in ``train_stats.json``, and its ``COMPLETE`` marker is renewed last.
+``catalog_lora.json``, ``config.yaml``, ``metrics.json`` and plots are rewritten, the bf16 agreement is measured
+again (``eval.bf16_check``), ``lexical_fit_seconds`` is recorded in ``train_stats.json``, and its ``COMPLETE``
+marker is renewed last.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from catalog_lora.runs.markdown import metrics_table
 from training.config import ConfigError, load_config, save_config
 from training.data import read_splits
 from training.evaluate import evaluate_all, save_plots
-from training.run_folder import mark_complete
+from training.run_folder import mark_complete, record_bf16_agreement
 from training.tuning import NAME, fit_lexical, tune_on_validation
 
 
@@ -69,6 +70,8 @@ def retune(run: str | Path, overrides: list[str] = (), log=print) -> dict:
     save_plots(results, config.task, run)
     stats = json.loads((run / STATS_FILE).read_text())
     stats["lexical_fit_seconds"] = baseline.fit_seconds if baseline else None
+    if config.eval.bf16_check:  # the answers changed with the shares: their agreement in bf16 is measured again
+        stats["bf16_check_seconds"] = record_bf16_agreement(run, spec.info, splits["validation"], config.eval.bf16_check, log)
     (run / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n")
     mark_complete(run, f"re-tuned by training.tune ({INFO_FILE}, {CONFIG_FILE} and {METRICS_FILE} rewritten)")
     log(metrics_table(results, config.task))
