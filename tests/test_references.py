@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from catalog_lora.retrieval.embeddings import embed, load_model
+from catalog_lora.retrieval.embeddings import embed, load_model, model_path
 from catalog_lora.retrieval.references import (
     COLLECTION_NAME,
     Reference,
@@ -123,7 +123,26 @@ def test_embeddings_cut_by_tokens_keep_their_order_and_values():
 
 def test_model_loaded_once_per_process():
     assert load_model() is load_model()
-    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_embeddings_are_sentence_transformers_own_without_importing_it():
+    """Plain transformers, mean pooling and unit length give sentence-transformers' embeddings of the bundled
+    model (so indexes built before stay valid), in a process that never imports sentence-transformers (nor the
+    scikit-learn and datasets it brings)."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["Coconut oil", "A long review of a body wash " * 40, "Ünïcode façade soap 😀", "ok"]
+    reference = SentenceTransformer(str(model_path())).encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.abs(np.array(embed(texts)) - reference).max() < 1e-5
+    code = (
+        "import sys\n"
+        "from catalog_lora.retrieval.embeddings import embed\n"
+        "assert len(embed(['Coconut oil'])[0]) == 384\n"
+        "loaded = [m for m in ('sentence_transformers', 'sklearn', 'datasets') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_reindexing_does_not_duplicate_and_updates_answers(tmp_path):
