@@ -206,12 +206,14 @@ def main() -> None:
     import torch
 
     from bench.speed_measure import machine, products, run_for
+    from catalog_lora.inference.bf16_check import serving_quantization
     from catalog_lora.inference.engine import Engine
+    from catalog_lora.runs.folder import read_run_info
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", default=None, help="a tagging run (default: the generate one bench/speed.py uses)")
     parser.add_argument(
-        "--quantization", default="auto", help="as the Space's CATALOG_LORA_QUANTIZATION: auto (fp32 on CPU), bf16, int8"
+        "--quantization", default="auto", help="as the Space's CATALOG_LORA_QUANTIZATION: auto (a head: bf16 on a native-bf16 CPU when its bf16_agreement allows, else fp32), bf16, int8"
     )
     parser.add_argument("--clients", default="1,5,20")
     parser.add_argument("--requests", type=int, default=40, help="requests per mode and number of clients")
@@ -239,7 +241,9 @@ def main() -> None:
     ):
         stages.time(owner, attribute, stage)
     adapter = Path(args.adapter) if args.adapter else run_for("tagging")
-    engine = CountedEngine(Engine.load({"tag": str(adapter)}, quantization=args.quantization))
+    # the precision the Space picks for this adapter (a head: bf16 where native and its agreement allows)
+    quantization, _ = serving_quantization(args.quantization, read_run_info(str(adapter)), "cuda" if torch.cuda.is_available() else "cpu")
+    engine = CountedEngine(Engine.load({"tag": str(adapter)}, quantization=quantization))
     precision = engine.precision.label
     texts, _, source = products(max(args.requests, 8))
     host = machine()
