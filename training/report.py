@@ -171,7 +171,7 @@ def ablation(records: list[dict]) -> str:
     for r in (r for r in records if r["method"].startswith("head")):
         mixed = r["adapter"] if r["head_alone"] is not None else None
         head = r["head_alone"] if r["head_alone"] is not None else r["adapter"]
-        shares = f"{r.get('knn_weight') or 0:g} / {r.get('lexical_weight') or 0:g}"
+        shares = f"{round(r.get('knn_weight') or 0, 3):g} / {round(r.get('lexical_weight') or 0, 3):g}"  # a mean over splits: 3 places
         rows.append([r["name"], r["metric"], _cell(head, 4), _cell(r["neighbours_alone"], 4), _cell(r.get("lexical_alone"), 4),
                      _cell(mixed, 4), shares, _cell(r["baseline"], 4), _minutes(r)])
     header = ["run", "metric", "head alone", "neighbours alone", "TF-IDF vote alone", "the mix", "shares (neighbours / TF-IDF)",
