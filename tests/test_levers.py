@@ -4,6 +4,7 @@ the neighbours' and the classical model's votes mixed into the head, the first-N
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -107,41 +108,41 @@ def check_token_batches_and_neighbours_alone(engine, texts: list[str], expected:
     with engine.reusing_passes():  # the evaluation's and the tuning's scorings of one split: one head pass
         engine.predict("head", texts)
         used = engine.tokens_processed
-        weight, spec.info.knn_weight = spec.info.knn_weight, 0.0
-        try:
+        with vote_shares(spec, knn=0.0, lexical=spec.info.lexical_weight):
             alone = engine.predict("head", texts)
-        finally:
-            spec.info.knn_weight = weight
         assert engine.tokens_processed == used and len(alone) == len(texts)
-    shares = spec.info.knn_weight, spec.info.lexical_weight
-    spec.info.knn_weight, spec.info.lexical_weight = 1.0, 0.0
-    try:
+    with vote_shares(spec, knn=1.0, lexical=0.0):
         before = engine.tokens_processed
         alone = engine.predict("head", texts)
         assert engine.tokens_processed == before, "no model pass for the neighbours alone"
-    finally:
-        spec.info.knn_weight, spec.info.lexical_weight = shares
     hits = spec.neighbours.query(texts, spec.info.knn_k)
     votes = neighbour_votes(hits, spec.taxonomy, spec.info.label_levels, spec.info.knn_temperature)
     for prediction, row in zip(alone, votes, strict=True):
         assert prediction.scores == pytest.approx({label: float(row[spec.taxonomy.index(label)]) for label in prediction.scores}, abs=1e-5)
 
 
+@contextmanager
+def vote_shares(spec, knn: float, lexical: float):
+    """The head's answers with these shares of the neighbours' and the TF-IDF model's votes, inside; the
+    tuned shares back after."""
+    tuned = spec.info.knn_weight, spec.info.lexical_weight
+    spec.info.knn_weight, spec.info.lexical_weight = knn, lexical
+    try:
+        yield
+    finally:
+        spec.info.knn_weight, spec.info.lexical_weight = tuned
+
+
 def check_lexical_alone(engine, run, texts: list[str]) -> None:
     """At a lexical share of 1 the answer is the saved classical model's, without a model pass; shares that sum
     past 1 are refused by name."""
     spec = engine.spec("head")
-    shares = spec.info.knn_weight, spec.info.lexical_weight
-    spec.info.knn_weight, spec.info.lexical_weight = 0.0, 1.0
-    try:
+    with vote_shares(spec, knn=0.0, lexical=1.0):
         before = engine.tokens_processed
         alone = engine.predict("head", texts)
         assert engine.tokens_processed == before, "no model pass for the lexical vote alone"
-        spec.info.knn_weight = 0.5
-        with pytest.raises(ValueError, match="knn_weight=0.5 and lexical_weight=1.0"):
-            engine.predict("head", texts)
-    finally:
-        spec.info.knn_weight, spec.info.lexical_weight = shares
+    with vote_shares(spec, knn=0.5, lexical=1.0), pytest.raises(ValueError, match="knn_weight=0.5 and lexical_weight=1.0"):
+        engine.predict("head", texts)
     probs = LexicalModel.load(*(run / name for name in LEXICAL_FILES)).probabilities(texts)
     for prediction, row in zip(alone, probs, strict=True):
         assert prediction.scores == pytest.approx({label: float(row[spec.taxonomy.index(label)]) for label in prediction.scores}, abs=1e-6)
