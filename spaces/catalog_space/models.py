@@ -92,7 +92,6 @@ class Models:
             else:
                 slot.source, slot.problem = resolve_source(value, task)
             self.slots[name] = slot
-        self.precision = ""
         self._loaded = False
         self._lock = threading.Lock()
         self.records: dict[str, list[dict]] = {}
@@ -158,17 +157,16 @@ class Models:
                 base = self.settings.base_model or info.base_model  # core resolves `embedded` (or its Hub copy)
                 groups.setdefault((base, slot.name if info.method == "head" else ""), []).append(slot)
             for (base, _), slots in groups.items():
-                engine = None
+                engine, precision = None, ""
                 for slot in slots:
                     try:
                         if engine is None:
                             engine, precision = self._new_engine(slot.name, slot.source, slot.info, base)
-                            self.precision = precision
                             logger.info("Base model %s: %s", base, precision)
                         else:
                             engine.add_adapter(slot.source, slot.name, slot.info)
                         slot.engine, slot.info = engine, engine.spec(slot.name).info  # one RunInfo per adapter
-                        slot.precision = self.precision
+                        slot.precision = precision  # the engine's, shared by the adapters on it
                         logger.info("Adapter %s: %s", slot.name, slot.source)
                     except Exception as error:
                         logger.exception("loading adapter %s from %s failed", slot.name, slot.source)
