@@ -24,7 +24,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from catalog_lora.inference import choice
 from catalog_lora.inference.bf16_check import BF16_MIN_AGREEMENT
-from catalog_lora.model.base_model import EMBEDDED_GGUF, EMBEDDED_HUB_ID
 from catalog_lora.records.canonical import HEADLINE
 from catalog_lora.records.prompts import CUT_MARK, RESPONSE_PREFIX, WITH_ATTRIBUTES, PromptTemplate, format_answer
 from catalog_lora.retrieval.embeddings import MODEL_NAME
@@ -319,8 +318,6 @@ def render_adapter_card(
         prompt_labels=info.prompt_labels,
         base_model=run.base_model,
         embedded=run.embedded,
-        embedded_hub_id=EMBEDDED_HUB_ID,
-        embedded_gguf=EMBEDDED_GGUF,
         source_name=run.source_name,
         headline=headline,
         adapter_score=adapter_score if isinstance(adapter_score, float) else None,

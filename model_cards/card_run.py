@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from catalog_lora.model.base_model import EMBEDDED, public_model_id
+from catalog_lora.model.base_model import EmbeddedBase, embedded_base, public_model_id
 from catalog_lora.records.prompts import PromptTemplate
 from catalog_lora.runs.folder import ADAPTER_FILES, INFO_FILE, LEXICAL_FILES, METRICS_FILE, RunFolder, is_repo_id
 
@@ -91,8 +91,9 @@ class Run(RunFolder):
         return base
 
     @property
-    def embedded(self) -> bool:
-        return self.info.base_model == EMBEDDED
+    def embedded(self) -> EmbeddedBase | None:
+        """The embedded base model the adapter was trained on (its GGUF build); None for a Hub id or folder."""
+        return embedded_base(self.info.base_model)
 
     @property
     def has_labels(self) -> bool:

@@ -1,4 +1,5 @@
-"""The embedded base model: converted once to a plain checkpoint, loads in fp32 and 4-bit NF4."""
+"""The embedded base models: converted once to a plain checkpoint, load in fp32 and 4-bit NF4; the second one,
+Gemma 3 270M, with the chat template its GGUF lacks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import json
 import pytest
 import torch
 
-from catalog_lora.model.base_model import choose_precision, ensure_embedded_checkpoint, load_base_model
+from catalog_lora.model.base_model import (
+    EMBEDDED_BASES,
+    choose_precision,
+    ensure_embedded_checkpoint,
+    load_base_model,
+    public_model_id,
+)
 from catalog_lora.records.prompts import PromptTemplate
 
 
@@ -30,6 +37,27 @@ def test_fp32_generates_text():
     assert precision.dtype == torch.float32
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
     assert len(generate(model, tokenizer, "Sunny Farms Rolled Oats 1 kg").split()) >= 2
+
+
+def test_gemma_converts_with_its_chat_template_and_carries_a_head():
+    """``embedded-gemma-3-270m``: the GGUF assembled from its chunk packages converts into a plain checkpoint (the
+    assembled copy removed), with Gemma 3's chat template, and a head on its first layers answers the ``chat``
+    prompt."""
+    name = "embedded-gemma-3-270m"
+    folder = ensure_embedded_checkpoint(name)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "gemma3_text" and "quantization_config" not in config
+    assert not (folder.parent.parent / "gguf" / EMBEDDED_BASES[name].gguf).exists()
+    assert public_model_id(name) == "google/gemma-3-270m"
+
+    model, tokenizer, _ = load_base_model(name, "none", "cpu", num_labels=3, num_layers=2)
+    prompt = PromptTemplate("category", "chat").prompt("Sunny Farms Rolled Oats 1 kg", tokenizer)
+    assert prompt.startswith("<bos><start_of_turn>user\nYou are a retail catalog assistant.")
+    assert prompt.endswith("Product: Sunny Farms Rolled Oats 1 kg<end_of_turn>\n<start_of_turn>model\n")
+    assert len(model.model.layers) == 2
+    with torch.no_grad():
+        logits = model(**tokenizer([prompt, "Oats"], return_tensors="pt", padding=True, add_special_tokens=False)).logits
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()
 
 
 def test_4bit_nf4_loads_and_generates_on_cpu():

