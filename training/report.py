@@ -57,6 +57,8 @@ def run_record(run: Path, shipped: bool) -> dict:
         "dataset": Path(config["data"]["path"]).name,
         "task": info.task if not info.label_levels else f"{info.task} (levels={info.label_levels})",
         "method": method_label(info),
+        "base_model": info.base_model_hub_id or info.base_model,
+        "layers": info.num_layers or None,  # None: all of the base model's layers
         "metric": metric,
         "base": value("base"),
         "adapter": value("adapter"),
@@ -172,9 +174,10 @@ def ablation(records: list[dict]) -> str:
         mixed = r["adapter"] if r["head_alone"] is not None else None
         head = r["head_alone"] if r["head_alone"] is not None else r["adapter"]
         shares = f"{round(r.get('knn_weight') or 0, 3):g} / {round(r.get('lexical_weight') or 0, 3):g}"  # a mean over splits: 3 places
-        rows.append([r["name"], r["metric"], _cell(head, 4), _cell(r["neighbours_alone"], 4), _cell(r.get("lexical_alone"), 4),
+        layers = f" ({r['layers']} layers)" if r["layers"] else ""
+        rows.append([r["name"], f"{r['base_model'].split('/')[-1]}{layers}", r["metric"], _cell(head, 4), _cell(r["neighbours_alone"], 4), _cell(r.get("lexical_alone"), 4),
                      _cell(mixed, 4), shares, _cell(r["baseline"], 4), _minutes(r)])
-    header = ["run", "metric", "head alone", "neighbours alone", "TF-IDF vote alone", "the mix", "shares (neighbours / TF-IDF)",
+    header = ["run", "base model", "metric", "head alone", "neighbours alone", "TF-IDF vote alone", "the mix", "shares (neighbours / TF-IDF)",
               "TF-IDF baseline", "training min (threads)"]
     return markdown_table(header, rows) + "\n"
 
