@@ -278,9 +278,10 @@ class TrainConfig:
             raise ConfigError(f"train.class_weight={self.train.class_weight!r} only applies to method='head'; a generating model's loss is per answer token")
         if self.push_to_hub and not is_repo_id(self.push_to_hub):
             raise ConfigError(f"push_to_hub={self.push_to_hub!r} is not a Hub repo id: {REPO_ID_RULE}")
-        if self.model.base_model.startswith(EMBEDDED) and self.model.base_model not in EMBEDDED_BASES:
+        base = self.model.base_model
+        if base.startswith(EMBEDDED) and base not in EMBEDDED_BASES and not Path(base).exists():
             raise ConfigError(
-                f"model.base_model={self.model.base_model!r} is not an embedded base model; "
+                f"model.base_model={base!r} is not an embedded base model; "
                 f"choose one of: {', '.join(EMBEDDED_BASES)}, or give a Hub id or a local folder"
             )
         if not self.data.path:
