@@ -27,8 +27,12 @@ RAW = REPO.parent / "shared/data/raw/bigbasket/bigbasket_products_27k_no_descrip
 
 
 def brands(path: Path) -> dict[str, str]:
+    """Each record id's brand; the first row of a repeated ``index`` wins, as in datasets_prep/bigbasket.py."""
+    found = {}
     with path.open(newline="", encoding="utf-8") as f:
-        return {f"bigbasket-{row['index'].strip()}": row["brand"] for row in csv.DictReader(f)}
+        for row in csv.DictReader(f):
+            found.setdefault(f"bigbasket-{row['index'].strip()}", row["brand"])
+    return found
 
 
 def read(folder: Path, split: str) -> list[dict]:
