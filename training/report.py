@@ -25,6 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
+from catalog_lora.model.base_model import public_model_id
 from catalog_lora.records.canonical import HEADLINE
 from catalog_lora.runs.folder import RunFolder
 from catalog_lora.runs.markdown import markdown_table, metrics_table
@@ -57,7 +58,7 @@ def run_record(run: Path, shipped: bool) -> dict:
         "dataset": Path(config["data"]["path"]).name,
         "task": info.task if not info.label_levels else f"{info.task} (levels={info.label_levels})",
         "method": method_label(info),
-        "base_model": info.base_model_hub_id or info.base_model,
+        "base_model": info.base_model_hub_id or public_model_id(info.base_model),
         "layers": info.num_layers or None,  # None: all of the base model's layers
         "metric": metric,
         "base": value("base"),
