@@ -84,7 +84,7 @@ FIELD_DOCS = {
     "labels_l2": "the second-level tags (Level 2), a list, may be empty",
     "path": "the category path, most general level first",
     "description": "the target product description",
-    "attributes": "product facts shown beside the title (brand, category, price…), may be empty",
+    "attributes": "product facts shown beside the text (brand, category, price…), may be empty",
     "source": "the format the example was converted from",
 }
 
@@ -140,7 +140,7 @@ def build_card(folder: str | Path) -> DatasetCard:
     name = settings.get("name") or format_name
     split_counts = {split: report.splits.get(split, 0) for split in SPLITS}
     total = sum(split_counts.values())
-    attribute_keys = _attribute_keys(folder) if task == "description" else []
+    attribute_keys = _attribute_keys(folder)
     taxonomy = _taxonomy(folder, TAXONOMY_FILE)
     taxonomy_l2 = _taxonomy(folder, TAXONOMY_L2_FILE)
     levels = sorted(int(p.stem.removeprefix("taxonomy_level")) for p in folder.glob("taxonomy_level*.json"))

@@ -107,6 +107,7 @@ def canonical(record: dict, task: str) -> dict:
         out["path"] = record["path"]
     else:
         out["description"] = record["description"]
+    if task == "description" or record.get("attributes"):  # a tag or category record has them when its source does
         out["attributes"] = record.get("attributes") or {}
     out["source"] = record.get("source", "")
     return out
@@ -125,9 +126,9 @@ def _clean_record(record: dict, task: str) -> tuple[dict, str | None]:
         missing = None if record["path"] else "no_category"
     else:
         record["description"] = clean_text(record.get("description"), keep_newlines=True)
-        attributes = {str(k): clean_text(v) for k, v in (record.get("attributes") or {}).items()}
-        record["attributes"] = {k: v for k, v in attributes.items() if v}
         missing = None if record["description"] else "empty_description"
+    attributes = {str(k): clean_text(v) for k, v in (record.get("attributes") or {}).items()}
+    record["attributes"] = {k: v for k, v in attributes.items() if v}
     if not record["text"]:
         return record, "empty_text"
     return record, missing

@@ -7,8 +7,10 @@ The mapping says which column holds the text and where the targets are:
   "one row per (text, tag)" layout works too. ``labels_l2`` columns do the same for a second level;
 - a category: several ``path`` columns, most general first (``category, sub_category``), or one
   column holding the whole path split on ``path_separator`` (``"Beauty > Hair Care"``);
-- a description: the ``description`` column, with ``attributes`` columns (brand, price…)
-  kept beside the title.
+- a description: the ``description`` column.
+
+Any task may map ``attributes`` columns (brand, price…): kept beside the text, shown to the model
+with it (a description's facts; the brand that a category model reads with the title).
 
 The task follows from what is mapped unless given.
 """
@@ -104,6 +106,7 @@ def convert(
                     record["path"] = levels[: levels.index("")] if "" in levels else levels
             else:
                 record["description"] = row.get(col[mapping.description])
+            if mapping.attributes:  # shown beside the text: a description's facts, a tag or category model's brand
                 record["attributes"] = {name: str(row.get(col[name]) or "") for name in mapping.attributes}
             records.append(record)
     return finalize(records, task, report)

@@ -25,7 +25,14 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from catalog_lora.inference import choice
 from catalog_lora.inference.bf16_check import BF16_MIN_AGREEMENT
 from catalog_lora.records.canonical import HEADLINE
-from catalog_lora.records.prompts import CUT_MARK, RESPONSE_PREFIX, WITH_ATTRIBUTES, PromptTemplate, format_answer
+from catalog_lora.records.prompts import (
+    CUT_MARK,
+    RESPONSE_PREFIX,
+    WITH_ATTRIBUTES,
+    PromptTemplate,
+    format_answer,
+    vote_text,
+)
 from catalog_lora.retrieval.embeddings import MODEL_NAME
 from catalog_lora.runs.citation import TASK_TITLES, adapter_citation, run_year
 from catalog_lora.runs.folder import (
@@ -43,7 +50,7 @@ from catalog_lora.runs.folder import (
     check_repo_id,
 )
 from catalog_lora.runs.markdown import COUNT_KEYS, format_value, markdown_table, metrics_table, scalars
-from model_cards.card_code import EXAMPLE_TEXT, usage_code
+from model_cards.card_code import EXAMPLE_TEXT, example_attributes, usage_code
 from model_cards.card_run import CardError, Run, find
 from model_cards.templating import render
 
@@ -110,7 +117,7 @@ def _prompt(run: Run) -> dict:
         return {"prompt": "\n".join(lines), "answer_example": None, "response_prefix": None}
     if run.info.method == "head":
         return {
-            "prompt": PromptTemplate(task, "alpaca").user_input(text),
+            "prompt": PromptTemplate(task, "alpaca").user_input(text, example_attributes(run.info.attributes)),
             "answer_example": None,
             "response_prefix": None,
         }
@@ -340,6 +347,8 @@ def render_adapter_card(
         prompt_examples=info.prompt_examples if info.method == "generate" else 0,
         choice_candidates=info.prompt_examples if info.method == "head" and info.task == "description" else 0,
         choice_attributes=info.choice_attributes,
+        attributes=info.attributes,
+        attribute_example=vote_text(EXAMPLE_TEXT[info.task], example_attributes(info.attributes)),
         choice_tokens=choice.CANDIDATE_TOKENS,
         embedder=MODEL_NAME,
         neighbours_file=NEIGHBOURS_FILE,

@@ -20,7 +20,17 @@ from catalog_lora.inference import choice
 from catalog_lora.inference.constrained import SEPARATOR
 from catalog_lora.records.canonical import PATH_SEPARATOR
 from catalog_lora.records.labels import PATH_SEPARATORS, PIECE_PUNCTUATION, TAG_SEPARATORS
-from catalog_lora.records.prompts import ATTRIBUTE_SEPARATOR, CUT_MARK, WITH_ATTRIBUTES, Example, PromptTemplate
+from catalog_lora.records.prompts import (
+    ATTRIBUTE_PAIR,
+    ATTRIBUTE_PAIRS_SEPARATOR,
+    ATTRIBUTE_SEPARATOR,
+    ATTRIBUTES_LINE,
+    CUT_MARK,
+    WITH_ATTRIBUTES,
+    Example,
+    PromptTemplate,
+    vote_text,
+)
 from catalog_lora.retrieval.embeddings import MODEL_NAME
 from catalog_lora.runs.folder import EXAMPLES_FILE, LEXICAL_FILES, NEIGHBOURS_FILE
 from model_cards.card_run import Run
@@ -40,6 +50,8 @@ MORE_TEXTS = {
     "category": ["Basmati Rice, Premium Long Grain, 5 kg", "Dark Chocolate Bar 70% Cocoa, 100 g"],
     "description": ["Aloe Vera Soothing Shower Gel, 250 ml", "Stainless Steel Insulated Water Bottle, 1 L"],
 }
+# The example's attributes, for an adapter that reads them (the ones it reads of these).
+EXAMPLE_ATTRIBUTES = {"brand": "Parachute"}
 # Stand in for the product text, the examples and an example's text and answer while a prompt is
 # rendered as a format string.
 TEXT_SLOT, EXAMPLES_SLOT = "\x00text\x00", "\x00examples\x00"
@@ -84,6 +96,11 @@ def example_format(run: Run) -> str:
     return _as_format(_example_block(run), {"text": SLOT_EXAMPLE.text, "answer": SLOT_EXAMPLE.answer})
 
 
+def example_attributes(names: list[str]) -> dict:
+    """The example product's attributes among ``names`` (those an adapter reads), from :data:`EXAMPLE_ATTRIBUTES`."""
+    return {key: EXAMPLE_ATTRIBUTES[key] for key in names if key in EXAMPLE_ATTRIBUTES}
+
+
 def usage_code(run: Run, repo_id: str) -> str:
     """The card's first code block for ``run`` published as ``repo_id``."""
     task = run.info.task
@@ -110,9 +127,18 @@ def usage_code(run: Run, repo_id: str) -> str:
             **values,
         ).rstrip()
     if run.info.method == "head":
+        shown = example_attributes(run.info.attributes)
         return render(
             "usage_head.py.jinja",
             input_format=prompt_format(run),
+            attributes=run.info.attributes,
+            attributes_line=ATTRIBUTES_LINE,
+            attribute_pair=ATTRIBUTE_PAIR,
+            attribute_pairs_separator=ATTRIBUTE_PAIRS_SEPARATOR,
+            with_attributes=WITH_ATTRIBUTES,
+            attribute_separator=ATTRIBUTE_SEPARATOR,
+            example_attributes=shown,
+            attribute_example=vote_text(EXAMPLE_TEXT[task], shown),
             problem_type=run.info.problem_type,
             num_layers=run.info.num_layers,
             knn=bool(run.knn_k),

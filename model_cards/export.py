@@ -64,7 +64,14 @@ import yaml
 from catalog_lora.model.base_model import cache_dir
 from catalog_lora.records.dataset_files import load_split, split_path
 from catalog_lora.records.labels import parse_answer
-from catalog_lora.records.prompts import PromptTemplate
+from catalog_lora.records.prompts import (
+    ATTRIBUTE_PAIR,
+    ATTRIBUTE_PAIRS_SEPARATOR,
+    ATTRIBUTE_SEPARATOR,
+    ATTRIBUTES_LINE,
+    WITH_ATTRIBUTES,
+    PromptTemplate,
+)
 from catalog_lora.runs.folder import (
     CONFIG_FILE,
     LEXICAL_FILES,
@@ -332,6 +339,19 @@ def head_settings(info, labels: list[str], knn: bool, lexical: bool) -> dict:
         }
         if knn
         else None,
+        "attributes": {
+            "names": info.attributes,
+            "input": ATTRIBUTES_LINE,
+            "pair": ATTRIBUTE_PAIR,
+            "pairs_separator": ATTRIBUTE_PAIRS_SEPARATOR,
+            "vote_input": WITH_ATTRIBUTES,
+            "values_separator": ATTRIBUTE_SEPARATOR,
+            "recipe": "a product's named attributes, in this order, values on one line, empty ones left out: the model reads "
+            "input + ATTRIBUTES_LINE of their pairs (none: input alone); the votes read vote_input of the text (on one "
+            "line) and the values joined (none: the text)",
+        }
+        if info.attributes
+        else None,
         "lexical": {
             "weight": info.lexical_weight,
             "files": list(LEXICAL_FILES),
@@ -344,20 +364,39 @@ def head_settings(info, labels: list[str], knn: bool, lexical: bool) -> dict:
     }
 
 
-def onnx_answers(folder: Path, texts: list[str]) -> tuple[list[list[str]], np.ndarray]:
+def head_inputs(head: dict, texts: list[str], attributes: list[dict | None]) -> tuple[list[str], list[str]]:
+    """What the model and the votes read of each product, by ``head.json``'s ``attributes`` recipe."""
+    recipe = head["attributes"]
+    if not recipe:
+        return [head["input"].format(text=text) for text in texts], list(texts)
+    inputs, lines = [], []
+    for text, given in zip(texts, attributes, strict=True):
+        chosen = {key: " ".join(str((given or {}).get(key) or "").split()) for key in recipe["names"]}
+        chosen = {key: value for key, value in chosen.items() if value}
+        pairs = recipe["pairs_separator"].join(recipe["pair"].format(key=key, value=value) for key, value in chosen.items())
+        inputs.append(head["input"].format(text=text) + (recipe["input"].format(attributes=pairs) if pairs else ""))
+        values = recipe["values_separator"].join(chosen.values())
+        line = " ".join(text.split())
+        lines.append(recipe["vote_input"].format(text=line, values=values) if values else line)
+    return inputs, lines
+
+
+def onnx_answers(folder: Path, texts: list[str], attributes: list[dict | None] | None = None) -> tuple[list[list[str]], np.ndarray]:
     """What ``model.onnx`` answers, read by onnxruntime with ``head.json``'s recipe (the neighbours' vote by
-    an exact search over ``neighbours.safetensors``). Returns the labels and each label's probability."""
+    an exact search over ``neighbours.safetensors``; ``attributes``: each text's, for a head that reads some).
+    Returns the labels and each label's probability."""
     import onnxruntime
     from transformers import AutoTokenizer
 
     head = json.loads((folder / HEAD_FILE).read_text())
+    inputs, lines = head_inputs(head, texts, attributes or [None] * len(texts))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.padding_side = head["padding_side"]
     session = onnxruntime.InferenceSession(str(folder / head["file"]), providers=["CPUExecutionProvider"])
     logits = []
     for start in range(0, len(texts), BATCH):
         batch = tokenizer(
-            [head["input"].format(text=text) for text in texts[start : start + BATCH]],
+            inputs[start : start + BATCH],
             padding=True,
             truncation=True,
             max_length=head["max_length"],
@@ -376,11 +415,11 @@ def onnx_answers(folder: Path, texts: list[str]) -> tuple[list[list[str]], np.nd
     if knn or lexical:
         probs = (1 - ((knn["weight"] if knn else 0.0) + (lexical["weight"] if lexical else 0.0))) * probs
     if knn:
-        probs = probs + knn["weight"] * plain_votes(folder / knn["file"], texts, knn["k"], knn["temperature"])
+        probs = probs + knn["weight"] * plain_votes(folder / knn["file"], lines, knn["k"], knn["temperature"])
     if lexical:
         from catalog_lora.inference.lexical import LexicalModel
 
-        probs = probs + lexical["weight"] * LexicalModel.load(*(folder / f for f in lexical["files"])).probabilities(texts).numpy()
+        probs = probs + lexical["weight"] * LexicalModel.load(*(folder / f for f in lexical["files"])).probabilities(lines).numpy()
     labels = head["labels"]
     if not head["multi_label"]:
         return [[labels[int(row.argmax())]] for row in probs], probs
@@ -412,9 +451,9 @@ def plain_votes(path: Path, texts: list[str], k: int, temperature: float) -> np.
 # --- measuring and the command ----------------------------------------------------------------------
 
 
-def measurement_texts(source: str, sample: str | None, limit: int | None) -> tuple[list[str], str]:
-    """The texts to measure on: ``sample`` (JSON lines, a ``text`` each), else the test split of the dataset the
-    run recorded; and the words that say which."""
+def measurement_texts(source: str, sample: str | None, limit: int | None) -> tuple[list[str], list[dict | None], str]:
+    """The texts to measure on: ``sample`` (JSON lines, a ``text`` each, ``attributes`` optional), else the test
+    split of the dataset the run recorded; their attributes; and the words that say which."""
     if sample:
         path = Path(sample)
         if not path.is_file():
@@ -444,7 +483,7 @@ def measurement_texts(source: str, sample: str | None, limit: int | None) -> tup
     if not rows or not all(isinstance(row, dict) and isinstance(row.get("text"), str) for row in rows):
         raise ExportError(f"every line to measure on needs a 'text' string ({where}); found none or a line without")
     rows = rows[:limit] if limit else rows
-    return [row["text"] for row in rows], where
+    return [row["text"] for row in rows], [row.get("attributes") for row in rows], where
 
 
 def _versions(*names: str) -> dict[str, str]:
@@ -493,6 +532,11 @@ def export(
             f"{source} shows {info.prompt_examples} nearest training example(s) in each prompt (prompt_examples), "
             "which a GGUF chat template cannot look up; export an adapter trained without them"
         )
+    if fmt == "gguf" and info.attributes:
+        raise ExportError(
+            f"{source} reads the products' {', '.join(info.attributes)} beside the text (attributes in catalog_lora.json), "
+            "which a GGUF chat template cannot carry; export an adapter trained with data.attributes=false"
+        )
     if fmt == "onnx" and info.task == "description":
         raise ExportError(
             f"{source} is a description head, which chooses among candidates from its references index; "
@@ -500,7 +544,7 @@ def export(
         )
     if not 0.0 <= min_agreement <= 1.0:
         raise ExportError(f"--min-agreement {min_agreement} is not a share between 0 and 1")
-    texts, where = measurement_texts(source, sample, limit)
+    texts, attributes, where = measurement_texts(source, sample, limit)
     output = Path(output) if output else default_output(source, fmt)
     if output.exists() and any(output.iterdir()) and not (output / EXPORT_FILE).is_file():
         raise ExportError(f"--output {output} is a folder with other files in it; name a new or an export's folder")
@@ -535,7 +579,7 @@ def export(
         }
         probability_difference = None
     else:
-        predictions = engine.predict("adapter", texts)
+        predictions = engine.predict("adapter", texts, attributes)
         ours = [p.labels for p in predictions]
         file = onnx_file(engine, output).name
         engine.tokenizer.save_pretrained(output)
@@ -552,7 +596,7 @@ def export(
         (output / HEAD_FILE).write_text(json.dumps(head, indent=2, ensure_ascii=False) + "\n")
         shutil.copy2(fetch_file(source, TAXONOMY_FILE), output / TAXONOMY_FILE)
         del engine, spec
-        theirs, probs = onnx_answers(output, texts)
+        theirs, probs = onnx_answers(output, texts, attributes)
         probability_difference = max(
             (
                 abs(probs[i, labels.index(label)] - p)
@@ -565,6 +609,7 @@ def export(
         details = {
             "knn": head["knn"],
             "lexical": head["lexical"],
+            "attributes": head["attributes"],
             "reader": f"onnxruntime {version('onnxruntime')} with {HEAD_FILE}'s recipe"
             + (f" (neighbours by an exact search over {NEIGHBOURS_FILE})" if knn else ""),
             "compared_with": "catalog-lora's engine (Engine.predict), adapter merged, fp32"

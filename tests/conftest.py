@@ -133,6 +133,39 @@ def tagging_head_with_neighbours(tagging_head_with_neighbours_trained) -> Path:
 
 
 @pytest.fixture(scope="session")
+def branded_category_data(tmp_path_factory) -> Path:
+    """The sample's categories with a ``brand`` column (each title's first word: the sample's invented brands),
+    prepared with the generic mapping and ``--attribute-column brand``: records that carry a brand, as
+    BigBasket's do; one title has none."""
+    import pandas as pd
+
+    from datasets_prep.prepare import main as prepare
+
+    root = tmp_path_factory.mktemp("branded")
+    frame = pd.read_csv(REPO / "datasets_prep" / "sample" / "categories.csv", dtype=str)
+    frame["brand"] = [title.split()[0] for title in frame["title"]]
+    frame.loc[0, "brand"] = ""
+    frame.to_csv(root / "categories.csv", index=False)
+    prepare([
+        "--format", "generic", "--input", str(root / "categories.csv"), "--output", str(root / "category"),
+        "--text-column", "title", "--path-column", "category", "--path-column", "sub_category",
+        "--attribute-column", "brand",
+    ])
+    return root / "category"
+
+
+@pytest.fixture(scope="session")
+def category_head_with_brand(branded_category_data, tmp_path_factory) -> Path:
+    """A category head reading each product's brand, mixed with its 5 nearest training examples and its
+    TF-IDF model (both searched by ``title [brand]``), on the first 6 layers (copy it before publishing)."""
+    return train_tiny(
+        "sample_category_head.yaml", branded_category_data, tmp_path_factory.mktemp("category-head-brand") / "run",
+        "references=true", "neighbours.k=5", "lexical.vote=true", "model.num_layers=6", "eval.base=false",
+        "train.head_lr=5e-3",
+    )
+
+
+@pytest.fixture(scope="session")
 def description_examples(sample_data, tmp_path_factory) -> Path:
     """A description adapter whose prompts show the nearest training example, LoRA on the top 4 layers only,
     in a window (max_length 128) that often has to cut the example's answer (copy it before publishing)."""

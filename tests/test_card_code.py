@@ -29,12 +29,12 @@ from catalog_lora.inference.engine import Engine
 from catalog_lora.inference.lexical import LexicalModel
 from catalog_lora.records.dataset_files import load_split
 from catalog_lora.records.labels import Taxonomy
-from catalog_lora.records.prompts import CUT_MARK
+from catalog_lora.records.prompts import CUT_MARK, select_attributes, vote_text
 from catalog_lora.retrieval.embeddings import MODEL_NAME, model_path
 from catalog_lora.retrieval.neighbours import neighbour_votes
 from catalog_lora.retrieval.references import ReferenceIndex
 from catalog_lora.runs.folder import EXAMPLES_FILE, LEXICAL_FILES, NEIGHBOURS_FILE, REFERENCES_DIR, read_run_info
-from model_cards.card_code import EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
+from model_cards.card_code import EXAMPLE_ATTRIBUTES, EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
 from model_cards.hub import PublishError
 from model_cards.publish import publish_adapter
 from training.predict import main as predict_main
@@ -52,6 +52,7 @@ TASKS = {
     "generate": "tagging",
     "head": "tagging",
     "head-neighbours": "tagging",
+    "head-brand": "category",
     "generate-examples": "description",
     "head-choice": "description",
 }
@@ -82,14 +83,20 @@ for package in sorted(PROJECT):
     except ModuleNotFoundError:
         continue
     sys.exit(f"{package} is importable: the test would not prove anything")
-code, texts = open(sys.argv[1], encoding="utf-8").read(), json.loads(sys.argv[2])
+code, texts, attributes = open(sys.argv[1], encoding="utf-8").read(), json.loads(sys.argv[2]), json.loads(sys.argv[3])
 namespace = {"__name__": "__main__"}
 exec(compile(code, "card-how-to-use", "exec"), namespace)
-print("PREDICT " + json.dumps(namespace["predict"](texts)))
+if attributes is None:
+    print("PREDICT " + json.dumps(namespace["predict"](texts)))
+    lines = texts
+else:  # an adapter reading attributes: its votes read each text's line with their values
+    print("PREDICT " + json.dumps(namespace["predict"](texts, attributes)))
+    read, line = namespace["read_attributes"], namespace["vote_line"]
+    lines = [line(text, read(extra)) for text, extra in zip(texts, attributes)]
 if "neighbour_votes" in namespace:
-    print("VOTES " + json.dumps(namespace["neighbour_votes"](texts).tolist()))
+    print("VOTES " + json.dumps(namespace["neighbour_votes"](lines).tolist()))
 if "lexical_votes" in namespace:
-    print("LEXICAL " + json.dumps(namespace["lexical_votes"](texts).tolist()))
+    print("LEXICAL " + json.dumps(namespace["lexical_votes"](lines).tolist()))
 if "shown_examples" in namespace:
     print("EXAMPLES " + json.dumps(namespace["shown_examples"](texts)))
 """
@@ -124,11 +131,13 @@ def embedder_on_hub(hub) -> str:
 
 @pytest.fixture(scope="module")
 def adapters(
-    tiny_runs, tagging_head, tagging_head_with_neighbours, description_examples, description_choice, tmp_path_factory
+    tiny_runs, tagging_head, tagging_head_with_neighbours, category_head_with_brand, description_examples, description_choice,
+    tmp_path_factory,
 ) -> dict[str, Path]:
-    """A generative tagging adapter (tiny_runs), two sigmoid-head tagging adapters and a description adapter,
-    all really trained; one head mixes its scores with its 5 nearest training examples and its TF-IDF model,
-    on the first 6 layers, as the real runs do; the description adapter's prompts show the nearest training example, in a window
+    """A generative tagging adapter (tiny_runs), two sigmoid-head tagging adapters, a category head reading the
+    brand and a description adapter, all really trained; two heads mix their scores with their 5 nearest training
+    examples and their TF-IDF model, on the first 6 layers, as the real runs do (the category head's votes read
+    ``title [brand]``); the description adapter's prompts show the nearest training example, in a window
     (max_length) that often has to cut the example's answer."""
     root = tmp_path_factory.mktemp("card-code-runs")
     # Copies: publishing writes README.md into the folder, and the conftest runs are shared with other modules.
@@ -136,6 +145,7 @@ def adapters(
         "generate": Path(shutil.copytree(tiny_runs["tagging"], root / "tagging")),
         "head": Path(shutil.copytree(tagging_head, root / "tagging-head")),
         "head-neighbours": Path(shutil.copytree(tagging_head_with_neighbours, root / "tagging-head-neighbours")),
+        "head-brand": Path(shutil.copytree(category_head_with_brand, root / "category-head-brand")),
         "generate-examples": Path(shutil.copytree(description_examples, root / "description-examples")),
         "head-choice": Path(shutil.copytree(description_choice, root / "description-choice")),
     }
@@ -150,11 +160,22 @@ def texts_for(sample_data: Path, task: str) -> list[str]:
     return [EXAMPLE_TEXT[task], *MORE_TEXTS[task], *(json.loads(line)["text"] for line in lines[:4])]
 
 
-def training_predict(run: Path, texts: list[str], tmp_path: Path) -> list[str]:
+def branded_products(data: Path) -> tuple[list[str], list[dict | None]]:
+    """The card's example with its brand, the card's batch without one, and a few test-split titles the adapter
+    never trained on, with their brands."""
+    records = load_split(data, "test")[:4]
+    texts = [EXAMPLE_TEXT["category"], *MORE_TEXTS["category"], *(r["text"] for r in records)]
+    return texts, [EXAMPLE_ATTRIBUTES, None, None, *(r.get("attributes") for r in records)]
+
+
+def training_predict(run: Path, texts: list[str], tmp_path: Path, attributes: list[dict | None] | None = None) -> list[str]:
     source = tmp_path / "products.csv"
-    pd.DataFrame({"title": texts}).to_csv(source, index=False)
+    columns = {"title": texts}
+    if attributes is not None:
+        columns["brand"] = [(extra or {}).get("brand", "") for extra in attributes]
+    pd.DataFrame(columns).to_csv(source, index=False)
     predict_main(
-        [
+        [*(["--attribute-column", "brand"] if attributes is not None else []),
             "--adapter",
             f"answer={run}",
             "--input",
@@ -172,7 +193,7 @@ def training_predict(run: Path, texts: list[str], tmp_path: Path) -> list[str]:
     return list(result["answer"])
 
 
-def run_card_code(hub, code: str, texts: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+def run_card_code(hub, code: str, texts: list[str], tmp_path: Path, attributes: list[dict | None] | None = None) -> subprocess.CompletedProcess:
     """The card's code in a fresh process: empty HF cache, cwd and PYTHONPATH outside the repository."""
     script = tmp_path / "card_code.py"
     script.write_text(code, encoding="utf-8")
@@ -182,7 +203,7 @@ def run_card_code(hub, code: str, texts: list[str], tmp_path: Path) -> subproces
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     return subprocess.run(
-        [sys.executable, "-c", WITHOUT_PROJECT, str(script), json.dumps(texts)],
+        [sys.executable, "-c", WITHOUT_PROJECT, str(script), json.dumps(texts), json.dumps(attributes)],
         env=env,
         cwd=workdir,
         capture_output=True,
@@ -191,13 +212,14 @@ def run_card_code(hub, code: str, texts: list[str], tmp_path: Path) -> subproces
     )
 
 
-@pytest.mark.parametrize("method", ["generate", "head", "head-neighbours", "generate-examples", "head-choice"])
+@pytest.mark.parametrize("method", ["generate", "head", "head-neighbours", "head-brand", "generate-examples", "head-choice"])
 def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
-    method, hub, base_on_hub, embedder_on_hub, adapters, sample_data, tmp_path, capfd
+    method, hub, base_on_hub, embedder_on_hub, adapters, sample_data, branded_category_data, tmp_path, capfd
 ):
     run, repo_id, task = adapters[method], f"user/card-code-{method}", TASKS[method]
     info = read_run_info(str(run))
-    mixed, shows_examples = method == "head-neighbours", method in ("generate-examples", "head-choice")
+    mixed, shows_examples = method in ("head-neighbours", "head-brand"), method in ("generate-examples", "head-choice")
+    assert info.attributes == (["brand"] if method == "head-brand" else [])
     if mixed:
         assert info.knn_k == 5 and 0.0 < info.knn_weight and 0.0 < info.lexical_weight and info.knn_weight + info.lexical_weight < 1.0, (
             "the mix must really weigh the head and both votes"
@@ -208,9 +230,9 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
     assert (NEIGHBOURS_FILE in code) == (mixed or shows_examples)
     assert (EXAMPLES_FILE in code) == shows_examples
     assert all((name in code) == mixed for name in LEXICAL_FILES)
-    texts = texts_for(sample_data, task)
+    texts, attributes = branded_products(branded_category_data) if info.attributes else (texts_for(sample_data, task), None)
 
-    proc = run_card_code(hub, code, texts, tmp_path)
+    proc = run_card_code(hub, code, texts, tmp_path, attributes)
     assert proc.returncode == 0, proc.stderr[-4000:]
     printed = proc.stdout.strip().splitlines()
     results = {
@@ -224,16 +246,20 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
         card_answers = [", ".join(labels) for labels in card_answers]
         example_answers = [", ".join(labels) for labels in example_answers]
     if mixed:  # the plain embedding, exact top-k and vote give the engine's vote from the ChromaDB index
+        read = [select_attributes(extra, info.attributes) for extra in attributes or [None] * len(texts)]
         with ReferenceIndex.open(shutil.copytree(run / "references", tmp_path / "references")) as index:
+            if info.attributes:  # searched by `title [brand]`: the brand changes what is nearest
+                assert index.query(texts, info.knn_k, read) != index.query(texts, info.knn_k)
             engine_votes = neighbour_votes(
-                index.query(texts, info.knn_k),
+                index.query(texts, info.knn_k, read),
                 Taxonomy.load(run / "taxonomy.json"),
                 info.label_levels,
                 info.knn_temperature,
             )
         np.testing.assert_allclose(np.array(results["VOTES"]), engine_votes, atol=1e-5)
         # the card's n-grams and weights give the saved classical model's probabilities, which are scikit-learn's (test_lexical)
-        engine_lexical = LexicalModel.load(*(run / name for name in LEXICAL_FILES)).probabilities(texts).numpy()
+        lines = [vote_text(text, extra) for text, extra in zip(texts, read, strict=True)]
+        engine_lexical = LexicalModel.load(*(run / name for name in LEXICAL_FILES)).probabilities(lines).numpy()
         np.testing.assert_allclose(np.array(results["LEXICAL"]), engine_lexical, atol=1e-6)
     if shows_examples:  # the exact search over the plain files finds the examples the engine's ChromaDB search finds
         engine = Engine.load({"describe": str(run)}, quantization="none")
@@ -251,14 +277,14 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
             assert all(a in [e.answer for e in examples] for a, examples in zip(answers, shown, strict=True))
 
     capfd.readouterr()
-    expected = training_predict(run, texts, tmp_path)
+    expected = training_predict(run, texts, tmp_path, attributes)
     assert card_answers == expected
     assert example_answers == expected[:1]
     assert any(expected), "the adapter should give answers, or the comparison proves little"
     if mixed:  # the votes change labels here, so equal labels show the card's code mixes them in
         engine = Engine.load({"tags": str(run)}, quantization="none")
         engine.spec("tags").info.knn_weight = engine.spec("tags").info.lexical_weight = 0.0
-        assert [p.text for p in engine.predict("tags", texts)] != expected
+        assert [p.text for p in engine.predict("tags", texts, attributes)] != expected
     if method == "generate-examples":  # the examples change answers here, so equal answers show the card's prompts hold them
         spec.info.prompt_examples = 0
         assert [p.text for p in engine.predict("describe", texts)] != expected

@@ -102,6 +102,10 @@ def test_bigbasket_categories():
     assert len({r["path"][0] for r in records}) == 11
     assert len({r["path"][1] for r in records}) <= 90
     assert len({title_key(r["text"]) for r in records}) == len(records)
+    # the brand rides along as an attribute (a category model reads it beside the title); a few cells are empty
+    branded = [r for r in records if r.get("attributes")]
+    assert len(branded) > 0.99 * len(records) and all(set(r["attributes"]) == {"brand"} for r in branded)
+    assert all(r["attributes"]["brand"].strip() == r["attributes"]["brand"] != "" for r in branded)
 
 
 def test_bigbasket_descriptions_drop_damaged_rows_and_prefer_pristine():

@@ -127,6 +127,24 @@ def test_onnx_export_gives_the_engines_answers(onnx_run, sample_data):
     assert all(isinstance(dim, str) for i in session.get_inputs() for dim in i.shape)  # batch and length dynamic
 
 
+def test_onnx_export_of_a_head_reading_the_brand(category_head_with_brand, branded_category_data, tmp_path):
+    """head.json says how the input and the votes show the brand; read so, the export gives the engine's answers."""
+    from model_cards.export import onnx_answers
+
+    run = Path(shutil.copytree(category_head_with_brand, tmp_path / "run"))
+    record = export(str(run), "onnx")
+    folder = run / "export" / "onnx"
+    head = json.loads((folder / HEAD_FILE).read_text())
+    assert head["attributes"]["names"] == ["brand"] and record["attributes"] == head["attributes"]
+    assert record["same"] == record["n"] == len(load_split(branded_category_data, "test")) and not record["flagged"]
+    assert record["max_probability_difference"] < 1e-4
+    test = load_split(branded_category_data, "test")
+    texts, attributes = [r["text"] for r in test], [r.get("attributes") for r in test]
+    _, with_brand = onnx_answers(folder, texts, attributes)
+    _, without = onnx_answers(folder, texts)
+    assert abs(with_brand - without).max() > 1e-3, "the brand should move the export's answers"
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     yield from running_hub(tmp_path_factory.mktemp("hub"), {TOKEN: "user"})

@@ -718,3 +718,26 @@ def test_the_space_says_what_a_head_is_served_in_and_why(tagging_head_with_neigh
     assert slot.engine.precision.quantization == expected
     assert why and slot.precision.endswith(why)
     assert f"- served in {slot.precision}" in about.about_markdown(models)
+
+
+def test_classify_and_batch_give_the_brand_to_an_adapter_trained_with_it(category_head_with_brand, branded_category_data):
+    from catalog_lora.catalogs.batch import predict_table
+    from catalog_lora.records.dataset_files import load_split
+
+    models = Models(Settings(adapters={"category": str(category_head_with_brand)}))
+    models.load()
+    engine = models.engine("category")
+    test = [r for r in load_split(branded_category_data, "test") if r.get("attributes")]
+    texts, attributes = [r["text"] for r in test], [r["attributes"] for r in test]
+    expected = engine.predict("category", texts, attributes, top_k=5)
+    for text, extra, prediction in zip(texts, attributes, expected, strict=True):
+        value, _ = handlers.classify(models, text, None, f"brand: {extra['brand']}")
+        shown = handlers.label_value(prediction, "category")  # a batch of one here: the scores agree to float noise
+        assert list(value) == list(shown) and all(abs(value[label] - shown[label]) < 1e-4 for label in shown)
+    frame = pd.DataFrame({"title": texts, "brand": [extra["brand"] for extra in attributes]})
+    served = pool.run_chunk(models, frame, "title", ["category"])
+    options = dict(batch_size=pool.BATCH_ROWS, confidence=True)
+    with_brand = predict_table(engine, frame, "title", ["category"], attribute_columns=["brand"], **options)
+    title_only = predict_table(engine, frame, "title", ["category"], **options)
+    pd.testing.assert_frame_equal(served, with_brand)
+    assert list(served["category_confidence"]) != list(title_only["category_confidence"]), "the file's brand column is read"

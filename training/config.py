@@ -85,6 +85,10 @@ class DataConfig:
     """Cap the training split (0 = all); handy for quick runs."""
     max_eval_examples: int = 0
     """Cap validation and test splits (0 = all)."""
+    attributes: bool = True
+    """Show the records' attributes (e.g. BigBasket's ``brand``) to the model beside the text: a tag or category
+    adapter reads those its training split carries in its prompt, and its votes and the TF-IDF baseline read
+    ``text [values]``; ``false``: the text alone (the lever's off switch)."""
 
 
 @dataclass

@@ -12,11 +12,11 @@ import torch
 from catalog_lora.inference.choice import NO_POSITION, candidate_scores, choice_lines, fit_lines
 from catalog_lora.model.batching import cut_batches, pad_rows
 from catalog_lora.records.canonical import SPLITS
-from catalog_lora.records.dataset_files import load_split
+from catalog_lora.records.dataset_files import attribute_keys, load_split
 from catalog_lora.records.labels import Taxonomy
-from catalog_lora.records.prompts import Example, PromptTemplate
+from catalog_lora.records.prompts import Example, PromptTemplate, select_attributes, vote_text
 from catalog_lora.records.task_spec import TaskSpec
-from training.config import CLASS_WEIGHTS
+from training.config import CLASS_WEIGHTS, TrainConfig
 
 IGNORE_INDEX = -100
 # A description head's targets: chrF points per factor e of preference between two candidates (encode_choice).
@@ -40,6 +40,37 @@ def read_split(folder: str | Path, split: str, limit: int = 0) -> list[dict]:
 
 def read_splits(folder: str | Path, max_train: int = 0, max_eval: int = 0) -> dict[str, list[dict]]:
     return {split: read_split(folder, split, max_train if split == "train" else max_eval) for split in SPLITS}
+
+
+def read_config_splits(config: TrainConfig) -> dict[str, list[dict]]:
+    """The splits a run reads: ``data.path``'s, capped by ``data.max_*_examples``. With ``data.attributes: false``
+    the records' attributes are dropped (the text alone). Otherwise a tag or category record keeps those its
+    training split carries (:func:`run_attributes`), in their order, as the adapter will read them
+    (catalog_lora.records.prompts.select_attributes); a description keeps all of its own."""
+    data = config.data
+    splits = read_splits(data.path, data.max_train_examples, data.max_eval_examples)
+    names = attribute_keys({"train": splits["train"]})
+    for records in splits.values():
+        for record in records:
+            if not data.attributes:
+                record.pop("attributes", None)
+            elif config.task != "description":
+                record["attributes"] = select_attributes(record.get("attributes"), names)
+    return splits
+
+
+def run_attributes(train: list[dict], task: str) -> list[str]:
+    """The attributes a tag or category adapter reads beside the text (``RunInfo.attributes``): every one its
+    training records carry (as :func:`read_config_splits` left them); none for a description adapter, which
+    shows what each product has."""
+    return [] if task == "description" else attribute_keys({"train": train})
+
+
+def vote_texts(records: list[dict], attributes: Sequence[str]) -> list[str]:
+    """What the classical model and a head's votes read of each record: its text with the values of the
+    ``attributes`` the adapter reads (``Oats 1 kg [Saffola]``), as the engine's votes do; the text alone when
+    it reads none."""
+    return [vote_text(r["text"], select_attributes(r.get("attributes"), attributes)) for r in records]
 
 
 def check_labels(splits: dict[str, list[dict]], taxonomy: Taxonomy, spec: TaskSpec) -> dict:

@@ -21,7 +21,7 @@ from catalog_lora.runs.folder import CONFIG_FILE, CONFUSION_PLOT, METRICS_FILE, 
 from catalog_lora.runs.markdown import SYSTEMS, metrics_table
 from training import plots
 from training.baseline import TfidfBaseline
-from training.data import read_split
+from training.data import read_split, vote_texts
 from training.metrics import description_metrics, multilabel_metrics, singlelabel_metrics
 
 
@@ -61,11 +61,13 @@ def evaluate_engine(
 
 
 def fit_baseline(
-    train: list[dict], task_spec: TaskSpec, labels: list[str] | None, seed: int, validation: list[dict] | None = None
+    train: list[dict], task_spec: TaskSpec, labels: list[str] | None, seed: int, validation: list[dict] | None = None,
+    attributes: list[str] = (),
 ) -> TfidfBaseline:
     """The TF-IDF baseline fitted on ``train``; with ``validation`` its ``C`` and class weights are chosen
-    there first (training.baseline.TfidfBaseline.tuned) by the task's headline metric."""
-    rows = lambda records: ([r["text"] for r in records], [task_spec.answer(r) for r in records])  # noqa: E731
+    there first (training.baseline.TfidfBaseline.tuned) by the task's headline metric. It reads each text with
+    the values of the ``attributes`` the adapter reads (training.data.vote_texts): the same input as the adapter."""
+    rows = lambda records: (vote_texts(records, attributes), [task_spec.answer(r) for r in records])  # noqa: E731
     if not validation:
         return TfidfBaseline(task_spec.task, labels, seed).fit(*rows(train))
     headline = HEADLINE[task_spec.task]
@@ -77,12 +79,12 @@ def fit_baseline(
 
 def evaluate_baseline(
     train: list[dict], test: list[dict], task_spec: TaskSpec, labels: list[str] | None, seed: int,
-    validation: list[dict] | None = None, fitted: TfidfBaseline | None = None,
+    validation: list[dict] | None = None, fitted: TfidfBaseline | None = None, attributes: list[str] = (),
 ) -> dict:
     """The TF-IDF baseline fitted on ``train`` (:func:`fit_baseline`; ``fitted``: one already fitted so, e.g. a
     head's lexical vote) and scored on ``test``, its settings named in ``settings``."""
-    baseline = fitted or fit_baseline(train, task_spec, labels, seed, validation)
-    metrics = score(task_spec, test, baseline.predict([r["text"] for r in test]), labels)
+    baseline = fitted or fit_baseline(train, task_spec, labels, seed, validation, attributes)
+    metrics = score(task_spec, test, baseline.predict(vote_texts(test, attributes)), labels)
     if task_spec.task != "description":
         metrics["settings"] = baseline.settings
     return metrics
@@ -131,7 +133,7 @@ def evaluate_all(
             results["base"] = evaluate_engine(engine, name, test, False, batch_size, constrained, batch_tokens)
     if baseline:
         labels = spec.taxonomy.labels if spec.taxonomy else None
-        results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed, validation, fitted_baseline)
+        results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed, validation, fitted_baseline, info.attributes)
     return results
 
 

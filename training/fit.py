@@ -230,7 +230,9 @@ def best_engine(session: Session, progress: Progress) -> Engine:
     engine.register(NAME, session.info, session.taxonomy, source=str(out))
     if session.config.lexical.vote:  # the lexical vote's model, fitted once and saved beside the adapter
         if session.main:
-            session.baseline = fit_lexical(session.splits["train"], session.splits["validation"], session.config, session.taxonomy, out, session.log)
+            session.baseline = fit_lexical(
+                session.splits["train"], session.splits["validation"], session.config, session.taxonomy, session.info.attributes, out, session.log
+            )
         accelerator.wait_for_everyone()
     with engine.reusing_passes():  # each choice scores the same validation rows with the same head
         tune_on_validation(engine, session.splits["validation"], session.config, session.taxonomy, session.log)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from catalog_lora.runs.folder import COMPLETE_MARKER, CONFIG_FILE, read_run_info
 from training.config import ConfigError, EvalSettings, load_config
-from training.data import read_splits
+from training.data import read_config_splits
 from training.run_folder import record_bf16_agreement
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> float:
         config = load_config(run / CONFIG_FILE)
     except ConfigError as error:
         raise SystemExit(f"{run}: {error}") from None
-    splits = read_splits(config.data.path, config.data.max_train_examples, config.data.max_eval_examples)
+    splits = read_config_splits(config)
     record_bf16_agreement(run, info, splits["validation"], args.texts)
     return info.bf16_agreement
 

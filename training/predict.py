@@ -177,6 +177,11 @@ def run(args):
         where = f"resuming after {resumed.rows:,} rows" if resumed else "new output"
         print(f"Model: {engine.precision.describe()}; ~{rows:,} rows in {args.input}; adapters: {', '.join(adapters)}; "
               f"{state.num_processes} process(es); {where}", flush=True)
+        for name in adapters:  # an attribute the adapter was trained with, left out: it reads the text alone
+            if unread := [a for a in engine.spec(name).info.attributes if a not in args.attribute_column]:
+                hint = " ".join(f"--attribute-column {a}" for a in unread if a in columns) or "a column with them"
+                print(f"Note: adapter {name} was trained with the products' {', '.join(unread)} beside the text and reads "
+                      f"it when given ({hint}); without it, it reads the text alone, which it was not trained on.", flush=True)
     state.wait_for_everyone()
     job.load()  # the job as the main process started or resumed it
     progress = Progress(rows, job.rows_done())

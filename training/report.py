@@ -36,11 +36,13 @@ MEANS = ("base", "adapter", "baseline", "head_alone", "neighbours_alone", "lexic
 
 
 def method_label(info) -> str:
-    """How the run answers, in a few words: the method and what it uses of the references index."""
+    """How the run answers, in a few words: the method, the attributes it reads beside the text and what it uses
+    of the references index."""
     if info.method == "head" and info.task == "description":
         return f"head choosing among the nearest {info.prompt_examples} descriptions"
     return (
         info.method
+        + (f" reading {', '.join(info.attributes)}" if info.attributes else "")
         + (f" + {info.knn_k} neighbours" if info.knn_weight else "")
         + (" + TF-IDF vote" if info.lexical_weight else "")
         + (f" + nearest {info.prompt_examples} in the prompt" if info.prompt_examples else "")
@@ -60,6 +62,7 @@ def run_record(run: Path, shipped: bool) -> dict:
         "method": method_label(info),
         "base_model": info.base_model_hub_id or public_model_id(info.base_model),
         "layers": info.num_layers or None,  # None: all of the base model's layers
+        "attributes": info.attributes,  # read beside the text, by the adapter and by its baseline
         "metric": metric,
         "base": value("base"),
         "adapter": value("adapter"),

@@ -40,7 +40,8 @@ from training.data import (
     encode_head,
     length_grouped_batches,
     pack,
-    read_splits,
+    read_config_splits,
+    run_attributes,
 )
 from training.fit import best_engine, fit, resume
 from training.plan import (
@@ -115,8 +116,12 @@ def build_references(config: TrainConfig, splits: dict[str, list[dict]], out: Pa
     if accelerator.is_main_process:
         from catalog_lora.retrieval.references import build_index
 
-        # a description head searches its candidates by title and the attributes its input shows
-        keys = config.model.choice_attributes if config.method == "head" and config.task == "description" else None
+        # a description head searches its candidates by title and the attributes its input shows; tags and
+        # categories search by the text with the values of the attributes the adapter reads (`Oats [Saffola]`)
+        if config.task == "description":
+            keys = config.model.choice_attributes if config.method == "head" else None
+        else:
+            keys = run_attributes(splits["train"], config.task) or None
         build_index(splits["train"], out / REFERENCES_DIR, config.task, reset=True, key_attributes=keys).close()
     accelerator.wait_for_everyone()
 
@@ -185,7 +190,7 @@ def setup(config: TrainConfig) -> Session:
     # a head over the nearest training descriptions (catalog_lora.inference.choice)
     choosing = head and task == "description"
 
-    splits = read_splits(config.data.path, config.data.max_train_examples, config.data.max_eval_examples)
+    splits = read_config_splits(config)
     taxonomy = spec.taxonomy(splits["train"])  # None for descriptions
     unseen = check_labels(splits, taxonomy, spec) if taxonomy else {}
     if unseen:
@@ -282,6 +287,7 @@ def run_info(config: TrainConfig, taxonomy: Taxonomy | None, template: PromptTem
         knn_temperature=config.neighbours.temperature,
         prompt_examples=config.model.prompt_examples,
         choice_attributes=list(config.model.choice_attributes),
+        attributes=run_attributes(train, spec.task),
     )
 
 

@@ -31,7 +31,7 @@ from catalog_lora.runs.folder import (
 )
 from catalog_lora.runs.markdown import metrics_table
 from training.config import ConfigError, load_config, save_config
-from training.data import read_splits
+from training.data import read_config_splits
 from training.evaluate import evaluate_all, save_plots
 from training.run_folder import mark_complete, record_bf16_agreement
 from training.tuning import NAME, fit_lexical, tune_on_validation
@@ -46,14 +46,17 @@ def retune(run: str | Path, overrides: list[str] = (), log=print) -> dict:
     config = load_config(run / CONFIG_FILE, list(overrides))
     if config.method != "head" or config.task == "description":
         raise ConfigError(f"{run} is a {config.method} {config.task} run; training.tune re-tunes tag and category heads")
-    splits = read_splits(config.data.path, config.data.max_train_examples, config.data.max_eval_examples)
+    splits = read_config_splits(config)
     taxonomy = Taxonomy.load(run / TAXONOMY_FILE)
     engine = Engine.load({NAME: str(run)}, quantization="none")
     (run / COMPLETE_MARKER).unlink()  # until every file below agrees again
     for name in LEXICAL_FILES:
         (run / name).unlink(missing_ok=True)
-    baseline = fit_lexical(splits["train"], splits["validation"], config, taxonomy, run, log) if config.lexical.vote else None
     spec = engine.spec(NAME)
+    if config.lexical.vote:
+        baseline = fit_lexical(splits["train"], splits["validation"], config, taxonomy, spec.info.attributes, run, log)
+    else:
+        baseline = None
     spec.info.lexical_weight = 0.0
     with engine.reusing_passes():
         tune_on_validation(engine, splits["validation"], config, taxonomy, log)

@@ -21,6 +21,7 @@ from catalog_lora.records.labels import Taxonomy
 from catalog_lora.retrieval.neighbours import neighbour_votes
 from training.baseline import TfidfBaseline
 from training.config import TrainConfig
+from training.data import vote_texts
 from training.evaluate import fit_baseline
 
 NAME = "adapter"  # the name the trained adapter is registered under on the engine
@@ -43,11 +44,14 @@ def validation_scores(engine: Engine, validation: list[dict], config: TrainConfi
     return scores, np.array([labels.index(g[0]) if g[0] in labels else -1 for g in gold])
 
 
-def fit_lexical(train: list[dict], validation: list[dict], config: TrainConfig, taxonomy: Taxonomy, folder: Path, log) -> TfidfBaseline:
-    """The classical baseline (``C`` and class weights chosen on validation) fitted on ``train`` and saved into
-    ``folder`` as the head's lexical vote (catalog_lora.inference.lexical); returned for the evaluation to reuse."""
+def fit_lexical(
+    train: list[dict], validation: list[dict], config: TrainConfig, taxonomy: Taxonomy, attributes: list[str], folder: Path, log
+) -> TfidfBaseline:
+    """The classical baseline (``C`` and class weights chosen on validation) fitted on ``train`` (each text with
+    the values of the ``attributes`` the adapter reads) and saved into ``folder`` as the head's lexical vote
+    (catalog_lora.inference.lexical); returned for the evaluation to reuse."""
     started = time.time()
-    baseline = fit_baseline(train, config.spec, taxonomy.labels, config.train.seed, validation)
+    baseline = fit_baseline(train, config.spec, taxonomy.labels, config.train.seed, validation, attributes)
     files = baseline.save_plain(folder, taxonomy.labels)
     baseline.fit_seconds = round(time.time() - started, 1)  # in train_stats.json: part of what the run cost
     size = sum(f.stat().st_size for f in files) / 1e6
@@ -62,12 +66,13 @@ def tune_vote_shares(engine: Engine, validation: list[dict], config: TrainConfig
     spec.info.knn_weight, spec.info.lexical_weight, spec.info.thresholds = 0.0, 0.0, []
     head, gold = validation_scores(engine, validation, config)
     texts = [r["text"] for r in validation]
+    attributes = [spec.read_attributes(r.get("attributes")) for r in validation]
     votes = {}
     if config.neighbours.k:
-        hits = spec.neighbours.query(texts, config.neighbours.k)
+        hits = spec.neighbours.query(texts, config.neighbours.k, attributes)
         votes["knn_weight"] = neighbour_votes(hits, taxonomy, config.spec.levels, config.neighbours.temperature)
     if config.lexical.vote:
-        votes["lexical_weight"] = spec.lexical.probabilities(texts).numpy()
+        votes["lexical_weight"] = spec.lexical.probabilities(vote_texts(validation, spec.info.attributes)).numpy()
     return tune_shares(head, votes, gold, taxonomy.multi_label)
 
 

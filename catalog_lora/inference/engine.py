@@ -250,6 +250,7 @@ class Engine(GenerationMixin, HeadMixin):
         attributes = attributes or [None] * len(texts)
         if len(attributes) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(attributes)} attribute dicts")
+        attributes = [spec.read_attributes(a) for a in attributes]
         if examples is not None and len(examples) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(examples)} lists of examples")
         if references < 0:
@@ -270,8 +271,8 @@ class Engine(GenerationMixin, HeadMixin):
         shown = spec.examples(texts, attributes) if examples is None else examples
         # one search for every text: the head's vote takes the first knn_k hits, the caller the first `references`
         k = max(references, self.vote_k(spec, use_adapter))
-        hits = spec.neighbours.query(texts, k) if k else [[] for _ in texts]
-        votes = self.votes(spec, texts, hits, use_adapter)  # computed for every text at once, mixed batch by batch
+        hits = spec.neighbours.query(texts, k, attributes) if k else [[] for _ in texts]
+        votes = self.votes(spec, texts, attributes, hits, use_adapter)  # computed for every text at once, mixed batch by batch
         prompts = [
             self.prompt_for(spec, text, attrs, examples)
             for text, attrs, examples in zip(texts, attributes, shown, strict=True)
@@ -305,6 +306,7 @@ class Engine(GenerationMixin, HeadMixin):
 
         ``examples``: the training examples to show, or a description head's candidates (looked up when
         the adapter uses some and none are given)."""
+        attributes = spec.read_attributes(attributes)
         if examples is None:
             examples = spec.examples([text], [attributes])[0]
         if spec.info.method == "head" and spec.info.task == "description":

@@ -16,7 +16,7 @@ from catalog_lora.inference.choice import NO_POSITION, candidate_scores, choose,
 from catalog_lora.inference.prediction import AdapterSpec, Prediction
 from catalog_lora.inference.votes import mix
 from catalog_lora.model.batching import pad_rows
-from catalog_lora.records.prompts import Example
+from catalog_lora.records.prompts import Example, vote_text
 from catalog_lora.retrieval.neighbours import neighbour_votes
 from catalog_lora.retrieval.references import Reference
 
@@ -31,10 +31,13 @@ class HeadMixin:
             return 0
         return spec.info.knn_k if spec.info.knn_k and spec.info.knn_weight else 0
 
-    def votes(self, spec: AdapterSpec, texts: list[str], hits: list[list[Reference]], use_adapter: bool) -> list[tuple[float, np.ndarray]]:
+    def votes(
+        self, spec: AdapterSpec, texts: list[str], attributes: list[dict | None], hits: list[list[Reference]], use_adapter: bool
+    ) -> list[tuple[float, np.ndarray]]:
         """The votes mixed into ``spec``'s head for ``texts``, as ``(share, one row per text)`` pairs
         (catalog_lora.inference.votes.mix): the neighbours' labels from ``hits`` (each text's nearest
-        training examples, at least :meth:`vote_k` of them) and the classical model's probabilities."""
+        training examples, at least :meth:`vote_k` of them) and the classical model's probabilities of each
+        text with its ``attributes``' values (those the adapter reads: ``Oats 1 kg [Saffola]``)."""
         info = spec.info
         if info.knn_weight + info.lexical_weight > 1.0 + 1e-9:
             raise ValueError(
@@ -47,7 +50,8 @@ class HeadMixin:
             neighbours = neighbour_votes([row[:k] for row in hits], spec.taxonomy, spec.info.label_levels, spec.info.knn_temperature)
             votes.append((spec.info.knn_weight, neighbours))
         if use_adapter and spec.info.method == "head" and spec.info.task != "description" and spec.info.lexical_weight:
-            votes.append((spec.info.lexical_weight, spec.lexical.probabilities(texts).numpy()))
+            keyed = [vote_text(text, extra) for text, extra in zip(texts, attributes, strict=True)]
+            votes.append((spec.info.lexical_weight, spec.lexical.probabilities(keyed).numpy()))
         return votes
 
     @torch.inference_mode()

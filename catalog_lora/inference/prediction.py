@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from catalog_lora.records.labels import Taxonomy
-from catalog_lora.records.prompts import Example, PromptTemplate
+from catalog_lora.records.prompts import Example, PromptTemplate, select_attributes
 from catalog_lora.retrieval.examples import nearest_examples
 from catalog_lora.runs.folder import LEXICAL_FILES, RunInfo, fetch_file
 
@@ -65,6 +65,13 @@ class AdapterSpec:
 
             self._lexical = LexicalModel.load(*(fetch_file(self.source, name) for name in LEXICAL_FILES))
         return self._lexical
+
+    def read_attributes(self, attributes: dict | None) -> dict | None:
+        """What the adapter reads of a product's attributes: a tag or category adapter its own
+        (``RunInfo.attributes``, in their order; none for one trained on the text alone), a description adapter all."""
+        if self.info.task == "description":
+            return attributes
+        return select_attributes(attributes, self.info.attributes)
 
     def examples(self, texts: list[str], attributes: list[dict | None] | None = None) -> list[list[Example]]:
         """The nearest training examples shown in each text's prompt, or a description head's candidates

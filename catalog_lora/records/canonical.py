@@ -7,8 +7,10 @@ one JSON object per line with these fields:
   (the format it came from, e.g. ``bodywash``);
 - ``tagging``: ``labels`` (list of tags, the primary level), ``labels_l2`` (list, may be empty);
 - ``category``: ``path`` (list of category levels, most general first);
-- ``description``: ``description`` (the target text), ``attributes`` (dict of str → str,
-  may be empty: brand, price, category… shown to the model beside the title).
+- ``description``: ``description`` (the target text);
+- any task, optional: ``attributes`` (dict of str → str, may be empty: brand, price, category…
+  shown to the model beside the text; a tag or category adapter reads those of its training
+  split, ``RunInfo.attributes``).
 """
 
 from __future__ import annotations

@@ -179,8 +179,8 @@ def features(task: str, attribute_keys: list[str] | None = None):
         spec["path"] = List(Value("string"))
     else:
         spec["description"] = Value("string")
-        if attribute_keys:
-            spec["attributes"] = {key: Value("string") for key in attribute_keys}
+    if attribute_keys:
+        spec["attributes"] = {key: Value("string") for key in attribute_keys}
     spec["source"] = Value("string")
     return Features(spec)
 

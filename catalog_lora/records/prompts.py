@@ -59,6 +59,8 @@ class Example(NamedTuple):
 
 WITH_ATTRIBUTES = "{text} [{values}]"
 ATTRIBUTE_SEPARATOR = " / "
+# A prompt's attributes: a line after the product, ``key: value`` pairs joined by "; ".
+ATTRIBUTES_LINE, ATTRIBUTE_PAIR, ATTRIBUTE_PAIRS_SEPARATOR = "\nAttributes: {attributes}", "{key}: {value}", "; "
 
 
 def with_attribute_values(text: str, attributes: dict | None, keys: Sequence[str] = ()) -> str:
@@ -70,10 +72,25 @@ def with_attribute_values(text: str, attributes: dict | None, keys: Sequence[str
     return WITH_ATTRIBUTES.format(text=text, values=shown) if shown else text
 
 
+def vote_text(text: str, attributes: dict | None) -> str:
+    """What a tag or category adapter's votes (its neighbours' search, its classical model) read of a product:
+    ``text [values]`` of the ``attributes`` it reads (:func:`select_attributes`), the text as given without any."""
+    return with_attribute_values(text, attributes) if attributes else text
+
+
+def select_attributes(attributes: dict | None, keys: Sequence[str]) -> dict | None:
+    """A product's ``keys`` attributes in ``keys``' order, values as one-line strings, empty ones left out
+    (None when none is left): what a tag or category adapter reads beside the text (``RunInfo.attributes``),
+    the same whatever order or extra keys its caller's dict has."""
+    chosen = {key: " ".join(str((attributes or {}).get(key) or "").split()) for key in keys}
+    return {key: value for key, value in chosen.items() if value} or None
+
+
 def format_attributes(attributes: dict | None) -> str:
     if not attributes:
         return ""
-    return "; ".join(f"{key}: {value}" for key, value in attributes.items() if str(value).strip())
+    pairs = (ATTRIBUTE_PAIR.format(key=key, value=value) for key, value in attributes.items() if str(value).strip())
+    return ATTRIBUTE_PAIRS_SEPARATOR.join(pairs)
 
 
 def format_answer(task: str, target) -> str:
@@ -105,7 +122,7 @@ class PromptTemplate:
     def user_input(self, text: str, attributes: dict | None = None, examples: Sequence[Example] = ()) -> str:
         extra = format_attributes(attributes)
         shown = "".join(f"Similar product: {e.text}\n{EXAMPLE_ANSWER[self.task]}: {e.answer}\n\n" for e in examples)
-        return f"{shown}Product: {text}" + (f"\nAttributes: {extra}" if extra else "")
+        return f"{shown}Product: {text}" + (ATTRIBUTES_LINE.format(attributes=extra) if extra else "")
 
     def prompt(
         self, text: str, tokenizer=None, attributes: dict | None = None, examples: Sequence[Example] = ()

@@ -115,6 +115,10 @@ class RunInfo:
     their answers (0 = none); see catalog_lora.records.prompts. Description head: the candidates it chooses among."""
     choice_attributes: list[str] = field(default_factory=list)
     """Description head: the attributes its input shows for the product and each candidate (empty = all)."""
+    attributes: list[str] = field(default_factory=list)
+    """Tags and categories: the attributes (e.g. ``[brand]``) the adapter reads beside the text. Its prompt shows
+    them (``Attributes: brand: …``) and its votes read ``text [values]`` (catalog_lora.records.prompts); other
+    attributes a caller passes are ignored. Empty: the text alone (every run before they were kept)."""
     bf16_agreement: float | None = None
     """Head method: the share of validation texts whose answer in bf16 equals the fp32 one
     (catalog_lora.inference.bf16_check); a Space on a CPU with native bf16 serves the head in bf16 when it

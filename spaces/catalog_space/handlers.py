@@ -203,14 +203,16 @@ def describe(models: Models, title: str, attributes: str = "", adapter: str | No
         yield "", failure(adapter, error), references_note, references
 
 
-def classify(models: Models, text: str, adapter: str | None = None):
-    """The category path of a product with its top alternatives. Returns ``(category, notice)``."""
+def classify(models: Models, text: str, adapter: str | None = None, attributes: str = ""):
+    """The category path of a product with its top alternatives. Returns ``(category, notice)``.
+
+    ``attributes`` (``"brand: Parachute"``): read beside the text by an adapter trained with them (RunInfo.attributes)."""
     adapter = adapter or "category"
     text, notices = clean_text(text)
     if text is None:
         return None, "\n\n".join(notices)
     try:
-        prediction = models.predict_one(adapter, text, top_k=5)
+        prediction = models.predict_one(adapter, text, parse_attributes(attributes) or None, top_k=5)
     except Exception as error:
         return None, failure(adapter, error)
     notices += prediction_notices(models, adapter, prediction)

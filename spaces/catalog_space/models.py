@@ -272,13 +272,16 @@ def run_stream(models: Models, name: str, text: str, attributes: dict | None = N
 @on_gpu(180)
 def run_chunk(models: Models, frame: pd.DataFrame, column: str, jobs: list[str], progress=None) -> pd.DataFrame:
     engines = {job: models.engine(job) for job in jobs}
+    # the file's columns named like an attribute an adapter reads (BigBasket's `brand`) go with the text
+    read = {name for job, engine in engines.items() for name in engine.spec(job).info.attributes}
+    options = dict(attribute_columns=[c for c in frame.columns if c in read], batch_size=BATCH_ROWS, confidence=True)
     if len({id(e) for e in engines.values()}) == 1:
         engine = next(iter(engines.values()))
-        return predict_table(engine, frame, column, jobs, batch_size=BATCH_ROWS, progress=progress, confidence=True)
+        return predict_table(engine, frame, column, jobs, progress=progress, **options)
     # adapters on different engines (a head adapter has its own model): one pass per engine
     out = None
     for job, engine in engines.items():
-        part = predict_table(engine, frame, column, [job], batch_size=BATCH_ROWS, confidence=True)
+        part = predict_table(engine, frame, column, [job], **options)
         added = [c for c in part.columns if c not in frame.columns and c != ERROR_COLUMN]
         out = (
             part

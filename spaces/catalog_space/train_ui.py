@@ -49,7 +49,7 @@ def train_tab_ui(models: Models) -> gr.State:
         )
         train_separator = gr.Textbox("|", label="Tag separator inside a cell", elem_id="train-separator")
         train_attributes = gr.Dropdown(
-            label="Attribute columns (descriptions only)",
+            label="Attribute columns (brand, category…: read beside the text)",
             choices=[],
             multiselect=True,
             allow_custom_value=True,

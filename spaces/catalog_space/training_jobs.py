@@ -232,9 +232,8 @@ def prepare_command(job: TrainJob) -> list[str]:
         command += [flag[request.task], column]
     if request.task == "tagging" and request.label_separator:
         command += ["--label-separator", request.label_separator]
-    if request.task == "description":
-        for column in request.attribute_columns:
-            command += ["--attribute-column", column]
+    for column in request.attribute_columns:  # shown beside the text, for every task (a category's brand)
+        command += ["--attribute-column", column]
     return command
 
 

@@ -30,9 +30,9 @@ TAG_EXAMPLES = [
     "The pump broke after a week and the scent fades fast.",
 ]
 CATEGORY_EXAMPLES = [
-    "Organic Cold-Pressed Virgin Coconut Oil, 500 ml Glass Jar",
-    "Brightbite Whitening Toothpaste, 100 g",
-    "Clearguard Lemon Floor Cleaner, 1 L",
+    ["Organic Cold-Pressed Virgin Coconut Oil, 500 ml Glass Jar", "brand: Parachute"],
+    ["Brightbite Whitening Toothpaste, 100 g", "brand: Brightbite"],
+    ["Clearguard Lemon Floor Cleaner, 1 L", ""],
 ]
 DESCRIBE_EXAMPLES = [
     ["Lavender & Chamomile Calming Body Wash, 400 ml", "brand: Dermaleaf; category: Personal Care"],
@@ -112,15 +112,20 @@ def build_demo(models: Models) -> gr.Blocks:
                     max_length=handlers.MAX_INPUT_CHARS,
                     placeholder="e.g. Organic Virgin Coconut Oil, 500 ml",
                 )
+                classify_attributes = gr.Textbox(
+                    label="Attributes (optional)",
+                    placeholder="brand: Parachute",
+                    info="An adapter trained with a catalog's attributes (BigBasket's brand) reads them beside the name.",
+                )
                 classify_adapter = adapter_picker(models, "category", "category")
                 classify_button = gr.Button("Classify", variant="primary")
                 classify_output = gr.Label(label="Category path (top 5)", num_top_classes=5, elem_id="classify-output")
                 classify_notice = gr.Markdown()
-                gr.Examples(CATEGORY_EXAMPLES, inputs=classify_text)
+                gr.Examples(CATEGORY_EXAMPLES, inputs=[classify_text, classify_attributes])
                 gr.on(
                     [classify_button.click, classify_text.submit],
                     partial(handlers.classify, models),
-                    inputs=[classify_text, classify_adapter],
+                    inputs=[classify_text, classify_adapter, classify_attributes],
                     outputs=[classify_output, classify_notice],
                     api_name="classify",
                     **single_product_queue(models),
@@ -133,7 +138,8 @@ def build_demo(models: Models) -> gr.Blocks:
                     "confidence, `needs_review` for answers below the adapter's review threshold and an `error` "
                     "column saying what went wrong in a row. The run goes on in the background: the rows finished "
                     "so far can be downloaded at any time, and closing this page loses nothing (open it again to "
-                    "see the run)."
+                    "see the run). A column named like an attribute an adapter reads (`brand`, for one trained on "
+                    "BigBasket's) goes to it with the text."
                 )
                 with gr.Row():
                     batch_file = gr.File(

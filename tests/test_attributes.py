@@ -1,0 +1,84 @@
+"""A tag or category adapter reads the attributes its training records carry (BigBasket's brand) beside the
+text: in its prompt, in its neighbours' search and in its classical model's input, ``title [brand]``; the TF-IDF
+baseline it is compared with reads the same. ``data.attributes: false`` is the text alone; an adapter trained on
+the text alone ignores attributes it is given."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from catalog_lora.inference.engine import Engine
+from catalog_lora.records.dataset_files import load_split
+from catalog_lora.records.labels import Taxonomy
+from catalog_lora.records.prompts import select_attributes, vote_text
+from catalog_lora.runs.folder import METRICS_FILE, TAXONOMY_FILE, read_run_info
+from training.config import load_config
+from training.data import read_config_splits, run_attributes, vote_texts
+from training.evaluate import evaluate_baseline
+
+CONFIG = "training/configs/sample_category_head.yaml"
+
+
+def test_select_attributes_keeps_the_adapters_own_in_its_order():
+    given = {"color": "red", "brand": "  Acme\nFoods ", "size": ""}
+    assert select_attributes(given, ["size", "brand"]) == {"brand": "Acme Foods"}
+    assert select_attributes(given, []) is None and select_attributes(None, ["brand"]) is None
+    assert vote_text("Oats  1 kg", {"brand": "Saffola"}) == "Oats 1 kg [Saffola]"
+    assert vote_text("Oats  1 kg", None) == "Oats  1 kg"  # the text as given: the title-only votes unchanged
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_run_reads_the_attributes_of_its_training_split_unless_switched_off(branded_category_data, keep):
+    from conftest import REPO
+
+    config = load_config(REPO / CONFIG, [f"data.path={branded_category_data}", f"data.attributes={str(keep).lower()}"])
+    splits = read_config_splits(config)
+    train = splits["train"]
+    assert run_attributes(train, "category") == (["brand"] if keep else [])
+    carried = [r["attributes"] for r in train if r.get("attributes")]
+    if keep:
+        assert carried and all(list(a) == ["brand"] for a in carried)
+        assert vote_texts(train, ["brand"])[: len(train)] == [vote_text(r["text"], r.get("attributes")) for r in train]
+    else:
+        assert carried == [] and vote_texts(train, []) == [r["text"] for r in train]
+
+
+def test_a_category_head_reads_the_brand_in_its_prompt_and_its_votes(category_head_with_brand, branded_category_data):
+    run = category_head_with_brand
+    info = read_run_info(str(run))
+    assert info.attributes == ["brand"]
+    engine = Engine.load({"category": str(run)}, quantization="none")
+    spec = engine.spec("category")
+    text = "Cheddarworth Feta Cubes in Brine, 200 g"
+    prompt, _ = engine.prompt_for(spec, text, {"color": "white", "brand": "Cheddarworth"})
+    assert prompt.endswith("\nAttributes: brand: Cheddarworth") and "color" not in prompt
+    assert "Attributes" not in engine.prompt_for(spec, text, None)[0]
+    assert spec.neighbours.key_attributes == ["brand"]  # searched by `title [brand]`
+
+    test = load_split(branded_category_data, "test")
+    texts, attributes = [r["text"] for r in test], [r.get("attributes") for r in test]
+    with_brand = engine.predict("category", texts, attributes, top_k=3)
+    without = engine.predict("category", texts, top_k=3)
+    assert [p.scores for p in with_brand] != [p.scores for p in without], "the brand should move the scores"
+
+    # the baseline in metrics.json read `title [brand]` too: refitted so, it scores the same
+    train, validation = load_split(branded_category_data, "train"), load_split(branded_category_data, "validation")
+    labels = Taxonomy.load(run / TAXONOMY_FILE).labels
+    reported = json.loads((run / METRICS_FILE).read_text())["test"]["baseline"]
+    config = load_config(run / "config.yaml")
+    test = test[: config.data.max_eval_examples] if config.data.max_eval_examples else test
+    validation = validation[: config.data.max_eval_examples] if config.data.max_eval_examples else validation
+    refitted = evaluate_baseline(train, test, info.spec, labels, config.train.seed, validation, attributes=["brand"])
+    assert refitted["accuracy"] == reported["accuracy"] and refitted["settings"] == reported["settings"]
+
+
+def test_an_adapter_trained_on_the_text_alone_ignores_attributes(head_cut_by_time):
+    engine = Engine.load({"category": str(head_cut_by_time)}, quantization="none")
+    spec = engine.spec("category")
+    assert spec.info.attributes == []
+    text = "Cheddarworth Feta Cubes in Brine, 200 g"
+    assert engine.prompt_for(spec, text, {"brand": "Cheddarworth"}) == engine.prompt_for(spec, text)
+    scores = [p.scores for p in engine.predict("category", [text, text], [{"brand": "Cheddarworth"}, None], top_k=3)]
+    assert scores[0] == scores[1]
