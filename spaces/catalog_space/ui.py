@@ -113,6 +113,7 @@ def build_demo(models: Models) -> gr.Blocks:
                     placeholder="e.g. Organic Virgin Coconut Oil, 500 ml",
                 )
                 classify_attributes = gr.Textbox(
+                    "",  # a value, so that an API call may leave it out
                     label="Attributes (optional)",
                     placeholder="brand: Parachute",
                     info="An adapter trained with a catalog's attributes (BigBasket's brand) reads them beside the name.",
