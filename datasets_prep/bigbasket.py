@@ -48,18 +48,13 @@ def _first_rows(paths, report: Report, required: tuple[str, ...], key: str, reas
 def convert_categories(paths: list[str | Path], report: Report | None = None) -> list[dict]:
     report = report if report is not None else Report(name=SOURCE)
     records = [
+        # the brand rides along as an attribute (cleaned, and left out when empty, by finalize): a category model
+        # reads it beside the title, and it is most of what tells "Gourmet & World Food" from the rest
         {"id": f"{SOURCE}-{index}", "text": row["product"], "path": [row["category"], row["sub_category"], row["type"]],
-         "source": SOURCE} | _brand(row)
+         "attributes": {"brand": row.get("brand") or ""}, "source": SOURCE}
         for index, row in _first_rows(paths, report, V1_COLUMNS, "index", "duplicate_index")
     ]
     return finalize(records, "category", report)
-
-
-def _brand(row: dict) -> dict:
-    """The product's brand as its record's ``attributes`` (none when the cell is empty): a category model reads it
-    beside the title, and it is most of what tells "Gourmet & World Food" from the rest (bench/brand_signal.py)."""
-    brand = " ".join(str(row.get("brand") or "").split())
-    return {"attributes": {"brand": brand}} if brand else {}
 
 
 def _damaged(description: str) -> bool:
