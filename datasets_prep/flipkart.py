@@ -15,7 +15,7 @@ category and is dropped (``no_category``).
 Two layouts are read: the header-less 20k file (``uniq_id, product_name,
 product_category_tree``) and the full 15-column schema (the 1050 sample, the first-1000 file,
 whose thousands of empty lines are counted as ``empty_row``). Descriptions come from the full
-schema only.
+schema only; so does a category record's ``brand`` attribute, which a category model reads beside the title.
 """
 
 from __future__ import annotations
@@ -116,7 +116,9 @@ def convert_categories(paths: list[str | Path], report: Report | None = None, *,
     records = []
     for uid, row in _rows(paths, report):
         path_ = category_path(row["product_category_tree"], row["product_name"], row.get("brand", ""), levels)
-        records.append({"id": f"{SOURCE}-{uid}", "text": row["product_name"], "path": path_, "source": SOURCE})
+        # the full schema's brand rides along as an attribute, as BigBasket's does (the 20k file has none)
+        records.append({"id": f"{SOURCE}-{uid}", "text": row["product_name"], "path": path_,
+                        "attributes": {"brand": row.get("brand", "")}, "source": SOURCE})
     return finalize(records, "category", report)
 
 

@@ -134,6 +134,13 @@ def test_flipkart_categories():
     assert not [r for r in records if title_key(r["path"][-1]) == title_key(r["text"])]
     top = Counter(r["path"][0] for r in records)
     assert 20 <= len(top) <= 35 and top.most_common(1)[0][0] == "Clothing"
+    assert not [r for r in records if r.get("attributes")]  # the 20k file has no brand column
+
+
+def test_flipkart_categories_of_the_full_schema_carry_the_brand():
+    records, _ = converted("flipkart", FK_1050, FK_1000)
+    branded = [r for r in records if r.get("attributes")]
+    assert len(branded) > 0.5 * len(records) and all(set(r["attributes"]) == {"brand"} for r in branded)
 
 
 def test_flipkart_descriptions():
