@@ -60,6 +60,7 @@ SYSTEMS = {
     "neighbours_alone": "nearest training examples alone",
     "lexical_alone": "its TF-IDF model alone",
     "adapter": "**this adapter**",
+    "without_attributes": "this adapter given the text alone",
     "baseline": "TF-IDF + logistic regression baseline",
 }
 PLOT_CAPTIONS = {

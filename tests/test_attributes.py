@@ -6,6 +6,7 @@ the text alone ignores attributes it is given."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -14,9 +15,11 @@ from catalog_lora.records.dataset_files import load_split
 from catalog_lora.records.labels import Taxonomy
 from catalog_lora.records.prompts import select_attributes, vote_text
 from catalog_lora.runs.folder import METRICS_FILE, TAXONOMY_FILE, read_run_info
+from model_cards.card import render_adapter_card
 from training.config import load_config
 from training.data import read_config_splits, run_attributes, vote_texts
-from training.evaluate import evaluate_baseline
+from training.evaluate import evaluate_baseline, score
+from training.evaluate import main as evaluate
 
 CONFIG = "training/configs/sample_category_head.yaml"
 
@@ -73,6 +76,26 @@ def test_a_category_head_reads_the_brand_in_its_prompt_and_its_votes(category_he
     refitted = evaluate_baseline(train, test, info.spec, labels, config.train.seed, validation, attributes=["brand"])
     assert refitted["accuracy"] == reported["accuracy"] and refitted["settings"] == reported["settings"]
 
+    # the evaluation also scored the adapter given the titles alone: what a user who passes no brand gets
+    alone = json.loads((run / METRICS_FILE).read_text())["test"]["without_attributes"]
+    titles_only = engine.predict("category", [r["text"] for r in test], batch_size=config.eval.batch_size)
+    assert alone["n"] == len(test) and alone["accuracy"] == score(info.spec, test, titles_only, labels)["accuracy"]
+    card = render_adapter_card(run, "catalog-lora/category-head-brand").text
+    assert "| this adapter given the text alone |" in card and "what a user who leaves it out gets" in card
+
+
+def test_evaluating_a_finished_run_again_gives_its_rows_and_keeps_those_skipped(category_head_with_brand, tmp_path):
+    """``training.evaluate`` on a finished run reads its splits as its training did (capped, with the brand) and
+    scores the same rows again; a row it is told to skip keeps its earlier value."""
+    run = tmp_path / "run"
+    shutil.copytree(category_head_with_brand, run)
+    before = json.loads((run / METRICS_FILE).read_text())["test"]
+    evaluate(["--adapter", str(run), "--no-baseline"])
+    after = json.loads((run / METRICS_FILE).read_text())["test"]
+    assert after["baseline"] == before["baseline"]
+    for system in ("adapter", "head_alone", "neighbours_alone", "lexical_alone", "without_attributes"):
+        assert after[system]["n"] == before[system]["n"] and after[system]["accuracy"] == before[system]["accuracy"], system
+
 
 def test_an_adapter_trained_on_the_text_alone_ignores_attributes(head_cut_by_time):
     engine = Engine.load({"category": str(head_cut_by_time)}, quantization="none")
@@ -82,3 +105,4 @@ def test_an_adapter_trained_on_the_text_alone_ignores_attributes(head_cut_by_tim
     assert engine.prompt_for(spec, text, {"brand": "Cheddarworth"}) == engine.prompt_for(spec, text)
     scores = [p.scores for p in engine.predict("category", [text, text], [{"brand": "Cheddarworth"}, None], top_k=3)]
     assert scores[0] == scores[1]
+    assert "without_attributes" not in json.loads((head_cut_by_time / METRICS_FILE).read_text())["test"]

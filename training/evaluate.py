@@ -12,8 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
 from catalog_lora.inference.engine import Engine
 from catalog_lora.records.canonical import HEADLINE
 from catalog_lora.records.task_spec import TaskSpec
@@ -21,7 +19,8 @@ from catalog_lora.runs.folder import CONFIG_FILE, CONFUSION_PLOT, METRICS_FILE, 
 from catalog_lora.runs.markdown import SYSTEMS, metrics_table
 from training import plots
 from training.baseline import TfidfBaseline
-from training.data import read_split, vote_texts
+from training.config import load_config
+from training.data import read_config_splits, vote_texts
 from training.metrics import description_metrics, multilabel_metrics, singlelabel_metrics
 
 
@@ -111,7 +110,9 @@ def evaluate_all(
 
     A head whose answers mix in votes (catalog_lora.inference.votes) is also scored on each part alone, with
     the same thresholds: ``head_alone``, ``neighbours_alone`` (a description head: the nearest candidate's
-    description, the search without the head), ``lexical_alone``."""
+    description, the search without the head), ``lexical_alone``. An adapter that reads attributes beside the
+    text (a category's brand) is also scored given the text alone, ``without_attributes``: what a user who
+    does not pass them gets."""
     spec = engine.spec(name)
     info = spec.info
     with engine.reusing_passes():  # the head alone reuses the adapter's pass; the votes alone need none
@@ -131,6 +132,9 @@ def evaluate_all(
             info.knn_weight, info.lexical_weight = shares
         if base:
             results["base"] = evaluate_engine(engine, name, test, False, batch_size, constrained, batch_tokens)
+    if info.attributes:
+        bare = [{key: value for key, value in r.items() if key != "attributes"} for r in test]
+        results["without_attributes"] = evaluate_engine(engine, name, bare, True, batch_size, constrained, batch_tokens)
     if baseline:
         labels = spec.taxonomy.labels if spec.taxonomy else None
         results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed, validation, fitted_baseline, info.attributes)
@@ -154,23 +158,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--adapter", required=True, help="run folder or Hub id of an adapter")
     parser.add_argument("--data", help="prepared dataset folder (default: the one the run was trained on)")
     parser.add_argument("--split", default="test", choices=["validation", "test"])
-    parser.add_argument("--no-base", action="store_true", help="skip the base model")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline")
-    parser.add_argument("--batch-size", type=int, default=16, help="rows per batch (the most, with --batch-tokens)")
-    parser.add_argument("--batch-tokens", type=int, default=0, help="batches of as many rows as fit in N padded tokens (0: off)")
-    parser.add_argument("--max-examples", type=int, default=0, help="evaluate on the first N examples only")
+    parser.add_argument("--no-base", action="store_true", help="skip the base model (its earlier row is kept)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline (its earlier row is kept)")
+    parser.add_argument("--batch-size", type=int, help="rows per batch, the most with --batch-tokens (default: the run's eval.batch_size)")
+    parser.add_argument("--batch-tokens", type=int, help="batches of as many rows as fit in N padded tokens (0: off; default: the run's)")
+    parser.add_argument("--max-examples", type=int, help="evaluate on the first N examples only (default: as many as the run's "
+                        "training did, its data.max_eval_examples; 0: all)")
     parser.add_argument("--quantization", default="auto")
     args = parser.parse_args(argv)
 
-    config = yaml.safe_load(fetch_file(args.adapter, CONFIG_FILE).read_text())
-    data = args.data or config["data"]["path"]
+    # The run's own splits, read as its training read them (capped, its attributes kept or dropped), unless asked.
+    own = load_config(fetch_file(args.adapter, CONFIG_FILE))
+    overrides = [f"data.path={args.data}"] if args.data else []
+    for key, value in (("data.max_eval_examples", args.max_examples), ("eval.batch_size", args.batch_size), ("eval.batch_tokens", args.batch_tokens)):
+        overrides += [f"{key}={value}"] if value is not None else []
+    config = load_config(fetch_file(args.adapter, CONFIG_FILE), overrides)
+    splits = read_config_splits(config)
     engine = Engine.load({"adapter": args.adapter}, quantization=args.quantization)
     print(f"Model: {engine.precision.describe()}")
-    test = read_split(data, args.split, args.max_examples)
     results = evaluate_all(
-        engine, "adapter", read_split(data, "train"), test,
-        base=not args.no_base, baseline=not args.no_baseline, batch_size=args.batch_size,
-        batch_tokens=args.batch_tokens, seed=config["train"]["seed"], validation=read_split(data, "validation"),
+        engine, "adapter", splits["train"], splits[args.split],
+        base=not args.no_base, baseline=not args.no_baseline, batch_size=config.eval.batch_size,
+        batch_tokens=config.eval.batch_tokens, constrained=config.eval.constrained, seed=config.train.seed,
+        validation=splits["validation"],
     )
     task = engine.spec("adapter").info.task
     print(metrics_table(results, task))
@@ -178,9 +188,12 @@ def main(argv: list[str] | None = None) -> dict:
     if folder.is_dir():
         metrics_path = folder / METRICS_FILE
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        metrics[args.split] = results
+        # A row skipped (--no-base, --no-baseline) keeps its earlier value when the rows scored are the same ones.
+        same_rows = (config.data.path, config.data.max_eval_examples) == (own.data.path, own.data.max_eval_examples)
+        earlier = metrics.get(args.split, {}) if same_rows else {}
+        metrics[args.split] = {**{s: earlier[s] for s in ("base", "baseline") if s in earlier and s not in results}, **results}
         metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
-        save_plots(results, task, folder)
+        save_plots(metrics[args.split], task, folder)
         print(f"Saved {metrics_path}")
     return results
 

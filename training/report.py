@@ -32,7 +32,10 @@ from catalog_lora.runs.markdown import markdown_table, metrics_table
 
 SECOND_METRIC = {"tagging": "macro_f1", "category": "macro_f1", "description": "chrf"}
 SPLIT_NAME = re.compile(r"^(?P<name>.+)-split(?P<seed>\d+)$")
-MEANS = ("base", "adapter", "baseline", "head_alone", "neighbours_alone", "lexical_alone", "knn_weight", "lexical_weight", "train_seconds")
+MEANS = (
+    "base", "adapter", "baseline", "head_alone", "neighbours_alone", "lexical_alone", "without_attributes", "knn_weight",
+    "lexical_weight", "train_seconds",
+)
 
 
 def method_label(info) -> str:
@@ -74,6 +77,7 @@ def run_record(run: Path, shipped: bool) -> dict:
         "head_alone": value("head_alone"),
         "neighbours_alone": value("neighbours_alone"),
         "lexical_alone": value("lexical_alone"),
+        "without_attributes": value("without_attributes"),  # the adapter given the text alone (reads attributes)
         "knn_weight": info.knn_weight,
         "lexical_weight": info.lexical_weight,
         "train_seconds": round(stats["train_runtime_seconds"], 1),
@@ -180,9 +184,9 @@ def ablation(records: list[dict]) -> str:
         shares = f"{round(r.get('knn_weight') or 0, 3):g} / {round(r.get('lexical_weight') or 0, 3):g}"  # a mean over splits: 3 places
         layers = f" ({r['layers']} layers)" if r["layers"] else ""
         rows.append([r["name"], f"{r['base_model'].split('/')[-1]}{layers}", r["metric"], _cell(head, 4), _cell(r["neighbours_alone"], 4), _cell(r.get("lexical_alone"), 4),
-                     _cell(mixed, 4), shares, _cell(r["baseline"], 4), _minutes(r)])
-    header = ["run", "base model", "metric", "head alone", "neighbours alone", "TF-IDF vote alone", "the mix", "shares (neighbours / TF-IDF)",
-              "TF-IDF baseline", "training min (threads)"]
+                     _cell(mixed, 4), _cell(r.get("without_attributes"), 4), shares, _cell(r["baseline"], 4), _minutes(r)])
+    header = ["run", "base model", "metric", "head alone", "neighbours alone", "TF-IDF vote alone", "the mix",
+              "the mix, text alone", "shares (neighbours / TF-IDF)", "TF-IDF baseline", "training min (threads)"]
     return markdown_table(header, rows) + "\n"
 
 

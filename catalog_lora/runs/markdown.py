@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from catalog_lora.records.canonical import HEADLINE
 
-SYSTEMS = ("base", "head_alone", "neighbours_alone", "lexical_alone", "adapter", "baseline")
+SYSTEMS = ("base", "head_alone", "neighbours_alone", "lexical_alone", "adapter", "without_attributes", "baseline")
 # per-system values that count examples rather than score them: not metrics rows
 COUNT_KEYS = frozenset({"n", "truncated"})
 FRONT_MATTER = "---"
