@@ -16,6 +16,7 @@ from training.baseline import C_GRID, TfidfBaseline
 
 def test_one_config_on_two_splits_is_one_record_with_its_spread(tmp_path):
     from datasets_prep.prepare import prepare_sample
+    from training.report import combine, run_record
     from training.report import main as report_main
 
     runs = []
@@ -45,6 +46,12 @@ def test_one_config_on_two_splits_is_one_record_with_its_spread(tmp_path):
     assert f"means of 2 splits; the gain {record['gain']:+.4f} {shown} its spread" in text
     keys = {"name", "dataset", "task", "method", "metric", "base", "adapter", "baseline", "train_seconds", "threads", "shipped"}
     assert keys <= set(record) and record["dataset"] == "category"
+
+    # a row that one split was not scored on (e.g. a run made before it existed) has no mean: not one of some splits
+    records = [run_record(run, False) for run in runs]
+    records[1]["adapter"] = None
+    combined = combine("category-head", records)
+    assert combined["adapter"] is None and combined["adapter_std"] is None and combined["baseline"] == record["baseline"]
 
 
 def test_tuned_baseline_keeps_the_validation_best_settings():

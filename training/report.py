@@ -94,13 +94,13 @@ def config_name(run: Path) -> str:
 
 
 def _mean(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.fmean(values) if values else None
+    """The mean over a config's splits; None unless every split has the value (a mean of some splits would read
+    as one of all)."""
+    return statistics.fmean(values) if values and None not in values else None
 
 
 def _std(values: list) -> float | None:
-    values = [v for v in values if v is not None]
-    return statistics.stdev(values) if len(values) > 1 else None
+    return statistics.stdev(values) if len(values) > 1 and None not in values else None
 
 
 def combine(name: str, records: list[dict]) -> dict:
