@@ -52,6 +52,7 @@ def test_one_config_on_two_splits_is_one_record_with_its_spread(tmp_path):
     records[1]["adapter"] = None
     combined = combine("category-head", records)
     assert combined["adapter"] is None and combined["adapter_std"] is None and combined["baseline"] == record["baseline"]
+    assert combined["gain"] is None and combined["gain_std"] is None
 
 
 def test_tuned_baseline_keeps_the_validation_best_settings():

@@ -111,7 +111,7 @@ def combine(name: str, records: list[dict]) -> dict:
     combined["second_metric"] = {"name": second["name"], **{
         system: _mean([r["second_metric"].get(system) for r in records]) for system in ("base", "adapter", "baseline")
     }}
-    gains = [r["adapter"] - r["baseline"] for r in records if r["adapter"] is not None and r["baseline"] is not None]
+    gains = [None if None in (r["adapter"], r["baseline"]) else r["adapter"] - r["baseline"] for r in records]
     combined.update(
         dataset=re.sub(r"-split\d+$", "", first["dataset"]),
         threads=max((r["threads"] or 0) for r in records) or None,
