@@ -168,11 +168,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     # The run's own splits, read as its training read them (capped, its attributes kept or dropped), unless asked.
-    own = load_config(fetch_file(args.adapter, CONFIG_FILE))
+    config_file = fetch_file(args.adapter, CONFIG_FILE)
+    own = load_config(config_file)
     overrides = [f"data.path={args.data}"] if args.data else []
     for key, value in (("data.max_eval_examples", args.max_examples), ("eval.batch_size", args.batch_size), ("eval.batch_tokens", args.batch_tokens)):
         overrides += [f"{key}={value}"] if value is not None else []
-    config = load_config(fetch_file(args.adapter, CONFIG_FILE), overrides)
+    config = load_config(config_file, overrides) if overrides else own
     splits = read_config_splits(config)
     engine = Engine.load({"adapter": args.adapter}, quantization=args.quantization)
     print(f"Model: {engine.precision.describe()}")
