@@ -720,7 +720,7 @@ def test_the_space_says_what_a_head_is_served_in_and_why(tagging_head_with_neigh
     assert f"- served in {slot.precision}" in about.about_markdown(models)
 
 
-def test_classify_and_batch_give_the_brand_to_an_adapter_trained_with_it(category_head_with_brand, branded_category_data):
+def test_classify_and_batch_give_the_brand_to_an_adapter_trained_with_it(category_head_with_brand, branded_category_data, tmp_path):
     from catalog_lora.catalogs.batch import predict_table
     from catalog_lora.records.dataset_files import load_split
 
@@ -731,9 +731,14 @@ def test_classify_and_batch_give_the_brand_to_an_adapter_trained_with_it(categor
     texts, attributes = [r["text"] for r in test], [r["attributes"] for r in test]
     expected = engine.predict("category", texts, attributes, top_k=5)
     for text, extra, prediction in zip(texts, attributes, expected, strict=True):
-        value, _ = handlers.classify(models, text, None, f"brand: {extra['brand']}")
+        value, notice = handlers.classify(models, text, None, f"brand: {extra['brand']}")
         shown = handlers.label_value(prediction, "category")  # a batch of one here: the scores agree to float noise
         assert list(value) == list(shown) and all(abs(value[label] - shown[label]) < 1e-4 for label in shown)
+        assert "trained with each product's brand" not in notice
+    # given no brand (or another attribute only), the answer comes with a notice that says what it missed
+    for attributes in ("", "color: red"):
+        _, notice = handlers.classify(models, texts[0], None, attributes)
+        assert "trained with each product's brand beside its name" in notice and "`brand: …`" in notice
     frame = pd.DataFrame({"title": texts, "brand": [extra["brand"] for extra in attributes]})
     served = pool.run_chunk(models, frame, "title", ["category"])
     options = dict(batch_size=pool.BATCH_ROWS, confidence=True)
@@ -741,3 +746,10 @@ def test_classify_and_batch_give_the_brand_to_an_adapter_trained_with_it(categor
     title_only = predict_table(engine, frame, "title", ["category"], **options)
     pd.testing.assert_frame_equal(served, with_brand)
     assert list(served["category_confidence"]) != list(title_only["category_confidence"]), "the file's brand column is read"
+    # before the run, the Batch tab says when the file has no column the adapter was trained with
+    frame.to_csv(tmp_path / "branded.csv", index=False)
+    frame[["title"]].to_csv(tmp_path / "titles.csv", index=False)
+    notice, run = batch_runs.batch_readiness(models, str(tmp_path / "branded.csv"), "title", ["category"])
+    assert run.interactive and "no such column" not in notice
+    notice, run = batch_runs.batch_readiness(models, str(tmp_path / "titles.csv"), "title", ["category"])
+    assert run.interactive and "was trained with `brand` beside the text, and the file has no such column" in notice

@@ -89,6 +89,11 @@ class DataConfig:
     """Show the records' attributes (e.g. BigBasket's ``brand``) to the model beside the text: a tag or category
     adapter reads those its training split carries in its prompt, and its votes and the TF-IDF baseline read
     ``text [values]``; ``false``: the text alone (the lever's off switch)."""
+    attribute_dropout: float = 0.0
+    """A tag or category adapter that reads attributes: the share of its training examples shown without them
+    (a fixed, seeded draw), so that it also answers from the text alone, as a user who leaves them out gets
+    (evaluation's ``without_attributes`` row). Only the adapter's examples: its votes, the references index and
+    the baseline read every record as it is. 0 = off."""
 
 
 @dataclass
@@ -276,6 +281,12 @@ class TrainConfig:
             )
         if self.model.choice_attributes and not (self.method == "head" and self.task == "description"):
             raise ConfigError(f"model.choice_attributes={self.model.choice_attributes} only applies to method='head' with task='description'")
+        if self.data.attribute_dropout and (not self.data.attributes or self.task == "description"):
+            raise ConfigError(
+                f"data.attribute_dropout={self.data.attribute_dropout} leaves the attributes out of some training examples "
+                f"of an adapter that reads them: it needs data.attributes: true and task 'tagging' or 'category', got "
+                f"data.attributes={self.data.attributes}, task={self.task!r}"
+            )
         if self.train.head_lr and self.method != "head":
             raise ConfigError(f"train.head_lr={self.train.head_lr} only applies to method='head'")
         if self.train.class_weight != "none" and self.method != "head":
@@ -314,6 +325,7 @@ class TrainConfig:
             _in_range(key, value, 0, above=True)  # max_grad_norm=0 would clip every gradient to zero
         _in_range("train.weight_decay", t.weight_decay, 0)
         _in_range("lora.dropout", lo.dropout, 0, 1, below=True)
+        _in_range("data.attribute_dropout", d.attribute_dropout, 0, 1, below=True)
         _in_range("train.warmup_ratio", t.warmup_ratio, 0, 1, below=True)
         _in_range("train.seed", t.seed, 0, 2**32 - 1)  # numpy's seed range
         # the prompt template is never cut (catalog_lora.records.prompts.PromptTemplate.fit) and takes some 20-60 tokens

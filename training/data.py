@@ -59,6 +59,15 @@ def read_config_splits(config: TrainConfig) -> dict[str, list[dict]]:
     return splits
 
 
+def drop_attributes(records: list[dict], share: float, seed: int) -> list[dict]:
+    """``records`` with the attributes of a seeded draw of ``share`` of them left out (copies; the rest as they
+    are): ``data.attribute_dropout``'s training examples, so the adapter also learns to answer from the text alone."""
+    if not share:
+        return records
+    rng = random.Random(seed)
+    return [{k: v for k, v in r.items() if k != "attributes"} if rng.random() < share else r for r in records]
+
+
 def run_attributes(train: list[dict], task: str) -> list[str]:
     """The attributes a tag or category adapter reads beside the text (``RunInfo.attributes``): every one its
     training records carry (as :func:`read_config_splits` left them); none for a description adapter, which

@@ -38,14 +38,15 @@ MEANS = (
 )
 
 
-def method_label(info) -> str:
-    """How the run answers, in a few words: the method, the attributes it reads beside the text and what it uses
-    of the references index."""
+def method_label(info, attribute_dropout: float = 0.0) -> str:
+    """How the run answers, in a few words: the method, the attributes it reads beside the text (and the share of
+    its training examples that left them out) and what it uses of the references index."""
     if info.method == "head" and info.task == "description":
         return f"head choosing among the nearest {info.prompt_examples} descriptions"
     return (
         info.method
         + (f" reading {', '.join(info.attributes)}" if info.attributes else "")
+        + (f" ({attribute_dropout:.0%} of training without)" if attribute_dropout else "")
         + (f" + {info.knn_k} neighbours" if info.knn_weight else "")
         + (" + TF-IDF vote" if info.lexical_weight else "")
         + (f" + nearest {info.prompt_examples} in the prompt" if info.prompt_examples else "")
@@ -58,14 +59,16 @@ def run_record(run: Path, shipped: bool) -> dict:
     info, stats, results, config = folder.info, folder.stats, folder.metrics["test"], folder.config
     metric = HEADLINE[info.task]
     value = lambda system: results[system].get(metric) if system in results else None  # noqa: E731
+    dropout = (config.get("data") or {}).get("attribute_dropout") or 0.0
     return {
         "name": run.name,
         "dataset": Path(config["data"]["path"]).name,
         "task": info.task if not info.label_levels else f"{info.task} (levels={info.label_levels})",
-        "method": method_label(info),
+        "method": method_label(info, dropout),
         "base_model": info.base_model_hub_id or public_model_id(info.base_model),
         "layers": info.num_layers or None,  # None: all of the base model's layers
         "attributes": info.attributes,  # read beside the text, by the adapter and by its baseline
+        "attribute_dropout": dropout,  # the share of training examples shown without them
         "metric": metric,
         "base": value("base"),
         "adapter": value("adapter"),

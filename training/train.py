@@ -35,6 +35,7 @@ from training.data import (
     Collator,
     check_labels,
     class_weights,
+    drop_attributes,
     encode_choice,
     encode_generation,
     encode_head,
@@ -226,7 +227,9 @@ def setup(config: TrainConfig) -> Session:
         (out / COMPLETE_MARKER).unlink(missing_ok=True)
     build_references(config, splits, out, accelerator)
     shown = shown_examples(config, splits, out)
-    train_set, truncated_train = encode_split(splits["train"], shown["train"], encode, "tokenize train", main)
+    # the adapter's own examples only: the references index and the votes above keep every attribute
+    train_examples = drop_attributes(splits["train"], config.data.attribute_dropout, config.train.seed)
+    train_set, truncated_train = encode_split(train_examples, shown["train"], encode, "tokenize train", main)
     val_set, truncated_val = encode_split(splits["validation"], shown["validation"], encode, "tokenize validation", main)
     if truncated_train or truncated_val:
         log(f"Truncated to model.max_length={max_length}: {truncated_train} train, {truncated_val} validation texts.")

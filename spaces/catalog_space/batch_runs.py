@@ -258,7 +258,22 @@ def batch_readiness(models: Models, file, text_column: str | None, jobs: list[st
     except BatchInputError as error:
         return f"{found} **Before running:** {error}", off
     chosen = ", ".join(job_label(models, j) for j in jobs)
-    return f"{found} Text column `{column}`; jobs: {chosen}. Press **Run**.", gr.Button(interactive=True)
+    return f"{found} Text column `{column}`; jobs: {chosen}.{missing_columns_note(models, jobs, columns)} Press **Run**.", gr.Button(interactive=True)
+
+
+def missing_columns_note(models: Models, jobs: list[str], columns: list[str]) -> str:
+    """A sentence naming the chosen adapters trained with attributes (BigBasket's brand) of which the file has no
+    column: they answer from the text alone, which they do less well (their ``without_attributes`` row)."""
+    missing = []
+    for job in jobs:
+        info = models.slots[job].info
+        reads = info.attributes if info is not None else []
+        if reads and not any(name in columns for name in reads):
+            missing.append(f"{job_label(models, job)} was trained with {' and '.join(f'`{a}`' for a in reads)}")
+    if not missing:
+        return ""
+    return (f" **Note:** {'; '.join(missing)} beside the text, and the file has no such column: it answers from the "
+            "text alone, less well (add the column for its best answers).")
 
 
 def start_batch(models: Models, file, text_column: str | None, jobs: list[str] | None):

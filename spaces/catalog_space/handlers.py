@@ -66,6 +66,20 @@ def prediction_notices(models: Models, name: str, prediction) -> list[str]:
     return notices
 
 
+def missing_attributes_notice(models: Models, name: str, given: dict[str, str]) -> str | None:
+    """For an adapter trained with attributes beside the text (BigBasket's brand) given none of them: it answers
+    from the text alone, worse than it can (measured in its ``metrics.json``: ``without_attributes``)."""
+    info = models.slots[name].info
+    reads = info.attributes if info is not None else []
+    if not reads or any(given.get(key) for key in reads):
+        return None
+    return note(
+        f"This adapter was trained with each product's {', '.join(reads)} beside its name and answered from the name "
+        f"alone, which it does less well (the About tab's `adapter` and `without_attributes` columns). Add "
+        f"{' and '.join(f'`{key}: …`' for key in reads)} under Attributes for its best answer."
+    )
+
+
 def review_notice(models: Models, name: str, prediction) -> str:
     """The review mark of an answer with a label below the adapter's threshold."""
     threshold = models.slots[name].info.review_threshold
@@ -212,10 +226,12 @@ def classify(models: Models, text: str, adapter: str | None = None, attributes: 
     if text is None:
         return None, "\n\n".join(notices)
     try:
-        prediction = models.predict_one(adapter, text, parse_attributes(attributes) or None, top_k=5)
+        given = parse_attributes(attributes)
+        prediction = models.predict_one(adapter, text, given or None, top_k=5)
     except Exception as error:
         return None, failure(adapter, error)
     notices += prediction_notices(models, adapter, prediction)
+    notices += filter(None, [missing_attributes_notice(models, adapter, given)])
     if prediction.scores and prediction.labels:
         ranked_first = max(prediction.scores, key=prediction.scores.get)
         if ranked_first != prediction.labels[0]:
