@@ -736,8 +736,8 @@ def test_classify_and_batch_give_the_brand_to_an_adapter_trained_with_it(categor
         assert list(value) == list(shown) and all(abs(value[label] - shown[label]) < 1e-4 for label in shown)
         assert "trained with each product's brand" not in notice
     # given no brand (or another attribute only), the answer comes with a notice that says what it missed
-    for attributes in ("", "color: red"):
-        _, notice = handlers.classify(models, texts[0], None, attributes)
+    for given in ("", "color: red"):
+        _, notice = handlers.classify(models, texts[0], None, given)
         assert "trained with each product's brand beside its name" in notice and "`brand: …`" in notice
     frame = pd.DataFrame({"title": texts, "brand": [extra["brand"] for extra in attributes]})
     served = pool.run_chunk(models, frame, "title", ["category"])

@@ -61,7 +61,7 @@ def read_config_splits(config: TrainConfig) -> dict[str, list[dict]]:
 
 def drop_attributes(records: list[dict], share: float, seed: int) -> list[dict]:
     """``records`` with the attributes of a seeded draw of ``share`` of them left out (copies; the rest as they
-    are): ``data.attribute_dropout``'s training examples, so the adapter also learns to answer from the text alone."""
+    are): ``data.attribute_dropout``'s training examples, meant to teach the adapter the text alone too."""
     if not share:
         return records
     rng = random.Random(seed)

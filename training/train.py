@@ -227,7 +227,7 @@ def setup(config: TrainConfig) -> Session:
         (out / COMPLETE_MARKER).unlink(missing_ok=True)
     build_references(config, splits, out, accelerator)
     shown = shown_examples(config, splits, out)
-    # the adapter's own examples only: the references index and the votes above keep every attribute
+    # the adapter's own examples only: the references index and the votes keep every attribute
     train_examples = drop_attributes(splits["train"], config.data.attribute_dropout, config.train.seed)
     train_set, truncated_train = encode_split(train_examples, shown["train"], encode, "tokenize train", main)
     val_set, truncated_val = encode_split(splits["validation"], shown["validation"], encode, "tokenize validation", main)

@@ -272,8 +272,9 @@ def missing_columns_note(models: Models, jobs: list[str], columns: list[str]) ->
             missing.append(f"{job_label(models, job)} was trained with {' and '.join(f'`{a}`' for a in reads)}")
     if not missing:
         return ""
-    return (f" **Note:** {'; '.join(missing)} beside the text, and the file has no such column: it answers from the "
-            "text alone, less well (add the column for its best answers).")
+    they = "it answers" if len(missing) == 1 else "they answer"
+    return (f" **Note:** {'; '.join(missing)} beside the text, and the file has no such column: {they} from the "
+            "text alone, less well (add the column for the best answers).")
 
 
 def start_batch(models: Models, file, text_column: str | None, jobs: list[str] | None):
