@@ -349,7 +349,7 @@ def render_adapter_card(
         choice_candidates=info.prompt_examples if info.method == "head" and info.task == "description" else 0,
         choice_attributes=info.choice_attributes,
         attributes=info.attributes,
-        attribute_dropout=((run.config or {}).get("data") or {}).get("attribute_dropout") or 0,
+        attribute_dropout=run.attribute_dropout,
         attribute_example=vote_text(EXAMPLE_TEXT[info.task], example_attributes(info.attributes)),
         choice_tokens=choice.CANDIDATE_TOKENS,
         embedder=MODEL_NAME,

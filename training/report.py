@@ -59,16 +59,15 @@ def run_record(run: Path, shipped: bool) -> dict:
     info, stats, results, config = folder.info, folder.stats, folder.metrics["test"], folder.config
     metric = HEADLINE[info.task]
     value = lambda system: results[system].get(metric) if system in results else None  # noqa: E731
-    dropout = (config.get("data") or {}).get("attribute_dropout") or 0.0
     return {
         "name": run.name,
         "dataset": Path(config["data"]["path"]).name,
         "task": info.task if not info.label_levels else f"{info.task} (levels={info.label_levels})",
-        "method": method_label(info, dropout),
+        "method": method_label(info, folder.attribute_dropout),
         "base_model": info.base_model_hub_id or public_model_id(info.base_model),
         "layers": info.num_layers or None,  # None: all of the base model's layers
         "attributes": info.attributes,  # read beside the text, by the adapter and by its baseline
-        "attribute_dropout": dropout,  # the share of training examples shown without them
+        "attribute_dropout": folder.attribute_dropout,  # the share of training examples shown without them
         "metric": metric,
         "base": value("base"),
         "adapter": value("adapter"),

@@ -219,6 +219,12 @@ class RunFolder:
             plots=tuple(plot for plot in PLOTS if fetch_file(source, plot, required=False)),
         )
 
+    @property
+    def attribute_dropout(self) -> float:
+        """The share of its training examples the adapter was shown without their attributes
+        (``data.attribute_dropout`` of its config; 0 when off or not recorded)."""
+        return float(((self.config or {}).get("data") or {}).get("attribute_dropout") or 0.0)
+
 
 def _read_json(source: str, filename: str) -> dict | None:
     path = fetch_file(source, filename, required=False)

@@ -266,8 +266,7 @@ def missing_columns_note(models: Models, jobs: list[str], columns: list[str]) ->
     column: they answer from the text alone, which they do less well (their ``without_attributes`` row)."""
     missing = []
     for job in jobs:
-        info = models.slots[job].info
-        reads = info.attributes if info is not None else []
+        reads = models.slots[job].attributes
         if reads and not any(name in columns for name in reads):
             missing.append(f"{job_label(models, job)} was trained with {' and '.join(f'`{a}`' for a in reads)}")
     if not missing:

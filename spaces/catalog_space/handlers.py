@@ -69,8 +69,7 @@ def prediction_notices(models: Models, name: str, prediction) -> list[str]:
 def missing_attributes_notice(models: Models, name: str, given: dict[str, str]) -> str | None:
     """For an adapter trained with attributes beside the text (BigBasket's brand) given none of them: it answers
     from the text alone, worse than it can (measured in its ``metrics.json``: ``without_attributes``)."""
-    info = models.slots[name].info
-    reads = info.attributes if info is not None else []
+    reads = models.slots[name].attributes
     if not reads or any(given.get(key) for key in reads):
         return None
     return note(

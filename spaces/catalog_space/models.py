@@ -66,6 +66,11 @@ class Slot:
     engine: object = None
     precision: str = ""  # what the engine computes in, and why (the About tab shows it)
 
+    @property
+    def attributes(self) -> list[str]:
+        """The attributes its adapter reads beside the text (``RunInfo.attributes``); none before it is loaded."""
+        return self.info.attributes if self.info is not None else []
+
 
 def _live_models(key: int) -> Models:
     return _LIVE[key]
