@@ -350,6 +350,7 @@ def render_adapter_card(
         choice_attributes=info.choice_attributes,
         attributes=info.attributes,
         attribute_dropout=run.attribute_dropout,
+        auxiliary_field=run.auxiliary_field,
         attribute_example=vote_text(EXAMPLE_TEXT[info.task], example_attributes(info.attributes)),
         choice_tokens=choice.CANDIDATE_TOKENS,
         embedder=MODEL_NAME,

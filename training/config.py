@@ -94,6 +94,11 @@ class DataConfig:
     (a fixed, seeded draw), meant to teach it the text alone too, which a user who leaves them out gets
     (the evaluation's ``without_attributes`` row; README: on BigBasket's top level 0.3 did not move it). Only the
     adapter's examples: its votes, the references index and the baseline read every record as it is. 0 = off."""
+    auxiliary_field: str = ""
+    """A tag head: a second label field learnt beside ``label_field`` (e.g. ``labels_l2``, body-wash's finer
+    Level 2 factors), a multi-task signal for the shared decoder: its tags get sigmoid outputs of their own after
+    the head's, in the loss only. They are dropped before the best adapter is scored and saved, so the adapter
+    answers ``label_field``'s tags alone and loads like any other. "" = off."""
 
 
 @dataclass
@@ -287,6 +292,13 @@ class TrainConfig:
                 f"of an adapter that reads them: it needs data.attributes: true and task 'tagging' or 'category', got "
                 f"data.attributes={self.data.attributes}, task={self.task!r}"
             )
+        aux = self.data.auxiliary_field
+        if aux and (self.task != "tagging" or self.method != "head" or aux not in LABEL_FIELDS or aux == self.data.label_field):
+            raise ConfigError(
+                f"data.auxiliary_field={aux!r} adds a second tag field's outputs to a tag head: it needs task 'tagging', "
+                f"method 'head' and one of {', '.join(LABEL_FIELDS)} other than data.label_field={self.data.label_field!r}; "
+                f"got task={self.task!r}, method={self.method!r}"
+            )
         if self.train.head_lr and self.method != "head":
             raise ConfigError(f"train.head_lr={self.train.head_lr} only applies to method='head'")
         if self.train.class_weight != "none" and self.method != "head":
@@ -335,6 +347,11 @@ class TrainConfig:
     def spec(self) -> TaskSpec:
         """The task spec of the run; ``data.label_levels=0`` (the whole path) is its ``levels=None``."""
         return TaskSpec(self.task, self.data.label_levels or None, self.data.label_field)
+
+    @property
+    def auxiliary_spec(self) -> TaskSpec | None:
+        """The tags ``data.auxiliary_field`` adds to a tag head's training (None: off)."""
+        return TaskSpec("tagging", None, self.data.auxiliary_field) if self.data.auxiliary_field else None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -119,12 +119,20 @@ def encode_generation(
     return Encoded(prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids, truncated)
 
 
-def encode_head(record, taxonomy: Taxonomy, tokenizer, spec: TaskSpec, max_length) -> Encoded:
+def encode_head(
+    record, taxonomy: Taxonomy, tokenizer, spec: TaskSpec, max_length, auxiliary: tuple[TaskSpec, Taxonomy] | None = None
+) -> Encoded:
+    """A head's input and target; a tag head's ``auxiliary`` tags (``data.auxiliary_field``: their spec and
+    taxonomy) follow its own in the target, one output each."""
     text = PromptTemplate(spec.task, "alpaca").user_input(record["text"], record.get("attributes"))
     ids = tokenizer.encode(text, add_special_tokens=False)
     gold = [taxonomy.canonical(label) for label in spec.labels(record)]
     if taxonomy.multi_label:
         target: list[float] | int = [1.0 if label in gold else 0.0 for label in taxonomy.labels]
+        if auxiliary:
+            extra, extra_taxonomy = auxiliary
+            tags = {extra_taxonomy.canonical(label) for label in extra.labels(record)}
+            target += [1.0 if label in tags else 0.0 for label in extra_taxonomy.labels]
     else:
         target = taxonomy.index(gold[0]) if gold[0] is not None else IGNORE_INDEX
     return Encoded(ids[:max_length], target, len(ids) > max_length)

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from catalog_lora.inference.engine import Engine
+from catalog_lora.model.base_model import HEAD_MODULES
 from catalog_lora.runs.folder import COMPLETE_MARKER
 from catalog_lora.runs.markdown import scalars
 from training.data import answer_loss, choice_loss, head_loss
@@ -225,6 +226,8 @@ def best_engine(session: Session, progress: Progress) -> Engine:
 
         set_peft_model_state_dict(unwrapped, load_file(best_dir / "adapter_model.safetensors"))
         session.log(f"Best checkpoint: step {progress.best['step']} ({session.config.train.metric_for_best}={progress.best['value']:.4f})")
+    if session.config.auxiliary_spec:
+        drop_auxiliary_outputs(unwrapped, len(session.taxonomy))
     unwrapped.eval()
     engine = Engine(unwrapped, session.tokenizer, session.precision)
     engine.register(NAME, session.info, session.taxonomy, source=str(out))
@@ -237,3 +240,16 @@ def best_engine(session: Session, progress: Progress) -> Engine:
     with engine.reusing_passes():  # each choice scores the same validation rows with the same head
         tune_on_validation(engine, session.splits["validation"], session.config, session.taxonomy, session.log)
     return engine
+
+
+def drop_auxiliary_outputs(model, num_labels: int) -> None:
+    """Cut a head's output layer to its first ``num_labels`` outputs (``data.auxiliary_field``'s follow them, for
+    the loss only): the adapter is then scored, saved and loaded as a plain head of its own labels."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and set(HEAD_MODULES) & set(name.split(".")) and module.out_features > num_labels:
+            module.weight = torch.nn.Parameter(module.weight[:num_labels].detach().clone(), requires_grad=module.weight.requires_grad)
+            if module.bias is not None:
+                module.bias = torch.nn.Parameter(module.bias[:num_labels].detach().clone(), requires_grad=module.bias.requires_grad)
+            module.out_features = num_labels
+    base = model.get_base_model()
+    base.num_labels = base.config.num_labels = num_labels

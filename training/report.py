@@ -38,15 +38,18 @@ MEANS = (
 )
 
 
-def method_label(info, attribute_dropout: float = 0.0) -> str:
+def method_label(folder: RunFolder) -> str:
     """How the run answers, in a few words: the method, the attributes it reads beside the text (and the share of
-    its training examples that left them out) and what it uses of the references index."""
+    its training examples that left them out), the tags it learnt beside its own and what it uses of the
+    references index."""
+    info, dropout, auxiliary = folder.info, folder.attribute_dropout, folder.auxiliary_field
     if info.method == "head" and info.task == "description":
         return f"head choosing among the nearest {info.prompt_examples} descriptions"
     return (
         info.method
         + (f" reading {', '.join(info.attributes)}" if info.attributes else "")
-        + (f" ({attribute_dropout:.0%} of training without)" if attribute_dropout else "")
+        + (f" ({dropout:.0%} of training without)" if dropout else "")
+        + (f" (learning {auxiliary} beside)" if auxiliary else "")
         + (f" + {info.knn_k} neighbours" if info.knn_weight else "")
         + (" + TF-IDF vote" if info.lexical_weight else "")
         + (f" + nearest {info.prompt_examples} in the prompt" if info.prompt_examples else "")
@@ -63,11 +66,12 @@ def run_record(run: Path, shipped: bool) -> dict:
         "name": run.name,
         "dataset": Path(config["data"]["path"]).name,
         "task": info.task if not info.label_levels else f"{info.task} (levels={info.label_levels})",
-        "method": method_label(info, folder.attribute_dropout),
+        "method": method_label(folder),
         "base_model": info.base_model_hub_id or public_model_id(info.base_model),
         "layers": info.num_layers or None,  # None: all of the base model's layers
         "attributes": info.attributes,  # read beside the text, by the adapter and by its baseline
         "attribute_dropout": folder.attribute_dropout,  # the share of training examples shown without them
+        "auxiliary_field": folder.auxiliary_field or None,  # a second tag field learnt beside the adapter's own
         "metric": metric,
         "base": value("base"),
         "adapter": value("adapter"),

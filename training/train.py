@@ -194,6 +194,11 @@ def setup(config: TrainConfig) -> Session:
     splits = read_config_splits(config)
     taxonomy = spec.taxonomy(splits["train"])  # None for descriptions
     unseen = check_labels(splits, taxonomy, spec) if taxonomy else {}
+    # data.auxiliary_field: a second tag field's outputs after the head's, for the loss only (dropped in best_engine)
+    auxiliary = (config.auxiliary_spec, config.auxiliary_spec.taxonomy(splits["train"])) if config.auxiliary_spec else None
+    extra_outputs = len(auxiliary[1]) if auxiliary else 0
+    if auxiliary:
+        log(f"Auxiliary outputs: {extra_outputs} {config.data.auxiliary_field} tags beside the head's {len(taxonomy)}, for the loss only.")
     if unseen:
         log(f"Note: {sum(unseen.values())} validation/test labels never occur in training ({len(unseen)} distinct); they count as errors.")
 
@@ -201,7 +206,7 @@ def setup(config: TrainConfig) -> Session:
         config.model.base_model,
         config.model.quantization,
         device=str(accelerator.device),
-        num_labels=(1 if choosing else len(taxonomy)) if head else None,  # a description head scores each candidate
+        num_labels=(1 if choosing else len(taxonomy) + extra_outputs) if head else None,  # a description head scores each candidate
         problem_type=("multi_label_classification" if task == "tagging" else "single_label_classification") if head else None,
         num_layers=config.model.num_layers or None,
     )
@@ -219,7 +224,7 @@ def setup(config: TrainConfig) -> Session:
     if choosing:
         encode = lambda r, shown: encode_choice(r, shown, tokenizer, max_length, config.model.choice_attributes)  # noqa: E731
     elif head:
-        encode = lambda r, _: encode_head(r, taxonomy, tokenizer, spec, max_length)  # noqa: E731
+        encode = lambda r, _: encode_head(r, taxonomy, tokenizer, spec, max_length, auxiliary)  # noqa: E731
     else:
         encode = lambda r, shown: encode_generation(r, template, tokenizer, spec, max_length, shown)  # noqa: E731
     if main:  # the first write: what can fail early (config, data, the model) has not touched a finished run
@@ -255,7 +260,7 @@ def setup(config: TrainConfig) -> Session:
         "compile": config.train.compile,
     }
     if head and not choosing:
-        session.loss_weights = class_weights(train_set, len(taxonomy), task == "tagging", config.train.class_weight)
+        session.loss_weights = class_weights(train_set, len(taxonomy) + extra_outputs, task == "tagging", config.train.class_weight)
     val_batches = length_grouped_batches([len(e.input_ids) for e in val_set], config.eval.batch_size, 0, True, config.eval.batch_tokens)
     session.val_loader = session.loader(val_set, val_batches)
     session.steps_per_epoch = max(1, math.ceil(len(session.epoch_batches(0)) / accelerator.num_processes / config.train.grad_accum))

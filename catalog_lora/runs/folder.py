@@ -223,7 +223,17 @@ class RunFolder:
     def attribute_dropout(self) -> float:
         """The share of its training examples the adapter was shown without their attributes
         (``data.attribute_dropout`` of its config; 0 when off or not recorded)."""
-        return float(((self.config or {}).get("data") or {}).get("attribute_dropout") or 0.0)
+        return float(self._data_setting("attribute_dropout") or 0.0)
+
+    @property
+    def auxiliary_field(self) -> str:
+        """The second tag field the head learnt beside its own tags, by outputs dropped before it was saved
+        (``data.auxiliary_field`` of its config; "" when off or not recorded)."""
+        return str(self._data_setting("auxiliary_field") or "")
+
+    def _data_setting(self, key: str):
+        """``data.<key>`` of the run's config, or None."""
+        return ((self.config or {}).get("data") or {}).get(key)
 
 
 def _read_json(source: str, filename: str) -> dict | None:

@@ -1,0 +1,82 @@
+"""A tag head that learns a second tag field beside its own (``data.auxiliary_field``), on the real body-wash
+reviews: Level 1 tags answered, the finer Level 2 factors as extra outputs in the loss only, dropped before
+the adapter is scored and saved."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import shared_file, train_tiny_printed
+from safetensors.torch import load_file
+
+from catalog_lora.inference.engine import Engine
+from catalog_lora.model.base_model import load_tokenizer
+from catalog_lora.records.dataset_files import load_split
+from catalog_lora.records.task_spec import TaskSpec
+from catalog_lora.runs.folder import read_run_info
+from model_cards.card import render_adapter_card
+from training.config import ConfigError, load_config
+from training.data import encode_head
+from training.report import run_record
+
+CONFIG = "training/configs/bodywash_l1_head.yaml"
+
+
+@pytest.fixture(scope="module")
+def bodywash(tmp_path_factory):
+    """The real body-wash reviews with Level 1 and Level 2 tags, prepared as the shipped config's data."""
+    from datasets_prep.prepare import main as prepare
+
+    out = tmp_path_factory.mktemp("bodywash") / "bodywash"
+    prepare(["--format", "bodywash", "--input", str(shared_file("bodywash/bodywash-train_L1_L2.DERIVED.csv")), "--output", str(out)])
+    return out
+
+
+def test_the_auxiliary_tags_follow_the_heads_own_in_its_target(bodywash):
+    train = load_split(bodywash, "train")
+    level1, level2 = TaskSpec("tagging"), TaskSpec("tagging", label_field="labels_l2")
+    own, extra = level1.taxonomy(train), level2.taxonomy(train)
+    record = next(r for r in train if r["labels"] and r["labels_l2"])
+    encoded = encode_head(record, own, load_tokenizer("embedded"), level1, 128, (level2, extra))
+    assert len(encoded.labels) == len(own) + len(extra)
+    assert [own.labels[i] for i, v in enumerate(encoded.labels[: len(own)]) if v] == [t for t in own.labels if t in record["labels"]]
+    assert {extra.labels[i] for i, v in enumerate(encoded.labels[len(own) :]) if v} == set(record["labels_l2"])
+
+
+def test_a_head_trained_with_auxiliary_tags_saves_and_answers_its_own(bodywash, tmp_path):
+    run, printed = train_tiny_printed(
+        "bodywash_l1_head.yaml", bodywash, tmp_path / "run", "data.auxiliary_field=labels_l2", "data.max_train_examples=48",
+        "model.num_layers=2", "eval.base=false", "neighbours.k=5", "train.max_minutes=0",
+    )
+    info = read_run_info(str(run))
+    level2 = TaskSpec("tagging", label_field="labels_l2").taxonomy(load_split(bodywash, "train")[:48])
+    assert f"Auxiliary outputs: {len(level2)} labels_l2 tags beside the head's {len(info.labels)}, for the loss only." in printed
+    # the saved head has one output per Level 1 tag: the card's plain transformers + peft code loads it as is
+    head = {k: v.shape for k, v in load_file(run / "adapter_model.safetensors").items() if ".score." in k}
+    assert head and all(shape[0] == len(info.labels) for shape in head.values()), head
+    engine = Engine.load({"tags": str(run)}, quantization="none")
+    texts = [r["text"] for r in load_split(bodywash, "test")[:6]]
+    answers = engine.predict("tags", texts)
+    assert len(answers) == len(texts) and all(set(p.scores) == set(info.labels) for p in answers)
+    card = render_adapter_card(run, "catalog-lora/bodywash-aux").text
+    assert "trained with the `labels_l2` tags of the same examples as extra outputs beside its own" in card
+    record = run_record(run, False)
+    assert record["auxiliary_field"] == "labels_l2" and "(learning labels_l2 beside)" in record["method"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["task=category", "data.label_levels=1"], "needs task 'tagging', method 'head'"),
+        (["data.auxiliary_field=labels"], "other than data.label_field='labels'"),
+        (["method=generate"], "got task='tagging', method='generate'"),
+        (["data.auxiliary_field=tags"], "data.auxiliary_field='tags'"),
+    ],
+)
+def test_auxiliary_tags_refuse_what_they_cannot_do(bodywash, overrides, message):
+    from conftest import REPO
+
+    base = [f"data.path={bodywash}", "data.auxiliary_field=labels_l2", "neighbours.k=0", "lexical.vote=false"]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(REPO / CONFIG, [*base, *overrides])
