@@ -80,3 +80,29 @@ def test_auxiliary_tags_refuse_what_they_cannot_do(bodywash, overrides, message)
     base = [f"data.path={bodywash}", "data.auxiliary_field=labels_l2", "neighbours.k=0", "lexical.vote=false"]
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(REPO / CONFIG, [*base, *overrides])
+
+
+def test_the_auxiliary_loss_is_added_at_its_weight(bodywash):
+    """The head's own BCE plus ``train.auxiliary_weight`` times the auxiliary outputs' own mean BCE, so ~105 Level 2
+    factors do not outweigh 25 Level 1 tags; weight 0 leaves the head's own loss."""
+    import torch
+
+    from catalog_lora.model.base_model import load_base_model
+    from training.data import Collator, HeadLoss, head_loss
+
+    train = load_split(bodywash, "train")[:8]
+    level1, level2 = TaskSpec("tagging"), TaskSpec("tagging", label_field="labels_l2")
+    own, extra = level1.taxonomy(train), level2.taxonomy(train)
+    model, tokenizer, _ = load_base_model("embedded", "none", "cpu", len(own) + len(extra), "multi_label_classification", 2)
+    batch = Collator(tokenizer.pad_token_id, classification=True, multi_label=True)(
+        [encode_head(r, own, tokenizer, level1, 64, (level2, extra)) for r in train]
+    )
+    with torch.no_grad():
+        losses = {w: float(head_loss(model, batch, HeadLoss(None, len(own), w))) for w in (0.0, 0.3, 1.0)}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    own_loss = float(bce(logits[:, : len(own)], batch["labels"][:, : len(own)]))
+    extra_loss = float(bce(logits[:, len(own) :], batch["labels"][:, len(own) :]))
+    assert losses[0.0] == pytest.approx(own_loss, rel=1e-5)
+    assert losses[0.3] == pytest.approx(own_loss + 0.3 * extra_loss, rel=1e-5)
+    assert losses[1.0] == pytest.approx(own_loss + extra_loss, rel=1e-5)

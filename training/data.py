@@ -248,14 +248,34 @@ def class_weights(train_set: list[Encoded], num_labels: int, multi_label: bool, 
     return torch.where(torch.isfinite(weights) & (weights > 0), weights, torch.ones_like(weights))
 
 
-def head_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """The head's loss with :func:`class_weights`: BCE with ``pos_weight`` for tags, weighted CE for categories."""
+@dataclass(frozen=True)
+class HeadLoss:
+    """How a head's loss is made beyond the model's own: rare labels counted up (:func:`class_weights`, one per
+    output) and a tag head's auxiliary outputs (``data.auxiliary_field``): where they start, and the weight of
+    their loss, a mean of its own, beside the head's (``train.auxiliary_weight``)."""
+
+    weights: torch.Tensor | None = None
+    auxiliary_from: int = 0
+    """The first auxiliary output (0: none)."""
+    auxiliary_weight: float = 0.0
+
+
+def head_loss(model, batch: dict[str, torch.Tensor], loss: HeadLoss) -> torch.Tensor:
+    """The head's loss: BCE (with ``pos_weight``) for tags, CE (with class weights) for categories, plus a tag
+    head's auxiliary outputs' BCE at their weight, so that many auxiliary tags do not outweigh the head's own."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**inputs).logits.float()
-    labels, weights = batch["labels"], weights.to(logits.device)
-    if labels.dtype.is_floating_point:
-        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, pos_weight=weights)
-    return torch.nn.functional.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE_INDEX)
+    labels = batch["labels"]
+    weights = None if loss.weights is None else loss.weights.to(logits.device)
+    if not labels.dtype.is_floating_point:
+        return torch.nn.functional.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE_INDEX)
+    cut = loss.auxiliary_from or logits.shape[1]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    own = bce(logits[:, :cut], labels[:, :cut], pos_weight=None if weights is None else weights[:cut])
+    if not loss.auxiliary_from:
+        return own
+    extra = bce(logits[:, cut:], labels[:, cut:], pos_weight=None if weights is None else weights[cut:])
+    return own + loss.auxiliary_weight * extra
 
 
 def choice_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:

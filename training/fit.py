@@ -14,30 +14,30 @@ from catalog_lora.inference.engine import Engine
 from catalog_lora.model.base_model import HEAD_MODULES
 from catalog_lora.runs.folder import COMPLETE_MARKER
 from catalog_lora.runs.markdown import scalars
-from training.data import answer_loss, choice_loss, head_loss
+from training.data import HeadLoss, answer_loss, choice_loss, head_loss
 from training.evaluate import evaluate_engine
 from training.run_folder import CHECKPOINTS, Timing
 from training.session import STOP, Progress, Session, catch_stop_signals, restore_signals, write_progress
 from training.tuning import NAME, fit_lexical, tune_on_validation
 
 
-def compute_loss(model, batch, weights: torch.Tensor | None = None):
-    """Causal LMs use the answer-only loss of training.data; heads their own loss, or the class-weighted one;
-    a description head the softmax over its candidates."""
+def compute_loss(model, batch, loss: HeadLoss | None = None):
+    """Causal LMs use the answer-only loss of training.data; heads their own loss, or ``loss``'s (class weights,
+    auxiliary outputs); a description head the softmax over its candidates."""
     if "position_ids" in batch:
         return answer_loss(model, batch)
     if "positions" in batch:
         return choice_loss(model, batch)
-    return model(**batch).loss if weights is None else head_loss(model, batch, weights)
+    return model(**batch).loss if loss is None else head_loss(model, batch, loss)
 
 
 @torch.no_grad()
-def validation_loss(model, loader, accelerator, weights: torch.Tensor | None = None) -> float:
+def validation_loss(model, loader, accelerator, loss: HeadLoss | None = None) -> float:
     model.eval()
     total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
     for batch in loader:
-        loss = compute_loss(model, batch, weights)
-        total += loss.detach().float() * batch["input_ids"].shape[0]
+        value = compute_loss(model, batch, loss)
+        total += value.detach().float() * batch["input_ids"].shape[0]
         count += batch["input_ids"].shape[0]
     model.train()
     total, count = accelerator.reduce(total, "sum"), accelerator.reduce(count, "sum")
@@ -60,7 +60,7 @@ def train_step(session: Session, batch: dict) -> torch.Tensor:
     step and the schedule's. Returns the loss as it is, on the device: reading it would make the host wait."""
     accelerator, model = session.accelerator, session.model
     with accelerator.accumulate(model):
-        loss = compute_loss(model, batch, session.loss_weights)
+        loss = compute_loss(model, batch, session.head_loss)
         accelerator.backward(loss)
         if accelerator.sync_gradients:
             accelerator.clip_grad_norm_(model.parameters(), session.config.train.max_grad_norm)
@@ -174,7 +174,7 @@ def closing_validation_seconds(session: Session, progress: Progress, timing: Tim
 def validate(session: Session, progress: Progress) -> bool:
     """Log validation results, keep the best adapter and a resumable checkpoint; True means stop early."""
     config, accelerator, model = session.config, session.accelerator, session.model
-    entry = {"step": progress.step, "eval_loss": validation_loss(model, session.val_loader, accelerator, session.loss_weights)}
+    entry = {"step": progress.step, "eval_loss": validation_loss(model, session.val_loader, accelerator, session.head_loss)}
     metric = config.train.metric_for_best
     if metric != "eval_loss":
         unwrapped = accelerator.unwrap_model(model)

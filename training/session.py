@@ -20,7 +20,7 @@ from catalog_lora.model.base_model import Precision
 from catalog_lora.records.labels import Taxonomy
 from catalog_lora.runs.folder import COMPLETE_MARKER, PROGRESS_FILE, RunInfo
 from training.config import TrainConfig
-from training.data import length_grouped_batches
+from training.data import HeadLoss, length_grouped_batches
 from training.run_folder import CHECKPOINTS
 from training.schedule import Schedule
 
@@ -84,7 +84,8 @@ class Session:
     val_loader: object = None
     steps_per_epoch: int = 0
     total_steps: int = 0
-    loss_weights: torch.Tensor | None = None
+    head_loss: HeadLoss | None = None
+    """A head's loss beyond the model's own (class weights, auxiliary outputs); None: the model's."""
     fit_started: float = 0.0
     plan: dict = field(default_factory=dict)
     """How the run uses its device (training.plan): gradient checkpointing and why, mixed precision, batching."""

@@ -33,6 +33,7 @@ from catalog_lora.runs.folder import COMPLETE_MARKER, REFERENCES_DIR, RunInfo
 from training.config import TrainConfig, load_config
 from training.data import (
     Collator,
+    HeadLoss,
     check_labels,
     class_weights,
     drop_attributes,
@@ -260,7 +261,9 @@ def setup(config: TrainConfig) -> Session:
         "compile": config.train.compile,
     }
     if head and not choosing:
-        session.loss_weights = class_weights(train_set, len(taxonomy) + extra_outputs, task == "tagging", config.train.class_weight)
+        weights = class_weights(train_set, len(taxonomy) + extra_outputs, task == "tagging", config.train.class_weight)
+        if weights is not None or extra_outputs:
+            session.head_loss = HeadLoss(weights, len(taxonomy) if extra_outputs else 0, config.train.auxiliary_weight)
     val_batches = length_grouped_batches([len(e.input_ids) for e in val_set], config.eval.batch_size, 0, True, config.eval.batch_tokens)
     session.val_loader = session.loader(val_set, val_batches)
     session.steps_per_epoch = max(1, math.ceil(len(session.epoch_batches(0)) / accelerator.num_processes / config.train.grad_accum))
