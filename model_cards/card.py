@@ -351,6 +351,8 @@ def render_adapter_card(
         attributes=info.attributes,
         attribute_dropout=run.attribute_dropout,
         auxiliary_field=run.auxiliary_field,
+        auxiliary_levels=run.auxiliary_levels,
+        auxiliary_weight=run.auxiliary_weight,
         attribute_example=vote_text(EXAMPLE_TEXT[info.task], example_attributes(info.attributes)),
         choice_tokens=choice.CANDIDATE_TOKENS,
         embedder=MODEL_NAME,

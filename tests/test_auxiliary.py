@@ -1,6 +1,7 @@
-"""A tag head that learns a second tag field beside its own (``data.auxiliary_field``), on the real body-wash
-reviews: Level 1 tags answered, the finer Level 2 factors as extra outputs in the loss only, dropped before
-the adapter is scored and saved."""
+"""A head that learns labels beside its own, as extra outputs in the loss only, dropped before the adapter is
+scored and saved: a tag head a second tag field (``data.auxiliary_field``; the real body-wash reviews, Level 1
+tags answered, the finer Level 2 factors beside), a category head the path at another depth
+(``data.auxiliary_levels``; the real Instacart products, departments answered, aisles beside)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,9 @@ def test_a_head_trained_with_auxiliary_tags_saves_and_answers_its_own(bodywash, 
     card = render_adapter_card(run, "catalog-lora/bodywash-aux").text
     assert "trained with the `labels_l2` tags of the same examples as extra outputs beside its own" in card
     record = run_record(run, False)
-    assert record["auxiliary_field"] == "labels_l2" and "(learning labels_l2 beside)" in record["method"]
+    assert "(`data.auxiliary_field`, their loss weighed 0.3 against the head's own)" in card
+    assert record["auxiliary_field"] == "labels_l2" and record["auxiliary_weight"] == 0.3
+    assert "(learning labels_l2 beside at weight 0.3)" in record["method"]
 
 
 @pytest.mark.parametrize(
@@ -84,11 +87,12 @@ def test_auxiliary_tags_refuse_what_they_cannot_do(bodywash, overrides, message)
 
 def test_the_auxiliary_loss_is_added_at_its_weight(bodywash):
     """The head's own BCE plus ``train.auxiliary_weight`` times the auxiliary outputs' own mean BCE, so ~105 Level 2
-    factors do not outweigh 25 Level 1 tags; weight 0 leaves the head's own loss."""
+    factors do not outweigh 25 Level 1 tags; weight 0 leaves the head's own loss. Validations see the head's own."""
     import torch
 
     from catalog_lora.model.base_model import load_base_model
     from training.data import Collator, HeadLoss, head_loss
+    from training.fit import own_outputs
 
     train = load_split(bodywash, "train")[:8]
     level1, level2 = TaskSpec("tagging"), TaskSpec("tagging", label_field="labels_l2")
@@ -106,3 +110,94 @@ def test_the_auxiliary_loss_is_added_at_its_weight(bodywash):
     assert losses[0.0] == pytest.approx(own_loss, rel=1e-5)
     assert losses[0.3] == pytest.approx(own_loss + 0.3 * extra_loss, rel=1e-5)
     assert losses[1.0] == pytest.approx(own_loss + extra_loss, rel=1e-5)
+    # a validation during training scores the head's own outputs only, as the engine reads a saved head
+    with torch.no_grad(), own_outputs(model, len(own)):
+        narrowed = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert narrowed.shape[-1] == len(own) and torch.allclose(narrowed, logits[:, : len(own)])
+    with torch.no_grad():
+        assert model(input_ids=batch["input_ids"][:1], attention_mask=batch["attention_mask"][:1]).logits.shape[-1] == len(own) + len(extra)
+
+
+@pytest.fixture(scope="module")
+def instacart(tmp_path_factory):
+    """The real Instacart products (department > aisle), prepared as the shipped department head's data."""
+    from datasets_prep.prepare import main as prepare
+
+    out = tmp_path_factory.mktemp("instacart") / "instacart"
+    source = shared_file("instacart/products_19k.DERIVED_clean_with_names.csv")
+    prepare(["--format", "instacart", "--input", str(source), "--output", str(out)])
+    return out
+
+
+def test_a_category_heads_target_pairs_its_category_with_the_deeper_path(instacart):
+    train = load_split(instacart, "train")
+    department, aisle = TaskSpec("category", 1), TaskSpec("category", 2)
+    own, extra = department.taxonomy(train), aisle.taxonomy(train)
+    record = train[0]
+    encoded = encode_head(record, own, load_tokenizer("embedded"), department, 48, (aisle, extra))
+    assert encoded.labels == [own.index(record["path"][0]), extra.index(" > ".join(record["path"][:2]))]
+
+
+def test_a_category_head_trained_with_the_deeper_path_saves_and_answers_its_own(instacart, tmp_path):
+    run, printed = train_tiny_printed(
+        "instacart_department_head.yaml", instacart, tmp_path / "run", "data.auxiliary_levels=2",
+        "data.max_train_examples=64", "data.max_eval_examples=48", "model.num_layers=2", "eval.base=false",
+        "train.max_minutes=0", "train.class_weight=sqrt",
+    )
+    info = read_run_info(str(run))
+    aisles = TaskSpec("category", 2).taxonomy(load_split(instacart, "train")[:64])
+    assert f"Auxiliary outputs: {len(aisles)} categories at levels=2 beside the head's {len(info.labels)}, for the loss only." in printed
+    head = {k: v.shape for k, v in load_file(run / "adapter_model.safetensors").items() if ".score." in k}
+    assert head and all(shape[0] == len(info.labels) for shape in head.values()), head
+    engine = Engine.load({"department": str(run)}, quantization="none")
+    texts = [r["text"] for r in load_split(instacart, "test")[:6]]
+    answers = engine.predict("department", texts)
+    assert len(answers) == len(texts) and all(p.labels[0] in info.labels for p in answers)
+    card = render_adapter_card(run, "catalog-lora/instacart-aux").text
+    assert "trained with the categories at 2 levels of the path of the same examples as extra outputs" in card
+    assert "(`data.auxiliary_levels`, their loss weighed 0.3 against the head's own)" in card
+    record = run_record(run, False)
+    assert record["auxiliary_levels"] == 2 and record["auxiliary_field"] is None
+    assert "(learning the path at levels=2 beside at weight 0.3)" in record["method"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.label_levels=2"], "data.auxiliary_levels=2 adds the category path at another depth"),
+        (["data.label_levels=0"], "data.label_levels=0"),
+        (["method=generate"], "got task='category', method='generate'"),
+        (["data.auxiliary_levels=-1"], "data.auxiliary_levels"),
+    ],
+)
+def test_auxiliary_levels_refuse_what_they_cannot_do(instacart, overrides, message):
+    from conftest import REPO
+
+    base = [f"data.path={instacart}", "data.auxiliary_levels=2", "neighbours.k=0", "lexical.vote=false"]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(REPO / "training/configs/instacart_department_head.yaml", [*base, *overrides])
+
+
+def test_the_auxiliary_categories_loss_is_added_at_its_weight(instacart):
+    """The head's cross-entropy (with its class weights) plus ``train.auxiliary_weight`` times the aisles' own."""
+    import torch
+
+    from catalog_lora.model.base_model import load_base_model
+    from training.data import Collator, HeadLoss, class_weights, head_loss
+
+    train = load_split(instacart, "train")[:8]
+    department, aisle = TaskSpec("category", 1), TaskSpec("category", 2)
+    own, extra = department.taxonomy(train), aisle.taxonomy(train)
+    model, tokenizer, _ = load_base_model("embedded", "none", "cpu", len(own) + len(extra), "single_label_classification", 2)
+    encoded = [encode_head(r, own, tokenizer, department, 48, (aisle, extra)) for r in train]
+    batch = Collator(tokenizer.pad_token_id, classification=True)(encoded)
+    weights = class_weights(encoded, len(own), False, "balanced")
+    assert batch["labels"].shape == (8, 2) and weights.shape == (len(own),)
+    with torch.no_grad():
+        losses = {w: float(head_loss(model, batch, HeadLoss(weights, len(own), w))) for w in (0.0, 0.3)}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    ce = torch.nn.functional.cross_entropy
+    own_loss = float(ce(logits[:, : len(own)], batch["labels"][:, 0], weight=weights))
+    extra_loss = float(ce(logits[:, len(own) :], batch["labels"][:, 1]))
+    assert losses[0.0] == pytest.approx(own_loss, rel=1e-5)
+    assert losses[0.3] == pytest.approx(own_loss + 0.3 * extra_loss, rel=1e-5)

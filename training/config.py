@@ -99,6 +99,11 @@ class DataConfig:
     Level 2 factors), a multi-task signal for the shared decoder: its tags get sigmoid outputs of their own after
     the head's, in the loss only. They are dropped before the best adapter is scored and saved, so the adapter
     answers ``label_field``'s tags alone and loads like any other. "" = off."""
+    auxiliary_levels: int = 0
+    """A category head: the category path at this many levels learnt beside its own ``label_levels`` (e.g. 2
+    beside a department head: Instacart's aisles), the same multi-task signal for a single label: a softmax of
+    outputs of their own after the head's, in the loss only, dropped before the best adapter is scored and
+    saved. 0 = off."""
 
 
 @dataclass
@@ -157,9 +162,10 @@ class TrainSettings:
     """Head method: count rare labels up in the loss: ``none``, ``sqrt`` or ``balanced`` (see
     training.data.class_weights; the baseline's logistic regression uses ``balanced``)."""
     auxiliary_weight: float = 0.3
-    """A tag head with ``data.auxiliary_field``: the weight of its auxiliary outputs' loss (their BCE, a mean of
-    its own) beside its own tags' loss. Chosen before measuring, not tuned: with one loss over all outputs
-    together the ~105 body-wash Level 2 factors outweighed the 25 Level 1 tags and the head lost 4 points (README)."""
+    """A head with ``data.auxiliary_field`` or ``data.auxiliary_levels``: the weight of its auxiliary outputs'
+    loss (their BCE or cross-entropy, a mean of its own) beside its own labels' loss. Chosen before measuring, not
+    tuned: with one loss over all outputs together the ~105 body-wash Level 2 factors outweighed the 25 Level 1
+    tags and the head lost 4 points (README)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
     seed: int = 42
@@ -303,6 +309,13 @@ class TrainConfig:
                 f"method 'head' and one of {', '.join(LABEL_FIELDS)} other than data.label_field={self.data.label_field!r}; "
                 f"got task={self.task!r}, method={self.method!r}"
             )
+        levels = self.data.auxiliary_levels
+        if levels and (self.task != "category" or self.method != "head" or not self.data.label_levels or levels == self.data.label_levels):
+            raise ConfigError(
+                f"data.auxiliary_levels={levels} adds the category path at another depth to a category head: it needs "
+                f"task 'category', method 'head' and a data.label_levels other than it (not 0, the whole path); got "
+                f"task={self.task!r}, method={self.method!r}, data.label_levels={self.data.label_levels}"
+            )
         if self.train.head_lr and self.method != "head":
             raise ConfigError(f"train.head_lr={self.train.head_lr} only applies to method='head'")
         if self.train.class_weight != "none" and self.method != "head":
@@ -325,7 +338,7 @@ class TrainConfig:
         m, d, lo, t, e, n = self.model, self.data, self.lora, self.train, self.eval, self.neighbours
         for key, value in (  # 0 switches these off (or derives the value)
             ("model.max_new_tokens", m.max_new_tokens), ("model.prompt_examples", m.prompt_examples),
-            ("model.num_layers", m.num_layers), ("data.label_levels", d.label_levels),
+            ("model.num_layers", m.num_layers), ("data.label_levels", d.label_levels), ("data.auxiliary_levels", d.auxiliary_levels),
             ("data.max_train_examples", d.max_train_examples), ("data.max_eval_examples", d.max_eval_examples),
             ("lora.layers", lo.layers), ("train.max_steps", t.max_steps), ("train.head_lr", t.head_lr),
             ("train.eval_every", t.eval_every), ("train.early_stopping_patience", t.early_stopping_patience),
@@ -355,8 +368,11 @@ class TrainConfig:
 
     @property
     def auxiliary_spec(self) -> TaskSpec | None:
-        """The tags ``data.auxiliary_field`` adds to a tag head's training (None: off)."""
-        return TaskSpec("tagging", None, self.data.auxiliary_field) if self.data.auxiliary_field else None
+        """The labels a head learns beside its own (None: off): a tag head's ``data.auxiliary_field`` tags, a
+        category head's path at ``data.auxiliary_levels``."""
+        if self.data.auxiliary_field:
+            return TaskSpec("tagging", None, self.data.auxiliary_field)
+        return TaskSpec("category", self.data.auxiliary_levels) if self.data.auxiliary_levels else None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -122,8 +122,9 @@ def encode_generation(
 def encode_head(
     record, taxonomy: Taxonomy, tokenizer, spec: TaskSpec, max_length, auxiliary: tuple[TaskSpec, Taxonomy] | None = None
 ) -> Encoded:
-    """A head's input and target; a tag head's ``auxiliary`` tags (``data.auxiliary_field``: their spec and
-    taxonomy) follow its own in the target, one output each."""
+    """A head's input and target. ``auxiliary`` (a spec and its taxonomy) adds labels learnt beside the head's:
+    a tag head's ``data.auxiliary_field`` tags follow its own in the target, one output each; a category head's
+    target becomes the pair of its own label's index and the ``data.auxiliary_levels`` path's."""
     text = PromptTemplate(spec.task, "alpaca").user_input(record["text"], record.get("attributes"))
     ids = tokenizer.encode(text, add_special_tokens=False)
     gold = [taxonomy.canonical(label) for label in spec.labels(record)]
@@ -135,6 +136,10 @@ def encode_head(
             target += [1.0 if label in tags else 0.0 for label in extra_taxonomy.labels]
     else:
         target = taxonomy.index(gold[0]) if gold[0] is not None else IGNORE_INDEX
+        if auxiliary:
+            extra, extra_taxonomy = auxiliary
+            path = extra_taxonomy.canonical(extra.labels(record)[0])
+            target = [target, extra_taxonomy.index(path) if path is not None else IGNORE_INDEX]
     return Encoded(ids[:max_length], target, len(ids) > max_length)
 
 
@@ -242,7 +247,8 @@ def class_weights(train_set: list[Encoded], num_labels: int, multi_label: bool, 
         positives = torch.tensor([e.labels for e in train_set], dtype=torch.float).sum(0)
         ratio = (len(train_set) - positives) / positives
     else:
-        targets = torch.tensor([e.labels for e in train_set if e.labels != IGNORE_INDEX])
+        own = [e.labels if isinstance(e.labels, int) else e.labels[0] for e in train_set]  # [own, auxiliary] pairs
+        targets = torch.tensor([label for label in own if label != IGNORE_INDEX])
         ratio = len(targets) / (num_labels * torch.bincount(targets, minlength=num_labels).float())
     weights = ratio.sqrt() if mode == "sqrt" else ratio
     return torch.where(torch.isfinite(weights) & (weights > 0), weights, torch.ones_like(weights))
@@ -251,8 +257,9 @@ def class_weights(train_set: list[Encoded], num_labels: int, multi_label: bool, 
 @dataclass(frozen=True)
 class HeadLoss:
     """How a head's loss is made beyond the model's own: rare labels counted up (:func:`class_weights`, one per
-    output) and a tag head's auxiliary outputs (``data.auxiliary_field``): where they start, and the weight of
-    their loss, a mean of its own, beside the head's (``train.auxiliary_weight``)."""
+    output of a tag head, one per own category of a category head) and the auxiliary outputs
+    (``data.auxiliary_field`` or ``data.auxiliary_levels``): where they start, and the weight of their loss, a
+    mean of its own, beside the head's (``train.auxiliary_weight``)."""
 
     weights: torch.Tensor | None = None
     auxiliary_from: int = 0
@@ -261,15 +268,19 @@ class HeadLoss:
 
 
 def head_loss(model, batch: dict[str, torch.Tensor], loss: HeadLoss) -> torch.Tensor:
-    """The head's loss: BCE (with ``pos_weight``) for tags, CE (with class weights) for categories, plus a tag
-    head's auxiliary outputs' BCE at their weight, so that many auxiliary tags do not outweigh the head's own."""
+    """The head's loss: BCE (with ``pos_weight``) for tags, CE (with class weights) for categories, plus the
+    auxiliary outputs' BCE or CE at their weight, so that many auxiliary labels do not outweigh the head's own."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     logits = model(**inputs).logits.float()
     labels = batch["labels"]
     weights = None if loss.weights is None else loss.weights.to(logits.device)
-    if not labels.dtype.is_floating_point:
-        return torch.nn.functional.cross_entropy(logits, labels, weight=weights, ignore_index=IGNORE_INDEX)
     cut = loss.auxiliary_from or logits.shape[1]
+    if not labels.dtype.is_floating_point:  # a category: the label's index, or [own, auxiliary] pairs
+        ce = torch.nn.functional.cross_entropy
+        if not loss.auxiliary_from:
+            return ce(logits, labels, weight=weights, ignore_index=IGNORE_INDEX)
+        own = ce(logits[:, :cut], labels[:, 0], weight=weights, ignore_index=IGNORE_INDEX)
+        return own + loss.auxiliary_weight * ce(logits[:, cut:], labels[:, 1], ignore_index=IGNORE_INDEX)
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     own = bce(logits[:, :cut], labels[:, :cut], pos_weight=None if weights is None else weights[:cut])
     if not loss.auxiliary_from:

@@ -6,6 +6,7 @@ the inference engine, tuned on validation).
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import torch
 from tqdm.auto import tqdm
@@ -181,7 +182,8 @@ def validate(session: Session, progress: Progress) -> bool:
         unwrapped.eval()
         engine = Engine(unwrapped, session.tokenizer, session.precision)
         engine.register(NAME, session.info, session.taxonomy, source=str(session.out))
-        scores = scalars(evaluate_engine(engine, NAME, session.splits["validation"], True, config.eval.batch_size, config.eval.constrained, config.eval.batch_tokens))
+        with own_outputs(unwrapped, len(session.taxonomy) if config.auxiliary_spec else None):
+            scores = scalars(evaluate_engine(engine, NAME, session.splits["validation"], True, config.eval.batch_size, config.eval.constrained, config.eval.batch_tokens))
         if metric not in scores:
             raise ValueError(f"train.metric_for_best={metric!r} is not a {config.task} metric; choose from eval_loss, {', '.join(scores)}")
         entry.update({f"eval_{k}": v for k, v in scores.items()})
@@ -242,14 +244,36 @@ def best_engine(session: Session, progress: Progress) -> Engine:
     return engine
 
 
+def widened_output_layers(model, num_labels: int) -> list[torch.nn.Linear]:
+    """A head's output layers (peft's trained copy and the original) that carry more than its ``num_labels``
+    outputs: those of ``data.auxiliary_field`` or ``data.auxiliary_levels`` follow the head's own, for the loss only."""
+    return [
+        module
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and set(HEAD_MODULES) & set(name.split(".")) and module.out_features > num_labels
+    ]
+
+
+@contextmanager
+def own_outputs(model, num_labels: int | None):
+    """While inside, the head answers with its first ``num_labels`` outputs only, as the engine expects of a
+    head (a validation during training scores the widened head as it will be saved); None leaves it as it is."""
+    layers = widened_output_layers(model, num_labels) if num_labels is not None else []
+    hooks = [layer.register_forward_hook(lambda _module, _args, output: output[..., :num_labels]) for layer in layers]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def drop_auxiliary_outputs(model, num_labels: int) -> None:
-    """Cut a head's output layer to its first ``num_labels`` outputs (``data.auxiliary_field``'s follow them, for
-    the loss only): the adapter is then scored, saved and loaded as a plain head of its own labels."""
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and set(HEAD_MODULES) & set(name.split(".")) and module.out_features > num_labels:
-            module.weight = torch.nn.Parameter(module.weight[:num_labels].detach().clone(), requires_grad=module.weight.requires_grad)
-            if module.bias is not None:
-                module.bias = torch.nn.Parameter(module.bias[:num_labels].detach().clone(), requires_grad=module.bias.requires_grad)
-            module.out_features = num_labels
+    """Cut a head's output layer to its first ``num_labels`` outputs (the auxiliary ones follow them, for the
+    loss only): the adapter is then scored, saved and loaded as a plain head of its own labels."""
+    for module in widened_output_layers(model, num_labels):
+        module.weight = torch.nn.Parameter(module.weight[:num_labels].detach().clone(), requires_grad=module.weight.requires_grad)
+        if module.bias is not None:
+            module.bias = torch.nn.Parameter(module.bias[:num_labels].detach().clone(), requires_grad=module.bias.requires_grad)
+        module.out_features = num_labels
     base = model.get_base_model()
     base.num_labels = base.config.num_labels = num_labels

@@ -40,16 +40,18 @@ MEANS = (
 
 def method_label(folder: RunFolder) -> str:
     """How the run answers, in a few words: the method, the attributes it reads beside the text (and the share of
-    its training examples that left them out), the tags it learnt beside its own and what it uses of the
-    references index."""
-    info, dropout, auxiliary = folder.info, folder.attribute_dropout, folder.auxiliary_field
+    its training examples that left them out), the labels it learnt beside its own (and their loss's weight) and
+    what it uses of the references index."""
+    info, dropout, weight = folder.info, folder.attribute_dropout, folder.auxiliary_weight
+    auxiliary = folder.auxiliary_field or (f"the path at levels={folder.auxiliary_levels}" if folder.auxiliary_levels else "")
+    learnt = f" (learning {auxiliary} beside" + (f" at weight {weight:g}" if weight is not None else "") + ")" if auxiliary else ""
     if info.method == "head" and info.task == "description":
         return f"head choosing among the nearest {info.prompt_examples} descriptions"
     return (
         info.method
         + (f" reading {', '.join(info.attributes)}" if info.attributes else "")
         + (f" ({dropout:.0%} of training without)" if dropout else "")
-        + (f" (learning {auxiliary} beside)" if auxiliary else "")
+        + learnt
         + (f" + {info.knn_k} neighbours" if info.knn_weight else "")
         + (" + TF-IDF vote" if info.lexical_weight else "")
         + (f" + nearest {info.prompt_examples} in the prompt" if info.prompt_examples else "")
@@ -72,6 +74,8 @@ def run_record(run: Path, shipped: bool) -> dict:
         "attributes": info.attributes,  # read beside the text, by the adapter and by its baseline
         "attribute_dropout": folder.attribute_dropout,  # the share of training examples shown without them
         "auxiliary_field": folder.auxiliary_field or None,  # a second tag field learnt beside the adapter's own
+        "auxiliary_levels": folder.auxiliary_levels or None,  # a category path depth learnt beside the adapter's own
+        "auxiliary_weight": folder.auxiliary_weight,  # their loss's weight beside the head's (None: not recorded)
         "metric": metric,
         "base": value("base"),
         "adapter": value("adapter"),

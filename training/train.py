@@ -195,11 +195,12 @@ def setup(config: TrainConfig) -> Session:
     splits = read_config_splits(config)
     taxonomy = spec.taxonomy(splits["train"])  # None for descriptions
     unseen = check_labels(splits, taxonomy, spec) if taxonomy else {}
-    # data.auxiliary_field: a second tag field's outputs after the head's, for the loss only (dropped in best_engine)
+    # data.auxiliary_field / auxiliary_levels: outputs after the head's, for the loss only (dropped in best_engine)
     auxiliary = (config.auxiliary_spec, config.auxiliary_spec.taxonomy(splits["train"])) if config.auxiliary_spec else None
     extra_outputs = len(auxiliary[1]) if auxiliary else 0
     if auxiliary:
-        log(f"Auxiliary outputs: {extra_outputs} {config.data.auxiliary_field} tags beside the head's {len(taxonomy)}, for the loss only.")
+        what = f"{config.data.auxiliary_field} tags" if task == "tagging" else f"categories at levels={config.data.auxiliary_levels}"
+        log(f"Auxiliary outputs: {extra_outputs} {what} beside the head's {len(taxonomy)}, for the loss only.")
     if unseen:
         log(f"Note: {sum(unseen.values())} validation/test labels never occur in training ({len(unseen)} distinct); they count as errors.")
 
@@ -261,7 +262,9 @@ def setup(config: TrainConfig) -> Session:
         "compile": config.train.compile,
     }
     if head and not choosing:
-        weights = class_weights(train_set, len(taxonomy) + extra_outputs, task == "tagging", config.train.class_weight)
+        # a tag head weighs every output, its auxiliary ones too; a category head its own categories
+        weighed = len(taxonomy) + (extra_outputs if task == "tagging" else 0)
+        weights = class_weights(train_set, weighed, task == "tagging", config.train.class_weight)
         if weights is not None or extra_outputs:
             session.head_loss = HeadLoss(weights, len(taxonomy) if extra_outputs else 0, config.train.auxiliary_weight)
     val_batches = length_grouped_batches([len(e.input_ids) for e in val_set], config.eval.batch_size, 0, True, config.eval.batch_tokens)

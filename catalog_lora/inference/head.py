@@ -100,8 +100,7 @@ class HeadMixin:
             batch = self._encode(prompts, "right")
             logits = self.model(**batch).logits.float()
         self.tokens_processed += batch["input_ids"].numel()
-        # a head in training may carry outputs for the loss only after its labels (training's data.auxiliary_field)
-        return logits[:, : len(spec.taxonomy.labels)]
+        return logits
 
     def _choose(
         self, spec: AdapterSpec, prompts: list[str], shown: list[list[Example]], use_adapter: bool

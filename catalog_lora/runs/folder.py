@@ -231,6 +231,21 @@ class RunFolder:
         (``data.auxiliary_field`` of its config; "" when off or not recorded)."""
         return str(self._data_setting("auxiliary_field") or "")
 
+    @property
+    def auxiliary_levels(self) -> int:
+        """The depth of the category path the head learnt beside its own categories, by outputs dropped before it
+        was saved (``data.auxiliary_levels`` of its config; 0 when off or not recorded)."""
+        return int(self._data_setting("auxiliary_levels") or 0)
+
+    @property
+    def auxiliary_weight(self) -> float | None:
+        """The weight of those outputs' loss beside the head's own (``train.auxiliary_weight`` of its config);
+        None when the head learnt nothing beside its own labels or the weight is not recorded (runs before the
+        setting weighed every output alike)."""
+        weight = ((self.config or {}).get("train") or {}).get("auxiliary_weight")
+        learnt = self.auxiliary_field or self.auxiliary_levels
+        return float(weight) if learnt and weight is not None else None
+
     def _data_setting(self, key: str):
         """``data.<key>`` of the run's config, or None."""
         return ((self.config or {}).get("data") or {}).get(key)
