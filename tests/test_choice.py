@@ -24,11 +24,13 @@ from catalog_lora.inference.choice import (
 from catalog_lora.inference.engine import Engine
 from catalog_lora.inference.votes import WEIGHT_GRID
 from catalog_lora.model.base_model import load_base_model, load_tokenizer
+from catalog_lora.records.dataset_files import attribute_keys, load_split
 from catalog_lora.records.prompts import CUT_MARK, Example
 from catalog_lora.retrieval.references import build_index
-from catalog_lora.runs.folder import read_run_info
+from catalog_lora.runs.folder import RunInfo, read_run_info
 from training.config import ConfigError, load_config
 from training.data import encode_choice
+from training.evaluate import baseline_attributes, evaluate_baseline
 from training.metrics import description_metrics
 
 LONG = "Rolled oats for a warm breakfast porridge, rich in fibre and slow to digest. " * 4
@@ -162,6 +164,25 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
     assert metrics["adapter"]["n"] == 6  # TINY: max_eval_examples=6
     nearest = [candidates[0].answer for candidates in shown[:6]]
     assert metrics["neighbours_alone"]["chrf"] == pytest.approx(description_metrics([r["description"] for r in test[:6]], nearest)["chrf"])
+    # its baseline reads the same input: the nearest training title by TF-IDF, each title with its brand
+    folder = sample_data / "description"
+    same_input = evaluate_baseline(
+        load_split(folder, "train"), test[:6], info.spec, None, 42, load_split(folder, "validation")[:6], attributes=["brand"]
+    )
+    assert metrics["baseline"]["chrf"] == pytest.approx(same_input["chrf"])
+
+
+def test_the_baseline_reads_what_the_adapter_reads(sample_data):
+    """The classical baseline sees the adapter's input: a description head's choice attributes (all when none
+    are named), a generating description adapter's every attribute, a tag or category adapter's own."""
+    train = load_split(sample_data / "description", "train")
+    every = attribute_keys({"train": train})
+    assert "brand" in every and len(every) > 1
+    assert baseline_attributes(RunInfo(task="description", method="head", choice_attributes=["brand"]), train) == ["brand"]
+    assert baseline_attributes(RunInfo(task="description", method="head"), train) == every
+    assert baseline_attributes(RunInfo(task="description", method="generate"), train) == every
+    assert baseline_attributes(RunInfo(task="category", method="head", attributes=["brand"]), train) == ["brand"]
+    assert baseline_attributes(RunInfo(task="category", method="head"), train) == []
 
 
 def test_the_spaces_describe_tab_serves_a_description_head(choice_run, sample_data):

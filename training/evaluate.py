@@ -14,8 +14,17 @@ from pathlib import Path
 
 from catalog_lora.inference.engine import Engine
 from catalog_lora.records.canonical import HEADLINE
+from catalog_lora.records.dataset_files import attribute_keys
 from catalog_lora.records.task_spec import TaskSpec
-from catalog_lora.runs.folder import CONFIG_FILE, CONFUSION_PLOT, METRICS_FILE, PER_LABEL_PLOT, SYSTEMS_PLOT, fetch_file
+from catalog_lora.runs.folder import (
+    CONFIG_FILE,
+    CONFUSION_PLOT,
+    METRICS_FILE,
+    PER_LABEL_PLOT,
+    SYSTEMS_PLOT,
+    RunInfo,
+    fetch_file,
+)
 from catalog_lora.runs.markdown import SYSTEMS, metrics_table
 from training import plots
 from training.baseline import TfidfBaseline
@@ -74,6 +83,18 @@ def fit_baseline(
         task_spec.task, labels, seed, rows(train), rows(validation),
         lambda predictions: score(task_spec, validation, predictions, labels)[headline],
     )
+
+
+def baseline_attributes(info: RunInfo, train: list[dict]) -> list[str]:
+    """The attributes the classical baseline reads beside each text: those the adapter reads, so that the two
+    see the same input. A tag or category adapter's ``attributes``; a description head's ``choice_attributes``
+    (every one the training records carry when empty, as its input then shows them all); a generating
+    description adapter's prompt shows every one too."""
+    if info.task != "description":
+        return info.attributes
+    if info.method == "head" and info.choice_attributes:
+        return info.choice_attributes
+    return attribute_keys({"train": train})
 
 
 def evaluate_baseline(
@@ -137,7 +158,8 @@ def evaluate_all(
         results["without_attributes"] = evaluate_engine(engine, name, bare, True, batch_size, constrained, batch_tokens)
     if baseline:
         labels = spec.taxonomy.labels if spec.taxonomy else None
-        results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed, validation, fitted_baseline, info.attributes)
+        attributes = baseline_attributes(info, train)
+        results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed, validation, fitted_baseline, attributes)
     return results
 
 
