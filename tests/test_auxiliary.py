@@ -34,6 +34,18 @@ def bodywash(tmp_path_factory):
     return out
 
 
+def saved_head_answers(run, labels: list[str], data) -> list:
+    """The saved head has one output per label it answers (the card's plain transformers + peft code loads it as
+    is), and the engine answers six test rows with it."""
+    head = {k: v.shape for k, v in load_file(run / "adapter_model.safetensors").items() if ".score." in k}
+    assert head and all(shape[0] == len(labels) for shape in head.values()), head
+    engine = Engine.load({"head": str(run)}, quantization="none")
+    texts = [r["text"] for r in load_split(data, "test")[:6]]
+    answers = engine.predict("head", texts)
+    assert len(answers) == len(texts)
+    return answers
+
+
 def test_the_auxiliary_tags_follow_the_heads_own_in_its_target(bodywash):
     train = load_split(bodywash, "train")
     level1, level2 = TaskSpec("tagging"), TaskSpec("tagging", label_field="labels_l2")
@@ -53,36 +65,14 @@ def test_a_head_trained_with_auxiliary_tags_saves_and_answers_its_own(bodywash, 
     info = read_run_info(str(run))
     level2 = TaskSpec("tagging", label_field="labels_l2").taxonomy(load_split(bodywash, "train")[:48])
     assert f"Auxiliary outputs: {len(level2)} labels_l2 tags beside the head's {len(info.labels)}, for the loss only." in printed
-    # the saved head has one output per Level 1 tag: the card's plain transformers + peft code loads it as is
-    head = {k: v.shape for k, v in load_file(run / "adapter_model.safetensors").items() if ".score." in k}
-    assert head and all(shape[0] == len(info.labels) for shape in head.values()), head
-    engine = Engine.load({"tags": str(run)}, quantization="none")
-    texts = [r["text"] for r in load_split(bodywash, "test")[:6]]
-    answers = engine.predict("tags", texts)
-    assert len(answers) == len(texts) and all(set(p.scores) == set(info.labels) for p in answers)
+    answers = saved_head_answers(run, info.labels, bodywash)
+    assert all(set(p.scores) == set(info.labels) for p in answers)
     card = render_adapter_card(run, "catalog-lora/bodywash-aux").text
     assert "trained with the `labels_l2` tags of the same examples as extra outputs beside its own" in card
     record = run_record(run, False)
     assert "(`data.auxiliary_field`, their loss weighed 0.3 against the head's own)" in card
     assert record["auxiliary_field"] == "labels_l2" and record["auxiliary_weight"] == 0.3
     assert "(learning labels_l2 beside at weight 0.3)" in record["method"]
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        (["task=category", "data.label_levels=1"], "needs task 'tagging', method 'head'"),
-        (["data.auxiliary_field=labels"], "other than data.label_field='labels'"),
-        (["method=generate"], "got task='tagging', method='generate'"),
-        (["data.auxiliary_field=tags"], "data.auxiliary_field='tags'"),
-    ],
-)
-def test_auxiliary_tags_refuse_what_they_cannot_do(bodywash, overrides, message):
-    from conftest import REPO
-
-    base = [f"data.path={bodywash}", "data.auxiliary_field=labels_l2", "neighbours.k=0", "lexical.vote=false"]
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        load_config(REPO / CONFIG, [*base, *overrides])
 
 
 def test_the_auxiliary_loss_is_added_at_its_weight(bodywash):
@@ -147,12 +137,8 @@ def test_a_category_head_trained_with_the_deeper_path_saves_and_answers_its_own(
     info = read_run_info(str(run))
     aisles = TaskSpec("category", 2).taxonomy(load_split(instacart, "train")[:64])
     assert f"Auxiliary outputs: {len(aisles)} categories at levels=2 beside the head's {len(info.labels)}, for the loss only." in printed
-    head = {k: v.shape for k, v in load_file(run / "adapter_model.safetensors").items() if ".score." in k}
-    assert head and all(shape[0] == len(info.labels) for shape in head.values()), head
-    engine = Engine.load({"department": str(run)}, quantization="none")
-    texts = [r["text"] for r in load_split(instacart, "test")[:6]]
-    answers = engine.predict("department", texts)
-    assert len(answers) == len(texts) and all(p.labels[0] in info.labels for p in answers)
+    answers = saved_head_answers(run, info.labels, instacart)
+    assert all(p.labels[0] in info.labels for p in answers)
     card = render_adapter_card(run, "catalog-lora/instacart-aux").text
     assert "trained with the categories at 2 levels of the path of the same examples as extra outputs" in card
     assert "(`data.auxiliary_levels`, their loss weighed 0.3 against the head's own)" in card
@@ -161,21 +147,28 @@ def test_a_category_head_trained_with_the_deeper_path_saves_and_answers_its_own(
     assert "(learning the path at levels=2 beside at weight 0.3)" in record["method"]
 
 
+CONFIGS = {"bodywash": CONFIG, "instacart": "training/configs/instacart_department_head.yaml"}
+
+
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("dataset", "overrides", "message"),
     [
-        (["data.label_levels=2"], "data.auxiliary_levels=2 adds the category path at another depth"),
-        (["data.label_levels=0"], "data.label_levels=0"),
-        (["method=generate"], "got task='category', method='generate'"),
-        (["data.auxiliary_levels=-1"], "data.auxiliary_levels"),
+        ("bodywash", ["data.auxiliary_field=labels_l2", "task=category", "data.label_levels=1"], "needs task 'tagging', method 'head'"),
+        ("bodywash", ["data.auxiliary_field=labels"], "other than data.label_field='labels'"),
+        ("bodywash", ["data.auxiliary_field=labels_l2", "method=generate"], "got task='tagging', method='generate'"),
+        ("bodywash", ["data.auxiliary_field=tags"], "data.auxiliary_field='tags'"),
+        ("instacart", ["data.auxiliary_levels=2", "data.label_levels=2"], "data.auxiliary_levels=2 adds the category path at another depth"),
+        ("instacart", ["data.auxiliary_levels=2", "data.label_levels=0"], "data.label_levels=0"),
+        ("instacart", ["data.auxiliary_levels=2", "method=generate"], "got task='category', method='generate'"),
+        ("instacart", ["data.auxiliary_levels=-1"], "data.auxiliary_levels"),
     ],
 )
-def test_auxiliary_levels_refuse_what_they_cannot_do(instacart, overrides, message):
+def test_auxiliary_outputs_refuse_what_they_cannot_do(request, dataset, overrides, message):
     from conftest import REPO
 
-    base = [f"data.path={instacart}", "data.auxiliary_levels=2", "neighbours.k=0", "lexical.vote=false"]
+    base = [f"data.path={request.getfixturevalue(dataset)}", "neighbours.k=0", "lexical.vote=false"]
     with pytest.raises(ConfigError, match=re.escape(message)):
-        load_config(REPO / "training/configs/instacart_department_head.yaml", [*base, *overrides])
+        load_config(REPO / CONFIGS[dataset], [*base, *overrides])
 
 
 def test_the_auxiliary_categories_loss_is_added_at_its_weight(instacart):

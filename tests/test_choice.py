@@ -28,6 +28,7 @@ from catalog_lora.records.dataset_files import attribute_keys, load_split
 from catalog_lora.records.prompts import CUT_MARK, Example
 from catalog_lora.retrieval.references import build_index
 from catalog_lora.runs.folder import RunInfo, read_run_info
+from model_cards.card import render_adapter_card
 from training.config import ConfigError, load_config
 from training.data import encode_choice
 from training.evaluate import baseline_attributes, evaluate_baseline
@@ -170,6 +171,8 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
         load_split(folder, "train"), test[:6], info.spec, None, 42, load_split(folder, "validation")[:6], attributes=["brand"]
     )
     assert metrics["baseline"]["chrf"] == pytest.approx(same_input["chrf"])
+    card = render_adapter_card(run, "catalog-lora/describe").text
+    assert "The baseline is the description of the training product nearest by TF-IDF over its title and brand" in card
 
 
 def test_the_baseline_reads_what_the_adapter_reads(sample_data):
