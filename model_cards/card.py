@@ -348,6 +348,7 @@ def render_adapter_card(
         prompt_examples=info.prompt_examples if info.method == "generate" else 0,
         choice_candidates=info.prompt_examples if info.method == "head" and info.task == "description" else 0,
         choice_attributes=info.choice_attributes,
+        baseline_reads=((run.metrics.get("test") or {}).get("baseline") or {}).get("reads"),  # None: not recorded
         attributes=info.attributes,
         attribute_dropout=run.attribute_dropout,
         auxiliary_field=run.auxiliary_field,

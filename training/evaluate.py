@@ -160,6 +160,7 @@ def evaluate_all(
         labels = spec.taxonomy.labels if spec.taxonomy else None
         attributes = baseline_attributes(info, train)
         results["baseline"] = evaluate_baseline(train, test, info.spec, labels, seed, validation, fitted_baseline, attributes)
+        results["baseline"]["reads"] = list(attributes)  # the attributes beside each text; the card names them
     return results
 
 
