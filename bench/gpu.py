@@ -25,7 +25,7 @@ Every training run is capped by ``--minutes`` (``train.max_minutes``), so the wh
 about eight minutes even where the GPU path is slow; a capped run says so (``cut_by_time``). Configs with
 ``references: true`` keep their neighbours where chromadb and the sentence model are installed; elsewhere
 (the GPU machine of ``../shared/gpu``) they run as the head alone, and the CPU figure they are held against is
-the CPU run's head-alone row of ``bench/results/ablation.md``. The data must be prepared first
+the CPU runs' head alone (``head_alone`` of ``bench/results/real_data.json``). The data must be prepared first
 (``python -m datasets_prep.prepare``, see each config's header) and carried to the GPU machine.
 
 On the lent GPU machine (``../shared/gpu/README.md``): here, prepare ``data/bigbasket`` and ``data/bodywash``
@@ -147,16 +147,13 @@ def train_once(config_name: str, out: Path, overrides: list[str]) -> dict:
 
 
 def cpu_reference(run_name: str, references: bool) -> float | None:
-    """The CPU fp32 run's test figure for the same config: the shipped adapter (``real_data.json``), or its
-    head alone (the ablation table of ``training.report``) when the neighbours are off here."""
-    if references:
-        records = json.loads((RESULTS / "real_data.json").read_text())
-        return next((r["adapter"] for r in records if r["name"] == run_name), None)
-    for line in (RESULTS / "ablation.md").read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if cells[0] == run_name:
-            return float(cells[2])
-    return None
+    """The CPU fp32 figure of the same config (``real_data.json``, the shipped configs' means across splits):
+    the shipped adapter's, or its head alone when the neighbours are off here."""
+    records = json.loads((RESULTS / "real_data.json").read_text())
+    record = next((r for r in records if r["name"] == run_name), None)
+    if record is None:
+        return None
+    return record["adapter"] if references else record.get("head_alone") or record["adapter"]
 
 
 def predict_rates(run: Path, texts: list[str], batches: tuple[int, ...], merge: bool, single: int = 64, least: int = 0) -> dict[str, float]:

@@ -8,11 +8,11 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from conftest import train_tiny_printed
+from conftest import REPO, train_tiny_printed
 
 from catalog_lora.inference.engine import Engine
 from catalog_lora.inference.lexical import LexicalModel
-from catalog_lora.inference.votes import mix, tune_shares
+from catalog_lora.inference.votes import best_thresholds, mix, tune_shares, validation_score
 from catalog_lora.model.base_model import cpu_computes_bf16
 from catalog_lora.records.labels import Taxonomy
 from catalog_lora.retrieval.neighbours import neighbour_votes
@@ -44,6 +44,19 @@ def test_tune_shares_keeps_the_parts_that_are_right():
     shares, scores = tune_shares(wrong, {"noise": wrong, "vote": right}, gold, multi_label=False)
     assert shares == {"noise": 0.0, "vote": 0.55} and len(scores) == 21 * 22 // 2
     assert all(a + b <= 1.0 + 1e-9 for a, b in scores)
+
+
+def test_thresholds_per_label_or_one_shared():
+    # label 0: positives score 0.8 and above, a negative 0.6; label 1 (rare): its one positive scores 0.18
+    scores = np.array([[0.9, 0.1], [0.8, 0.18], [0.6, 0.1], [0.2, 0.05], [0.85, 0.05]])
+    gold = np.array([[1, 0], [1, 1], [0, 0], [0, 0], [1, 0]], dtype=bool)
+    per_label = best_thresholds(scores, gold)
+    assert 0.6 < per_label[0] <= 0.8 and 0.1 < per_label[1] <= 0.18, "each label separates its own rows"
+    shared = best_thresholds(scores, gold, "shared")
+    assert len(set(shared.tolist())) == 1 and 0.6 < shared[0] <= 0.8, "one cut for all: the rare label's row is given up"
+    assert validation_score(scores, gold, True) == 1.0 > validation_score(scores, gold, True, "shared") == pytest.approx(6 / 7)
+    with pytest.raises(ConfigError, match="eval.threshold_scope='label'.*per_label, shared"):
+        load_config(REPO / "training" / "configs" / "sample_tagging_head.yaml", ["eval.threshold_scope=label"])
 
 
 def test_class_weights_count_rare_labels_up():

@@ -113,10 +113,12 @@ def test_tune_adds_the_lexical_vote_to_a_finished_head_and_takes_it_away(tagging
     assert before.lexical_weight == 0.0 and not any((run / name).exists() for name in LEXICAL_FILES)
     adapter_weights = (run / "adapter_model.safetensors").read_bytes()
 
-    results = tune_main([str(run), "--lexical-vote", "true", "eval.base=false"])
+    results = tune_main([str(run), "--lexical-vote", "true", "eval.base=false", "eval.threshold_scope=shared"])
     info = read_run_info(str(run))
     assert info.lexical_weight in WEIGHT_GRID and all((run / name).is_file() for name in LEXICAL_FILES)
     assert load_config(run / CONFIG_FILE).lexical.vote and (run / COMPLETE_MARKER).is_file()
+    assert len(info.thresholds) == len(before.thresholds) > 1 and len(set(info.thresholds)) == 1, "one threshold for every tag"
+    assert load_config(run / CONFIG_FILE).eval.threshold_scope == "shared"
     assert ("lexical_alone" in results) == bool(info.lexical_weight)
     assert json.loads((run / METRICS_FILE).read_text())["test"] == json.loads(json.dumps(results))
     stats = json.loads((run / STATS_FILE).read_text())

@@ -5,6 +5,7 @@ settings were chosen on validation (training.baseline.TfidfBaseline.tuned)."""
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 
 import pytest
@@ -46,6 +47,21 @@ def test_one_config_on_two_splits_is_one_record_with_its_spread(tmp_path):
     assert f"means of 2 splits; the gain {record['gain']:+.4f} {shown} its spread" in text
     keys = {"name", "dataset", "task", "method", "metric", "base", "adapter", "baseline", "train_seconds", "threads", "shipped"}
     assert keys <= set(record) and record["dataset"] == "category"
+
+    # that report's JSON gathered into another one beside a run folder measured now, as the shipped configs'
+    # table is gathered from the reports that measured them; a config measured again replaces its record
+    other = shutil.copytree(runs[0], tmp_path / "other-head")
+    gathered = report_main([str(other), "--results", str(tmp_path / "r.json"), "--json", str(tmp_path / "all.json"),
+                            "--shipped", "other-head"])
+    measured, earlier = json.loads((tmp_path / "all.json").read_text())
+    assert measured["name"] == "other-head" and measured["shipped"] is True
+    assert earlier == {**record, "shipped": False}, "an earlier record comes as it was measured, shipped set again"
+    assert f"`{tmp_path / 'r.json'}`" in gathered and "category-head (2 splits)" in gathered
+    again = report_main([*map(str, runs), "--results", str(tmp_path / "r.json"), "--json", str(tmp_path / "again.json")])
+    assert [r["name"] for r in json.loads((tmp_path / "again.json").read_text())] == ["category-head"]
+    assert f"in place of their earlier records: category-head ({tmp_path / 'r.json'})" in again
+    with pytest.raises(SystemExit, match="'category-head' is in an earlier --results file too"):
+        report_main(["--results", str(tmp_path / "r.json"), str(tmp_path / "r.json")])
 
     # a row that one split was not scored on (e.g. a run made before it existed) has no mean: not one of some splits
     records = [run_record(run, False) for run in runs]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from catalog_lora.inference.votes import THRESHOLD_SCOPES
 from catalog_lora.model.base_model import EMBEDDED, EMBEDDED_BASES, QUANTIZATIONS
 from catalog_lora.records.canonical import TASKS
 from catalog_lora.records.prompts import TEMPLATES
@@ -206,7 +207,11 @@ class EvalSettings:
     constrained: bool = True
     """Constrain generated tags and categories to the taxonomy."""
     tune_thresholds: bool = True
-    """Head method, tags: tune one decision threshold per label on validation."""
+    """Head method, tags: choose the decision thresholds on validation (false: 0.5 for every label)."""
+    threshold_scope: str = "per_label"
+    """Head method, tags: ``per_label`` (each label's own threshold, the one with its best F1: what macro-F1
+    rewards, fitted to a handful of rows for a rare label) or ``shared`` (one threshold for every label, the one
+    with the best micro-F1). The votes' shares are chosen with the same thresholds."""
     at_least_one_label: bool = True
     """Head method, tags: always predict the most likely label when none passes its threshold."""
     bf16_check: int = 128
@@ -263,6 +268,7 @@ class TrainConfig:
         _choice("train.scheduler", self.train.scheduler, SCHEDULES)
         _choice("train.optimizer", self.train.optimizer, ("auto", "adamw", "adamw_8bit"))
         _choice("train.padding", self.train.padding, ("dynamic", "max_length"))
+        _choice("eval.threshold_scope", self.eval.threshold_scope, THRESHOLD_SCOPES)
         self.model.gradient_checkpointing = _switch("model.gradient_checkpointing", self.model.gradient_checkpointing, CHECKPOINTING)
         self.train.compile = _switch("train.compile", self.train.compile, COMPILE)
         if self.train.batch_tokens and self.train.packing:

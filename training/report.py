@@ -13,6 +13,10 @@ record, ``<name>``, holding the means over its splits, ``splits`` (how many), ``
 ``baseline_std`` (sample standard deviations) and ``gain`` / ``gain_std`` (the adapter minus the baseline,
 split by split). Its verdict says whether the mean gain exceeds that spread: a one-point win on one split
 is within the noise of a new sample of products.
+
+**Earlier reports.** ``--results FILE.json ...`` adds the records of earlier reports (their ``--json``) as they
+were measured, ``shipped`` set again from ``--shipped``: one table of the shipped configs gathered from the
+reports that measured them when their run folders are elsewhere (another machine, a cleaned disk).
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ MEANS = (
 def method_label(folder: RunFolder) -> str:
     """How the run answers, in a few words: the method, the attributes it reads beside the text (and the share of
     its training examples that left them out), the labels it learnt beside its own (and their loss's weight) and
-    what it uses of the references index."""
+    what it uses of the references index, and a tagging head's one threshold for every tag (``eval.threshold_scope``)."""
     info, dropout, weight = folder.info, folder.attribute_dropout, folder.auxiliary_weight
+    shared = info.multi_label and info.thresholds and folder.config.get("eval", {}).get("threshold_scope") == "shared"
     auxiliary = folder.auxiliary_field or (f"the path at levels={folder.auxiliary_levels}" if folder.auxiliary_levels else "")
     learnt = f" (learning {auxiliary} beside" + (f" at weight {weight:g}" if weight is not None else "") + ")" if auxiliary else ""
     if info.method == "head" and info.task == "description":
@@ -55,6 +60,7 @@ def method_label(folder: RunFolder) -> str:
         + (f" + {info.knn_k} neighbours" if info.knn_weight else "")
         + (" + TF-IDF vote" if info.lexical_weight else "")
         + (f" + nearest {info.prompt_examples} in the prompt" if info.prompt_examples else "")
+        + (", one threshold for every tag" if shared else "")
     )
 
 
@@ -137,6 +143,31 @@ def combine(name: str, records: list[dict]) -> dict:
     return combined
 
 
+def earlier_records(paths: list[Path], shipped: set[str], measured_here: set[str]) -> tuple[list[dict], list[str]]:
+    """The records of earlier reports' JSON files (``--json``), in order, ``shipped`` set again from ``shipped``: a
+    report of the shipped configs gathered from the measurements that made them, without their run folders.
+
+    A config among the run folders given (``measured_here``) was measured again: its earlier records are left
+    out, and named in the second list (``"name (file)"``). A name in two files is an error: which one is meant?"""
+    records, replaced, seen = [], [], set()
+    for path in paths:
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise SystemExit(f"--results {path}: not a report's JSON file ({error})") from error
+        if not isinstance(loaded, list) or not all(isinstance(r, dict) and "name" in r for r in loaded):
+            raise SystemExit(f"--results {path}: expected a list of records with a name, as `training.report --json` writes")
+        for record in loaded:
+            if record["name"] in measured_here:
+                replaced.append(f"{record['name']} ({path})")
+                continue
+            if record["name"] in seen:
+                raise SystemExit(f"--results {path}: {record['name']!r} is in an earlier --results file too; give each config once")
+            seen.add(record["name"])
+            records.append({**record, "shipped": record["name"] in shipped})
+    return records, replaced
+
+
 def verdict(record: dict) -> str:
     """Whether the adapter beats the baseline, on the headline metric and on the second one; over several
     splits, whether the mean gain exceeds its spread."""
@@ -217,18 +248,27 @@ def run_section(run: Path, record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="finished run folders")
+    parser.add_argument("runs", nargs="*", type=Path, help="finished run folders")
+    parser.add_argument("--results", nargs="*", type=Path, default=[], help="earlier reports' --json files whose records to include as they are")
     parser.add_argument("--output", type=Path, help="also write the markdown here")
     parser.add_argument("--json", type=Path, help="also write the machine-readable results here")
     parser.add_argument("--ablation", type=Path, help="also write the ablation table of the votes mixed into heads here")
     parser.add_argument("--shipped", nargs="*", default=[], help="names of the runs whose configs each task ships as its default")
     args = parser.parse_args(argv)
+    if not args.runs and not args.results:
+        parser.error("give finished run folders, --results files of earlier reports, or both")
     per_run = [run_record(run, config_name(run) in args.shipped) for run in args.runs]
     groups: dict[str, list[dict]] = {}
     for run, record in zip(args.runs, per_run, strict=True):
         groups.setdefault(config_name(run), []).append(record)
     records = [combine(name, group) for name, group in groups.items()]
+    earlier, replaced = earlier_records(args.results, set(args.shipped), set(groups))
+    records += earlier
     machine = f"Made by `python -m training.report` on {time.strftime('%Y-%m-%d')} ({platform.machine()})."
+    if args.results:
+        machine += (" With the records of earlier reports as they were measured (their run sections are in each "
+                    "report's markdown): " + ", ".join(f"`{path}`" for path in args.results) + "."
+                    + (" Measured again here, in place of their earlier records: " + ", ".join(replaced) + "." if replaced else ""))
     verdicts = "".join(f"- {r['name']}: {verdict(r)}.\n" for r in records if r.get("splits", 1) > 1)
     text = (machine + "\n\n" + summary_table(records) + ("\n" + verdicts if verdicts else "") + "\n"
             + "\n".join(run_section(run, record) for run, record in zip(args.runs, per_run, strict=True)))

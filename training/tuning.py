@@ -73,14 +73,15 @@ def tune_vote_shares(engine: Engine, validation: list[dict], config: TrainConfig
         votes["knn_weight"] = neighbour_votes(hits, taxonomy, config.spec.levels, config.neighbours.temperature)
     if config.lexical.vote:
         votes["lexical_weight"] = spec.lexical.probabilities(vote_texts(validation, spec.info.attributes)).numpy()
-    return tune_shares(head, votes, gold, taxonomy.multi_label)
+    return tune_shares(head, votes, gold, taxonomy.multi_label, config.eval.threshold_scope)
 
 
 def tune_thresholds(engine: Engine, validation: list[dict], config: TrainConfig) -> list[float]:
-    """Per-label decision thresholds that maximize each label's F1 on validation."""
+    """The tags' decision thresholds chosen on validation, of ``eval.threshold_scope``
+    (catalog_lora.inference.votes.best_thresholds): each label's own, or one for all."""
     engine.spec(NAME).info.thresholds = []
     scores, gold = validation_scores(engine, validation, config)
-    return best_thresholds(scores, gold).tolist()
+    return best_thresholds(scores, gold, config.eval.threshold_scope).tolist()
 
 
 def review_threshold(engine: Engine, name: str, validation: list[dict], config: TrainConfig) -> float:

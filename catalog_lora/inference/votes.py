@@ -26,8 +26,19 @@ def mix(head: np.ndarray, votes: list[tuple[float, np.ndarray]]) -> np.ndarray:
     return mixed
 
 
-def best_thresholds(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
-    """Per label, the decision threshold of the grid with the best F1 on ``gold`` (0.5 for absent labels)."""
+THRESHOLD_SCOPES = ("per_label", "shared")
+
+
+def best_thresholds(scores: np.ndarray, gold: np.ndarray, scope: str = "per_label") -> np.ndarray:
+    """A decision threshold per label from the grid, chosen on ``gold``.
+
+    ``per_label``: each label's own, the one with the best F1 for that label (0.5 for labels ``gold`` never has):
+    what macro-F1 rewards, and what a small validation split overfits, a label with three validation rows
+    getting a threshold fitted to those three. ``shared``: one threshold for every label, the one with the best
+    micro-F1 over all of them: one number chosen on every row, what micro-F1 rewards."""
+    if scope == "shared":
+        f1 = [_f1(gold, scores >= t) for t in THRESHOLD_GRID]
+        return np.full(scores.shape[1], THRESHOLD_GRID[int(np.argmax(f1))])
     thresholds = np.full(scores.shape[1], 0.5)
     for j in range(scores.shape[1]):
         if gold[:, j].any():
@@ -36,19 +47,20 @@ def best_thresholds(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
     return thresholds
 
 
-def validation_score(mixed: np.ndarray, gold: np.ndarray, multi_label: bool) -> float:
+def validation_score(mixed: np.ndarray, gold: np.ndarray, multi_label: bool, scope: str = "per_label") -> float:
     """Single label: accuracy of the argmax (``gold`` a label-index vector, -1 never right). Tags: micro-F1
-    with per-label thresholds tuned on the same rows (``gold`` a 0/1 matrix), as they will be at the end."""
+    with thresholds of ``scope`` (:func:`best_thresholds`) tuned on the same rows (``gold`` a 0/1 matrix), as
+    they will be at the end."""
     if multi_label:
-        return _f1(gold, mixed >= best_thresholds(mixed, gold))
+        return _f1(gold, mixed >= best_thresholds(mixed, gold, scope))
     return float((mixed.argmax(axis=1) == gold).mean())
 
 
 def tune_shares(
-    head: np.ndarray, votes: dict[str, np.ndarray], gold: np.ndarray, multi_label: bool
+    head: np.ndarray, votes: dict[str, np.ndarray], gold: np.ndarray, multi_label: bool, scope: str = "per_label"
 ) -> tuple[dict[str, float], dict[tuple[float, ...], float]]:
-    """Each vote's share with the best validation score (:func:`validation_score`), and the score of every
-    combination tried (keyed by the shares in ``votes``' order).
+    """Each vote's share with the best validation score (:func:`validation_score`, tags with thresholds of
+    ``scope``), and the score of every combination tried (keyed by the shares in ``votes``' order).
 
     Every combination of ``WEIGHT_GRID`` values summing to at most 1 is tried. Ties go to the smaller total
     share (the head alone unless a vote really helps), then to the first combination tried.
@@ -58,7 +70,7 @@ def tune_shares(
     for shares in itertools.product(WEIGHT_GRID, repeat=len(names)):
         if sum(shares) <= 1.0 + 1e-9:
             mixed = mix(head, [(share, votes[name]) for share, name in zip(shares, names, strict=True)])
-            scores[shares] = validation_score(mixed, gold, multi_label)
+            scores[shares] = validation_score(mixed, gold, multi_label, scope)
     best = max(scores, key=lambda shares: (scores[shares], -sum(shares)))
     return dict(zip(names, best, strict=True)), scores
 
