@@ -1,0 +1,175 @@
+"""Other ways to mix a category head with its votes, measured on finished run folders, against the shipped one.
+
+    .venv/bin/python bench/mix_forms.py runs/instacart-department-head-split{1,2,3} \
+        runs/bigbasket-top-head-dropout-split{1,2,3} [--output bench/results/mix_forms.md]
+
+Shipped (catalog_lora.inference.votes): a linear mix, ``(1 - Σ shares) * head + Σ share * vote``, of the head's
+softmax, its neighbours' labels and the TF-IDF model's probabilities. Measured beside it, on the same adapter and
+the same votes:
+
+- **log-linear** (a product of experts): ``(1 - Σ shares) * log(head + ε) + Σ share * log(vote + ε)``, ε = 0.01
+  (a label none of the 10 neighbours carries would otherwise veto the head's answer);
+- **+ embedding vote**: a third vote, a logistic regression on the MiniLM embeddings the neighbours are searched
+  by (``C`` chosen on validation), mixed linearly beside the other two.
+
+Every form's shares are chosen on the validation split from ``WEIGHT_GRID`` exactly as training chooses the
+shipped ones (the best accuracy, ties to the smaller total share); the test split only scores them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+EPSILON = 0.01
+EMBEDDING_C = (1.0, 4.0, 16.0, 64.0)
+FORMS = ("head alone", "linear (shipped)", "log-linear", "linear + embedding vote")
+
+
+def accuracy(scores: np.ndarray, gold: np.ndarray) -> float:
+    return float((scores.argmax(axis=1) == gold).mean())
+
+
+def log_linear(head: np.ndarray, votes: list[tuple[float, np.ndarray]]) -> np.ndarray:
+    mixed = (1.0 - sum(share for share, _ in votes)) * np.log(head + EPSILON)
+    for share, vote in votes:
+        mixed = mixed + share * np.log(vote + EPSILON)
+    return mixed
+
+
+def best_shares(combine, head: np.ndarray, votes: list[np.ndarray], gold: np.ndarray) -> tuple[float, ...]:
+    """The shares (one per vote) with the best validation accuracy under ``combine``; ties to the smaller total."""
+    from catalog_lora.inference.votes import WEIGHT_GRID
+
+    best = None
+    for shares in itertools.product(WEIGHT_GRID, repeat=len(votes)):
+        if sum(shares) <= 1.0 + 1e-9:
+            key = (accuracy(combine(head, list(zip(shares, votes, strict=True))), gold), -sum(shares))
+            if best is None or key > best[0]:
+                best = (key, shares)
+    return best[1]
+
+
+def embedding_vote(rows: dict[str, list[dict]], labels: list[str], config, attributes: list[str]) -> dict[str, np.ndarray]:
+    """A logistic regression on the MiniLM embeddings of the training rows' vote texts, ``C`` chosen on
+    validation; its probabilities on validation and test."""
+    from sklearn.linear_model import LogisticRegression
+
+    from catalog_lora.retrieval.embeddings import embed
+    from training.data import vote_texts
+
+    embedded = {part: np.asarray(embed(vote_texts(rows[part], attributes)), dtype=np.float32) for part in rows}
+    gold = {part: np.array([labels.index(config.spec.labels(r)[0]) if config.spec.labels(r)[0] in labels else -1
+                            for r in rows[part]]) for part in rows}
+    known = gold["train"] >= 0
+
+    def probabilities(model, part: str) -> np.ndarray:
+        out = np.zeros((len(rows[part]), len(labels)))
+        out[:, model.classes_] = model.predict_proba(embedded[part])
+        return out
+
+    models = [LogisticRegression(C=c, max_iter=2000).fit(embedded["train"][known], gold["train"][known]) for c in EMBEDDING_C]
+    model = max(models, key=lambda m: accuracy(probabilities(m, "validation"), gold["validation"]))
+    return {part: probabilities(model, part) for part in ("validation", "test")}
+
+
+def measure(run: Path) -> dict:
+    from catalog_lora.inference.engine import Engine
+    from catalog_lora.inference.votes import mix
+    from catalog_lora.records.labels import Taxonomy
+    from catalog_lora.retrieval.neighbours import neighbour_votes
+    from training.config import load_config
+    from training.data import read_config_splits, vote_texts
+    from training.tuning import NAME, validation_scores
+
+    config = load_config(run / "config.yaml", [])
+    if config.task != "category" or config.method != "head" or not (config.neighbours.k and config.lexical.vote):
+        raise SystemExit(f"{run}: a category head with neighbours and a lexical vote is needed")
+    splits = read_config_splits(config)
+    taxonomy = Taxonomy.load(run / "taxonomy.json")
+    engine = Engine.load({NAME: str(run)}, quantization="none")
+    spec = engine.spec(NAME)
+    spec.info.knn_weight, spec.info.lexical_weight = 0.0, 0.0  # the head alone; the votes are mixed here
+    parts = {}
+    for part in ("validation", "test"):
+        rows = splits[part]
+        head, gold = validation_scores(engine, rows, config)
+        attributes = [spec.read_attributes(r.get("attributes")) for r in rows]
+        hits = spec.neighbours.query([r["text"] for r in rows], config.neighbours.k, attributes)
+        knn = neighbour_votes(hits, taxonomy, config.spec.levels, config.neighbours.temperature)
+        lexical = spec.lexical.probabilities(vote_texts(rows, spec.info.attributes)).numpy()
+        parts[part] = {"head": head, "gold": gold, "votes": [knn, lexical]}
+    extra = embedding_vote(splits, taxonomy.labels, config, spec.info.attributes)
+    for part in parts:
+        parts[part]["with embedding"] = [*parts[part]["votes"], extra[part]]
+    validation, test = parts["validation"], parts["test"]
+    result = {"run": run.name, "head alone": {"shares": [], "test": accuracy(test["head"], test["gold"])}}
+    for form, combine, votes in (("linear (shipped)", mix, "votes"), ("log-linear", log_linear, "votes"),
+                                 ("linear + embedding vote", mix, "with embedding")):
+        shares = best_shares(combine, validation["head"], validation[votes], validation["gold"])
+        chosen = list(zip(shares, validation[votes], strict=True))
+        result[form] = {
+            "shares": [float(s) for s in shares],
+            "validation": accuracy(combine(validation["head"], chosen), validation["gold"]),
+            "test": accuracy(combine(test["head"], list(zip(shares, test[votes], strict=True))), test["gold"]),
+        }
+    return result
+
+
+def report(results: list[dict], host: dict, command: str) -> str:
+    lines = [
+        "# Forms of a category head's mix",
+        "",
+        f"Machine: {host['cpu']} ({host['arch']}), {host['torch_threads']} torch thread(s). Date: {host['date']}. "
+        f"Made by `{command}` (see its docstring for the forms). Test accuracy; each form's shares chosen on validation.",
+        "",
+        "| config | " + " | ".join(FORMS) + " | log-linear − linear | embedding vote − linear |",
+        "|---|" + "---:|" * (len(FORMS) + 2),
+    ]
+    groups: dict[str, list[dict]] = {}
+    for result in results:
+        groups.setdefault(result["run"].rsplit("-split", 1)[0], []).append(result)
+    for name, members in groups.items():
+        cells = []
+        for form in FORMS:
+            values = [m[form]["test"] for m in members]
+            spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+            cells.append(f"{statistics.fmean(values):.3f}{spread}")
+        for form in ("log-linear", "linear + embedding vote"):
+            gains = [100 * (m[form]["test"] - m["linear (shipped)"]["test"]) for m in members]
+            cells.append(f"{statistics.fmean(gains):+.1f} ({', '.join(f'{g:+.1f}' for g in gains)})")
+        lines.append(f"| {name} ({len(members)} splits) | " + " | ".join(cells) + " |")
+    lines += ["", "Differences in points of accuracy, mean (by split). Shares chosen per split (neighbours, TF-IDF"
+              "[, embedding]):", ""]
+    for result in results:
+        lines.append(f"- {result['run']}: " + "; ".join(
+            f"{form} {result[form]['shares']}" for form in FORMS[1:]))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from bench.speed_measure import machine
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="finished category head run folders (neighbours + TF-IDF vote)")
+    parser.add_argument("--output", type=Path, default=REPO / "bench/results/mix_forms.md")
+    args = parser.parse_args()
+    host = machine()
+    results = [measure(run) for run in tqdm(args.runs, desc="runs", unit="run")]
+    command = "bench/mix_forms.py " + " ".join(str(run) for run in args.runs)
+    args.output.write_text(report(results, host, command))
+    args.output.with_suffix(".json").write_text(json.dumps({"machine": host, "runs": results}, indent=2) + "\n")
+    print(args.output.read_text())
+
+
+if __name__ == "__main__":
+    main()
