@@ -19,7 +19,6 @@ shipped ones (the best accuracy, ties to the smaller total share); the test spli
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import statistics
 import sys
@@ -35,10 +34,6 @@ EMBEDDING_C = (1.0, 4.0, 16.0, 64.0)
 FORMS = ("head alone", "linear (shipped)", "log-linear", "linear + embedding vote")
 
 
-def accuracy(scores: np.ndarray, gold: np.ndarray) -> float:
-    return float((scores.argmax(axis=1) == gold).mean())
-
-
 def log_linear(head: np.ndarray, votes: list[tuple[float, np.ndarray]]) -> np.ndarray:
     mixed = (1.0 - sum(share for share, _ in votes)) * np.log(head + EPSILON)
     for share, vote in votes:
@@ -46,30 +41,18 @@ def log_linear(head: np.ndarray, votes: list[tuple[float, np.ndarray]]) -> np.nd
     return mixed
 
 
-def best_shares(combine, head: np.ndarray, votes: list[np.ndarray], gold: np.ndarray) -> tuple[float, ...]:
-    """The shares (one per vote) with the best validation accuracy under ``combine``; ties to the smaller total."""
-    from catalog_lora.inference.votes import WEIGHT_GRID
-
-    best = None
-    for shares in itertools.product(WEIGHT_GRID, repeat=len(votes)):
-        if sum(shares) <= 1.0 + 1e-9:
-            key = (accuracy(combine(head, list(zip(shares, votes, strict=True))), gold), -sum(shares))
-            if best is None or key > best[0]:
-                best = (key, shares)
-    return best[1]
-
-
 def embedding_vote(rows: dict[str, list[dict]], labels: list[str], config, attributes: list[str]) -> dict[str, np.ndarray]:
     """A logistic regression on the MiniLM embeddings of the training rows' vote texts, ``C`` chosen on
     validation; its probabilities on validation and test."""
     from sklearn.linear_model import LogisticRegression
 
+    from catalog_lora.inference.votes import validation_score
     from catalog_lora.retrieval.embeddings import embed
     from training.data import vote_texts
 
+    index = {label: j for j, label in enumerate(labels)}
     embedded = {part: np.asarray(embed(vote_texts(rows[part], attributes)), dtype=np.float32) for part in rows}
-    gold = {part: np.array([labels.index(config.spec.labels(r)[0]) if config.spec.labels(r)[0] in labels else -1
-                            for r in rows[part]]) for part in rows}
+    gold = {part: np.array([index.get(config.spec.labels(r)[0], -1) for r in rows[part]]) for part in rows}
     known = gold["train"] >= 0
 
     def probabilities(model, part: str) -> np.ndarray:
@@ -78,18 +61,17 @@ def embedding_vote(rows: dict[str, list[dict]], labels: list[str], config, attri
         return out
 
     models = [LogisticRegression(C=c, max_iter=2000).fit(embedded["train"][known], gold["train"][known]) for c in EMBEDDING_C]
-    model = max(models, key=lambda m: accuracy(probabilities(m, "validation"), gold["validation"]))
+    model = max(models, key=lambda m: validation_score(probabilities(m, "validation"), gold["validation"], False))
     return {part: probabilities(model, part) for part in ("validation", "test")}
 
 
 def measure(run: Path) -> dict:
     from catalog_lora.inference.engine import Engine
-    from catalog_lora.inference.votes import mix
+    from catalog_lora.inference.votes import mix, tune_shares, validation_score
     from catalog_lora.records.labels import Taxonomy
-    from catalog_lora.retrieval.neighbours import neighbour_votes
     from training.config import load_config
-    from training.data import read_config_splits, vote_texts
-    from training.tuning import NAME, validation_scores
+    from training.data import read_config_splits
+    from training.tuning import NAME, head_and_votes
 
     config = load_config(run / "config.yaml", [])
     if config.task != "category" or config.method != "head" or not (config.neighbours.k and config.lexical.vote):
@@ -97,30 +79,21 @@ def measure(run: Path) -> dict:
     splits = read_config_splits(config)
     taxonomy = Taxonomy.load(run / "taxonomy.json")
     engine = Engine.load({NAME: str(run)}, quantization="none")
-    spec = engine.spec(NAME)
-    spec.info.knn_weight, spec.info.lexical_weight = 0.0, 0.0  # the head alone; the votes are mixed here
-    parts = {}
-    for part in ("validation", "test"):
-        rows = splits[part]
-        head, gold = validation_scores(engine, rows, config)
-        attributes = [spec.read_attributes(r.get("attributes")) for r in rows]
-        hits = spec.neighbours.query([r["text"] for r in rows], config.neighbours.k, attributes)
-        knn = neighbour_votes(hits, taxonomy, config.spec.levels, config.neighbours.temperature)
-        lexical = spec.lexical.probabilities(vote_texts(rows, spec.info.attributes)).numpy()
-        parts[part] = {"head": head, "gold": gold, "votes": [knn, lexical]}
-    extra = embedding_vote(splits, taxonomy.labels, config, spec.info.attributes)
-    for part in parts:
-        parts[part]["with embedding"] = [*parts[part]["votes"], extra[part]]
-    validation, test = parts["validation"], parts["test"]
-    result = {"run": run.name, "head alone": {"shares": [], "test": accuracy(test["head"], test["gold"])}}
-    for form, combine, votes in (("linear (shipped)", mix, "votes"), ("log-linear", log_linear, "votes"),
-                                 ("linear + embedding vote", mix, "with embedding")):
-        shares = best_shares(combine, validation["head"], validation[votes], validation["gold"])
-        chosen = list(zip(shares, validation[votes], strict=True))
+    # (head, {"knn_weight": ..., "lexical_weight": ...}, gold) per split, as training's tuning computes them
+    parts = {part: head_and_votes(engine, splits[part], config, taxonomy) for part in ("validation", "test")}
+    extra = embedding_vote(splits, taxonomy.labels, config, engine.spec(NAME).info.attributes)
+    for part, (_, votes, _) in parts.items():
+        votes["embedding"] = extra[part]
+    (head_v, votes_v, gold_v), (head_t, votes_t, gold_t) = parts["validation"], parts["test"]
+    result = {"run": run.name, "head alone": {"shares": [], "test": validation_score(head_t, gold_t, False)}}
+    shipped = ("knn_weight", "lexical_weight")
+    for form, combine, names in (("linear (shipped)", mix, shipped), ("log-linear", log_linear, shipped),
+                                 ("linear + embedding vote", mix, (*shipped, "embedding"))):
+        shares, scores = tune_shares(head_v, {name: votes_v[name] for name in names}, gold_v, False, combine=combine)
         result[form] = {
-            "shares": [float(s) for s in shares],
-            "validation": accuracy(combine(validation["head"], chosen), validation["gold"]),
-            "test": accuracy(combine(test["head"], list(zip(shares, test[votes], strict=True))), test["gold"]),
+            "shares": list(shares.values()),
+            "validation": scores[tuple(shares.values())],
+            "test": validation_score(combine(head_t, [(shares[name], votes_t[name]) for name in names]), gold_t, False),
         }
     return result
 

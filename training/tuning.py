@@ -59,20 +59,30 @@ def fit_lexical(
     return baseline
 
 
-def tune_vote_shares(engine: Engine, validation: list[dict], config: TrainConfig, taxonomy: Taxonomy) -> tuple[dict, dict]:
-    """The shares of the votes mixed into the head (``knn_weight``, ``lexical_weight``) that score best on
-    validation together (catalog_lora.inference.votes.tune_shares), and the score of every combination tried."""
+def head_and_votes(
+    engine: Engine, rows: list[dict], config: TrainConfig, taxonomy: Taxonomy
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """The head alone's scores on ``rows`` (the adapter's shares and thresholds set to nothing first), each vote
+    the config mixes in, keyed by its share's name (``knn_weight``, ``lexical_weight``), and the gold labels
+    (:func:`validation_scores`)."""
     spec = engine.spec(NAME)
     spec.info.knn_weight, spec.info.lexical_weight, spec.info.thresholds = 0.0, 0.0, []
-    head, gold = validation_scores(engine, validation, config)
-    texts = [r["text"] for r in validation]
-    attributes = [spec.read_attributes(r.get("attributes")) for r in validation]
+    head, gold = validation_scores(engine, rows, config)
+    texts = [r["text"] for r in rows]
+    attributes = [spec.read_attributes(r.get("attributes")) for r in rows]
     votes = {}
     if config.neighbours.k:
         hits = spec.neighbours.query(texts, config.neighbours.k, attributes)
         votes["knn_weight"] = neighbour_votes(hits, taxonomy, config.spec.levels, config.neighbours.temperature)
     if config.lexical.vote:
-        votes["lexical_weight"] = spec.lexical.probabilities(vote_texts(validation, spec.info.attributes)).numpy()
+        votes["lexical_weight"] = spec.lexical.probabilities(vote_texts(rows, spec.info.attributes)).numpy()
+    return head, votes, gold
+
+
+def tune_vote_shares(engine: Engine, validation: list[dict], config: TrainConfig, taxonomy: Taxonomy) -> tuple[dict, dict]:
+    """The shares of the votes mixed into the head (``knn_weight``, ``lexical_weight``) that score best on
+    validation together (catalog_lora.inference.votes.tune_shares), and the score of every combination tried."""
+    head, votes, gold = head_and_votes(engine, validation, config, taxonomy)
     return tune_shares(head, votes, gold, taxonomy.multi_label, config.eval.threshold_scope)
 
 

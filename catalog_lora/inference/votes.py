@@ -57,10 +57,12 @@ def validation_score(mixed: np.ndarray, gold: np.ndarray, multi_label: bool, sco
 
 
 def tune_shares(
-    head: np.ndarray, votes: dict[str, np.ndarray], gold: np.ndarray, multi_label: bool, scope: str = "per_label"
+    head: np.ndarray, votes: dict[str, np.ndarray], gold: np.ndarray, multi_label: bool, scope: str = "per_label",
+    combine=mix,
 ) -> tuple[dict[str, float], dict[tuple[float, ...], float]]:
     """Each vote's share with the best validation score (:func:`validation_score`, tags with thresholds of
     ``scope``), and the score of every combination tried (keyed by the shares in ``votes``' order).
+    ``combine(head, [(share, vote), ...])`` makes the answer (:func:`mix`; ``bench/mix_forms.py`` tries others).
 
     Every combination of ``WEIGHT_GRID`` values summing to at most 1 is tried. Ties go to the smaller total
     share (the head alone unless a vote really helps), then to the first combination tried.
@@ -69,7 +71,7 @@ def tune_shares(
     scores = {}
     for shares in itertools.product(WEIGHT_GRID, repeat=len(names)):
         if sum(shares) <= 1.0 + 1e-9:
-            mixed = mix(head, [(share, votes[name]) for share, name in zip(shares, names, strict=True)])
+            mixed = combine(head, [(share, votes[name]) for share, name in zip(shares, names, strict=True)])
             scores[shares] = validation_score(mixed, gold, multi_label, scope)
     best = max(scores, key=lambda shares: (scores[shares], -sum(shares)))
     return dict(zip(names, best, strict=True)), scores
