@@ -26,7 +26,10 @@ TINY = [
     "data.max_eval_examples=6",
     "lora.r=4",
     "eval.batch_size=8",
+    "eval.bf16_check=0",  # a head's bf16 agreement: two more model loads; measured by the shared heads below only
 ]
+# The heads most tests share measure it (their modules check it, and the Space reads it).
+BF16_CHECK = "eval.bf16_check=128"
 
 
 def shared_file(relative: str) -> Path:
@@ -105,7 +108,9 @@ def tiny_runs(sample_data, tmp_path_factory) -> dict[str, Path]:
 def tagging_head_trained(sample_data, tmp_path_factory) -> tuple[Path, str]:
     """A sigmoid-head tagging adapter of the sample (all 30 layers), trained once for the modules that read,
     check or publish one, and what its training printed."""
-    return train_tiny_printed("sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head") / "run")
+    return train_tiny_printed(
+        "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head") / "run", BF16_CHECK
+    )
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +127,7 @@ def tagging_head_with_neighbours_trained(sample_data, tmp_path_factory) -> tuple
     return train_tiny_printed(
         "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head-neighbours") / "run",
         "references=true", "neighbours.k=5", "lexical.vote=true", "model.num_layers=6", "eval.base=false",
-        "train.class_weight=sqrt", "train.head_lr=5e-3",
+        "train.class_weight=sqrt", "train.head_lr=5e-3", BF16_CHECK,
     )
 
 
