@@ -49,10 +49,10 @@ def embedding_vote(rows: dict[str, list[dict]], labels: list[str], config, attri
     from catalog_lora.inference.votes import validation_score
     from catalog_lora.retrieval.embeddings import embed
     from training.data import vote_texts
+    from training.tuning import gold_labels
 
-    index = {label: j for j, label in enumerate(labels)}
     embedded = {part: np.asarray(embed(vote_texts(rows[part], attributes)), dtype=np.float32) for part in rows}
-    gold = {part: np.array([index.get(config.spec.labels(r)[0], -1) for r in rows[part]]) for part in rows}
+    gold = {part: gold_labels(rows[part], config, labels, False) for part in rows}
     known = gold["train"] >= 0
 
     def probabilities(model, part: str) -> np.ndarray:

@@ -28,8 +28,14 @@ TINY = [
     "eval.batch_size=8",
     "eval.bf16_check=0",  # a head's bf16 agreement: two more model loads; measured by the shared heads below only
 ]
-# The heads most tests share measure it (their modules check it, and the Space reads it).
-BF16_CHECK = "eval.bf16_check=128"
+
+
+def bf16_check() -> str:
+    """The override that gives a tiny run the config's own bf16 check back: the heads most tests share measure
+    it (their modules check it, and the Space reads it)."""
+    from training.config import EvalSettings
+
+    return f"eval.bf16_check={EvalSettings.bf16_check}"
 
 
 def shared_file(relative: str) -> Path:
@@ -109,7 +115,7 @@ def tagging_head_trained(sample_data, tmp_path_factory) -> tuple[Path, str]:
     """A sigmoid-head tagging adapter of the sample (all 30 layers), trained once for the modules that read,
     check or publish one, and what its training printed."""
     return train_tiny_printed(
-        "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head") / "run", BF16_CHECK
+        "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head") / "run", bf16_check()
     )
 
 
@@ -127,7 +133,7 @@ def tagging_head_with_neighbours_trained(sample_data, tmp_path_factory) -> tuple
     return train_tiny_printed(
         "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head-neighbours") / "run",
         "references=true", "neighbours.k=5", "lexical.vote=true", "model.num_layers=6", "eval.base=false",
-        "train.class_weight=sqrt", "train.head_lr=5e-3", BF16_CHECK,
+        "train.class_weight=sqrt", "train.head_lr=5e-3", bf16_check(),
     )
 
 

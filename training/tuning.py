@@ -38,10 +38,17 @@ def validation_scores(engine: Engine, validation: list[dict], config: TrainConfi
         batch_size=config.eval.batch_size, batch_tokens=config.eval.batch_tokens, top_k=len(labels),
     )
     scores = np.array([[p.scores.get(label, 0.0) for label in labels] for p in predictions])
-    gold = [config.spec.labels(r) for r in validation]
-    if engine.spec(NAME).taxonomy.multi_label:
-        return scores, np.array([[label in labels_ for label in labels] for labels_ in gold])
-    return scores, np.array([labels.index(g[0]) if g[0] in labels else -1 for g in gold])
+    return scores, gold_labels(validation, config, labels, engine.spec(NAME).taxonomy.multi_label)
+
+
+def gold_labels(rows: list[dict], config: TrainConfig, labels: list[str], multi_label: bool) -> np.ndarray:
+    """The rows' labels against ``labels``: a 0/1 matrix for tags, a label-index vector for categories (-1: a
+    label not among them)."""
+    gold = [config.spec.labels(r) for r in rows]
+    if multi_label:
+        return np.array([[label in labels_ for label in labels] for labels_ in gold])
+    index = {label: j for j, label in enumerate(labels)}
+    return np.array([index.get(g[0], -1) for g in gold])
 
 
 def fit_lexical(
