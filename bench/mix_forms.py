@@ -91,7 +91,7 @@ def measure(run: Path) -> dict:
                                  ("linear + embedding vote", mix, (*shipped, "embedding"))):
         shares, scores = tune_shares(head_v, {name: votes_v[name] for name in names}, gold_v, False, combine=combine)
         result[form] = {
-            "shares": list(shares.values()),
+            "shares": [float(share) for share in shares.values()],
             "validation": scores[tuple(shares.values())],
             "test": validation_score(combine(head_t, [(shares[name], votes_t[name]) for name in names]), gold_t, False),
         }
