@@ -49,20 +49,11 @@ from catalog_lora.runs.folder import (
     TAXONOMY_FILE,
     check_repo_id,
 )
-from catalog_lora.runs.markdown import COUNT_KEYS, format_value, markdown_table, metrics_table, scalars
+from catalog_lora.runs.markdown import COUNT_KEYS, format_value, markdown_table, metrics_table, scalars, system_names
 from model_cards.card_code import EXAMPLE_TEXT, example_attributes, usage_code
 from model_cards.card_run import CardError, Run, find
 from model_cards.templating import render
 
-SYSTEMS = {
-    "base": "base model (adapter off)",
-    "head_alone": "head alone",
-    "neighbours_alone": "nearest training examples alone",
-    "lexical_alone": "its TF-IDF model alone",
-    "adapter": "**this adapter**",
-    "without_attributes": "this adapter given the text alone",
-    "baseline": "TF-IDF + logistic regression baseline",
-}
 PLOT_CAPTIONS = {
     SYSTEMS_PLOT: "Base model vs adapter vs baseline on the test split",
     PER_LABEL_PLOT: "F1 per tag on the test split",
@@ -200,6 +191,7 @@ def _specs_table(run: Run) -> str | None:
 
 def _splits(run: Run) -> list[dict]:
     """Each evaluated split (test and validation first) as a metrics table, with the systems it lacks."""
+    systems = system_names(run.info.task) | {"adapter": "**this adapter**"}
     splits = []
     for name in ("test", "validation", *[s for s in run.metrics if s not in ("test", "validation")]):
         results = run.metrics.get(name)
@@ -209,9 +201,9 @@ def _splits(run: Run) -> list[dict]:
             {
                 "name": name,
                 "n": results["adapter"].get("n"),
-                "table": metrics_table(results, run.info.task, SYSTEMS),
+                "table": metrics_table(results, run.info.task, systems),
                 "missing": [
-                    SYSTEMS[s].strip("*") for s in ("base", "baseline") if not isinstance(results.get(s), dict)
+                    systems[s].strip("*") for s in ("base", "baseline") if not isinstance(results.get(s), dict)
                 ],
             }
         )

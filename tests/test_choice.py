@@ -173,6 +173,9 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
     assert metrics["baseline"]["chrf"] == pytest.approx(same_input["chrf"])
     card = render_adapter_card(run, "catalog-lora/describe").text
     assert "The baseline is the description of the training product nearest by TF-IDF over its title and brand" in card
+    assert "| TF-IDF nearest-neighbour baseline |" in card and "logistic regression" not in card
+    # it writes nothing: its limitation is a borrowed description, not an invented one
+    assert "**Borrowed descriptions.**" in card and "Hallucination" not in card
 
 
 def test_the_baseline_reads_what_the_adapter_reads(sample_data):

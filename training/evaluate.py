@@ -25,7 +25,7 @@ from catalog_lora.runs.folder import (
     RunInfo,
     fetch_file,
 )
-from catalog_lora.runs.markdown import SYSTEMS, metrics_table
+from catalog_lora.runs.markdown import SYSTEMS, metrics_table, system_names
 from training import plots
 from training.baseline import TfidfBaseline
 from training.config import load_config
@@ -173,7 +173,7 @@ def save_plots(results: dict, task: str, folder: Path) -> None:
         plots.multilabel_f1_bars(adapter["per_label"], folder / PER_LABEL_PLOT, "Adapter: F1 per tag (test split)")
     headline = HEADLINE[task]
     values = {s: results[s][headline] for s in SYSTEMS if isinstance(results.get(s, {}).get(headline), float)}
-    plots.system_bars(values, headline, folder / SYSTEMS_PLOT, f"Test split: {headline}")
+    plots.system_bars(values, headline, folder / SYSTEMS_PLOT, f"Test split: {headline}", system_names(task))
 
 
 def main(argv: list[str] | None = None) -> dict:

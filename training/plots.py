@@ -70,16 +70,21 @@ def multilabel_f1_bars(per_label: dict, path: str | Path, title: str) -> None:
     plt.close(fig)
 
 
-def system_bars(values: dict[str, float], metric: str, path: str | Path, title: str) -> None:
-    """One metric of base model, adapter and baseline side by side, each bar labelled with its value."""
-    names = list(values)
-    fig, ax = plt.subplots(figsize=(4.5, 3))
-    bars = ax.bar(names, [values[n] for n in names], color=["#9e9e9e", "#1f77b4", "#ff7f0e"][: len(names)])
+def system_bars(values: dict[str, float], metric: str, path: str | Path, title: str, names: dict[str, str] | None = None) -> None:
+    """One metric of every system side by side (base model, the adapter's parts, the adapter, the baseline), one
+    labelled bar each, top to bottom in ``values``' order; ``names`` says what each key is. The adapter's bar is
+    blue, the baseline's orange, the rest grey."""
+    keys = list(values)
+    colours = {"adapter": "#1f77b4", "baseline": "#ff7f0e"}
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(keys) + 1.3))
+    positions = np.arange(len(keys))[::-1]
+    ax.barh(positions, [values[k] for k in keys], color=[colours.get(k, "#9e9e9e") for k in keys])
+    ax.set_yticks(positions, [(names or {}).get(k, k) for k in keys])
     top = max(1.0, 1.1 * max(values.values(), default=0.0))
-    for bar, name in zip(bars, names, strict=True):
-        ax.text(bar.get_x() + bar.get_width() / 2, values[name] + 0.02 * top, f"{values[name]:.3f}", ha="center", fontsize=8)
-    ax.set_ylim(0, top)
-    ax.set_ylabel(metric)
+    for y, key in zip(positions, keys, strict=True):
+        ax.text(values[key] + 0.01 * top, y, f"{values[key]:.3f}", va="center", fontsize=8)
+    ax.set_xlim(0, 1.12 * top)
+    ax.set_xlabel(metric)
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -13,6 +13,23 @@ SYSTEMS = ("base", "head_alone", "neighbours_alone", "lexical_alone", "adapter",
 # per-system values that count examples rather than score them: not metrics rows
 COUNT_KEYS = frozenset({"n", "truncated"})
 FRONT_MATTER = "---"
+# What a reader is told each system is (the card's columns, the plot's bars)
+SYSTEM_NAMES = {
+    "base": "base model (adapter off)",
+    "head_alone": "head alone",
+    "neighbours_alone": "nearest training examples alone",
+    "lexical_alone": "its TF-IDF model alone",
+    "adapter": "this adapter",
+    "without_attributes": "this adapter given the text alone",
+    "baseline": "TF-IDF + logistic regression baseline",
+}
+# A description's baseline is no classifier: it answers with the description of the nearest training product.
+DESCRIPTION_BASELINE = "TF-IDF nearest-neighbour baseline"
+
+
+def system_names(task: str) -> dict[str, str]:
+    """:data:`SYSTEM_NAMES` for ``task``'s results."""
+    return SYSTEM_NAMES | {"baseline": DESCRIPTION_BASELINE} if task == "description" else dict(SYSTEM_NAMES)
 
 
 def scalars(metrics: dict) -> dict:
