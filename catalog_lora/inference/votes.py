@@ -37,12 +37,12 @@ def best_thresholds(scores: np.ndarray, gold: np.ndarray, scope: str = "per_labe
     getting a threshold fitted to those three. ``shared``: one threshold for every label, the one with the best
     micro-F1 over all of them: one number chosen on every row, what micro-F1 rewards."""
     if scope == "shared":
-        f1 = [_f1(gold, scores >= t) for t in THRESHOLD_GRID]
+        f1 = [micro_f1(gold, scores >= t) for t in THRESHOLD_GRID]
         return np.full(scores.shape[1], THRESHOLD_GRID[int(np.argmax(f1))])
     thresholds = np.full(scores.shape[1], 0.5)
     for j in range(scores.shape[1]):
         if gold[:, j].any():
-            f1 = [_f1(gold[:, j], scores[:, j] >= t) for t in THRESHOLD_GRID]
+            f1 = [micro_f1(gold[:, j], scores[:, j] >= t) for t in THRESHOLD_GRID]
             thresholds[j] = THRESHOLD_GRID[int(np.argmax(f1))]
     return thresholds
 
@@ -52,7 +52,7 @@ def validation_score(mixed: np.ndarray, gold: np.ndarray, multi_label: bool, sco
     with thresholds of ``scope`` (:func:`best_thresholds`) tuned on the same rows (``gold`` a 0/1 matrix), as
     they will be at the end."""
     if multi_label:
-        return _f1(gold, mixed >= best_thresholds(mixed, gold, scope))
+        return micro_f1(gold, mixed >= best_thresholds(mixed, gold, scope))
     return float((mixed.argmax(axis=1) == gold).mean())
 
 
@@ -77,7 +77,8 @@ def tune_shares(
     return dict(zip(names, best, strict=True)), scores
 
 
-def _f1(gold: np.ndarray, predicted: np.ndarray) -> float:
+def micro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
+    """F1 over every (row, label) decision of 0/1 matrices ``gold`` and ``predicted``."""
     gold, predicted = gold.astype(bool), predicted.astype(bool)
     tp = float((gold & predicted).sum())
     denominator = float(gold.sum() + predicted.sum())
