@@ -211,7 +211,8 @@ def _splits(run: Run) -> list[dict]:
 
 
 def _limits(run: Run) -> dict:
-    """The facts the limitations name: rare labels, a small test split, a baseline as good as the adapter."""
+    """The facts the limitations name: rare labels, a small test split, a baseline as good as the adapter or
+    beating it by less than two standard errors of the test accuracy."""
     test = run.metrics.get("test") or {}
     adapter = test.get("adapter") or {}
     headline = HEADLINE[run.info.task]
@@ -219,9 +220,16 @@ def _limits(run: Run) -> dict:
     rare = []
     if run.taxonomy is not None and run.info.task != "description":
         rare = [label for label in run.taxonomy.labels if run.taxonomy.counts.get(label, 0) < RARE_BELOW]
+    small_margin = None
+    if headline == "accuracy" and isinstance(baseline, float) and isinstance(score, float) and adapter.get("n"):
+        # A test accuracy's binomial standard error: a gain below two of them may be the sample's, not the adapter's
+        standard_error = math.sqrt(score * (1 - score) / adapter["n"])
+        if 0 < score - baseline < 2 * standard_error:
+            small_margin = {"gain": 100 * (score - baseline), "standard_error": 100 * standard_error, "n": adapter["n"]}
     return {
         "rare_labels": rare,
         "rare_below": RARE_BELOW,
+        "small_margin": small_margin,
         "small_test_n": adapter["n"] if adapter.get("n") and adapter["n"] < SMALL_TEST else None,
         "baseline_wins": isinstance(baseline, float) and isinstance(score, float) and baseline >= score,
         "baseline_score": baseline,

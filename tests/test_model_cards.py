@@ -155,6 +155,22 @@ def test_rare_labels_are_named(runs, tmp_path):
     assert f"| {rare} | 8 |" in text and f"fewer than 10 training examples ({rare})" in text
 
 
+def test_a_margin_within_the_test_splits_noise_is_called_small(tiny_runs, tmp_path):
+    """A gain over the baseline below two standard errors of the test accuracy is named under the limitations; a
+    larger one is not (the sample run's scores set to each)."""
+    run = copy_run(tiny_runs["category"], tmp_path)
+    metrics = json.loads((run / METRICS_FILE).read_text())
+    test = metrics["test"]
+    test["adapter"]["n"] = 2095
+    for adapter, shown in ((0.901, True), (0.95, False)):
+        test["adapter"]["accuracy"], test["baseline"]["accuracy"] = adapter, 0.895
+        (run / METRICS_FILE).write_text(json.dumps(metrics))
+        text = render_adapter_card(run, REPO_ID).text
+        sentence = ("This adapter beats the classical baseline by 0.6 points of accuracy on this test split, less than "
+                    "twice the standard error of a test accuracy on 2,095 examples (0.7 points)")
+        assert (sentence in text) is shown and ("A small margin" in text) is shown
+
+
 def test_citation_is_the_runs_own_and_shared_with_the_space(runs, tmp_path):
     from catalog_lora.model.base_model import EMBEDDED_HUB_ID
     from catalog_lora.runs.citation import adapter_citation, run_year
