@@ -43,6 +43,8 @@ from catalog_lora.runs.folder import INFO_FILE, TAXONOMY_FILE, RunInfo, read_run
 
 TITLES = REPO.parent / "shared" / "data" / "raw" / "bigbasket" / "bigbasket_products_27k_no_description.csv"
 RESULTS = REPO / "bench" / "results" / "batch.md"
+CATALOG = 10_000_000  # the catalog size the rates are projected to
+PROCESSES = (1, 16, 64)
 
 
 def titles(n: int) -> pd.DataFrame:
@@ -128,6 +130,13 @@ def rows_per_second(line: str) -> float:
     return float(line.rsplit(";", 1)[1].split("rows/s")[0])
 
 
+def duration(seconds: float) -> str:
+    """Days past two days, hours past two hours, minutes otherwise."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / 3600:.1f} hours" if seconds >= 2 * 3600 else f"{seconds / 60:.0f} minutes"
+
+
 def share(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
@@ -185,7 +194,8 @@ def main() -> None:
                        "seconds": result["seconds"], "same": agreement})
         print(f"embedded model, {precision}: {speeds[-1]['rate']:.2f} rows/s per process; {result['last']}", flush=True)
     if info.method == "head":
-        method = f"{info.task} head, one forward pass a batch" + (f", {info.knn_k} neighbours" if info.knn_k else "")
+        method = (f"{info.task} head, one forward pass a batch" + (f", {info.knn_k} neighbours" if info.knn_k else "")
+                  + (", its TF-IDF vote" if info.lexical_weight else ""))
     else:
         method = f"{info.task}, constrained, max_new_tokens {info.max_new_tokens}"
     lines = [
@@ -211,6 +221,12 @@ def main() -> None:
         f"| rows/s per process | precision | wall s (with model load) | same answer as {default} |",
         "|---:|---|---:|---:|",
         *[f"| {r['rate']:.2f} | {r['precision']} | {r['seconds']:.0f} | {share(r['same'])} |" for r in speeds],
+        "",
+        f"A {CATALOG:,}-product catalog at these rates, one {args.threads}-thread process per core, assuming linear "
+        "scaling (the processes share nothing but the input file) and titles like these:",
+        "",
+        *[f"- {r['precision']}: " + ", ".join(f"{duration(CATALOG / r['rate'] / p)} on {p}" for p in PROCESSES)
+          for r in speeds],
         "",
     ]
     RESULTS.write_text("\n".join(lines))
