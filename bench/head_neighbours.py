@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -138,17 +137,10 @@ def report(results: list[dict], host: dict, command: str) -> str:
         "| config | metric | " + " | ".join(FORMS) + " | gain of the third vote (by split) |",
         "|---|---|" + "---:|" * (len(FORMS) + 1),
     ]
-    groups: dict[str, list[dict]] = {}
-    for result in results:
-        groups.setdefault(result["run"].rsplit("-split", 1)[0], []).append(result)
-    for name, members in groups.items():
-        cells = []
-        for form in FORMS:
-            values = [m[form]["test"] for m in members]
-            spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
-            cells.append(f"{statistics.fmean(values):.3f}{spread}")
-        gains = [100 * (m[FORMS[3]]["test"] - m[FORMS[2]]["test"]) for m in members]
-        cells.append(f"{statistics.fmean(gains):+.1f} ({', '.join(f'{g:+.1f}' for g in gains)})")
+    from bench.split_cells import by_config, gain_cell, mean_cell
+
+    for name, members in by_config(results).items():
+        cells = [*(mean_cell(members, form) for form in FORMS), gain_cell(members, FORMS[3], FORMS[2])]
         lines.append(f"| {name} ({len(members)} splits) | {members[0]['metric']} | " + " | ".join(cells) + " |")
     lines += ["", "Gain in points. Per split: k and temperature of the head-space vote; the shares (MiniLM neighbours, "
               "TF-IDF[, head-space]):", ""]

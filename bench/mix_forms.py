@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -108,18 +107,11 @@ def report(results: list[dict], host: dict, command: str) -> str:
         "| config | " + " | ".join(FORMS) + " | log-linear − linear | embedding vote − linear |",
         "|---|" + "---:|" * (len(FORMS) + 2),
     ]
-    groups: dict[str, list[dict]] = {}
-    for result in results:
-        groups.setdefault(result["run"].rsplit("-split", 1)[0], []).append(result)
-    for name, members in groups.items():
-        cells = []
-        for form in FORMS:
-            values = [m[form]["test"] for m in members]
-            spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
-            cells.append(f"{statistics.fmean(values):.3f}{spread}")
-        for form in ("log-linear", "linear + embedding vote"):
-            gains = [100 * (m[form]["test"] - m["linear (shipped)"]["test"]) for m in members]
-            cells.append(f"{statistics.fmean(gains):+.1f} ({', '.join(f'{g:+.1f}' for g in gains)})")
+    from bench.split_cells import by_config, gain_cell, mean_cell
+
+    for name, members in by_config(results).items():
+        cells = [mean_cell(members, form) for form in FORMS]
+        cells += [gain_cell(members, form, "linear (shipped)") for form in ("log-linear", "linear + embedding vote")]
         lines.append(f"| {name} ({len(members)} splits) | " + " | ".join(cells) + " |")
     lines += ["", "Differences in points of accuracy, mean (by split). Shares chosen per split (neighbours, TF-IDF"
               "[, embedding]):", ""]
