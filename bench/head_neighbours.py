@@ -15,8 +15,6 @@ the three votes' shares chosen together on validation exactly as training choose
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -128,17 +126,13 @@ def measure(run: Path) -> dict:
 
 
 def report(results: list[dict], host: dict, command: str) -> str:
-    lines = [
-        "# A head-space neighbours vote beside a head's shipped votes",
-        "",
-        f"Machine: {host['cpu']} ({host['arch']}), {host['torch_threads']} torch thread(s). Date: {host['date']}. "
-        f"Made by `{command}` (see its docstring). Test split; every share, k, temperature and threshold chosen on validation.",
-        "",
+    from bench.split_cells import by_config, gain_cell, header, mean_cell
+
+    lines = header("A head-space neighbours vote beside a head's shipped votes", host, command, "(see its docstring). "
+                   "Test split; every share, k, temperature and threshold chosen on validation.") + [
         "| config | metric | " + " | ".join(FORMS) + " | gain of the third vote (by split) |",
         "|---|---|" + "---:|" * (len(FORMS) + 1),
     ]
-    from bench.split_cells import by_config, gain_cell, mean_cell
-
     for name, members in by_config(results).items():
         cells = [*(mean_cell(members, form) for form in FORMS), gain_cell(members, FORMS[3], FORMS[2])]
         lines.append(f"| {name} ({len(members)} splits) | {members[0]['metric']} | " + " | ".join(cells) + " |")
@@ -151,18 +145,9 @@ def report(results: list[dict], host: dict, command: str) -> str:
 
 
 def main() -> None:
-    from bench.speed_measure import machine
+    from bench.split_cells import run_bench
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="finished tag or category head run folders")
-    parser.add_argument("--output", type=Path, default=REPO / "bench/results/head_neighbours.md")
-    args = parser.parse_args()
-    host = machine()
-    results = [measure(run) for run in tqdm(args.runs, desc="runs", unit="run")]
-    command = "bench/head_neighbours.py " + " ".join(str(run) for run in args.runs)
-    args.output.write_text(report(results, host, command))
-    args.output.with_suffix(".json").write_text(json.dumps({"machine": host, "runs": results}, indent=2) + "\n")
-    print(args.output.read_text())
+    run_bench("head_neighbours", __doc__, measure, report, "finished tag or category head run folders")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,10 @@ shipped ones (the best accuracy, ties to the smaller total share); the test spli
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -98,17 +95,13 @@ def measure(run: Path) -> dict:
 
 
 def report(results: list[dict], host: dict, command: str) -> str:
-    lines = [
-        "# Forms of a category head's mix",
-        "",
-        f"Machine: {host['cpu']} ({host['arch']}), {host['torch_threads']} torch thread(s). Date: {host['date']}. "
-        f"Made by `{command}` (see its docstring for the forms). Test accuracy; each form's shares chosen on validation.",
-        "",
+    from bench.split_cells import by_config, gain_cell, header, mean_cell
+
+    lines = header("Forms of a category head's mix", host, command, "(see its docstring for the forms). Test accuracy; "
+                   "each form's shares chosen on validation.") + [
         "| config | " + " | ".join(FORMS) + " | log-linear − linear | embedding vote − linear |",
         "|---|" + "---:|" * (len(FORMS) + 2),
     ]
-    from bench.split_cells import by_config, gain_cell, mean_cell
-
     for name, members in by_config(results).items():
         cells = [mean_cell(members, form) for form in FORMS]
         cells += [gain_cell(members, form, "linear (shipped)") for form in ("log-linear", "linear + embedding vote")]
@@ -122,18 +115,9 @@ def report(results: list[dict], host: dict, command: str) -> str:
 
 
 def main() -> None:
-    from bench.speed_measure import machine
+    from bench.split_cells import run_bench
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="finished category head run folders (neighbours + TF-IDF vote)")
-    parser.add_argument("--output", type=Path, default=REPO / "bench/results/mix_forms.md")
-    args = parser.parse_args()
-    host = machine()
-    results = [measure(run) for run in tqdm(args.runs, desc="runs", unit="run")]
-    command = "bench/mix_forms.py " + " ".join(str(run) for run in args.runs)
-    args.output.write_text(report(results, host, command))
-    args.output.with_suffix(".json").write_text(json.dumps({"machine": host, "runs": results}, indent=2) + "\n")
-    print(args.output.read_text())
+    run_bench("mix_forms", __doc__, measure, report, "finished category head run folders (neighbours + TF-IDF vote)")
 
 
 if __name__ == "__main__":
