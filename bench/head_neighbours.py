@@ -105,9 +105,7 @@ def measure(run: Path) -> dict:
     def scored(names: tuple[str, ...], fixed: dict | None = None) -> dict:
         """The mix of ``names``' votes with the head, its shares chosen on validation (or ``fixed``), scored on test
         (tags: with the thresholds chosen on validation, as training does)."""
-        candidates = {name: votes_v[name] for name in names}
-        shares, scores = tune_shares(head_v, candidates, gold_v, multi, scope)
-        shares = fixed or shares
+        shares = fixed or tune_shares(head_v, {name: votes_v[name] for name in names}, gold_v, multi, scope)[0]
         mixed_v = mix(head_v, [(shares[n], votes_v[n]) for n in names])
         mixed_t = mix(head_t, [(shares[n], votes_t[n]) for n in names])
         if multi:

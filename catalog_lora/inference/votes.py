@@ -78,7 +78,8 @@ def tune_shares(
 
 
 def micro_f1(gold: np.ndarray, predicted: np.ndarray) -> float:
-    """F1 over every (row, label) decision of 0/1 matrices ``gold`` and ``predicted``."""
+    """F1 over every decision of 0/1 arrays ``gold`` and ``predicted``: micro-F1 of matrices, one label's F1 of
+    columns."""
     gold, predicted = gold.astype(bool), predicted.astype(bool)
     tp = float((gold & predicted).sum())
     denominator = float(gold.sum() + predicted.sum())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from catalog_lora.records.canonical import HEADLINE
 
-SYSTEMS = ("base", "head_alone", "neighbours_alone", "lexical_alone", "adapter", "without_attributes", "baseline")
 # per-system values that count examples rather than score them: not metrics rows
 COUNT_KEYS = frozenset({"n", "truncated"})
 FRONT_MATTER = "---"
@@ -23,6 +22,7 @@ SYSTEM_NAMES = {
     "without_attributes": "this adapter given the text alone",
     "baseline": "TF-IDF + logistic regression baseline",
 }
+SYSTEMS = tuple(SYSTEM_NAMES)  # the order of the columns and bars
 # A description's baseline is no classifier: it answers with the description of the nearest training product.
 DESCRIPTION_BASELINE = "TF-IDF nearest-neighbour baseline"
 
