@@ -9,8 +9,6 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
-
 from catalog_lora.records.canonical import HEADLINE
 from catalog_lora.runs.citation import adapter_citation, methods_citation, run_year
 from catalog_lora.runs.folder import (
@@ -18,6 +16,7 @@ from catalog_lora.runs.folder import (
     LOSS_PLOT,
     PER_LABEL_PLOT,
     STATS_FILE,
+    SYSTEMS_PLOT,
     TAXONOMY_FILE,
     fetch_file,
     read_metrics,
@@ -31,6 +30,7 @@ logger = logging.getLogger("catalog_lora.space")
 
 PLOTS = [
     (LOSS_PLOT, "Training and validation loss"),
+    (SYSTEMS_PLOT, "Base vs adapter vs baseline (test split)"),
     (CONFUSION_PLOT, "Confusion matrix (test split)"),
     (PER_LABEL_PLOT, "F1 per tag (test split)"),
 ]
@@ -94,7 +94,8 @@ def adapter_summary(slot: Slot) -> tuple[str, str]:
 
 
 def adapter_plots(slot: Slot) -> list[tuple[str, str]]:
-    """``(image path, caption)`` of the run's plots: loss curve, confusion matrix or per-label F1."""
+    """``(image path, caption)`` of the run's plots: loss curve, every system's headline metric (the card's
+    picture), confusion matrix or per-label F1."""
     if slot.source is None:
         return []
     plots = []
@@ -107,19 +108,6 @@ def adapter_plots(slot: Slot) -> list[tuple[str, str]]:
         if path is not None:
             plots.append((str(path), caption))
     return plots
-
-
-def headline_bars(slot: Slot) -> pd.DataFrame | None:
-    """Base vs adapter vs baseline on the headline metric, as rows for a bar chart."""
-    if slot.source is None:
-        return None
-    try:
-        values = metrics_on_test(slot)
-        headline = HEADLINE[read_run_info(slot.source).task]
-    except Exception:  # already reported by adapter_summary
-        return None
-    rows = [[system, values[system][headline]] for system in values if headline in values[system]]
-    return pd.DataFrame(rows, columns=["system", headline]) if rows else None
 
 
 def citations(models: Models) -> str:

@@ -328,18 +328,6 @@ def about_page(models: Models) -> None:
         with gr.Row(elem_id=f"about-plots-{slot.name}"):
             for plot_path, caption in about.adapter_plots(slot):
                 gr.Image(plot_path, label=caption, interactive=False, elem_classes="about-plot", height=260)
-            bars = about.headline_bars(slot)
-            if bars is not None:
-                gr.BarPlot(
-                    bars,
-                    x="system",
-                    y=bars.columns[1],
-                    label="Base vs adapter vs baseline (test)",
-                    sort=bars["system"].tolist(),
-                    y_lim=[0, 1],
-                    elem_classes="about-bars",
-                    height=260,
-                )
         if details:
             with gr.Accordion("All test metrics", open=False):
                 gr.Markdown(details)
