@@ -1,0 +1,148 @@
+"""Which search should hand the description head its candidates? Validation only (the test split is not read).
+
+    .venv/bin/python bench/description_candidates.py [--data data/bigbasket-descriptions-split{1,2,3}] [--k 5]
+
+The description head (``training/configs/bigbasket_description_head.yaml``) picks one of the ``k`` training
+descriptions nearest a product in the references index (MiniLM embeddings of title and brand); the classical
+baseline answers with the description of the training product nearest by TF-IDF over the same title and brand
+(training/baseline.py). A choice can be no better than its best candidate: for each search this scores the
+nearest candidate (``top-1``) and the candidate closest to the true description by sentence chrF among the first
+2, 3 and ``k`` (``oracle@n``, the ceiling of any choice among them), and the two searches' candidates pooled
+(the first 3 of each), on each grouped split (``datasets_prep.prepare --format bigbasket-descriptions --seed
+<seed>``). Writes ``bench/results/description_candidates.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+KEY_ATTRIBUTES = ["brand"]  # what the shipped head shows and searches by (its choice_attributes)
+
+
+def tfidf_candidates(train: list[dict], rows: list[dict], k: int) -> list[list[str]]:
+    """The ``k`` training descriptions nearest each row by the baseline's own TF-IDF features, nearest first."""
+    import numpy as np
+
+    from catalog_lora.records.prompts import with_attribute_values
+    from training.baseline import TfidfBaseline
+
+    def key(record: dict) -> str:
+        return with_attribute_values(record["text"], record.get("attributes"), KEY_ATTRIBUTES)
+
+    baseline = TfidfBaseline("description").fit([key(r) for r in train], [r["description"] for r in train])
+    similarity = (baseline.features.transform([key(r) for r in rows]) @ baseline.train_x.T).toarray()
+    # A stable sort: ties keep the training order, so the first is the baseline's own answer (argmax).
+    nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+    return [[train[j]["description"] for j in row] for row in nearest]
+
+
+def minilm_candidates(train: list[dict], rows: list[dict], k: int) -> list[list[str]]:
+    """The ``k`` nearest in a references index built as the head's training builds it."""
+    from catalog_lora.retrieval.references import build_index
+
+    with tempfile.TemporaryDirectory() as folder:
+        index = build_index(train, folder, task="description", key_attributes=KEY_ATTRIBUTES)
+        found = index.query([r["text"] for r in rows], k=k, attributes=[r.get("attributes") for r in rows])
+        return [[reference.answer for reference in row] for row in found]
+
+
+def scores(references: list[str], candidates: list[list[str]], depths: list[int]) -> dict[str, dict]:
+    """ROUGE-L and chrF of the nearest candidate and of the oracle among the first ``n`` for each depth."""
+    import sacrebleu
+
+    from training.metrics import description_metrics
+
+    def chrf(hypothesis: str, reference: str) -> float:
+        return sacrebleu.sentence_chrf(hypothesis, [reference]).score
+
+    def both(answers: list[str]) -> dict:
+        metrics = description_metrics(references, answers)
+        return {"rougeL": metrics["rougeL"], "chrf": metrics["chrf"]}
+
+    result = {"top-1": both([c[0] for c in candidates])}
+    for n in depths:
+        result[f"oracle@{n}"] = both([max(c[:n], key=lambda d, r=r: chrf(d, r)) for c, r in zip(candidates, references, strict=True)])
+    return result
+
+
+def measure(data: Path, k: int) -> dict:
+    """Both searches' candidates for ``data``'s validation products, scored; how much the two agree."""
+    from catalog_lora.records.dataset_files import load_split
+
+    train, rows = load_split(data, "train"), load_split(data, "validation")
+    references = [r["description"] for r in rows]
+    tfidf, minilm = tfidf_candidates(train, rows, k), minilm_candidates(train, rows, k)
+    pooled = [list(dict.fromkeys(a[:3] + b[:3])) for a, b in zip(tfidf, minilm, strict=True)]
+    depths = sorted({n for n in (2, 3, k) if n <= k})
+    return {
+        "data": data.name, "validation": len(rows), "train": len(train),
+        "same_first": sum(a[0] == b[0] for a, b in zip(tfidf, minilm, strict=True)) / len(rows),
+        "shared": sum(len(set(a) & set(b)) for a, b in zip(tfidf, minilm, strict=True)) / len(rows),
+        "pooled_size": sum(map(len, pooled)) / len(pooled),
+        "scores": {
+            SEARCHES[0]: scores(references, tfidf, depths),
+            SEARCHES[1]: scores(references, minilm, depths),
+            SEARCHES[2]: {"oracle among them": scores(references, pooled, [6])["oracle@6"]},
+        },
+    }
+
+
+SEARCHES = ("TF-IDF (the baseline's search)", "MiniLM references index (the head's search)", "pooled: the first 3 of each")
+
+
+def report(results: list[dict], host: dict, command: str, k: int) -> str:
+    import statistics
+
+    def cell(values: list[float], digits: int) -> str:
+        spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+        return f"{statistics.fmean(values):.{digits}f}{spread}"
+
+    lines = [
+        "# Description candidates: which search should the head choose among?",
+        "",
+        f"Machine: {host['cpu']} ({host['arch']}), {host['torch_threads']} thread(s). Date: {host['date']}. Made by "
+        f"`{command}`: the validation products of {', '.join(r['data'] for r in results)} (about "
+        f"{results[0]['validation']:,} each, {results[0]['train']:,} training descriptions); the test splits are not "
+        f"read. Both searches read title and brand. Mean ± sd over the splits. Their nearest candidate is the same for "
+        f"{statistics.fmean(r['same_first'] for r in results):.0%} of the products; their first {k} share "
+        f"{statistics.fmean(r['shared'] for r in results):.1f} descriptions on average; pooling the first 3 of each "
+        f"gives {statistics.fmean(r['pooled_size'] for r in results):.1f}.",
+        "",
+        "| search | candidate | ROUGE-L | chrF |",
+        "|---|---|---:|---:|",
+    ]
+    for search, by_candidate in results[0]["scores"].items():
+        for candidate in by_candidate:
+            rouge = [r["scores"][search][candidate]["rougeL"] for r in results]
+            chrf = [r["scores"][search][candidate]["chrf"] for r in results]
+            lines.append(f"| {search} | {candidate} | {cell(rouge, 4)} | {cell(chrf, 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from tqdm import tqdm
+
+    from bench.speed_measure import machine
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, nargs="+",
+                        default=[REPO / f"data/bigbasket-descriptions-split{seed}" for seed in (1, 2, 3)])
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--output", type=Path, default=REPO / "bench/results/description_candidates.md")
+    args = parser.parse_args()
+    host = machine()
+    results = [measure(data, args.k) for data in tqdm(args.data, desc="splits", unit="split")]
+    command = "bench/description_candidates.py --data " + " ".join(d.name for d in args.data) + f" --k {args.k}"
+    args.output.write_text(report(results, host, command, args.k))
+    args.output.with_suffix(".json").write_text(json.dumps({"machine": host, "k": args.k, "results": results}, indent=1) + "\n")
+    print(args.output.read_text())
+
+
+if __name__ == "__main__":
+    main()
