@@ -99,9 +99,7 @@ SEARCHES = ("TF-IDF (the baseline's search)", "MiniLM references index (the head
 def report(results: list[dict], host: dict, command: str, k: int) -> str:
     import statistics
 
-    def cell(values: list[float], digits: int) -> str:
-        spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
-        return f"{statistics.fmean(values):.{digits}f}{spread}"
+    from bench.split_cells import mean_sd
 
     lines = [
         "# Description candidates: which search should the head choose among?",
@@ -121,7 +119,7 @@ def report(results: list[dict], host: dict, command: str, k: int) -> str:
         for candidate in by_candidate:
             rouge = [r["scores"][search][candidate]["rougeL"] for r in results]
             chrf = [r["scores"][search][candidate]["chrf"] for r in results]
-            lines.append(f"| {search} | {candidate} | {cell(rouge, 4)} | {cell(chrf, 2)} |")
+            lines.append(f"| {search} | {candidate} | {mean_sd(rouge, 4)} | {mean_sd(chrf, 2)} |")
     return "\n".join(lines) + "\n"
 
 

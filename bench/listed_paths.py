@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -69,10 +68,10 @@ def sort_mistakes(seed: int, levels: int, listed: dict) -> dict:
 
 
 def report(results: list[dict], host: dict, splits: list[int]) -> str:
+    from bench.split_cells import mean_sd
+
     def cell(level: int, key: str, scale: float = 1.0, digits: int = 3) -> str:
-        values = [scale * r[key] for r in results if r["levels"] == level]
-        spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
-        return f"{statistics.fmean(values):.{digits}f}{spread}"
+        return mean_sd([scale * r[key] for r in results if r["levels"] == level], digits)
 
     lines = [
         "# BigBasket: the baseline's mistakes that the catalog itself lists",

@@ -1,5 +1,5 @@
-"""What the benches over several splits of each config share (``bench/mix_forms.py``,
-``bench/head_neighbours.py``): their table cells (results grouped by config, a form's test score as mean ± sd, a
+"""What the benches over several splits share (``bench/mix_forms.py``, ``bench/head_neighbours.py``; the mean ± sd
+cells also ``bench/listed_paths.py`` and ``bench/description_candidates.py``): their table cells (results grouped by config, a form's test score as mean ± sd, a
 gain in points) and their command line."""
 
 from __future__ import annotations
@@ -26,11 +26,15 @@ def by_config(results: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
+def mean_sd(values: list[float], digits: int = 3) -> str:
+    """The mean of ``values``, ± their sd when there are several, to ``digits`` decimals."""
+    spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.{digits}f}{spread}"
+
+
 def mean_cell(members: list[dict], form: str) -> str:
     """The mean test score of ``form`` over ``members``, ± its sd when there are several."""
-    values = [m[form]["test"] for m in members]
-    spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
-    return f"{statistics.fmean(values):.3f}{spread}"
+    return mean_sd([m[form]["test"] for m in members])
 
 
 def gain_cell(members: list[dict], form: str, against: str) -> str:
