@@ -1,6 +1,8 @@
-"""Which search should hand the description head its candidates? Validation only (the test split is not read).
+"""Which search should hand the description head its candidates? The candidates on validation (the test split is
+read only to score trained heads given with ``--runs``).
 
     .venv/bin/python bench/description_candidates.py [--data data/bigbasket-descriptions-split{1,2,3}] [--k 5]
+                                                     [--runs runs/bigbasket-description-head-split{1,2,3}]
 
 The description head (``training/configs/bigbasket_description_head.yaml``) picks one of the ``k`` training
 descriptions nearest a product in the references index (MiniLM embeddings of title and brand); the classical
@@ -9,7 +11,9 @@ baseline answers with the description of the training product nearest by TF-IDF 
 nearest candidate (``top-1``) and the candidate closest to the true description by sentence chrF among the first
 2, 3 and ``k`` (``oracle@n``, the ceiling of any choice among them), and the two searches' candidates pooled
 (the first 3 of each), on each grouped split (``datasets_prep.prepare --format bigbasket-descriptions --seed
-<seed>``). Writes ``bench/results/description_candidates.md`` and ``.json``.
+<seed>``). With ``--runs``, each split's trained description head also chooses among each search's candidates
+(the nearest's share chosen on validation, as training does) and is scored on that split's test rows. Writes
+``bench/results/description_candidates.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from catalog_lora.records.prompts import Example  # noqa: E402
+
 KEY_ATTRIBUTES = ["brand"]  # what the shipped head shows and searches by (its choice_attributes)
 
 
-def tfidf_candidates(train: list[dict], rows: list[dict], k: int) -> list[list[str]]:
-    """The ``k`` training descriptions nearest each row by the baseline's own TF-IDF features, nearest first."""
+def tfidf_candidates(train: list[dict], rows: list[dict], k: int) -> list[list[Example]]:
+    """The ``k`` training products nearest each row by the baseline's own TF-IDF features, nearest first."""
     import numpy as np
 
     from catalog_lora.records.prompts import with_attribute_values
@@ -39,35 +46,70 @@ def tfidf_candidates(train: list[dict], rows: list[dict], k: int) -> list[list[s
     similarity = (baseline.features.transform([key(r) for r in rows]) @ baseline.train_x.T).toarray()
     # A stable sort: ties keep the training order, so the first is the baseline's own answer (argmax).
     nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-    return [[train[j]["description"] for j in row] for row in nearest]
+    return [[Example(train[j]["text"], train[j]["description"], train[j].get("attributes")) for j in row] for row in nearest]
 
 
-def minilm_candidates(train: list[dict], rows: list[dict], k: int) -> list[list[str]]:
+def minilm_candidates(train: list[dict], rows: list[dict], k: int) -> list[list[Example]]:
     """The ``k`` nearest in a references index built as the head's training builds it."""
     from catalog_lora.retrieval.references import build_index
 
     with tempfile.TemporaryDirectory() as folder:
         index = build_index(train, folder, task="description", key_attributes=KEY_ATTRIBUTES)
         found = index.query([r["text"] for r in rows], k=k, attributes=[r.get("attributes") for r in rows])
-        return [[reference.answer for reference in row] for row in found]
+        return [[Example(ref.text, ref.answer, ref.attributes) for ref in row] for row in found]
 
 
-def scores(references: list[str], candidates: list[list[str]], depths: list[int]) -> dict[str, dict]:
+def both(references: list[str], answers: list[str]) -> dict:
+    """ROUGE-L and chrF of ``answers``."""
+    from training.metrics import description_metrics
+
+    metrics = description_metrics(references, answers)
+    return {"rougeL": metrics["rougeL"], "chrf": metrics["chrf"]}
+
+
+def scores(references: list[str], candidates: list[list[Example]], depths: list[int]) -> dict[str, dict]:
     """ROUGE-L and chrF of the nearest candidate and of the oracle among the first ``n`` for each depth."""
     import sacrebleu
-
-    from training.metrics import description_metrics
 
     def chrf(hypothesis: str, reference: str) -> float:
         return sacrebleu.sentence_chrf(hypothesis, [reference]).score
 
-    def both(answers: list[str]) -> dict:
-        metrics = description_metrics(references, answers)
-        return {"rougeL": metrics["rougeL"], "chrf": metrics["chrf"]}
-
-    result = {"top-1": both([c[0] for c in candidates])}
+    descriptions = [[c.answer for c in row] for row in candidates]
+    result = {"top-1": both(references, [row[0] for row in descriptions])}
     for n in depths:
-        result[f"oracle@{n}"] = both([max(c[:n], key=lambda d, r=r: chrf(d, r)) for c, r in zip(candidates, references, strict=True)])
+        best = [max(row[:n], key=lambda d, r=r: chrf(d, r)) for row, r in zip(descriptions, references, strict=True)]
+        result[f"oracle@{n}"] = both(references, best)
+    return result
+
+
+def head_choices(run: Path, data: Path, k: int) -> dict:
+    """The trained description head ``run`` choosing among each search's candidates: the nearest candidate's share
+    chosen on validation by chrF, as its training chose it (training.tuning.best_nearest_share), then its answers
+    on the test split scored, beside the baseline's (the TF-IDF nearest)."""
+    from catalog_lora.inference.engine import Engine
+    from catalog_lora.records.dataset_files import load_split
+    from training.tuning import NAME, best_nearest_share, chosen_descriptions
+
+    train = load_split(data, "train")
+    engine = Engine.load({NAME: str(run)}, quantization="none")
+    spec = engine.spec(NAME)
+    spec.info.knn_weight = 0.0  # the head's own probabilities: the share is mixed in below
+    result = {}
+    for search, find in zip(SEARCHES, (tfidf_candidates, minilm_candidates), strict=False):
+        chosen = {}
+        for split in ("validation", "test"):
+            rows = load_split(data, split)
+            candidates = find(train, rows, k)
+            texts, attributes = [r["text"] for r in rows], [r.get("attributes") for r in rows]
+            predictions = engine.predict(NAME, texts, attributes, batch_size=32, examples=candidates)
+            chosen[split] = (predictions, candidates, [r["description"] for r in rows])
+        share, _ = best_nearest_share(*chosen["validation"])
+        predictions, candidates, references = chosen["test"]
+        result[search] = {
+            "nearest_share": share,
+            "head": both(references, chosen_descriptions(predictions, candidates, share)),
+            "nearest": both(references, [row[0].answer for row in candidates]),
+        }
     return result
 
 
@@ -78,12 +120,14 @@ def measure(data: Path, k: int) -> dict:
     train, rows = load_split(data, "train"), load_split(data, "validation")
     references = [r["description"] for r in rows]
     tfidf, minilm = tfidf_candidates(train, rows, k), minilm_candidates(train, rows, k)
-    pooled = [list(dict.fromkeys(a[:3] + b[:3])) for a, b in zip(tfidf, minilm, strict=True)]
+    # candidates compared, and pooled without repeats, by their descriptions
+    pooled = [list({c.answer: c for c in a[:3] + b[:3]}.values()) for a, b in zip(tfidf, minilm, strict=True)]
+    pairs = [({c.answer for c in a}, {c.answer for c in b}) for a, b in zip(tfidf, minilm, strict=True)]
     depths = sorted({n for n in (2, 3, k) if n <= k})
     return {
         "data": data.name, "validation": len(rows), "train": len(train),
-        "same_first": sum(a[0] == b[0] for a, b in zip(tfidf, minilm, strict=True)) / len(rows),
-        "shared": sum(len(set(a) & set(b)) for a, b in zip(tfidf, minilm, strict=True)) / len(rows),
+        "same_first": sum(a[0].answer == b[0].answer for a, b in zip(tfidf, minilm, strict=True)) / len(rows),
+        "shared": sum(len(a & b) for a, b in pairs) / len(rows),
         "pooled_size": sum(map(len, pooled)) / len(pooled),
         "scores": {
             SEARCHES[0]: scores(references, tfidf, depths),
@@ -106,8 +150,8 @@ def report(results: list[dict], host: dict, command: str, k: int) -> str:
         "",
         f"Machine: {host['cpu']} ({host['arch']}), {host['torch_threads']} thread(s). Date: {host['date']}. Made by "
         f"`{command}`: the validation products of {', '.join(r['data'] for r in results)} (about "
-        f"{results[0]['validation']:,} each, {results[0]['train']:,} training descriptions); the test splits are not "
-        f"read. Both searches read title and brand. Mean ± sd over the splits. Their nearest candidate is the same for "
+        f"{results[0]['validation']:,} each, {results[0]['train']:,} training descriptions). Both searches read title "
+        "and brand. Mean ± sd over the splits. Their nearest candidate is the same for "
         f"{statistics.fmean(r['same_first'] for r in results):.0%} of the products; their first {k} share "
         f"{statistics.fmean(r['shared'] for r in results):.1f} descriptions on average; pooling the first 3 of each "
         f"gives {statistics.fmean(r['pooled_size'] for r in results):.1f}.",
@@ -120,6 +164,23 @@ def report(results: list[dict], host: dict, command: str, k: int) -> str:
             rouge = [r["scores"][search][candidate]["rougeL"] for r in results]
             chrf = [r["scores"][search][candidate]["chrf"] for r in results]
             lines.append(f"| {search} | {candidate} | {mean_sd(rouge, 4)} | {mean_sd(chrf, 2)} |")
+    heads = [r for r in results if "heads" in r]
+    if heads:
+        lines += [
+            "",
+            f"A trained description head choosing among each search's first {k} ({', '.join(r['run'] for r in heads)}): "
+            "the nearest candidate's share chosen on validation by chrF, as training chooses it; scored on the test "
+            "split. The TF-IDF search's nearest is the baseline's answer.",
+            "",
+            "| search | answer | test ROUGE-L | test chrF | nearest's share (by split) |",
+            "|---|---|---:|---:|---|",
+        ]
+        for search in heads[0]["heads"]:
+            for answer, name in (("head", "the head's choice"), ("nearest", "the nearest candidate")):
+                rouge = [r["heads"][search][answer]["rougeL"] for r in heads]
+                chrf = [r["heads"][search][answer]["chrf"] for r in heads]
+                shares = ", ".join(f"{r['heads'][search]['nearest_share']:g}" for r in heads) if answer == "head" else ""
+                lines.append(f"| {search} | {name} | {mean_sd(rouge, 4)} | {mean_sd(chrf, 2)} | {shares} |")
     return "\n".join(lines) + "\n"
 
 
@@ -132,11 +193,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, nargs="+",
                         default=[REPO / f"data/bigbasket-descriptions-split{seed}" for seed in (1, 2, 3)])
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--runs", type=Path, nargs="*", default=[],
+                        help="trained description heads, one per --data folder in the same order (each trained on it)")
     parser.add_argument("--output", type=Path, default=REPO / "bench/results/description_candidates.md")
     args = parser.parse_args()
     host = machine()
+    if len(args.runs) > len(args.data):
+        parser.error(f"{len(args.runs)} runs for {len(args.data)} data folders: give one data folder per run, in the same order")
     results = [measure(data, args.k) for data in tqdm(args.data, desc="splits", unit="split")]
+    for result, run, data in zip(results, args.runs, args.data, strict=False):
+        result["run"], result["heads"] = run.name, head_choices(run, data, args.k)
     command = "bench/description_candidates.py --data " + " ".join(d.name for d in args.data) + f" --k {args.k}"
+    command += (" --runs " + " ".join(str(run) for run in args.runs)) if args.runs else ""
     args.output.write_text(report(results, host, command, args.k))
     args.output.with_suffix(".json").write_text(json.dumps({"machine": host, "k": args.k, "results": results}, indent=1) + "\n")
     print(args.output.read_text())

@@ -121,21 +121,33 @@ def review_threshold(engine: Engine, name: str, validation: list[dict], config: 
 def tune_nearest_share(engine: Engine, validation: list[dict], config: TrainConfig) -> tuple[float, dict[float, float]]:
     """A description head: the nearest candidate's share of the choice (catalog_lora.inference.choice.choose) with
     the best validation chrF, and the chrF of every share tried; ties go to the smaller share (the head)."""
-    import sacrebleu
-
     spec = engine.spec(NAME)
     spec.info.knn_weight = 0.0
     texts, attributes = [r["text"] for r in validation], [r.get("attributes") for r in validation]
     candidates = spec.examples(texts, attributes)  # searched once: the predictions choose among these
     predictions = engine.predict(NAME, texts, attributes, batch_size=config.eval.batch_size, batch_tokens=config.eval.batch_tokens, examples=candidates)
-    references = [r["description"] for r in validation]
-    scores = {}
-    for share in WEIGHT_GRID:
-        answers = []
-        for prediction, shown in zip(predictions, candidates, strict=True):
-            probs = with_nearest_share(list(prediction.scores.values()), share)  # the head's, in candidate order
-            answers.append(shown[int(np.argmax(probs))].answer if probs else "")
-        scores[share] = float(sacrebleu.corpus_chrf(answers, [references]).score)
+    return best_nearest_share(predictions, candidates, [r["description"] for r in validation])
+
+
+def chosen_descriptions(predictions: list, candidates: list[list], share: float) -> list[str]:
+    """Each product's answer when the nearest candidate has ``share`` of the choice: ``predictions`` are the
+    head's alone (``knn_weight`` 0), made with ``examples=candidates``."""
+    answers = []
+    for prediction, shown in zip(predictions, candidates, strict=True):
+        probs = with_nearest_share(list(prediction.scores.values()), share)  # the head's, in candidate order
+        answers.append(shown[int(np.argmax(probs))].answer if probs else "")
+    return answers
+
+
+def best_nearest_share(predictions: list, candidates: list[list], references: list[str]) -> tuple[float, dict[float, float]]:
+    """The share of :data:`WEIGHT_GRID` whose :func:`chosen_descriptions` have the best corpus chrF against
+    ``references``, and every share's chrF; ties go to the smaller share (the head)."""
+    import sacrebleu
+
+    scores = {
+        share: float(sacrebleu.corpus_chrf(chosen_descriptions(predictions, candidates, share), [references]).score)
+        for share in WEIGHT_GRID
+    }
     best = max(WEIGHT_GRID, key=lambda share: (scores[share], -share))
     return best, scores
 
