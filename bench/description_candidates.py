@@ -5,14 +5,15 @@ read only to score trained heads given with ``--runs``).
                                                      [--runs runs/bigbasket-description-head-split{1,2,3}]
 
 The description head (``training/configs/bigbasket_description_head.yaml``) picks one of the ``k`` training
-descriptions nearest a product in the references index (MiniLM embeddings of title and brand); the classical
-baseline answers with the description of the training product nearest by TF-IDF over the same title and brand
-(training/baseline.py). A choice can be no better than its best candidate: for each search this scores the
+descriptions nearest a product in the references index (MiniLM embeddings of the title and the config's
+``choice_attributes``, the brand as shipped); the classical baseline answers with the description of the training
+product nearest by TF-IDF over the same text (training/baseline.py). A choice can be no better than its best candidate: for each search this scores the
 nearest candidate (``top-1``) and the candidate closest to the true description by sentence chrF among the first
 2, 3 and ``k`` (``oracle@n``, the ceiling of any choice among them), and the two searches' candidates pooled
 (the first 3 of each), on each grouped split (``datasets_prep.prepare --format bigbasket-descriptions --seed
-<seed>``). With ``--runs``, each split's trained description head also chooses among each search's candidates
-(the nearest's share chosen on validation, as training does) and is scored on that split's test rows. Writes
+<seed>``). With ``--runs``, each split's trained description head also chooses among each search's candidates and
+among the pooled ones (the TF-IDF nearest first; the nearest's share chosen on validation, as training does) and is
+scored on that split's test rows. Writes
 ``bench/results/description_candidates.md`` and ``.json``.
 """
 
@@ -22,6 +23,7 @@ import argparse
 import json
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,34 +31,60 @@ sys.path.insert(0, str(REPO))
 
 from catalog_lora.records.prompts import Example  # noqa: E402
 
-KEY_ATTRIBUTES = ["brand"]  # what the shipped head shows and searches by (its choice_attributes)
+SHIPPED_CONFIG = REPO / "training/configs/bigbasket_description_head.yaml"
 
 
-def tfidf_candidates(train: list[dict], rows: list[dict], k: int) -> list[list[Example]]:
-    """The ``k`` training products nearest each row by the baseline's own TF-IDF features, nearest first."""
+def key_attributes(run: Path | None) -> list[str]:
+    """What the head shows and searches by beside the title: the run's ``choice_attributes``, or without a run the
+    shipped config's."""
+    if run is not None:
+        from catalog_lora.runs.folder import read_run_info
+
+        return list(read_run_info(str(run)).choice_attributes)
+    from training.config import load_config
+
+    return list(load_config(SHIPPED_CONFIG).model.choice_attributes)
+
+
+def tfidf_search(train: list[dict], keys: list[str]):
+    """``find(rows, k)``: the ``k`` training products nearest each row by the baseline's own TF-IDF features over the
+    title and the ``keys`` attributes, nearest first. Fitted once."""
     import numpy as np
 
     from catalog_lora.records.prompts import with_attribute_values
     from training.baseline import TfidfBaseline
 
     def key(record: dict) -> str:
-        return with_attribute_values(record["text"], record.get("attributes"), KEY_ATTRIBUTES)
+        return with_attribute_values(record["text"], record.get("attributes"), keys)
 
     baseline = TfidfBaseline("description").fit([key(r) for r in train], [r["description"] for r in train])
-    similarity = (baseline.features.transform([key(r) for r in rows]) @ baseline.train_x.T).toarray()
-    # A stable sort: ties keep the training order, so the first is the baseline's own answer (argmax).
-    nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-    return [[Example(train[j]["text"], train[j]["description"], train[j].get("attributes")) for j in row] for row in nearest]
+
+    def find(rows: list[dict], k: int) -> list[list[Example]]:
+        similarity = (baseline.features.transform([key(r) for r in rows]) @ baseline.train_x.T).toarray()
+        # A stable sort: ties keep the training order, so the first is the baseline's own answer (argmax).
+        nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        return [[Example(train[j]["text"], train[j]["description"], train[j].get("attributes")) for j in row]
+                for row in nearest]
+
+    return find
 
 
-def minilm_candidates(train: list[dict], rows: list[dict], k: int) -> list[list[Example]]:
-    """The ``k`` nearest in a references index built as the head's training builds it."""
+@contextmanager
+def minilm_search(train: list[dict], keys: list[str]):
+    """``find(rows, k)``: the ``k`` nearest in a references index built once, as the head's training builds it."""
     from catalog_lora.retrieval.references import build_index
 
     with tempfile.TemporaryDirectory() as folder:
-        index = build_index(train, folder, task="description", key_attributes=KEY_ATTRIBUTES)
-        found = index.query([r["text"] for r in rows], k=k, attributes=[r.get("attributes") for r in rows])
-        return [[Example(ref.text, ref.answer, ref.attributes) for ref in row] for row in found]
+        index = build_index(train, folder, task="description", key_attributes=keys)
+
+        def find(rows: list[dict], k: int) -> list[list[Example]]:
+            found = index.query([r["text"] for r in rows], k=k, attributes=[r.get("attributes") for r in rows])
+            return [[Example(ref.text, ref.answer, ref.attributes) for ref in row] for row in found]
+
+        try:
+            yield find
+        finally:
+            index.close()
 
 
 def both(references: list[str], answers: list[str]) -> dict:
@@ -82,46 +110,47 @@ def scores(references: list[str], candidates: list[list[Example]], depths: list[
     return result
 
 
-def head_choices(run: Path, data: Path, k: int) -> dict:
-    """The trained description head ``run`` choosing among each search's candidates: the nearest candidate's share
-    chosen on validation by chrF, as its training chose it (training.tuning.best_nearest_share), then its answers
-    on the test split scored, beside the baseline's (the TF-IDF nearest)."""
+def head_choices(run: Path, data: Path, candidates: dict[str, dict[str, list[list[Example]]]]) -> dict:
+    """The trained description head ``run`` choosing among each search's ``candidates`` (``{search: {split: rows'
+    candidates}}``): the nearest candidate's share chosen on validation by chrF, as its training chose it
+    (training.tuning.best_nearest_share), then its answers on the test split scored, beside the nearest candidate
+    (for the TF-IDF search, the baseline's answer)."""
     from catalog_lora.inference.engine import Engine
     from catalog_lora.records.dataset_files import load_split
     from training.tuning import NAME, best_nearest_share, chosen_descriptions
 
-    train = load_split(data, "train")
     engine = Engine.load({NAME: str(run)}, quantization="none")
-    spec = engine.spec(NAME)
-    spec.info.knn_weight = 0.0  # the head's own probabilities: the share is mixed in below
+    engine.spec(NAME).info.knn_weight = 0.0  # the head's own probabilities: the share is mixed in below
+    rows = {split: load_split(data, split) for split in ("validation", "test")}
     result = {}
-    for search, find in zip(SEARCHES, (tfidf_candidates, minilm_candidates), strict=False):
+    for search, by_split in candidates.items():
         chosen = {}
-        for split in ("validation", "test"):
-            rows = load_split(data, split)
-            candidates = find(train, rows, k)
-            texts, attributes = [r["text"] for r in rows], [r.get("attributes") for r in rows]
-            predictions = engine.predict(NAME, texts, attributes, batch_size=32, examples=candidates)
-            chosen[split] = (predictions, candidates, [r["description"] for r in rows])
+        for split, split_rows in rows.items():
+            texts, attributes = [r["text"] for r in split_rows], [r.get("attributes") for r in split_rows]
+            predictions = engine.predict(NAME, texts, attributes, batch_size=32, examples=by_split[split])
+            chosen[split] = (predictions, by_split[split], [r["description"] for r in split_rows])
         share, _ = best_nearest_share(*chosen["validation"])
-        predictions, candidates, references = chosen["test"]
+        predictions, test_candidates, references = chosen["test"]
         result[search] = {
             "nearest_share": share,
-            "head": both(references, chosen_descriptions(predictions, candidates, share)),
-            "nearest": both(references, [row[0].answer for row in candidates]),
+            "head": both(references, chosen_descriptions(predictions, test_candidates, share)),
+            "nearest": both(references, [row[0].answer for row in test_candidates]),
         }
     return result
 
 
-def measure(data: Path, k: int) -> dict:
-    """Both searches' candidates for ``data``'s validation products, scored; how much the two agree."""
-    from catalog_lora.records.dataset_files import load_split
+def pool(tfidf: list[list[Example]], minilm: list[list[Example]]) -> list[list[Example]]:
+    """The first 3 of each search's candidates, without repeats (by description), the TF-IDF search's first: its
+    nearest stays the baseline's answer."""
+    return [list({c.answer: c for c in a[:3] + b[:3]}.values()) for a, b in zip(tfidf, minilm, strict=True)]
 
-    train, rows = load_split(data, "train"), load_split(data, "validation")
+
+def measure(data: Path, train: list[dict], rows: list[dict], tfidf: list[list[Example]], minilm: list[list[Example]],
+            k: int) -> dict:
+    """Both searches' candidates for ``data``'s validation products ``rows``, scored; how much the two agree."""
     references = [r["description"] for r in rows]
-    tfidf, minilm = tfidf_candidates(train, rows, k), minilm_candidates(train, rows, k)
-    # candidates compared, and pooled without repeats, by their descriptions
-    pooled = [list({c.answer: c for c in a[:3] + b[:3]}.values()) for a, b in zip(tfidf, minilm, strict=True)]
+    pooled = pool(tfidf, minilm)
+    # candidates compared by their descriptions
     pairs = [({c.answer for c in a}, {c.answer for c in b}) for a, b in zip(tfidf, minilm, strict=True)]
     depths = sorted({n for n in (2, 3, k) if n <= k})
     return {
@@ -137,6 +166,27 @@ def measure(data: Path, k: int) -> dict:
     }
 
 
+def one_split(data: Path, run: Path | None, k: int) -> dict:
+    """:func:`measure` for ``data``, and with ``run`` (trained on ``data``) :func:`head_choices`; each search built
+    once, each split's candidates found once."""
+    from catalog_lora.records.dataset_files import load_split
+
+    keys = key_attributes(run)
+    train = load_split(data, "train")
+    splits = ("validation", "test") if run is not None else ("validation",)
+    rows = {split: load_split(data, split) for split in splits}
+    with minilm_search(train, keys) as minilm:
+        finders = {SEARCHES[0]: tfidf_search(train, keys), SEARCHES[1]: minilm}
+        candidates = {search: {split: find(rows[split], k) for split in splits} for search, find in finders.items()}
+    candidates[SEARCHES[2]] = {split: pool(*(candidates[search][split] for search in SEARCHES[:2])) for split in splits}
+    result = measure(data, train, rows["validation"], candidates[SEARCHES[0]]["validation"],
+                     candidates[SEARCHES[1]]["validation"], k)
+    result["key_attributes"] = keys
+    if run is not None:
+        result["run"], result["heads"] = run.name, head_choices(run, data, candidates)
+    return result
+
+
 SEARCHES = ("TF-IDF (the baseline's search)", "MiniLM references index (the head's search)", "pooled: the first 3 of each")
 
 
@@ -150,8 +200,9 @@ def report(results: list[dict], host: dict, command: str, k: int) -> str:
         "",
         f"Machine: {host['cpu']} ({host['arch']}), {host['torch_threads']} thread(s). Date: {host['date']}. Made by "
         f"`{command}`: the validation products of {', '.join(r['data'] for r in results)} (about "
-        f"{results[0]['validation']:,} each, {results[0]['train']:,} training descriptions). Both searches read title "
-        "and brand. Mean ± sd over the splits. Their nearest candidate is the same for "
+        f"{results[0]['validation']:,} each, {results[0]['train']:,} training descriptions). Both searches read the "
+        f"title and {', '.join(results[0]['key_attributes']) or 'nothing else'}. Mean ± sd over the splits. Their "
+        "nearest candidate is the same for "
         f"{statistics.fmean(r['same_first'] for r in results):.0%} of the products; their first {k} share "
         f"{statistics.fmean(r['shared'] for r in results):.1f} descriptions on average; pooling the first 3 of each "
         f"gives {statistics.fmean(r['pooled_size'] for r in results):.1f}.",
@@ -168,9 +219,10 @@ def report(results: list[dict], host: dict, command: str, k: int) -> str:
     if heads:
         lines += [
             "",
-            f"A trained description head choosing among each search's first {k} ({', '.join(r['run'] for r in heads)}): "
-            "the nearest candidate's share chosen on validation by chrF, as training chooses it; scored on the test "
-            "split. The TF-IDF search's nearest is the baseline's answer.",
+            f"A trained description head choosing among each search's first {k}, and among the pooled first 3 of "
+            f"each ({', '.join(r['run'] for r in heads)}): the nearest candidate's share chosen on validation by chrF, "
+            "as training chooses it; scored on the test split. The TF-IDF search's nearest (the pool's first) is the "
+            "baseline's answer.",
             "",
             "| search | answer | test ROUGE-L | test chrF | nearest's share (by split) |",
             "|---|---|---:|---:|---|",
@@ -200,9 +252,9 @@ def main() -> None:
     host = machine()
     if len(args.runs) > len(args.data):
         parser.error(f"{len(args.runs)} runs for {len(args.data)} data folders: give one data folder per run, in the same order")
-    results = [measure(data, args.k) for data in tqdm(args.data, desc="splits", unit="split")]
-    for result, run, data in zip(results, args.runs, args.data, strict=False):
-        result["run"], result["heads"] = run.name, head_choices(run, data, args.k)
+    runs = args.runs + [None] * (len(args.data) - len(args.runs))
+    results = [one_split(data, run, args.k) for data, run in tqdm(list(zip(args.data, runs, strict=True)),
+                                                                    desc="splits", unit="split")]
     command = "bench/description_candidates.py --data " + " ".join(d.name for d in args.data) + f" --k {args.k}"
     command += (" --runs " + " ".join(str(run) for run in args.runs)) if args.runs else ""
     args.output.write_text(report(results, host, command, args.k))
