@@ -16,7 +16,6 @@ Needs the raw file (../shared/data/raw/bigbasket) and data/bigbasket-split<seed>
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections import defaultdict
@@ -29,28 +28,31 @@ LEVELS = {1: "top level", 2: "category > sub_category"}
 
 
 def listed_paths(raw: Path) -> dict[str, set[tuple[str, str]]]:
-    """Every ``(category, sub_category)`` the raw file lists for each title (by datasets_prep's title key)."""
-    from datasets_prep.clean import title_key
+    """Every ``(category, sub_category)`` the raw file lists for each title, read and cleaned as datasets_prep reads
+    and cleans them, keyed by its title key."""
+    from catalog_lora.records.dataset_files import Report
+    from datasets_prep.bigbasket import SOURCE, V1_COLUMNS
+    from datasets_prep.clean import clean_path, title_key
+    from datasets_prep.readers import read_table
 
     listed = defaultdict(set)
-    with raw.open(encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            listed[title_key(row["product"])].add((" ".join(row["category"].split()), " ".join(row["sub_category"].split())))
+    for row in read_table(raw, Report(name=SOURCE), required=V1_COLUMNS).rows:
+        listed[title_key(row["product"])].add(tuple(clean_path([row["category"], row["sub_category"]])))
     return listed
 
 
-def sort_mistakes(seed: int, levels: int, listed: dict) -> dict:
-    """The tuned baseline's test answers at ``levels`` of the path on split ``seed``, its mistakes sorted."""
-    from bench.brand_signal import fit, read
+def sort_mistakes(rows: dict[str, list[dict]], seed: int, levels: int, listed: dict) -> dict:
+    """The tuned baseline's test answers at ``levels`` of the path on split ``seed`` (its ``rows`` by split), its
+    mistakes sorted."""
+    from bench.brand_signal import column, fit
     from catalog_lora.records.prompts import vote_text
     from datasets_prep.clean import title_key
 
-    rows = {split: read(REPO / f"data/bigbasket-split{seed}", split) for split in ("train", "validation", "test")}
     branded = lambda r: vote_text(r["text"], r.get("attributes"))  # noqa: E731
     model = fit(rows, levels, [branded], tuned=True)
     test = rows["test"]
-    predicted = model.predict([branded(r) for r in test])
-    gold = [" > ".join(r["path"][:levels]) for r in test]
+    texts, gold = column(test, branded, levels)
+    predicted = model.predict(texts)
     also = [{" > ".join(p[:levels]) for p in listed.get(title_key(r["text"]), ())} for r in test]
     wrong = [i for i in range(len(test)) if predicted[i] != gold[i]]
     another_listed = [i for i in wrong if predicted[i] in also[i]]
@@ -96,6 +98,7 @@ def report(results: list[dict], host: dict, splits: list[int]) -> str:
 def main() -> None:
     from tqdm import tqdm
 
+    from bench.brand_signal import read
     from bench.speed_measure import machine
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,8 +110,10 @@ def main() -> None:
         raise SystemExit(f"{args.raw} not found: this bench reads the raw BigBasket file (see ../shared/data/raw/SOURCES.md)")
     host = machine()
     listed = listed_paths(args.raw)
-    cells = [(seed, levels) for seed in args.splits for levels in LEVELS]
-    results = [sort_mistakes(seed, levels, listed) for seed, levels in tqdm(cells, desc="split x level", unit="fit")]
+    results = []
+    for seed in tqdm(args.splits, desc="splits", unit="split"):
+        rows = {split: read(REPO / f"data/bigbasket-split{seed}", split) for split in ("train", "validation", "test")}
+        results += [sort_mistakes(rows, seed, levels, listed) for levels in LEVELS]
     args.output.write_text(report(results, host, args.splits))
     args.output.with_suffix(".json").write_text(json.dumps({"machine": host, "results": results}, indent=1) + "\n")
     print(args.output.read_text())
