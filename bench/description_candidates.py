@@ -7,13 +7,13 @@ read only to score trained heads given with ``--runs``).
 The description head (``training/configs/bigbasket_description_head.yaml``) picks one of the ``k`` training
 descriptions nearest a product in the references index (MiniLM embeddings of the title and the config's
 ``choice_attributes``, the brand as shipped); the classical baseline answers with the description of the training
-product nearest by TF-IDF over the same text (training/baseline.py). A choice can be no better than its best candidate: for each search this scores the
-nearest candidate (``top-1``) and the candidate closest to the true description by sentence chrF among the first
-2, 3 and ``k`` (``oracle@n``, the ceiling of any choice among them), and the two searches' candidates pooled
-(the first 3 of each), on each grouped split (``datasets_prep.prepare --format bigbasket-descriptions --seed
-<seed>``). With ``--runs``, each split's trained description head also chooses among each search's candidates and
-among the pooled ones (the TF-IDF nearest first; the nearest's share chosen on validation, as training does) and is
-scored on that split's test rows. Writes
+product nearest by TF-IDF over the same text (training/baseline.py). A choice can be no better than its best
+candidate: for each search this scores the nearest candidate (``top-1``) and the candidate closest to the true
+description by sentence chrF among the first 2, 3 and ``k`` (``oracle@n``, the ceiling of any choice among them),
+and the two searches' candidates pooled (the first 3 of each), on each grouped split (``datasets_prep.prepare
+--format bigbasket-descriptions --seed <seed>``). With ``--runs``, each split's trained description head also
+chooses among each search's candidates and among the pooled ones (the TF-IDF nearest first; the nearest's share
+chosen on validation, as training does) and is scored on that split's test rows. Writes
 ``bench/results/description_candidates.md`` and ``.json``.
 """
 
