@@ -17,7 +17,6 @@ attribute (datasets_prep keeps BigBasket's).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -26,11 +25,6 @@ from sklearn.metrics import f1_score
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-def read(folder: Path, split: str) -> list[dict]:
-    with (folder / f"{split}.jsonl").open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
-
-
 def column(records: list[dict], text, levels: int) -> tuple[list[str], list[str]]:
     return [text(r) for r in records], [" > ".join(r["path"][:levels]) for r in records]
 
@@ -65,6 +59,7 @@ def scores(model, records: list[dict], levels: int, text) -> tuple[float, float]
 
 def main() -> None:
     from bench.speed_measure import machine
+    from catalog_lora.records.dataset_files import load_split
     from catalog_lora.records.prompts import vote_text
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,7 +79,7 @@ def main() -> None:
     )
     results = {}
     for seed in args.splits:
-        rows = {split: read(REPO / f"data/bigbasket-split{seed}", split) for split in ("train", "validation", "test")}
+        rows = {split: load_split(REPO / f"data/bigbasket-split{seed}", split) for split in ("train", "validation", "test")}
         for levels, tuned in ((1, True), (2, False)):
             models = {}
             for name, trained_on, given in arms:

@@ -110,18 +110,16 @@ def scores(references: list[str], candidates: list[list[Example]], depths: list[
     return result
 
 
-def head_choices(run: Path, data: Path, candidates: dict[str, dict[str, list[list[Example]]]]) -> dict:
-    """The trained description head ``run`` choosing among each search's ``candidates`` (``{search: {split: rows'
-    candidates}}``): the nearest candidate's share chosen on validation by chrF, as its training chose it
+def head_choices(run: Path, rows: dict[str, list[dict]], candidates: dict[str, dict[str, list[list[Example]]]]) -> dict:
+    """The trained description head ``run`` choosing among each search's ``candidates`` for the validation and test
+    ``rows`` (both ``{split: ...}``, the candidates by search first): the nearest candidate's share chosen on validation by chrF, as its training chose it
     (training.tuning.best_nearest_share), then its answers on the test split scored, beside the nearest candidate
     (for the TF-IDF search, the baseline's answer)."""
     from catalog_lora.inference.engine import Engine
-    from catalog_lora.records.dataset_files import load_split
     from training.tuning import NAME, best_nearest_share, chosen_descriptions
 
     engine = Engine.load({NAME: str(run)}, quantization="none")
     engine.spec(NAME).info.knn_weight = 0.0  # the head's own probabilities: the share is mixed in below
-    rows = {split: load_split(data, split) for split in ("validation", "test")}
     result = {}
     for search, by_split in candidates.items():
         chosen = {}
@@ -145,11 +143,11 @@ def pool(tfidf: list[list[Example]], minilm: list[list[Example]]) -> list[list[E
     return [list({c.answer: c for c in a[:3] + b[:3]}.values()) for a, b in zip(tfidf, minilm, strict=True)]
 
 
-def measure(data: Path, train: list[dict], rows: list[dict], tfidf: list[list[Example]], minilm: list[list[Example]],
-            k: int) -> dict:
-    """Both searches' candidates for ``data``'s validation products ``rows``, scored; how much the two agree."""
+def measure(data: Path, train: list[dict], rows: list[dict], candidates: dict[str, list[list[Example]]], k: int) -> dict:
+    """Each search's candidates (and the pool's) for ``data``'s validation products ``rows``, scored; how much the two
+    searches agree."""
     references = [r["description"] for r in rows]
-    pooled = pool(tfidf, minilm)
+    tfidf, minilm, pooled = (candidates[search] for search in SEARCHES)
     # candidates compared by their descriptions
     pairs = [({c.answer for c in a}, {c.answer for c in b}) for a, b in zip(tfidf, minilm, strict=True)]
     depths = sorted({n for n in (2, 3, k) if n <= k})
@@ -179,11 +177,10 @@ def one_split(data: Path, run: Path | None, k: int) -> dict:
         finders = {SEARCHES[0]: tfidf_search(train, keys), SEARCHES[1]: minilm}
         candidates = {search: {split: find(rows[split], k) for split in splits} for search, find in finders.items()}
     candidates[SEARCHES[2]] = {split: pool(*(candidates[search][split] for search in SEARCHES[:2])) for split in splits}
-    result = measure(data, train, rows["validation"], candidates[SEARCHES[0]]["validation"],
-                     candidates[SEARCHES[1]]["validation"], k)
+    result = measure(data, train, rows["validation"], {search: candidates[search]["validation"] for search in SEARCHES}, k)
     result["key_attributes"] = keys
     if run is not None:
-        result["run"], result["heads"] = run.name, head_choices(run, data, candidates)
+        result["run"], result["heads"] = run.name, head_choices(run, rows, candidates)
     return result
 
 

@@ -98,8 +98,8 @@ def report(results: list[dict], host: dict, splits: list[int]) -> str:
 def main() -> None:
     from tqdm import tqdm
 
-    from bench.brand_signal import read
     from bench.speed_measure import machine
+    from catalog_lora.records.dataset_files import load_split
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--splits", nargs="+", type=int, default=[1, 2, 3], help="seeds of data/bigbasket-split<seed>")
@@ -112,7 +112,7 @@ def main() -> None:
     listed = listed_paths(args.raw)
     results = []
     for seed in tqdm(args.splits, desc="splits", unit="split"):
-        rows = {split: read(REPO / f"data/bigbasket-split{seed}", split) for split in ("train", "validation", "test")}
+        rows = {split: load_split(REPO / f"data/bigbasket-split{seed}", split) for split in ("train", "validation", "test")}
         results += [sort_mistakes(rows, seed, levels, listed) for levels in LEVELS]
     args.output.write_text(report(results, host, args.splits))
     args.output.with_suffix(".json").write_text(json.dumps({"machine": host, "results": results}, indent=1) + "\n")
