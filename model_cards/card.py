@@ -44,6 +44,7 @@ from catalog_lora.runs.folder import (
     NEIGHBOURS_FILE,
     PER_LABEL_PLOT,
     REFERENCES_DIR,
+    SEARCH_FILES,
     STATS_FILE,
     SYSTEMS_PLOT,
     TAXONOMY_FILE,
@@ -348,6 +349,8 @@ def render_adapter_card(
         prompt_examples=info.prompt_examples if info.method == "generate" else 0,
         choice_candidates=info.prompt_examples if info.method == "head" and info.task == "description" else 0,
         choice_attributes=info.choice_attributes,
+        choice_pooled=info.choice_search == "pooled",
+        search_files=SEARCH_FILES,
         baseline_reads=((run.metrics.get("test") or {}).get("baseline") or {}).get("reads"),  # None: not recorded
         attributes=info.attributes,
         attribute_dropout=run.attribute_dropout,

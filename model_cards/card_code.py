@@ -32,7 +32,7 @@ from catalog_lora.records.prompts import (
     vote_text,
 )
 from catalog_lora.retrieval.embeddings import MODEL_NAME
-from catalog_lora.runs.folder import EXAMPLES_FILE, LEXICAL_FILES, NEIGHBOURS_FILE
+from catalog_lora.runs.folder import EXAMPLES_FILE, LEXICAL_FILES, NEIGHBOURS_FILE, SEARCH_FILES
 from model_cards.card_run import Run
 from model_cards.templating import python_literal, render
 
@@ -124,6 +124,8 @@ def usage_code(run: Run, repo_id: str) -> str:
             cut_mark=CUT_MARK,
             examples_file=EXAMPLES_FILE,
             num_layers=run.info.num_layers,
+            pooled=run.info.choice_search == "pooled",
+            search_files=SEARCH_FILES,
             **values,
         ).rstrip()
     if run.info.method == "head":

@@ -44,6 +44,7 @@ from catalog_lora.runs.folder import (
     LEXICAL_FILES,
     NEIGHBOURS_FILE,
     REFERENCES_DIR,
+    SEARCH_FILES,
     TAXONOMY_FILE,
     RunInfo,
     check_repo_id,
@@ -77,6 +78,7 @@ ADAPTER_PATTERNS = [
     NEIGHBOURS_FILE,  # the same examples as plain tensors, for the card's code (heads mixed with neighbours)
     EXAMPLES_FILE,  # and their texts and answers, for the card's code (prompts that show examples)
     *LEXICAL_FILES,  # a head's classical model, for the engine and the card's code (heads mixed with it)
+    *SEARCH_FILES,  # a description head's TF-IDF search, for the engine and the card's code (pooled candidates)
 ]
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
@@ -111,6 +113,11 @@ def publish_adapter(
         raise PublishError(
             f"{run_dir} mixes its head with a TF-IDF model (lexical_weight={info.lexical_weight} in {INFO_FILE}) "
             f"but lacks {' or '.join(LEXICAL_FILES)}; nothing was uploaded"
+        )
+    if info.choice_search == "pooled" and not all((run_dir / name).is_file() for name in SEARCH_FILES):
+        raise PublishError(
+            f"{run_dir} pools its candidates with a TF-IDF search (choice_search in {INFO_FILE}) but lacks "
+            f"{' or '.join(SEARCH_FILES)}; nothing was uploaded"
         )
     token = resolve_token(token)
     for record in records:

@@ -33,7 +33,14 @@ from catalog_lora.records.prompts import CUT_MARK, select_attributes, vote_text
 from catalog_lora.retrieval.embeddings import MODEL_NAME, model_path
 from catalog_lora.retrieval.neighbours import neighbour_votes
 from catalog_lora.retrieval.references import ReferenceIndex
-from catalog_lora.runs.folder import EXAMPLES_FILE, LEXICAL_FILES, NEIGHBOURS_FILE, REFERENCES_DIR, read_run_info
+from catalog_lora.runs.folder import (
+    EXAMPLES_FILE,
+    LEXICAL_FILES,
+    NEIGHBOURS_FILE,
+    REFERENCES_DIR,
+    SEARCH_FILES,
+    read_run_info,
+)
 from model_cards.card_code import EXAMPLE_ATTRIBUTES, EXAMPLE_TEXT, MORE_TEXTS, extract_code_blocks
 from model_cards.hub import PublishError
 from model_cards.publish import publish_adapter
@@ -230,6 +237,8 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
     assert (NEIGHBOURS_FILE in code) == (mixed or shows_examples)
     assert (EXAMPLES_FILE in code) == shows_examples
     assert all((name in code) == mixed for name in LEXICAL_FILES)
+    assert all((name in code) == (info.choice_search == "pooled") for name in SEARCH_FILES)
+    assert (info.choice_search == "pooled") == (method == "head-choice"), "the description head pools its candidates, as shipped"
     texts, attributes = branded_products(branded_category_data) if info.attributes else (texts_for(sample_data, task), None)
 
     proc = run_card_code(hub, code, texts, tmp_path, attributes)

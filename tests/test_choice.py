@@ -1,10 +1,12 @@
 """The description head (catalog_lora.inference.choice): its input, its training target, a references index searched
 by title and brand, a really trained adapter choosing among its nearest training descriptions in the
-engine, the Space's stream and the config's rules."""
+engine, the Space's stream, the config's rules, and ``training.tune`` switching its candidates between the
+references index's and those pooled with the TF-IDF search's."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,14 +27,16 @@ from catalog_lora.inference.engine import Engine
 from catalog_lora.inference.votes import WEIGHT_GRID
 from catalog_lora.model.base_model import load_base_model, load_tokenizer
 from catalog_lora.records.dataset_files import attribute_keys, load_split
-from catalog_lora.records.prompts import CUT_MARK, Example
+from catalog_lora.records.prompts import CUT_MARK, Example, with_attribute_values
 from catalog_lora.retrieval.references import build_index
-from catalog_lora.runs.folder import RunInfo, read_run_info
+from catalog_lora.runs.folder import COMPLETE_MARKER, CONFIG_FILE, METRICS_FILE, SEARCH_FILES, RunInfo, read_run_info
 from model_cards.card import render_adapter_card
+from training.baseline import TfidfBaseline
 from training.config import ConfigError, load_config
 from training.data import encode_choice
 from training.evaluate import baseline_attributes, evaluate_baseline
 from training.metrics import description_metrics
+from training.tune import main as tune_main
 
 LONG = "Rolled oats for a warm breakfast porridge, rich in fibre and slow to digest. " * 4
 OATS = {"brand": "Saffola", "category": "Foodgrains"}
@@ -142,12 +146,13 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
     info = read_run_info(str(run))
     assert (info.method, info.task, info.num_labels, info.prompt_examples) == ("head", "description", 1, 3)
     assert info.choice_attributes == ["brand"] and info.knn_weight in WEIGHT_GRID, "the nearest's share is tuned"
+    assert info.choice_search == "pooled", "as shipped: the TF-IDF search's candidates pooled with the index's"
     test = [json.loads(line) for line in (sample_data / "description" / "test.jsonl").read_text().splitlines()]
     texts, attributes = [r["text"] for r in test], [r["attributes"] for r in test]
     engine = Engine.load({"describe": str(run)})
     spec = engine.spec("describe")
     shown = spec.examples(texts, attributes)
-    assert all(len(candidates) == 3 for candidates in shown)
+    assert all(2 <= len(candidates) <= 4 for candidates in shown), "the first 2 of each search, each description once"
     assert shown != spec.examples(texts), "the candidates are searched with the product's brand"
     for record, candidates in zip(test, shown, strict=True):
         prompt, _ = engine.prompt_for(spec, record["text"], record["attributes"])
@@ -155,7 +160,7 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
     predictions = engine.predict("describe", texts, attributes)
     for prediction, candidates in zip(predictions, shown, strict=True):
         assert prediction.error is None and prediction.text in [c.answer for c in candidates]
-        assert len(prediction.scores) == 3 and sum(prediction.scores.values()) == pytest.approx(1.0, abs=1e-5)
+        assert len(prediction.scores) == len(candidates) and sum(prediction.scores.values()) == pytest.approx(1.0, abs=1e-5)
         (chosen, probability), = prediction.confidence.items()
         assert probability == max(prediction.scores.values()) and candidates[int(chosen.split(".")[0]) - 1].answer == prediction.text
     # The Space's Describe tab streams: a head's description comes whole, the same as predict's.
@@ -171,6 +176,10 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
         load_split(folder, "train"), test[:6], info.spec, None, 42, load_split(folder, "validation")[:6], attributes=["brand"]
     )
     assert metrics["baseline"]["chrf"] == pytest.approx(same_input["chrf"])
+    nearest_first = {metric: metrics["neighbours_alone"][metric] for metric in ("rougeL", "chrf", "bleu")}
+    assert nearest_first == {metric: metrics["baseline"][metric] for metric in ("rougeL", "chrf", "bleu")}, (
+        "the pooled candidates start with the baseline's answer"
+    )
     card = render_adapter_card(run, "catalog-lora/describe").text
     assert "The baseline is the description of the training product nearest by TF-IDF over its title and brand" in card
     assert "| TF-IDF nearest-neighbour baseline |" in card and "logistic regression" not in card
@@ -206,3 +215,44 @@ def test_the_spaces_describe_tab_serves_a_description_head(choice_run, sample_da
     [expected] = engine.predict("describe", [record["text"]], [{"brand": record["attributes"]["brand"]}])
     assert steps[-1][0] == expected.text and expected.text, "the page shows the head's chosen description"
     assert not steps[-1][1], "no notice: nothing was cut or failed"
+
+
+def test_tune_switches_a_description_heads_candidates_between_the_searches(choice_run, sample_data, tmp_path):
+    """``training.tune <run> model.choice_search=...``: the adapter's weights stay; pooled candidates start with the
+    TF-IDF baseline's own answer and hold each description once; the card says where they come from."""
+    run = Path(shutil.copytree(choice_run, tmp_path / "run"))
+    before = read_run_info(str(run))
+    weights = (run / "adapter_model.safetensors").read_bytes()
+    folder = sample_data / "description"
+    train, test = load_split(folder, "train"), load_split(folder, "test")
+    texts, attributes = [r["text"] for r in test], [r["attributes"] for r in test]
+    keys = [with_attribute_values(r["text"], r["attributes"], ["brand"]) for r in train]
+    baseline = TfidfBaseline("description").fit(keys, [r["description"] for r in train])
+    for search in ("references", "pooled") if before.choice_search == "pooled" else ("pooled", "references"):
+        results = tune_main([str(run), f"model.choice_search={search}", "eval.base=false"])
+        info = read_run_info(str(run))
+        assert info.choice_search == search and load_config(run / CONFIG_FILE).model.choice_search == search
+        assert all((run / name).is_file() == (search == "pooled") for name in SEARCH_FILES)
+        assert (run / COMPLETE_MARKER).is_file() and (run / "adapter_model.safetensors").read_bytes() == weights
+        assert json.loads((run / METRICS_FILE).read_text())["test"] == json.loads(json.dumps(results))
+        engine = Engine.load({"describe": str(run)}, quantization="none")
+        shown = engine.spec("describe").examples(texts, attributes)
+        firsts = [candidates[0].answer for candidates in shown]
+        if search == "pooled":
+            assert all(2 <= len(c) <= 4 and len({e.answer for e in c}) == len(c) for c in shown), "2 of each search, no repeat"
+            assert firsts == baseline.predict([with_attribute_values(t, a, ["brand"]) for t, a in zip(texts, attributes, strict=True)])
+        else:
+            assert all(2 <= len(candidates) <= 4 for candidates in shown), "the first 2 of each search, each description once"
+        predictions = engine.predict("describe", texts, attributes)
+        assert all(p.text in [c.answer for c in candidates] for p, candidates in zip(predictions, shown, strict=True))
+        card = render_adapter_card(run, "catalog-lora/describe").text
+        assert ("pooled from two searches" in card) == (search == "pooled")
+
+
+def test_config_checks_the_candidates_search(sample_data):
+    base = [f"data.path={sample_data / 'description'}", "task=description", "method=head", "references=true", "model.prompt_examples=3"]
+    assert load_config(None, [*base, "model.choice_search=pooled"]).model.choice_search == "pooled"
+    with pytest.raises(ConfigError, match="model.choice_search='words' is not allowed; choose one of: references, pooled"):
+        load_config(None, [*base, "model.choice_search=words"])
+    with pytest.raises(ConfigError, match="model.choice_search='pooled' only applies to method='head' with task='description'"):
+        load_config(None, [f"data.path={sample_data / 'category'}", "task=category", "method=head", "model.choice_search=pooled"])

@@ -13,14 +13,19 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from catalog_lora.inference.engine import Engine
-from catalog_lora.inference.lexical import LexicalModel, analyze
+from catalog_lora.inference.lexical import LexicalModel
 from catalog_lora.inference.votes import WEIGHT_GRID
+from catalog_lora.records.prompts import Example, with_attribute_values
 from catalog_lora.records.task_spec import TaskSpec
+from catalog_lora.retrieval import tfidf
+from catalog_lora.retrieval.examples import pool
+from catalog_lora.retrieval.tfidf import LexicalSearch, analyze
 from catalog_lora.runs.folder import (
     COMPLETE_MARKER,
     CONFIG_FILE,
     LEXICAL_FILES,
     METRICS_FILE,
+    SEARCH_FILES,
     STATS_FILE,
     read_run_info,
 )
@@ -136,5 +141,40 @@ def test_tune_adds_the_lexical_vote_to_a_finished_head_and_takes_it_away(tagging
     assert read_run_info(str(run)).lexical_weight == 0.0 and not any((run / name).exists() for name in LEXICAL_FILES)
     assert "lexical_alone" not in json.loads((run / METRICS_FILE).read_text())["test"]
 
-    with pytest.raises(SystemExit, match="generate tagging run; training.tune re-tunes tag and category heads"):
+    with pytest.raises(SystemExit, match="generate tagging run; training.tune re-tunes heads"):
         tune_main([str(tiny_runs["tagging"])])
+
+
+def test_the_word_search_finds_the_description_baselines_nearest(sample_data, tmp_path, monkeypatch):
+    """A description head's TF-IDF search (plain files, no scikit-learn) ranks the training products as the
+    fitted baseline's similarities do, ties in training order, so its first is the baseline's answer."""
+    train, test = _split(sample_data, "description", "train"), _split(sample_data, "description", "test")
+    keys = [with_attribute_values(r["text"], r.get("attributes"), ["brand"]) for r in train]
+    keys += keys[:2]  # two products twice: exact ties, which must keep the training order
+    descriptions = [r["description"] for r in train] + ["a twin", "another twin"]
+    baseline = TfidfBaseline("description").fit(keys, descriptions)
+    files = baseline.save_search(tmp_path)
+    assert [f.name for f in files] == list(SEARCH_FILES)
+    search = LexicalSearch.load(*files, keys)
+    queries = [with_attribute_values(r["text"], r.get("attributes"), ["brand"]) for r in test] + TRICKY + keys[:2]
+    found = search.nearest(queries, 4)
+    assert [descriptions[rows[0]] for rows in found] == baseline.predict(queries)
+    similarity = (baseline.features.transform(queries) @ baseline.train_x.T).toarray()
+    for rows, scores in zip(found, similarity, strict=True):
+        expected = np.argsort(-scores, kind="stable")[:4]
+        assert scores[rows] == pytest.approx(scores[expected], abs=1e-6)  # the same ranking, up to float32's ties
+    assert found[-2][0] == 0 and found[-1][0] == 1, "a tie keeps the earlier training product first"
+    monkeypatch.setattr(tfidf, "QUERY_CHUNK", 3)
+    assert search.nearest(queries, 4) == found, "searched a few texts at a time, the same answers"
+    assert search.nearest([], 3) == [] and LexicalSearch.load(*files, []).nearest(["tea"], 3) == [[]]
+    with pytest.raises(ValueError, match="save_plain saves it"):
+        TfidfBaseline("category").fit(["green tea", "olive oil", "black tea"], ["Tea", "Oil", "Tea"]).save_search(tmp_path)
+
+
+def test_pooled_candidates_take_half_of_each_search_and_each_description_once():
+    words = [Example(f"w{i}", answer) for i, answer in enumerate("ABCD")]
+    meaning = [Example(f"m{i}", answer) for i, answer in enumerate("CEFG")]
+    pooled = pool(words, meaning, 5)  # the first 3 of each
+    assert [(e.text, e.answer) for e in pooled] == [("w0", "A"), ("w1", "B"), ("w2", "C"), ("m1", "E"), ("m2", "F")]
+    assert [e.text for e in pool(words, meaning, 2)] == ["w0", "m0"]
+    assert pool([], meaning, 4) == meaning[:2]

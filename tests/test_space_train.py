@@ -90,6 +90,7 @@ def test_the_job_config_is_one_training_accepts(tmp_path, method):
         assert (config.task, config.method, config.train.max_minutes) == (task, method, request.max_minutes)
         if (task, method) == ("description", "head"):
             assert config.references and config.model.prompt_examples == training_jobs.CHOICE_CANDIDATES
+            assert config.model.choice_search == "pooled", "as the shipped config: TF-IDF candidates pooled with the index's"
 
 
 def test_too_few_rows_and_too_many_rows_are_refused(tmp_path):

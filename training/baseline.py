@@ -21,7 +21,9 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from catalog_lora.inference.lexical import Features, save
+from catalog_lora.inference.lexical import save
+from catalog_lora.retrieval.tfidf import Features, save_vectors
+from catalog_lora.runs.folder import SEARCH_FILES
 
 
 def _features() -> FeatureUnion:
@@ -126,12 +128,24 @@ class TfidfBaseline:
         nearest = (x @ self.train_x.T).toarray().argmax(axis=1)
         return [self.train_targets[i] for i in nearest]
 
+    def plain_features(self) -> tuple[list[Features], np.ndarray]:
+        """The fitted vectorizer as :mod:`catalog_lora.retrieval.tfidf` reads it: the n-gram kinds and their idf."""
+        kinds = [vectorizer for _, vectorizer in self.features.transformer_list]
+        features = [Features(v.analyzer, v.ngram_range, {gram: int(i) for gram, i in v.vocabulary_.items()}) for v in kinds]
+        return features, np.concatenate([v.idf_ for v in kinds])
+
+    def save_search(self, folder: str | Path) -> list[Path]:
+        """The fitted description baseline's vectorizer as a description head's word search (``SEARCH_FILES`` in
+        ``folder``; catalog_lora.retrieval.tfidf.LexicalSearch), for the engine and code without scikit-learn."""
+        if self.task != "description":
+            raise ValueError(f"a {self.task} baseline is a model of label probabilities: save_plain saves it")
+        features, idf = self.plain_features()
+        return save_vectors([Path(folder) / name for name in SEARCH_FILES], features, idf, {"fitted": "TF-IDF search"}, {})
+
     def save_plain(self, folder: str | Path, labels: list[str]) -> list[Path]:
         """The fitted tag or category model as :mod:`catalog_lora.inference.lexical`'s two files in ``folder``,
         one row per label of ``labels`` (the adapter's taxonomy, in its order), for code without scikit-learn."""
-        kinds = [vectorizer for _, vectorizer in self.features.transformer_list]
-        features = [Features(v.analyzer, v.ngram_range, {gram: int(i) for gram, i in v.vocabulary_.items()}) for v in kinds]
-        idf = np.concatenate([v.idf_ for v in kinds])
+        features, idf = self.plain_features()
         coef = np.zeros((len(labels), len(idf)))
         intercept = np.full(len(labels), -np.inf)  # a label the model never learned is never its answer
         if self.task == "tagging":

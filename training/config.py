@@ -28,7 +28,7 @@ from catalog_lora.model.base_model import EMBEDDED, EMBEDDED_BASES, QUANTIZATION
 from catalog_lora.records.canonical import TASKS
 from catalog_lora.records.prompts import TEMPLATES
 from catalog_lora.records.task_spec import LABEL_FIELDS, TaskSpec
-from catalog_lora.runs.folder import METHODS, REPO_ID_RULE, is_repo_id
+from catalog_lora.runs.folder import CHOICE_SEARCHES, METHODS, REPO_ID_RULE, is_repo_id
 from training.plan import CHECKPOINTING, COMPILE
 from training.schedule import SCHEDULES
 
@@ -69,6 +69,12 @@ class ModelConfig:
     choice_attributes: list[str] = field(default_factory=list)
     """Description head: the attributes (e.g. ``[brand]``) whose values its input shows for the product
     and each candidate (empty = all); fewer tokens per product, more products per CPU-minute."""
+    choice_search: str = "references"
+    """Description head: where the candidates it answers among come from (the engine, the tuning of the nearest's
+    share, the evaluation, the card's code): ``references``, the references index's ``prompt_examples`` nearest by
+    meaning; ``pooled``, the first ⌈prompt_examples/2⌉ by TF-IDF (the baseline's search, whose nearest is the
+    baseline's answer) then as many of the references index's, without a repeated description. Training shows each
+    row the references index's candidates either way (catalog_lora.retrieval.examples.pool)."""
     num_layers: int = 0
     """Head method: run only the first N decoder layers (0 = all). Each training and prediction
     token then costs N/total of the full model, so a CPU budget buys more epochs."""
@@ -302,6 +308,9 @@ class TrainConfig:
             )
         if self.model.choice_attributes and not (self.method == "head" and self.task == "description"):
             raise ConfigError(f"model.choice_attributes={self.model.choice_attributes} only applies to method='head' with task='description'")
+        _choice("model.choice_search", self.model.choice_search, CHOICE_SEARCHES)
+        if self.model.choice_search != "references" and not (self.method == "head" and self.task == "description"):
+            raise ConfigError(f"model.choice_search={self.model.choice_search!r} only applies to method='head' with task='description'")
         if self.data.attribute_dropout and (not self.data.attributes or self.task == "description"):
             raise ConfigError(
                 f"data.attribute_dropout={self.data.attribute_dropout} leaves the attributes out of some training examples "

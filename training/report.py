@@ -31,6 +31,7 @@ from pathlib import Path
 
 from catalog_lora.model.base_model import public_model_id
 from catalog_lora.records.canonical import HEADLINE
+from catalog_lora.retrieval.examples import from_each_search
 from catalog_lora.runs.folder import RunFolder
 from catalog_lora.runs.markdown import markdown_table, metrics_table
 
@@ -51,6 +52,9 @@ def method_label(folder: RunFolder) -> str:
     auxiliary = folder.auxiliary_field or (f"the path at levels={folder.auxiliary_levels}" if folder.auxiliary_levels else "")
     learnt = f" (learning {auxiliary} beside" + (f" at weight {weight:g}" if weight is not None else "") + ")" if auxiliary else ""
     if info.method == "head" and info.task == "description":
+        if info.choice_search == "pooled":
+            half = from_each_search(info.prompt_examples)
+            return f"head choosing among the nearest {half} descriptions by TF-IDF and {half} by meaning"
         return f"head choosing among the nearest {info.prompt_examples} descriptions"
     return (
         info.method

@@ -59,6 +59,7 @@ from training.plan import (
 from training.run_folder import write_run_folder
 from training.schedule import make_scheduler
 from training.session import Progress, Session, TrainingStopped, stopped_message, write_progress
+from training.tuning import fit_search
 
 STOPPED_EXIT = 3  # the exit status of a run stopped by SIGTERM/SIGINT (its best checkpoint kept)
 
@@ -125,13 +126,16 @@ def build_references(config: TrainConfig, splits: dict[str, list[dict]], out: Pa
         else:
             keys = run_attributes(splits["train"], config.task) or None
         build_index(splits["train"], out / REFERENCES_DIR, config.task, reset=True, key_attributes=keys).close()
+        if config.model.choice_search == "pooled":
+            fit_search(splits["train"], config, out, accelerator.print)
     accelerator.wait_for_everyone()
 
 
 def shown_examples(config: TrainConfig, splits: dict[str, list[dict]], out: Path) -> dict[str, list[list[Example]]]:
     """The training examples each train and validation prompt shows (``model.prompt_examples``), from the
     references index, so training sees the prompts the adapter will get; a training row sees its nearest
-    *other* rows, never itself."""
+    *other* rows, never itself. A description head that answers among pooled candidates (``model.choice_search``)
+    is trained on the references index's too: the pooled ones were measured on heads trained so."""
     k = config.model.prompt_examples
     if not k:
         return {split: [[] for _ in records] for split, records in splits.items()}
@@ -301,6 +305,7 @@ def run_info(config: TrainConfig, taxonomy: Taxonomy | None, template: PromptTem
         knn_temperature=config.neighbours.temperature,
         prompt_examples=config.model.prompt_examples,
         choice_attributes=list(config.model.choice_attributes),
+        choice_search=config.model.choice_search,
         attributes=run_attributes(train, spec.task),
     )
 

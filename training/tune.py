@@ -2,9 +2,12 @@
 
     python -m training.tune runs/bodywash-l1-head --lexical-vote true
 
+    python -m training.tune runs/bigbasket-description-head model.choice_search=pooled
+
 For a head trained before a lever existed, or to switch one on or off without training again: the
-adapter's weights stay as they are; the lexical vote's TF-IDF model is fitted (``--lexical-vote true``),
-the votes' shares, the tag thresholds and the review threshold are chosen on the validation split
+adapter's weights stay as they are; the lexical vote's TF-IDF model is fitted (``--lexical-vote true``), or a
+description head's TF-IDF search (``model.choice_search=pooled``); the votes' shares, a description head's
+nearest candidate's share, the tag thresholds and the review threshold are chosen on the validation split
 (training.tuning), and the test split is evaluated again (training.evaluate). The run folder's
 ``catalog_lora.json``, ``config.yaml``, ``metrics.json`` and plots are rewritten, the bf16 agreement is measured
 again (``eval.bf16_check``), ``lexical_fit_seconds`` is recorded in ``train_stats.json``, and its ``COMPLETE``
@@ -26,6 +29,7 @@ from catalog_lora.runs.folder import (
     INFO_FILE,
     LEXICAL_FILES,
     METRICS_FILE,
+    SEARCH_FILES,
     STATS_FILE,
     TAXONOMY_FILE,
 )
@@ -34,7 +38,7 @@ from training.config import ConfigError, load_config, save_config
 from training.data import read_config_splits
 from training.evaluate import evaluate_all, save_plots
 from training.run_folder import mark_complete, record_bf16_agreement
-from training.tuning import NAME, fit_lexical, tune_on_validation
+from training.tuning import NAME, fit_lexical, fit_search, tune_on_validation
 
 
 def retune(run: str | Path, overrides: list[str] = (), log=print) -> dict:
@@ -44,15 +48,18 @@ def retune(run: str | Path, overrides: list[str] = (), log=print) -> dict:
     if not (run / COMPLETE_MARKER).is_file():
         raise ConfigError(f"{run} has no {COMPLETE_MARKER} marker: only a finished run folder can be tuned again")
     config = load_config(run / CONFIG_FILE, list(overrides))
-    if config.method != "head" or config.task == "description":
-        raise ConfigError(f"{run} is a {config.method} {config.task} run; training.tune re-tunes tag and category heads")
+    if config.method != "head":
+        raise ConfigError(f"{run} is a {config.method} {config.task} run; training.tune re-tunes heads")
     splits = read_config_splits(config)
-    taxonomy = Taxonomy.load(run / TAXONOMY_FILE)
+    taxonomy = Taxonomy.load(run / TAXONOMY_FILE) if config.task != "description" else None
     engine = Engine.load({NAME: str(run)}, quantization="none")
     (run / COMPLETE_MARKER).unlink()  # until every file below agrees again
-    for name in LEXICAL_FILES:
+    for name in (*LEXICAL_FILES, *SEARCH_FILES):
         (run / name).unlink(missing_ok=True)
     spec = engine.spec(NAME)
+    spec.info.choice_search = config.model.choice_search
+    if config.model.choice_search == "pooled":
+        fit_search(splits["train"], config, run, log)
     if config.lexical.vote:
         baseline = fit_lexical(splits["train"], splits["validation"], config, taxonomy, spec.info.attributes, run, log)
     else:

@@ -1,5 +1,6 @@
 """What is chosen on the validation split once training is done, with the best adapter on the engine:
-the classical model a head's lexical vote is made of (fitted on train, its settings chosen on validation),
+the classical model a head's lexical vote is made of (fitted on train, its settings chosen on validation), a
+description head's TF-IDF search (fitted on train),
 the shares of the votes mixed into a head (the neighbours', the classical model's; for a description head,
 the nearest candidate's share of its choice), the per-label thresholds of a tagging head, the review threshold.
 
@@ -18,6 +19,7 @@ from catalog_lora.inference.confidence import choose_threshold
 from catalog_lora.inference.engine import Engine
 from catalog_lora.inference.votes import WEIGHT_GRID, best_thresholds, tune_shares
 from catalog_lora.records.labels import Taxonomy
+from catalog_lora.records.prompts import with_attribute_values
 from catalog_lora.retrieval.neighbours import neighbour_votes
 from training.baseline import TfidfBaseline
 from training.config import TrainConfig
@@ -64,6 +66,18 @@ def fit_lexical(
     size = sum(f.stat().st_size for f in files) / 1e6
     log(f"Lexical vote: TF-IDF + logistic regression ({baseline.settings}) fitted in {baseline.fit_seconds:.0f} s, {size:.1f} MB")
     return baseline
+
+
+def fit_search(train: list[dict], config: TrainConfig, folder: Path, log) -> list[Path]:
+    """A description head's TF-IDF search (``model.choice_search: pooled``): the baseline's vectorizer fitted on the
+    training products' lines (title and ``model.choice_attributes`` values, as the references index reads them) and
+    saved into ``folder`` (catalog_lora.retrieval.tfidf.LexicalSearch)."""
+    started = time.time()
+    keys = [with_attribute_values(r["text"], r.get("attributes"), config.model.choice_attributes) for r in train]
+    files = TfidfBaseline("description").fit(keys, [r["description"] for r in train]).save_search(folder)
+    size = sum(f.stat().st_size for f in files) / 1e6
+    log(f"TF-IDF search for the pooled candidates: fitted in {time.time() - started:.0f} s, {size:.1f} MB")
+    return files
 
 
 def head_and_votes(

@@ -9,7 +9,10 @@ e.g. the brand; the references index is keyed on them), and a model that reads t
 each candidate picks among them: the same product line or not, the same kind of product, a
 description that names another product. Training gives each candidate a share of the target by how
 close its description is to the product's own (chrF), and at the end of training the nearest
-candidate's share of the choice is tuned on validation (:func:`choose`).
+candidate's share of the choice is tuned on validation (:func:`choose`). With ``choice_search: pooled`` it answers
+among candidates of two searches (:func:`catalog_lora.retrieval.examples.pool`): the nearest by TF-IDF, the
+classical baseline's search (whose nearest is its answer, so the nearest's share is the baseline's vote), and the
+nearest by meaning; the two find different product lines, and the head picks among both.
 
 The input, one line per product (the one definition: training, the engine and the card use it)::
 

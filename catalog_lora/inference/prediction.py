@@ -4,11 +4,15 @@ answer (:class:`Prediction`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from catalog_lora.records.labels import Taxonomy
-from catalog_lora.records.prompts import Example, PromptTemplate, select_attributes
-from catalog_lora.retrieval.examples import nearest_examples
-from catalog_lora.runs.folder import LEXICAL_FILES, RunInfo, fetch_file
+from catalog_lora.records.prompts import Example, PromptTemplate, select_attributes, with_attribute_values
+from catalog_lora.retrieval.examples import from_each_search, nearest_examples, pool
+from catalog_lora.runs.folder import LEXICAL_FILES, SEARCH_FILES, RunInfo, fetch_file
+
+if TYPE_CHECKING:
+    from catalog_lora.retrieval.tfidf import LexicalSearch
 
 
 @dataclass
@@ -47,6 +51,7 @@ class AdapterSpec:
     peft_name: str
     _neighbours: object = None
     _lexical: object = None
+    _word_search: tuple | None = None
 
     @property
     def neighbours(self):
@@ -73,12 +78,36 @@ class AdapterSpec:
             return attributes
         return select_attributes(attributes, self.info.attributes)
 
+    @property
+    def word_search(self) -> tuple[LexicalSearch, list[Example]]:
+        """A description head's TF-IDF search over its training products (``SEARCH_FILES``) and those products, in
+        the references index's order (read on first use)."""
+        if self._word_search is None:
+            from catalog_lora.retrieval.tfidf import LexicalSearch
+
+            _, texts, answers, attributes = self.neighbours.entries()
+            rows = [Example(*entry) for entry in zip(texts, answers, attributes, strict=True)]
+            keys = [with_attribute_values(row.text, row.attributes, self.info.choice_attributes) for row in rows]
+            search = LexicalSearch.load(*(fetch_file(self.source, name) for name in SEARCH_FILES), keys)
+            self._word_search = search, rows
+        return self._word_search
+
     def examples(self, texts: list[str], attributes: list[dict | None] | None = None) -> list[list[Example]]:
         """The nearest training examples shown in each text's prompt, or a description head's candidates
-        (none unless the run uses some); ``attributes`` are searched with the texts where the index is keyed on them."""
-        if not self.info.prompt_examples:
+        (none unless the run uses some); ``attributes`` are searched with the texts where the index is keyed on them.
+        A description head with ``choice_search: pooled`` pools the TF-IDF search's nearest with the index's."""
+        k = self.info.prompt_examples
+        if not k:
             return [[] for _ in texts]
-        return nearest_examples(self.neighbours, texts, self.info.prompt_examples, attributes=attributes)
+        if self.info.choice_search != "pooled":
+            return nearest_examples(self.neighbours, texts, k, attributes=attributes)
+        half = from_each_search(k)
+        by_meaning = nearest_examples(self.neighbours, texts, half, attributes=attributes)
+        search, rows = self.word_search
+        attributes = attributes or [None] * len(texts)
+        keys = [with_attribute_values(t, a, self.info.choice_attributes) for t, a in zip(texts, attributes, strict=True)]
+        by_words = [[rows[i] for i in found] for found in search.nearest(keys, half)]
+        return [pool(words, meaning, k) for words, meaning in zip(by_words, by_meaning, strict=True)]
 
     @property
     def template(self) -> PromptTemplate:

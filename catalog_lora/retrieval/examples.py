@@ -50,6 +50,24 @@ def nearest_examples(
     return out
 
 
+def from_each_search(k: int) -> int:
+    """How many candidates a description head with ``k`` candidates (``prompt_examples``) takes from each search when
+    it pools them: ``⌈k/2⌉``."""
+    return -(-k // 2)
+
+
+def pool(by_words: Sequence[Example], by_meaning: Sequence[Example], k: int) -> list[Example]:
+    """A description head's pooled candidates (``RunInfo.choice_search == "pooled"``): the first ``⌈k/2⌉`` of the
+    TF-IDF search's (:class:`catalog_lora.retrieval.tfidf.LexicalSearch`), then the first ``⌈k/2⌉`` of the references
+    index's, each description once (its first place kept). The TF-IDF nearest comes first: it is the baseline's own
+    answer, so the nearest candidate's share of the choice (tuned on validation) is the baseline's vote."""
+    half = from_each_search(k)
+    pooled: dict[str, Example] = {}
+    for candidate in [*by_words[:half], *by_meaning[:half]]:
+        pooled.setdefault(candidate.answer, candidate)
+    return list(pooled.values())
+
+
 def save_plain(index, embeddings_path: str | Path, rows_path: str | Path) -> None:
     """The references ``index`` as plain files, for code without catalog-lora or ChromaDB.
 

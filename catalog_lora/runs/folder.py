@@ -12,6 +12,8 @@ A finished run folder holds:
 - ``references/``: the index of the training examples (:mod:`catalog_lora.retrieval.references`), when built;
 - ``lexical.json``, ``lexical.safetensors``: a head's classical model, when its answers mix it in
   (:mod:`catalog_lora.inference.lexical`);
+- ``lexical_search.json``, ``lexical_search.safetensors``: a description head's TF-IDF vectorizer, when it pools
+  the candidates of both searches (``choice_search``; :mod:`catalog_lora.retrieval.tfidf`);
   ``base_adapter_baseline.png``: the headline metric of the three side by side;
 - ``COMPLETE``: written last, so a crashed run is never mistaken for a finished one.
 
@@ -50,6 +52,9 @@ PROGRESS_FILE = "progress.json"  # written while training runs: step, losses, ph
 REFERENCES_DIR = "references"  # the index of the training examples (catalog_lora.retrieval.references), when built
 NEIGHBOURS_FILE = "neighbours.safetensors"  # the same examples as plain tensors, in a published head's repo
 LEXICAL_FILES = ("lexical.json", "lexical.safetensors")  # a head's classical model (catalog_lora.inference.lexical)
+# a description head's word search, when it pools its candidates (catalog_lora.retrieval.tfidf.LexicalSearch)
+SEARCH_FILES = ("lexical_search.json", "lexical_search.safetensors")
+CHOICE_SEARCHES = ("references", "pooled")  # a description head's candidates: RunInfo.choice_search
 EXAMPLES_FILE = "prompt_examples.jsonl"  # their texts and answers, in a published repo whose prompts show examples
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 METHODS = ("generate", "head")
@@ -115,6 +120,9 @@ class RunInfo:
     their answers (0 = none); see catalog_lora.records.prompts. Description head: the candidates it chooses among."""
     choice_attributes: list[str] = field(default_factory=list)
     """Description head: the attributes its input shows for the product and each candidate (empty = all)."""
+    choice_search: str = "references"
+    """Description head: where its candidates come from when it answers (:data:`CHOICE_SEARCHES`): ``references``,
+    the references index's nearest by meaning; ``pooled``, also the nearest by TF-IDF (``lexical_search.*``)."""
     attributes: list[str] = field(default_factory=list)
     """Tags and categories: the attributes (e.g. ``[brand]``) the adapter reads beside the text. Its prompt shows
     them (``Attributes: brand: …``) and its votes read ``text [values]`` (catalog_lora.records.prompts); other

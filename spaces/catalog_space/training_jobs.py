@@ -258,7 +258,8 @@ def write_config(job: TrainJob) -> Path:
     config.update(task=request.task, method=request.method, output_dir=str(job.run_dir))
     if request.method == "head" and request.task == "description":  # it chooses among the nearest training descriptions
         config.update(references=True)
-        config.setdefault("model", {}).update(prompt_examples=CHOICE_CANDIDATES)
+        # answering among the TF-IDF search's candidates pooled with the index's, as the shipped config does
+        config.setdefault("model", {}).update(prompt_examples=CHOICE_CANDIDATES, choice_search="pooled")
     config.setdefault("data", {}).update(path=str(job.data_dir), max_train_examples=int(request.max_samples))
     config["data"].update(max_eval_examples=job.eval_examples)
     train = config.setdefault("train", {})
