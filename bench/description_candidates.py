@@ -48,23 +48,23 @@ def key_attributes(run: Path | None) -> list[str]:
 
 def tfidf_search(train: list[dict], keys: list[str]):
     """``find(rows, k)``: the ``k`` training products nearest each row by the baseline's own TF-IDF features over the
-    title and the ``keys`` attributes, nearest first. Fitted once."""
-    import numpy as np
-
+    title and the ``keys`` attributes, nearest first: the product's search (catalog_lora.retrieval.tfidf), fitted
+    once. Ties keep the training order, so the first is the baseline's own answer."""
     from catalog_lora.records.prompts import with_attribute_values
+    from catalog_lora.retrieval.tfidf import LexicalSearch
     from training.baseline import TfidfBaseline
 
     def key(record: dict) -> str:
         return with_attribute_values(record["text"], record.get("attributes"), keys)
 
-    baseline = TfidfBaseline("description").fit([key(r) for r in train], [r["description"] for r in train])
+    lines = [key(r) for r in train]
+    with tempfile.TemporaryDirectory() as folder:
+        files = TfidfBaseline("description").fit(lines, [r["description"] for r in train]).save_search(folder)
+        search = LexicalSearch.load(*files, lines)
 
     def find(rows: list[dict], k: int) -> list[list[Example]]:
-        similarity = (baseline.features.transform([key(r) for r in rows]) @ baseline.train_x.T).toarray()
-        # A stable sort: ties keep the training order, so the first is the baseline's own answer (argmax).
-        nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
-        return [[Example(train[j]["text"], train[j]["description"], train[j].get("attributes")) for j in row]
-                for row in nearest]
+        return [[Example(train[j]["text"], train[j]["description"], train[j].get("attributes")) for j in found]
+                for found in search.nearest([key(r) for r in rows], k)]
 
     return find
 
@@ -137,10 +137,12 @@ def head_choices(run: Path, rows: dict[str, list[dict]], candidates: dict[str, d
     return result
 
 
-def pool(tfidf: list[list[Example]], minilm: list[list[Example]]) -> list[list[Example]]:
-    """The first 3 of each search's candidates, without repeats (by description), the TF-IDF search's first: its
-    nearest stays the baseline's answer."""
-    return [list({c.answer: c for c in a[:3] + b[:3]}.values()) for a, b in zip(tfidf, minilm, strict=True)]
+def pooled(tfidf: list[list[Example]], minilm: list[list[Example]]) -> list[list[Example]]:
+    """The first 3 of each search's candidates, each description once, the TF-IDF search's first (its nearest stays the
+    baseline's answer): the product's pool (catalog_lora.retrieval.examples.pool) of a head with 5 or 6 candidates."""
+    from catalog_lora.retrieval.examples import pool
+
+    return [pool(a, b, 6) for a, b in zip(tfidf, minilm, strict=True)]
 
 
 def measure(data: Path, train: list[dict], rows: list[dict], candidates: dict[str, list[list[Example]]], k: int) -> dict:
@@ -176,7 +178,7 @@ def one_split(data: Path, run: Path | None, k: int) -> dict:
     with minilm_search(train, keys) as minilm:
         finders = {SEARCHES[0]: tfidf_search(train, keys), SEARCHES[1]: minilm}
         candidates = {search: {split: find(rows[split], k) for split in splits} for search, find in finders.items()}
-    candidates[SEARCHES[2]] = {split: pool(*(candidates[search][split] for search in SEARCHES[:2])) for split in splits}
+    candidates[SEARCHES[2]] = {split: pooled(*(candidates[search][split] for search in SEARCHES[:2])) for split in splits}
     result = measure(data, train, rows["validation"], {search: candidates[search]["validation"] for search in SEARCHES}, k)
     result["key_attributes"] = keys
     if run is not None:
