@@ -36,7 +36,9 @@ from training.config import ConfigError, load_config
 from training.data import encode_choice
 from training.evaluate import baseline_attributes, evaluate_baseline
 from training.metrics import description_metrics
+from training.train import shown_examples
 from training.tune import main as tune_main
+from training.tuning import fit_search
 
 LONG = "Rolled oats for a warm breakfast porridge, rich in fibre and slow to digest. " * 4
 OATS = {"brand": "Saffola", "category": "Foodgrains"}
@@ -256,3 +258,30 @@ def test_config_checks_the_candidates_search(sample_data):
         load_config(None, [*base, "model.choice_search=words"])
     with pytest.raises(ConfigError, match="model.choice_search='pooled' only applies to method='head' with task='description'"):
         load_config(None, [f"data.path={sample_data / 'category'}", "task=category", "method=head", "model.choice_search=pooled"])
+    with pytest.raises(ConfigError, match="model.choice_training_search='pooled' only applies to method='head'"):
+        load_config(None, [f"data.path={sample_data / 'category'}", "task=category", "method=head", "model.choice_training_search=pooled"])
+
+
+def test_pooled_training_candidates_never_show_a_row_itself(sample_data, tmp_path):
+    """``model.choice_training_search: pooled``: each training row is shown the TF-IDF search's nearest *other* rows
+    pooled with the index's; a validation row's first candidate is the baseline's answer."""
+    folder = sample_data / "description"
+    config = load_config(None, [
+        f"data.path={folder}", "task=description", "method=head", "references=true", "model.prompt_examples=3",
+        "model.choice_attributes=[brand]", "model.choice_training_search=pooled", f"output_dir={tmp_path}",
+    ])
+    splits = {split: load_split(folder, split) for split in ("train", "validation")}
+    build_index(splits["train"], tmp_path / "references", "description", progress=False, key_attributes=["brand"]).close()
+    fit_search(splits["train"], config, tmp_path, log=lambda _: None)
+    shown = shown_examples(config, splits, tmp_path)
+    lines = {split: [with_attribute_values(r["text"], r["attributes"], ["brand"]) for r in rows] for split, rows in splits.items()}
+    baseline = TfidfBaseline("description").fit(lines["train"], [r["description"] for r in splits["train"]])
+    assert [c[0].answer for c in shown["validation"]] == baseline.predict(lines["validation"])
+    for record, candidates in zip(splits["train"], shown["train"], strict=True):
+        assert 2 <= len(candidates) <= 4 and len({c.answer for c in candidates}) == len(candidates)
+        assert all(" ".join(c.text.split()).casefold() != " ".join(record["text"].split()).casefold() for c in candidates)
+    # without the row itself, a training row's first candidate is the nearest other row by TF-IDF
+    others = [[j for j in range(len(lines["train"])) if splits["train"][j]["text"] != r["text"]] for r in splits["train"]]
+    similarity = (baseline.features.transform(lines["train"]) @ baseline.train_x.T).toarray()
+    nearest_other = [max(rows, key=lambda j, i=i: (similarity[i, j], -j)) for i, rows in enumerate(others)]
+    assert [c[0].answer for c in shown["train"]] == [splits["train"][j]["description"] for j in nearest_other]

@@ -73,8 +73,12 @@ class ModelConfig:
     """Description head: where the candidates it answers among come from (the engine, the tuning of the nearest's
     share, the evaluation, the card's code): ``references``, the references index's ``prompt_examples`` nearest by
     meaning; ``pooled``, the first ⌈prompt_examples/2⌉ by TF-IDF (the baseline's search, whose nearest is the
-    baseline's answer) then as many of the references index's, without a repeated description. Training shows each
-    row the references index's candidates either way (catalog_lora.retrieval.examples.pool)."""
+    baseline's answer) then as many of the references index's, without a repeated description
+    (catalog_lora.retrieval.examples.pool). What training shows is ``choice_training_search``."""
+    choice_training_search: str = "references"
+    """Description head: where each training (and validation) row's candidates come from, a row never among its
+    own: ``references`` (the index's nearest by meaning, as the shipped config was measured) or ``pooled`` (as
+    ``choice_search``'s, so the head learns on the candidates it answers among)."""
     num_layers: int = 0
     """Head method: run only the first N decoder layers (0 = all). Each training and prediction
     token then costs N/total of the full model, so a CPU budget buys more epochs."""
@@ -308,9 +312,11 @@ class TrainConfig:
             )
         if self.model.choice_attributes and not (self.method == "head" and self.task == "description"):
             raise ConfigError(f"model.choice_attributes={self.model.choice_attributes} only applies to method='head' with task='description'")
-        _choice("model.choice_search", self.model.choice_search, CHOICE_SEARCHES)
-        if self.model.choice_search != "references" and not (self.method == "head" and self.task == "description"):
-            raise ConfigError(f"model.choice_search={self.model.choice_search!r} only applies to method='head' with task='description'")
+        for key in ("choice_search", "choice_training_search"):
+            value = getattr(self.model, key)
+            _choice(f"model.{key}", value, CHOICE_SEARCHES)
+            if value != "references" and not (self.method == "head" and self.task == "description"):
+                raise ConfigError(f"model.{key}={value!r} only applies to method='head' with task='description'")
         if self.data.attribute_dropout and (not self.data.attributes or self.task == "description"):
             raise ConfigError(
                 f"data.attribute_dropout={self.data.attribute_dropout} leaves the attributes out of some training examples "

@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 
 from catalog_lora.model.base_model import HEAD_MODULES, Precision, free_memory, load_base_model, public_model_id
 from catalog_lora.records.labels import Taxonomy
-from catalog_lora.records.prompts import Example, PromptTemplate
-from catalog_lora.retrieval.examples import nearest_examples
-from catalog_lora.runs.folder import COMPLETE_MARKER, REFERENCES_DIR, RunInfo
+from catalog_lora.records.prompts import Example, PromptTemplate, with_attribute_values
+from catalog_lora.retrieval.examples import nearest_examples, pooled_examples
+from catalog_lora.runs.folder import COMPLETE_MARKER, REFERENCES_DIR, SEARCH_FILES, RunInfo
 from training.config import TrainConfig, load_config
 from training.data import (
     Collator,
@@ -126,7 +126,7 @@ def build_references(config: TrainConfig, splits: dict[str, list[dict]], out: Pa
         else:
             keys = run_attributes(splits["train"], config.task) or None
         build_index(splits["train"], out / REFERENCES_DIR, config.task, reset=True, key_attributes=keys).close()
-        if config.model.choice_search == "pooled":
+        if "pooled" in (config.model.choice_search, config.model.choice_training_search):
             fit_search(splits["train"], config, out, accelerator.print)
     accelerator.wait_for_everyone()
 
@@ -134,23 +134,32 @@ def build_references(config: TrainConfig, splits: dict[str, list[dict]], out: Pa
 def shown_examples(config: TrainConfig, splits: dict[str, list[dict]], out: Path) -> dict[str, list[list[Example]]]:
     """The training examples each train and validation prompt shows (``model.prompt_examples``), from the
     references index, so training sees the prompts the adapter will get; a training row sees its nearest
-    *other* rows, never itself. A description head that answers among pooled candidates (``model.choice_search``)
-    is trained on the references index's too: the pooled ones were measured on heads trained so."""
+    *other* rows, never itself. A description head with ``model.choice_training_search: pooled`` is shown the
+    TF-IDF search's nearest pooled with the index's (catalog_lora.retrieval.examples.pooled_examples)."""
     k = config.model.prompt_examples
     if not k:
         return {split: [[] for _ in records] for split, records in splits.items()}
     from catalog_lora.retrieval.references import ReferenceIndex
 
+    train = splits["train"]
+    texts = {split: [r["text"] for r in records] for split, records in splits.items()}
+    attributes = {split: [r.get("attributes") for r in records] for split, records in splits.items()}
+    ids = [r["id"] for r in train]
     with ReferenceIndex.open(out / REFERENCES_DIR) as index:
-        train = splits["train"]
-        validation = splits["validation"]
+        if config.model.choice_training_search != "pooled":
+            return {
+                "train": nearest_examples(index, texts["train"], k, ids, attributes["train"]),
+                "validation": nearest_examples(index, texts["validation"], k, attributes=attributes["validation"]),
+            }
+        from catalog_lora.retrieval.tfidf import LexicalSearch
+
+        keys = config.model.choice_attributes
+        rows = [Example(r["text"], r["description"], r.get("attributes")) for r in train]
+        lines = [with_attribute_values(row.text, row.attributes, keys) for row in rows]
+        search = LexicalSearch.load(*(out / name for name in SEARCH_FILES), lines)
         return {
-            "train": nearest_examples(
-                index, [r["text"] for r in train], k, [r["id"] for r in train], [r.get("attributes") for r in train]
-            ),
-            "validation": nearest_examples(
-                index, [r["text"] for r in validation], k, attributes=[r.get("attributes") for r in validation]
-            ),
+            "train": pooled_examples(index, search, rows, texts["train"], k, keys, attributes["train"], ids),
+            "validation": pooled_examples(index, search, rows, texts["validation"], k, keys, attributes["validation"]),
         }
 
 

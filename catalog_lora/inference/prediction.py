@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from catalog_lora.records.labels import Taxonomy
 from catalog_lora.records.prompts import Example, PromptTemplate, select_attributes, with_attribute_values
-from catalog_lora.retrieval.examples import from_each_search, nearest_examples, pool
+from catalog_lora.retrieval.examples import nearest_examples, pooled_examples
 from catalog_lora.runs.folder import LEXICAL_FILES, SEARCH_FILES, RunInfo, fetch_file
 
 if TYPE_CHECKING:
@@ -101,13 +101,8 @@ class AdapterSpec:
             return [[] for _ in texts]
         if self.info.choice_search != "pooled":
             return nearest_examples(self.neighbours, texts, k, attributes=attributes)
-        half = from_each_search(k)
-        by_meaning = nearest_examples(self.neighbours, texts, half, attributes=attributes)
         search, rows = self.word_search
-        attributes = attributes or [None] * len(texts)
-        keys = [with_attribute_values(t, a, self.info.choice_attributes) for t, a in zip(texts, attributes, strict=True)]
-        by_words = [[rows[i] for i in found] for found in search.nearest(keys, half)]
-        return [pool(words, meaning, k) for words, meaning in zip(by_words, by_meaning, strict=True)]
+        return pooled_examples(self.neighbours, search, rows, texts, k, self.info.choice_attributes, attributes)
 
     @property
     def template(self) -> PromptTemplate:

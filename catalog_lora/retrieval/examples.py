@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from catalog_lora.records.prompts import Example
+from catalog_lora.records.prompts import Example, with_attribute_values
 
 # Extra hits asked for when training rows skip themselves and their same-text twins.
 SKIP_MARGIN = 8
@@ -66,6 +66,33 @@ def pool(by_words: Sequence[Example], by_meaning: Sequence[Example], k: int) -> 
     for candidate in [*by_words[:half], *by_meaning[:half]]:
         pooled.setdefault(candidate.answer, candidate)
     return list(pooled.values())
+
+
+def pooled_examples(
+    index,
+    search,
+    rows: Sequence[Example],
+    texts: Sequence[str],
+    k: int,
+    keys: Sequence[str],
+    attributes: Sequence[dict | None] | None = None,
+    skip_ids: Sequence[str] | None = None,
+) -> list[list[Example]]:
+    """A description head's pooled candidates of each text (:func:`pool`): the nearest of ``rows`` by the TF-IDF
+    ``search`` (a :class:`catalog_lora.retrieval.tfidf.LexicalSearch` over their lines, title and the ``keys``
+    attributes' values) and the nearest in the references ``index``, :func:`from_each_search` of each.
+
+    ``skip_ids`` (training rows, one id per text): a row's own candidates leave it out, and every row with its text."""
+    half = from_each_search(k)
+    attributes = attributes or [None] * len(texts)
+    by_meaning = nearest_examples(index, texts, half, skip_ids, attributes)
+    lines = [with_attribute_values(text, extra, keys) for text, extra in zip(texts, attributes, strict=True)]
+    found = search.nearest(lines, half + (SKIP_MARGIN if skip_ids is not None else 0))
+    by_words = [
+        [rows[j] for j in hits if skip_ids is None or _key(rows[j].text) != _key(text)][:half]
+        for text, hits in zip(texts, found, strict=True)
+    ]
+    return [pool(words, meaning, k) for words, meaning in zip(by_words, by_meaning, strict=True)]
 
 
 def save_plain(index, embeddings_path: str | Path, rows_path: str | Path) -> None:
