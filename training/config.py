@@ -78,7 +78,8 @@ class ModelConfig:
     choice_training_search: str = "references"
     """Description head: where each training (and validation) row's candidates come from, a row never among its
     own: ``references`` (the index's nearest by meaning, as the shipped config was measured) or ``pooled`` (as
-    ``choice_search``'s, so the head learns on the candidates it answers among)."""
+    ``choice_search``'s, so the head learns on the candidates it answers among; no better in a two-split pilot,
+    README)."""
     num_layers: int = 0
     """Head method: run only the first N decoder layers (0 = all). Each training and prediction
     token then costs N/total of the full model, so a CPU budget buys more epochs."""

@@ -54,7 +54,10 @@ def method_label(folder: RunFolder) -> str:
     if info.method == "head" and info.task == "description":
         if info.choice_search == "pooled":
             half = from_each_search(info.prompt_examples)
-            return f"head choosing among the nearest {half} descriptions by TF-IDF and {half} by meaning"
+            trained = folder.config.get("model", {}).get("choice_training_search") == "pooled"
+            return f"head choosing among the nearest {half} descriptions by TF-IDF and {half} by meaning" + (
+                ", trained on them" if trained else ""
+            )
         return f"head choosing among the nearest {info.prompt_examples} descriptions"
     return (
         info.method
