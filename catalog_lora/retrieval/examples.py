@@ -4,6 +4,8 @@ Looked up in the run's references index (:mod:`catalog_lora.retrieval.references
 similarity, at training time and at inference time alike, so the model is trained on the prompts it
 will see. A training row must not see itself: its own id and every row with the same text are
 skipped, as a product to describe is, by the splits' construction, never in the training split.
+A description head's candidates may be pooled (:func:`pooled_examples`): the nearest by TF-IDF
+(:mod:`catalog_lora.retrieval.tfidf`) with the nearest in the index, under the same rule.
 
 For code without catalog-lora (the model card's), :func:`save_plain` writes the index's embeddings
 and each example's text and answer to plain files published beside the adapter.
