@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 
 from catalog_lora.model.base_model import HEAD_MODULES, Precision, free_memory, load_base_model, public_model_id
 from catalog_lora.records.labels import Taxonomy
-from catalog_lora.records.prompts import Example, PromptTemplate, with_attribute_values
-from catalog_lora.retrieval.examples import nearest_examples, pooled_examples
+from catalog_lora.records.prompts import Example, PromptTemplate
+from catalog_lora.retrieval.examples import index_word_search, nearest_examples, pooled_examples
 from catalog_lora.runs.folder import COMPLETE_MARKER, REFERENCES_DIR, SEARCH_FILES, RunInfo
 from training.config import TrainConfig, load_config
 from training.data import (
@@ -141,22 +141,17 @@ def shown_examples(config: TrainConfig, splits: dict[str, list[dict]], out: Path
         return {split: [[] for _ in records] for split, records in splits.items()}
     from catalog_lora.retrieval.references import ReferenceIndex
 
-    train = splits["train"]
-    texts = {split: [r["text"] for r in records] for split, records in splits.items()}
-    attributes = {split: [r.get("attributes") for r in records] for split, records in splits.items()}
-    ids = [r["id"] for r in train]
+    texts = {split: [r["text"] for r in splits[split]] for split in ("train", "validation")}
+    attributes = {split: [r.get("attributes") for r in splits[split]] for split in ("train", "validation")}
+    ids = [r["id"] for r in splits["train"]]
     with ReferenceIndex.open(out / REFERENCES_DIR) as index:
         if config.model.choice_training_search != "pooled":
             return {
                 "train": nearest_examples(index, texts["train"], k, ids, attributes["train"]),
                 "validation": nearest_examples(index, texts["validation"], k, attributes=attributes["validation"]),
             }
-        from catalog_lora.retrieval.tfidf import LexicalSearch
-
         keys = config.model.choice_attributes
-        rows = [Example(r["text"], r["description"], r.get("attributes")) for r in train]
-        lines = [with_attribute_values(row.text, row.attributes, keys) for row in rows]
-        search = LexicalSearch.load(*(out / name for name in SEARCH_FILES), lines)
+        search, rows = index_word_search(index, [out / name for name in SEARCH_FILES], keys)
         return {
             "train": pooled_examples(index, search, rows, texts["train"], k, keys, attributes["train"], ids),
             "validation": pooled_examples(index, search, rows, texts["validation"], k, keys, attributes["validation"]),

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from catalog_lora.records.labels import Taxonomy
-from catalog_lora.records.prompts import Example, PromptTemplate, select_attributes, with_attribute_values
-from catalog_lora.retrieval.examples import nearest_examples, pooled_examples
+from catalog_lora.records.prompts import Example, PromptTemplate, select_attributes
+from catalog_lora.retrieval.examples import index_word_search, nearest_examples, pooled_examples
 from catalog_lora.runs.folder import LEXICAL_FILES, SEARCH_FILES, RunInfo, fetch_file
 
 if TYPE_CHECKING:
@@ -83,13 +83,8 @@ class AdapterSpec:
         """A description head's TF-IDF search over its training products (``SEARCH_FILES``) and those products, in
         the references index's order (read on first use)."""
         if self._word_search is None:
-            from catalog_lora.retrieval.tfidf import LexicalSearch
-
-            _, texts, answers, attributes = self.neighbours.entries()
-            rows = [Example(*entry) for entry in zip(texts, answers, attributes, strict=True)]
-            keys = [with_attribute_values(row.text, row.attributes, self.info.choice_attributes) for row in rows]
-            search = LexicalSearch.load(*(fetch_file(self.source, name) for name in SEARCH_FILES), keys)
-            self._word_search = search, rows
+            files = [fetch_file(self.source, name) for name in SEARCH_FILES]
+            self._word_search = index_word_search(self.neighbours, files, self.info.choice_attributes)
         return self._word_search
 
     def examples(self, texts: list[str], attributes: list[dict | None] | None = None) -> list[list[Example]]:

@@ -70,6 +70,18 @@ def pool(by_words: Sequence[Example], by_meaning: Sequence[Example], k: int) -> 
     return list(pooled.values())
 
 
+def index_word_search(index, files: Sequence[str | Path], keys: Sequence[str]) -> tuple:
+    """A description head's TF-IDF search (``files``: its two saved files) over the references ``index``'s entries,
+    each entry's line its title and the ``keys`` attributes' values; returns the search and the entries as examples,
+    in the index's order (the order the card's code reads them in), for :func:`pooled_examples`."""
+    from catalog_lora.retrieval.tfidf import LexicalSearch
+
+    _, texts, answers, attributes = index.entries()
+    rows = [Example(*entry) for entry in zip(texts, answers, attributes, strict=True)]
+    lines = [with_attribute_values(row.text, row.attributes, keys) for row in rows]
+    return LexicalSearch.load(*files, lines), rows
+
+
 def pooled_examples(
     index,
     search,
