@@ -10,7 +10,7 @@ descriptions nearest a product in the references index (MiniLM embeddings of the
 product nearest by TF-IDF over the same text (training/baseline.py). A choice can be no better than its best
 candidate: for each search this scores the nearest candidate (``top-1``) and the candidate closest to the true
 description by sentence chrF among the first 2, 3 and ``k`` (``oracle@n``, the ceiling of any choice among them),
-and the two searches' candidates pooled (the first 3 of each), on each grouped split (``datasets_prep.prepare
+and the two searches' candidates pooled (the first ``⌈k/2⌉`` of each, as the product pools them), on each grouped split (``datasets_prep.prepare
 --format bigbasket-descriptions --seed <seed>``). With ``--runs``, each split's trained description head also
 chooses among each search's candidates and among the pooled ones (the TF-IDF nearest first; the nearest's share
 chosen on validation, as training does) and is scored on that split's test rows. Writes
@@ -137,19 +137,30 @@ def head_choices(run: Path, rows: dict[str, list[dict]], candidates: dict[str, d
     return result
 
 
-def pooled(tfidf: list[list[Example]], minilm: list[list[Example]]) -> list[list[Example]]:
-    """The first 3 of each search's candidates, each description once, the TF-IDF search's first (its nearest stays the
-    baseline's answer): the product's pool (catalog_lora.retrieval.examples.pool) of a head with 5 or 6 candidates."""
+def pooled(tfidf: list[list[Example]], minilm: list[list[Example]], k: int) -> list[list[Example]]:
+    """The first ``⌈k/2⌉`` of each search's candidates, each description once, the TF-IDF search's first (its nearest
+    stays the baseline's answer): the product's pool (catalog_lora.retrieval.examples.pool) of a head with ``k``."""
     from catalog_lora.retrieval.examples import pool
 
-    return [pool(a, b, 6) for a, b in zip(tfidf, minilm, strict=True)]
+    return [pool(a, b, k) for a, b in zip(tfidf, minilm, strict=True)]
+
+
+def searches(k: int) -> tuple[str, str, str]:
+    """The three searches' names in the results (the pool's says how many it takes from each)."""
+    from catalog_lora.retrieval.examples import from_each_search
+
+    return ("TF-IDF (the baseline's search)", "MiniLM references index (the head's search)",
+            f"pooled: the first {from_each_search(k)} of each")
 
 
 def measure(data: Path, train: list[dict], rows: list[dict], candidates: dict[str, list[list[Example]]], k: int) -> dict:
     """Each search's candidates (and the pool's) for ``data``'s validation products ``rows``, scored; how much the two
     searches agree."""
     references = [r["description"] for r in rows]
-    tfidf, minilm, pooled = (candidates[search] for search in SEARCHES)
+    from catalog_lora.retrieval.examples import from_each_search
+
+    names, size = searches(k), 2 * from_each_search(k)  # the pool's most candidates
+    tfidf, minilm, pooled = (candidates[search] for search in names)
     # candidates compared by their descriptions
     pairs = [({c.answer for c in a}, {c.answer for c in b}) for a, b in zip(tfidf, minilm, strict=True)]
     depths = sorted({n for n in (2, 3, k) if n <= k})
@@ -159,9 +170,9 @@ def measure(data: Path, train: list[dict], rows: list[dict], candidates: dict[st
         "shared": sum(len(a & b) for a, b in pairs) / len(rows),
         "pooled_size": sum(map(len, pooled)) / len(pooled),
         "scores": {
-            SEARCHES[0]: scores(references, tfidf, depths),
-            SEARCHES[1]: scores(references, minilm, depths),
-            SEARCHES[2]: {"oracle among them": scores(references, pooled, [6])["oracle@6"]},
+            names[0]: scores(references, tfidf, depths),
+            names[1]: scores(references, minilm, depths),
+            names[2]: {"oracle among them": scores(references, pooled, [size])[f"oracle@{size}"]},
         },
     }
 
@@ -176,23 +187,22 @@ def one_split(data: Path, run: Path | None, k: int) -> dict:
     splits = ("validation", "test") if run is not None else ("validation",)
     rows = {split: load_split(data, split) for split in splits}
     with minilm_search(train, keys) as minilm:
-        finders = {SEARCHES[0]: tfidf_search(train, keys), SEARCHES[1]: minilm}
+        names = searches(k)
+        finders = {names[0]: tfidf_search(train, keys), names[1]: minilm}
         candidates = {search: {split: find(rows[split], k) for split in splits} for search, find in finders.items()}
-    candidates[SEARCHES[2]] = {split: pooled(*(candidates[search][split] for search in SEARCHES[:2])) for split in splits}
-    result = measure(data, train, rows["validation"], {search: candidates[search]["validation"] for search in SEARCHES}, k)
+    candidates[names[2]] = {split: pooled(*(candidates[search][split] for search in names[:2]), k) for split in splits}
+    result = measure(data, train, rows["validation"], {search: candidates[search]["validation"] for search in names}, k)
     result["key_attributes"] = keys
     if run is not None:
         result["run"], result["heads"] = run.name, head_choices(run, rows, candidates)
     return result
 
 
-SEARCHES = ("TF-IDF (the baseline's search)", "MiniLM references index (the head's search)", "pooled: the first 3 of each")
-
-
 def report(results: list[dict], host: dict, command: str, k: int) -> str:
     import statistics
 
     from bench.split_cells import mean_sd
+    from catalog_lora.retrieval.examples import from_each_search
 
     lines = [
         "# Description candidates: which search should the head choose among?",
@@ -203,8 +213,8 @@ def report(results: list[dict], host: dict, command: str, k: int) -> str:
         f"title and {', '.join(results[0]['key_attributes']) or 'nothing else'}. Mean ± sd over the splits. Their "
         "nearest candidate is the same for "
         f"{statistics.fmean(r['same_first'] for r in results):.0%} of the products; their first {k} share "
-        f"{statistics.fmean(r['shared'] for r in results):.1f} descriptions on average; pooling the first 3 of each "
-        f"gives {statistics.fmean(r['pooled_size'] for r in results):.1f}.",
+        f"{statistics.fmean(r['shared'] for r in results):.1f} descriptions on average; pooling the first "
+        f"{from_each_search(k)} of each gives {statistics.fmean(r['pooled_size'] for r in results):.1f}.",
         "",
         "| search | candidate | ROUGE-L | chrF |",
         "|---|---|---:|---:|",
@@ -218,8 +228,8 @@ def report(results: list[dict], host: dict, command: str, k: int) -> str:
     if heads:
         lines += [
             "",
-            f"A trained description head choosing among each search's first {k}, and among the pooled first 3 of "
-            f"each ({', '.join(r['run'] for r in heads)}): the nearest candidate's share chosen on validation by chrF, "
+            f"A trained description head choosing among each search's first {k}, and among the pooled first "
+            f"{from_each_search(k)} of each ({', '.join(r['run'] for r in heads)}): the nearest candidate's share chosen on validation by chrF, "
             "as training chooses it; scored on the test split. The TF-IDF search's nearest (the pool's first) is the "
             "baseline's answer.",
             "",

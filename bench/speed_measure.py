@@ -107,8 +107,13 @@ def matmul_peak_gflops() -> float:
 
 
 def machine() -> dict:
+    """The machine a benchmark ran on, for its result line: the CPU's name says whether it computes bf16 and int8
+    natively (the machines lent here differ, and bf16 and int8 figures mean little without it)."""
     import torch
 
+    from catalog_lora.model.base_model import cpu_computes_bf16, cpu_computes_int8
+
+    bf16, int8 = cpu_computes_bf16(), cpu_computes_int8()
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -117,8 +122,11 @@ def machine() -> dict:
         ),
         platform.processor(),
     )
+    features = [name for name, has in (("native bf16", bf16), ("int8 dot products", int8)) if has]
     return {
-        "cpu": cpu,
+        "cpu": f"{cpu} [{', '.join(features) or 'no native bf16 or int8 dot products'}]",
+        "cpu_computes_bf16": bf16,
+        "cpu_computes_int8": int8,
         "arch": platform.machine(),
         "cpu_cores": os.cpu_count(),
         "cores_allowed": sorted(os.sched_getaffinity(0)),
