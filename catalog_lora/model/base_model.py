@@ -297,7 +297,11 @@ def choose_precision(quantization: str = "auto", device: str | None = None, fit:
         )
     if quantization == "auto":
         return Precision(
-            "none", torch.float32, device, "no CUDA: fp32 LoRA, since bf16 and 4-bit steps are 10-25x slower on CPU"
+            "none",
+            torch.float32,
+            device,
+            "no CUDA: fp32 LoRA, since bf16 and 4-bit steps are 10-25x slower on a CPU without native bf16, "
+            "and bf16 autocast gains little on one with it"
         )
     return Precision(quantization, torch.float32, device, f"quantization={quantization} asked for on CPU (slow)")
 
