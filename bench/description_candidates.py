@@ -156,9 +156,9 @@ def searches(k: int) -> tuple[str, str, str]:
 def measure(data: Path, train: list[dict], rows: list[dict], candidates: dict[str, list[list[Example]]], k: int) -> dict:
     """Each search's candidates (and the pool's) for ``data``'s validation products ``rows``, scored; how much the two
     searches agree."""
-    references = [r["description"] for r in rows]
     from catalog_lora.retrieval.examples import from_each_search
 
+    references = [r["description"] for r in rows]
     names, size = searches(k), 2 * from_each_search(k)  # the pool's most candidates
     tfidf, minilm, pooled = (candidates[search] for search in names)
     # candidates compared by their descriptions
