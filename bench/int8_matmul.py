@@ -53,7 +53,7 @@ def main() -> None:
         )
     text = (
         f"Machine: {host['cpu']} ({host['arch']}), {host['torch_threads']} torch thread(s) on core(s) {host['cores_allowed']}, "
-        f"load average {host['load_average_at_start'][0]:.2f} at start; torch {host['torch']}; "
+        f"load average {host['load_average_at_start'][0]:.2f} at start; torch {host['torch']}. "
         f"Date: {host['date']}. Made by `bench/int8_matmul.py --tokens {args.tokens}`. Time per product: below 1.00x "
         "is faster than fp32.\n\n"
         "| matmul | fp32 ms | int8 (`torch._int_mm`) ms | int8 / fp32 | bf16 ms | bf16 / fp32 |\n"
