@@ -79,7 +79,7 @@ class ModelConfig:
     """Description head: where each training (and validation) row's candidates come from, a row never among its
     own: ``references`` (the index's nearest by meaning, as the shipped config was measured) or ``pooled`` (as
     ``choice_search``'s, so the head learns on the candidates it answers among; no better in a two-split pilot,
-    README)."""
+    docs/results.md)."""
     num_layers: int = 0
     """Head method: run only the first N decoder layers (0 = all). Each training and prediction
     token then costs N/total of the full model, so a CPU budget buys more epochs."""
@@ -177,7 +177,7 @@ class TrainSettings:
     """A head with ``data.auxiliary_field`` or ``data.auxiliary_levels``: the weight of its auxiliary outputs'
     loss (their BCE or cross-entropy, a mean of its own) beside its own labels' loss. Chosen before measuring, not
     tuned: with one loss over all outputs together the ~105 body-wash Level 2 factors outweighed the 25 Level 1
-    tags and the head lost 4 points (README)."""
+    tags and the head lost 4 points (docs/results.md)."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
     seed: int = 42
