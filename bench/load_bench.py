@@ -36,6 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "spaces"))  # the Space's own modules sit beside its app.py
+from bench.speed_docs import write as write_docs  # noqa: E402
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 MODES = ("lock", "batched")
 
@@ -321,6 +323,8 @@ def main() -> None:
     if args.speed_json and speed.is_file():
         speed.write_text(json.dumps({**json.loads(speed.read_text()), "space": summary}, indent=1) + "\n")
     print("\n".join(lines))
+    if changed := write_docs():  # the documents quote load.json and load_head.json: keep them with them
+        print(f"rewrote the speed figures of {', '.join(changed)}")
 
 
 if __name__ == "__main__":

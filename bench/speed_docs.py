@@ -1,0 +1,415 @@
+"""The speed figures that README.md and docs/speed.md quote, written from the result files instead of typed.
+
+    .venv/bin/python bench/speed_docs.py           # rewrite the marked blocks from bench/results/
+    .venv/bin/python bench/speed_docs.py --check   # exit 1, naming the blocks, if a document is out of date
+
+A document marks each block ``<!-- speed_docs:NAME -->`` … ``<!-- /speed_docs:NAME -->``; everything between
+the two markers is this script's. The sources: ``bench/results/speed.json`` (``bench/speed.py``: inference,
+training, memory), ``load_head.json`` (the Space serving the shipped head) and ``load.json`` (the Space serving the
+generate adapter), both from ``bench/load_bench.py``. ``bench/speed.py`` and ``bench/load_bench.py`` call
+``write()`` after writing their results, so a rerun brings the documents with it; the prose around the blocks
+says why the figures are what they are, and names no figure a rerun would change.
+
+The targets are issue 14's (the engine) and #26's (the Space); each verdict is computed here from the unrounded
+figure, so a row at 9.97x reads "9.97x", not met, rather than a rounded "10.0x".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench/results"
+DOCUMENTS = ("README.md", "docs/speed.md")
+
+# The rows of speed.json the documents show, with the names they show them under.
+SELECTION = {
+    "a": "(a) reference: one at a time, sampled, max_new_tokens=50",
+    "b": "(b) batched greedy",
+    "c": "(c) batched greedy + constrained (the engine's default for a generate adapter)",
+    "c-merged": "(c) merged adapter",
+    "c-bf16": "(c) merged adapter, bf16",
+    "c-int8": "(c) merged adapter, int8",
+    "d": "(d) classification head (the shipped tagging method)",
+    "d-merged": "(d) merged adapter",
+    "d-bf16": "(d) merged adapter, bf16",
+    "d-int8": "(d) merged adapter, int8",
+    "llama-q8_0-b": "llama.cpp Q8_0 greedy, one at a time",
+    "llama-q8_0-c": "llama.cpp Q8_0 greedy + GBNF grammar, one at a time",
+    "llama-f16-c": "llama.cpp F16 greedy + GBNF grammar, one at a time",
+}
+FP32_ENGINE_ROWS = ("b", "c", "c-merged", "d", "d-merged")
+QUANTIZED_ROWS = ("c-bf16", "c-int8", "d-bf16", "d-int8")
+TAGGING_ROWS = ("c", "c-merged", "c-bf16", "c-int8", "d", "d-merged", "d-bf16", "d-int8")
+LLAMA_Q8_ROWS = ("llama-q8_0-b", "llama-q8_0-c")
+CATALOG = 5000  # reviews in "a catalog takes … minutes"
+
+# The targets, as the issues set them.
+OF_FLOOR = 0.80  # issue 14: every engine row at ≥ 80% of its fp32 compute floor
+AGREEMENT = 0.98  # issue 14: quantized answers equal fp32's on ≥ 98% of products …
+F1_DROP_POINTS = 0.5  # … and held-out micro-F1 within half a point
+SPEEDUP = 10.0  # issue 14: constrained tagging ≥ 10x the reference, and ≥ llama.cpp Q8_0's products/s
+SPACE_P50_ALONE_MS, SPACE_P50_20_MS, SPACE_GAIN_20 = 200, 1000, 4.0  # issue #26
+MEMORY_RATIO = 0.45  # one base + three adapters against three models
+
+
+@dataclass(frozen=True)
+class Results:
+    speed: dict
+    load_head: dict | None
+    load_generate: dict | None
+    max_rows: int
+
+    @classmethod
+    def read(cls, results: Path = RESULTS, repo: Path = REPO) -> Results:
+        import yaml
+
+        def optional(name: str) -> dict | None:
+            path = results / name
+            return json.loads(path.read_text()) if path.is_file() else None
+
+        speed = results / "speed.json"
+        if not speed.is_file():
+            raise FileNotFoundError(f"{speed}: no speed results to write the documents from; run bench/speed.py first")
+        max_rows = yaml.safe_load((repo / "spaces/adapters.yaml").read_text())["max_rows"]
+        return cls(json.loads(speed.read_text()), optional("load_head.json"), optional("load.json"), int(max_rows))
+
+    def row(self, key: str) -> dict | None:
+        return next((r for r in self.speed["rows"] if r["key"] == key and "error" not in r), None)
+
+
+def _machine(machine: dict) -> str:
+    """'2026-12-07, a 2-core AMD EPYC [native bf16, …], 2 torch threads' from a result file's machine line."""
+    return (
+        f"{machine['date'].split()[0]}, a {machine['cpu_cores']}-core {machine['cpu']}, "
+        f"{machine['torch_threads']} torch thread{'s' if machine['torch_threads'] != 1 else ''}"
+    )
+
+
+def _pct(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{value:.{digits}%}"
+
+
+def _precision(label: str) -> str:
+    """'bf16' from an engine's precision label ('bf16 weights and activations, bfloat16 on cpu')."""
+    if label.startswith(("bf16", "int8")):
+        return label[:4]
+    return "fp32" if "float32" in label else label
+
+
+def _verdict(met: bool) -> str:
+    return "**met**" if met else "not met"
+
+
+def _minutes(rate: float) -> str:
+    return f"{CATALOG / rate / 60:.0f}"
+
+
+def inference(results: Results) -> str:
+    """docs/speed.md: the selection of speed.md's inference rows, and what they mean for a catalog."""
+    machine = results.speed["machine"]
+    lines = [
+        f"`bench/results/speed.md` of {_machine(machine)}, fp32 matrix product peak "
+        f"{machine['matmul_peak_gflops']:.0f} GFLOP/s. {machine.get('note', '')}".strip(),
+        "",
+        "| inference, fp32 unless named | products/s | vs (a) | of the fp32 floor | same tags as fp32 | micro-F1 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, name in SELECTION.items():
+        if (r := results.row(key)) is None:
+            continue
+        vs = f"{r['vs_reference']:.1f}x" if r.get("vs_reference") else "—"
+        f1 = "—" if r.get("micro_f1") is None else f"{r['micro_f1']:.3f}"
+        lines.append(
+            f"| {name} | {r['products_per_s']:.2f} | {vs} | {_pct(r['of_floor'])} | {_pct(r['agreement'], 1)} | {f1} |"
+        )
+    rates = [
+        (key, text)
+        for key, text in (
+            ("a", "one review at a time as in (a)"),
+            ("c", "with the engine's fp32 default (c)"),
+            ("d", "with the fp32 head adapter (d)"),
+            ("d-bf16", "with the head merged in bf16"),
+        )
+        if results.row(key)
+    ]
+    parts = [f"{_minutes(results.row(key)['products_per_s'])} minutes {text}" for key, text in rates]
+    catalog = (
+        f"At these rates a {CATALOG:,}-review catalog takes {', '.join(parts[:-1])} and {parts[-1]}, "
+        f"on this {results.speed['machine']['cpu_cores']}-core machine."
+        if len(parts) > 1
+        else ""
+    )
+    return "\n".join(lines) + "\n\n" + (
+        "(A selection of the file's rows and columns; it also has the unmerged bf16 and int8 rows, peak memory, tokens "
+        "and seconds.) " + catalog
+    ).strip()
+
+
+def _space_rows(results: Results) -> list[tuple[str, str, dict]]:
+    """The Space's runs the documents show: ``(name, file, load)``, each measured at 1 and at 20 clients (the
+    targets' levels; a run with other ``--clients`` is left out)."""
+    return [
+        (name, file, load)
+        for name, file, load in (
+            ("the shipped head", "load_head.md", results.load_head),
+            ("the generate adapter", "load.md", results.load_generate),
+        )
+        if load and load["space"]["clients"][0] == 1 and load["space"]["clients"][-1] == 20
+    ]
+
+
+def space(results: Results) -> str:
+    """docs/speed.md: the Space under 1 and 20 clients, batched, per adapter."""
+    lines = [
+        "| adapter, as the Space loads it | file | machine | p50 ms, 1 client | p50 ms, 20 clients | p95 ms, 20 clients "
+        "| requests/s, 20 clients | vs 1 client |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, file, load in _space_rows(results):
+        s = load["space"]
+        twenty = next(m for m in load["modes"]["batched"] if m["clients"] == 20)
+        lines.append(
+            f"| {name} `{s['adapter']}`, {_precision(s['precision'])} | [`{file}`](../bench/results/{file}) | "
+            f"{_machine(load['machine'])} | {s['p50_ms']:,.0f} | {s['p50_ms_20']:,.0f} | {s['p95_ms_20']:,.0f} "
+            f"| {twenty['requests_per_s']:.2f} | {s['throughput_gain_20']:.1f}x |"
+        )
+    return "\n".join(lines)
+
+
+def stages(results: Results) -> str:
+    """docs/speed.md: where a /tag request's time goes, the head batched, alone and among 20 clients."""
+    if not results.load_head:
+        return "(No `bench/results/load_head.json` yet: run `bench/load_bench.py --adapter runs/bodywash-l1-head`.)"
+    columns = (
+        ("round trip", "round_trip_ms"),
+        ("web server and Gradio", "web_and_gradio_ms"),
+        ("waiting for a batch", "waiting_for_batch_ms"),
+        ("sentence-model embedding", "embedding_ms"),
+        ("index search", "search_ms"),
+        ("model", "model_ms"),
+        ("the machine's work per request", "batch_work_per_request_ms"),
+    )
+    lines = [
+        "| the head, batched (`load_head.json`), mean ms per request | " + " | ".join(name for name, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for mode in results.load_head["modes"]["batched"]:
+        if mode["clients"] in (1, 20):
+            cells = " | ".join(f"{mode['stages'][key]:,.0f}" for _, key in columns)
+            lines.append(f"| {mode['clients']} client{'s' if mode['clients'] > 1 else ''} | {cells} |")
+    return "\n".join(lines)
+
+
+def targets(results: Results) -> str:
+    """docs/speed.md: each target of issue 14 and #26 against the latest runs, verdicts computed."""
+    lines = ["| target | row | measured | verdict |", "|---|---|---|---|"]
+    for key in FP32_ENGINE_ROWS:
+        if r := results.row(key):
+            lines.append(
+                f"| engine rows ≥ {OF_FLOOR:.0%} of the fp32 floor | {SELECTION[key]} | {r['of_floor']:.0%} "
+                f"| {_verdict(r['of_floor'] >= OF_FLOOR)} |"
+            )
+    for key in QUANTIZED_ROWS:
+        if (r := results.row(key)) and (fp32 := results.row(key.split("-")[0])):
+            drop = (fp32["micro_f1"] - r["micro_f1"]) * 100
+            lines.append(
+                f"| quantized: ≥ {AGREEMENT:.0%} same tags as fp32, micro-F1 within {F1_DROP_POINTS} point "
+                f"| {SELECTION[key]} | {r['agreement']:.1%}; micro-F1 {r['micro_f1']:.3f} against {fp32['micro_f1']:.3f} "
+                f"| {_verdict(r['agreement'] >= AGREEMENT and drop <= F1_DROP_POINTS)} |"
+            )
+    llama = [r["products_per_s"] for key in LLAMA_Q8_ROWS if (r := results.row(key))]
+    for key in TAGGING_ROWS:
+        if r := results.row(key):
+            beats = f"; llama.cpp Q8_0's best {max(llama):.2f}/s" if llama else "; llama.cpp not measured"
+            lines.append(
+                f"| tagging ≥ {SPEEDUP:.0f}x the reference and ≥ llama.cpp Q8_0 | {SELECTION[key]} "
+                f"| {r['vs_reference']:.2f}x, {r['products_per_s']:.2f}/s{beats} "
+                f"| {_verdict(r['vs_reference'] >= SPEEDUP and bool(llama) and r['products_per_s'] >= max(llama))} |"
+            )
+    for name, _, load in _space_rows(results):
+        s = load["space"]
+        lines += [
+            f"| the Space: /tag p50 < {SPACE_P50_ALONE_MS} ms alone | {name} | {s['p50_ms']:,.0f} ms "
+            f"| {_verdict(s['p50_ms'] < SPACE_P50_ALONE_MS)} |",
+            f"| the Space: /tag p50 < {SPACE_P50_20_MS:,} ms at 20 clients | {name} | {s['p50_ms_20']:,.0f} ms "
+            f"| {_verdict(s['p50_ms_20'] < SPACE_P50_20_MS)} |",
+            f"| the Space: ≥ {SPACE_GAIN_20:.0f}x one client's requests/s at 20 | {name} | {s['throughput_gain_20']:.1f}x "
+            f"| {_verdict(s['throughput_gain_20'] >= SPACE_GAIN_20)} |",
+        ]
+    if "memory_ratio" in results.speed:
+        shared, separate = results.speed["memory"]["shared"], results.speed["memory"]["separate"]
+        ratio = results.speed["memory_ratio"]
+        lines.append(
+            f"| one base + three adapters ≤ {MEMORY_RATIO:.0%} of three models' memory | whole-process RSS "
+            f"| {ratio:.0%} ({shared['rss_mb']:,.0f} against {separate['rss_mb']:,.0f} MB) | {_verdict(ratio <= MEMORY_RATIO)} |"
+        )
+    return "\n".join(lines)
+
+
+def memory(results: Results) -> str:
+    """docs/speed.md: one base with three adapters against three separately loaded models."""
+    if "memory" not in results.speed:
+        return "(No memory rows in `speed.json`: run `bench/speed.py --parts memory`.)"
+    shared, separate = results.speed["memory"]["shared"], results.speed["memory"]["separate"]
+    runtime = shared["runtime_rss_mb"]
+    rows = (
+        ("whole-process peak RSS MB", shared["peak_rss_mb"], separate["peak_rss_mb"]),
+        ("whole-process RSS MB after loading and one answer each", shared["rss_mb"], separate["rss_mb"]),
+        (
+            f"the same without the {runtime:,.0f} MB of Python, torch and transformers",
+            shared["rss_mb"] - runtime,
+            separate["rss_mb"] - separate["runtime_rss_mb"],
+        ),
+    )
+    lines = [
+        f"| memory ({_machine(results.speed['machine'])}) | one base + three adapters | three models | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {name} | {one:,.0f} | {three:,.0f} | {one / three:.0%} |" for name, one, three in rows]
+    return "\n".join(lines)
+
+
+def training(results: Results) -> str:
+    """docs/speed.md: the training rows (non-padding tokens/s)."""
+    rows = results.speed.get("training")
+    if not rows:
+        return "(No training rows in `speed.json`: run `bench/speed.py --parts training`.)"
+    names = {
+        "a": "(a) every row padded to 512 tokens (the reference)",
+        "b": "(b) dynamic padding + length grouping (the default)",
+        "c": "(c) packing rows into 512-token sequences",
+    }
+    lines = [
+        f"| training ({_machine(results.speed['machine'])}) | non-padding tokens/s | vs (a) | padding efficiency "
+        "| peak RSS MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for mode, r in rows.items():
+        lines.append(
+            f"| {names[mode]} | {r['tokens_per_second']:.0f} | {r['tokens_per_second'] / rows['a']['tokens_per_second']:.1f}x "
+            f"| {r['padding_efficiency']:.0%} | {r['peak_rss_mb']:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def summary(results: Results) -> str:
+    """README.md: the Speed section's paragraph."""
+    speed = results.speed
+    r = {key: results.row(key) for key in ("a", "c", "d", "d-bf16", "llama-q8_0-c")}
+    sentences = [
+        f"The latest run (`bench/results/speed.md`, {_machine(speed['machine'])}; {speed['products']} {speed['source']}):"
+    ]
+    if r["a"] and r["c"]:
+        sentences.append(
+            f"the one-at-a-time reference tags {r['a']['products_per_s']:.2f} reviews/s; the engine's fp32 default, "
+            f"batched and constrained, {r['c']['products_per_s']:.2f} ({r['c']['vs_reference']:.1f}x)"
+        )
+    if r["d"]:
+        head = f"the shipped head adapter {r['d']['products_per_s']:.2f} in fp32"
+        if r["d-bf16"]:
+            head += (
+                f" and {r['d-bf16']['products_per_s']:.2f} merged in bf16 ({r['d-bf16']['vs_reference']:.1f}x, the same "
+                f"tags as fp32 on {r['d-bf16']['agreement']:.1%} of the reviews)"
+            )
+        sentences.append(head)
+    if r["llama-q8_0-c"]:
+        sentences.append(
+            f"llama.cpp Q8_0 with a grammar over the taxonomy, one at a time, {r['llama-q8_0-c']['products_per_s']:.2f}"
+        )
+    text = sentences[0] + " " + "; ".join(sentences[1:]) + "."
+    if head := next((load for name, _, load in _space_rows(results) if name == "the shipped head"), None):
+        s = head["space"]
+        text += (
+            f" The Space answers one user's /tag in {s['p50_ms']:,.0f} ms (p50, the head as it loads it there: "
+            f"{_precision(s['precision'])}) and twenty users at once in {s['p50_ms_20'] / 1000:.1f} s each, "
+            f"{s['throughput_gain_20']:.1f}x one user's requests/s (`bench/results/load_head.md`, "
+            f"{head['machine']['date'].split()[0]})."
+        )
+    return text
+
+
+def batch_cap(results: Results) -> str:
+    """README.md: how long the Space's largest batch job takes at the engine's constrained rate."""
+    c = results.row("c")
+    if not c:
+        return f"The cap is {results.max_rows:,} rows (`max_rows` in `spaces/adapters.yaml`)."
+    return (
+        f"The cap is {results.max_rows:,} rows (`max_rows` in `spaces/adapters.yaml`): at the constrained-generation "
+        f"speed measured by `bench/speed.py` on a {results.speed['machine']['cpu_cores']}-core CPU "
+        f"({c['products_per_s']:.2f} products/s, [docs/speed.md](docs/speed.md)) that is about "
+        f"{results.max_rows / c['products_per_s'] / 60:.0f} minutes for one label job."
+    )
+
+
+# name → (renderer, whether the block sits inside a paragraph)
+BLOCKS = {
+    "inference": (inference, False),
+    "space": (space, False),
+    "stages": (stages, False),
+    "targets": (targets, False),
+    "memory": (memory, False),
+    "training": (training, False),
+    "summary": (summary, False),
+    "batch-cap": (batch_cap, True),
+}
+MARKER = re.compile(r"<!-- speed_docs:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /speed_docs:(?P=name) -->", re.DOTALL)
+
+
+def render(text: str, results: Results, document: str = "document") -> str:
+    """``text`` with every marked block rewritten from ``results``."""
+
+    def block(match: re.Match) -> str:
+        name = match["name"]
+        if name not in BLOCKS:
+            raise ValueError(f"{document}: unknown block <!-- speed_docs:{name} -->; known: {', '.join(BLOCKS)}")
+        renderer, inline = BLOCKS[name]
+        body = renderer(results) if inline else f"\n\n{renderer(results)}\n\n"  # blank lines: a table ends before the marker
+        return f"<!-- speed_docs:{name} -->{body}<!-- /speed_docs:{name} -->"
+
+    opened = re.findall(r"<!-- speed_docs:([\w-]+) -->", text)
+    closed = re.findall(r"<!-- /speed_docs:([\w-]+) -->", text)
+    if opened != closed:
+        raise ValueError(f"{document}: speed_docs markers do not pair up: opened {opened}, closed {closed}")
+    return MARKER.sub(block, text)
+
+
+def stale(repo: Path = REPO, results: Results | None = None) -> list[str]:
+    """The documents whose marked blocks differ from what the result files give."""
+    results = results or Results.read(repo / "bench/results", repo)
+    return [name for name in DOCUMENTS if (text := (repo / name).read_text()) != render(text, results, name)]
+
+
+def write(repo: Path = REPO) -> list[str]:
+    """Rewrite the marked blocks of the documents from the result files: the documents changed."""
+    results = Results.read(repo / "bench/results", repo)
+    changed = []
+    for name in DOCUMENTS:
+        path = repo / name
+        text = path.read_text()
+        if (new := render(text, results, name)) != text:
+            path.write_text(new)
+            changed.append(name)
+    return changed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only say whether the documents are up to date")
+    args = parser.parse_args()
+    if args.check:
+        if out_of_date := stale():
+            sys.exit(f"out of date with bench/results/: {', '.join(out_of_date)} (run bench/speed_docs.py)")
+        print("the documents' speed figures match bench/results/")
+        return
+    changed = write()
+    print(f"rewrote the speed figures of {', '.join(changed)}" if changed else "the documents were up to date")
+
+
+if __name__ == "__main__":
+    main()
