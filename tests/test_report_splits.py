@@ -59,7 +59,18 @@ def test_one_config_on_two_splits_is_one_record_with_its_spread(tmp_path):
     assert f"`{tmp_path / 'r.json'}`" in gathered and "category-head (2 splits)" in gathered
     again = report_main([*map(str, runs), "--results", str(tmp_path / "r.json"), "--json", str(tmp_path / "again.json")])
     assert [r["name"] for r in json.loads((tmp_path / "again.json").read_text())] == ["category-head"]
-    assert f"in place of their earlier records: category-head ({tmp_path / 'r.json'})" in again
+    assert (f"in place of their earlier records: category-head-split1 ({tmp_path / 'r.json'}), "
+            f"category-head-split2 ({tmp_path / 'r.json'})") in again
+
+    # a report of one split, folded with a new split measured later: the record both splits make together
+    report_main([str(runs[0]), "--json", str(tmp_path / "split1.json"), "--shipped", "category-head"])
+    later = report_main([str(runs[1]), "--results", str(tmp_path / "split1.json"), "--json", str(tmp_path / "folded.json"),
+                         "--shipped", "category-head"])
+    [folded] = json.loads((tmp_path / "folded.json").read_text())
+    assert folded["split_runs"] == record["split_runs"] and folded["splits"] == 2
+    for key in ("adapter", "adapter_std", "baseline", "baseline_std", "gain", "gain_std", "shipped"):
+        assert folded[key] == pytest.approx(record[key]), key
+    assert f"Folded with the splits measured here: category-head-split1 ({tmp_path / 'split1.json'})" in later
     with pytest.raises(SystemExit, match="'category-head' is in an earlier --results file too"):
         report_main(["--results", str(tmp_path / "r.json"), str(tmp_path / "r.json")])
 

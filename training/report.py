@@ -16,7 +16,10 @@ is within the noise of a new sample of products.
 
 **Earlier reports.** ``--results FILE.json ...`` adds the records of earlier reports (their ``--json``) as they
 were measured, ``shipped`` set again from ``--shipped``: one table of the shipped configs gathered from the
-reports that measured them when their run folders are elsewhere (another machine, a cleaned disk).
+reports that measured them when their run folders are elsewhere (another machine, a cleaned disk). A record of
+several splits keeps each split's own record (``per_split``), so a config measured now on a new split is folded
+with its earlier splits into one record (a split measured again replaces its earlier one); an earlier record
+without them is replaced whole.
 """
 
 from __future__ import annotations
@@ -146,17 +149,27 @@ def combine(name: str, records: list[dict]) -> dict:
         baseline_std=_std([r["baseline"] for r in records]),
         gain=_mean(gains),
         gain_std=_std(gains),
+        per_split=[{key: value for key, value in r.items() if key != "per_split"} for r in records],
     )
     return combined
 
 
-def earlier_records(paths: list[Path], shipped: set[str], measured_here: set[str]) -> tuple[list[dict], list[str]]:
+def _seed(record: dict) -> int:
+    match = SPLIT_NAME.match(record["name"])
+    return int(match["seed"]) if match else -1
+
+
+def earlier_records(
+    paths: list[Path], shipped: set[str], measured_here: dict[str, set[str]]
+) -> tuple[list[dict], list[str], dict[str, list[dict]]]:
     """The records of earlier reports' JSON files (``--json``), in order, ``shipped`` set again from ``shipped``: a
     report of the shipped configs gathered from the measurements that made them, without their run folders.
 
-    A config among the run folders given (``measured_here``) was measured again: its earlier records are left
-    out, and named in the second list (``"name (file)"``). A name in two files is an error: which one is meant?"""
-    records, replaced, seen = [], [], set()
+    ``measured_here`` maps each config among the run folders given to the names of its runs. An earlier record of
+    such a config that keeps its splits' records (``per_split``) gives the splits not measured again, to fold
+    into the new record (the third value, by config); what was measured again, a whole record or one split, is left
+    out and named in the second list (``"name (file)"``). A name in two files is an error: which one is meant?"""
+    records, replaced, seen, folded = [], [], set(), {}
     for path in paths:
         try:
             loaded = json.loads(path.read_text())
@@ -165,14 +178,21 @@ def earlier_records(paths: list[Path], shipped: set[str], measured_here: set[str
         if not isinstance(loaded, list) or not all(isinstance(r, dict) and "name" in r for r in loaded):
             raise SystemExit(f"--results {path}: expected a list of records with a name, as `training.report --json` writes")
         for record in loaded:
-            if record["name"] in measured_here:
-                replaced.append(f"{record['name']} ({path})")
-                continue
             if record["name"] in seen:
                 raise SystemExit(f"--results {path}: {record['name']!r} is in an earlier --results file too; give each config once")
             seen.add(record["name"])
-            records.append({**record, "shipped": record["name"] in shipped})
-    return records, replaced
+            runs_now = measured_here.get(record["name"])
+            if runs_now is None:
+                records.append({**record, "shipped": record["name"] in shipped})
+            elif "per_split" in record:
+                for split in record["per_split"]:
+                    if split["name"] in runs_now:
+                        replaced.append(f"{split['name']} ({path})")
+                    else:
+                        folded.setdefault(record["name"], []).append({**split, "folded_from": str(path)})
+            else:
+                replaced.append(f"{record['name']} ({path})")
+    return records, replaced, folded
 
 
 def verdict(record: dict) -> str:
@@ -268,14 +288,20 @@ def main(argv: list[str] | None = None) -> str:
     groups: dict[str, list[dict]] = {}
     for run, record in zip(args.runs, per_run, strict=True):
         groups.setdefault(config_name(run), []).append(record)
-    records = [combine(name, group) for name, group in groups.items()]
-    earlier, replaced = earlier_records(args.results, set(args.shipped), set(groups))
-    records += earlier
+    earlier, replaced, folded = earlier_records(
+        args.results, set(args.shipped), {name: {r["name"] for r in group} for name, group in groups.items()}
+    )
+    for name, splits in folded.items():  # earlier splits beside the new ones, in the order of their seeds
+        groups[name] = sorted([*({**r, "shipped": name in args.shipped} for r in splits), *groups[name]], key=_seed)
+    records = [combine(name, group) for name, group in groups.items()] + earlier
     machine = f"Made by `python -m training.report` on {time.strftime('%Y-%m-%d')} ({platform.machine()})."
     if args.results:
         machine += (" With the records of earlier reports as they were measured (their run sections are in each "
                     "report's markdown): " + ", ".join(f"`{path}`" for path in args.results) + "."
-                    + (" Measured again here, in place of their earlier records: " + ", ".join(replaced) + "." if replaced else ""))
+                    + (" Measured again here, in place of their earlier records: " + ", ".join(replaced) + "." if replaced else "")
+                    + (" Folded with the splits measured here: " + ", ".join(
+                        f"{r['name']} ({r['folded_from']})" for splits in folded.values() for r in splits) + "."
+                       if folded else ""))
     verdicts = "".join(f"- {r['name']}: {verdict(r)}.\n" for r in records if r.get("splits", 1) > 1)
     text = (machine + "\n\n" + summary_table(records) + ("\n" + verdicts if verdicts else "") + "\n"
             + "\n".join(run_section(run, record) for run, record in zip(args.runs, per_run, strict=True)))

@@ -23,7 +23,7 @@ ADAPTERS = {slot: task for task, slot in SPACE_SLOTS.items()}
 JOB_LABELS = {"tag": "Tags", "category": "Category", "describe": "Description"}
 ANSWER_NAMES = {"tagging": "tags", "category": "category", "description": "description"}
 
-MAX_ROWS = 20_000  # see README, "The Space": what one CPU machine finishes in about an hour per job
+MAX_ROWS = 20_000  # see README, "The Space": how long one label job of this many rows takes on a 2-core CPU
 MAX_FILE_SIZE_MB = 10.0
 MAX_TRAIN_ROWS = 5_000  # a catalog to train on from the app (the budget's max samples cut it further)
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
