@@ -14,7 +14,9 @@ share, one after the other) and reports p50/p95 latency, requests/s and the mode
 
 Writes ``bench/results/load.md`` and ``.json``, and the Space's figures (``p50_ms``, ``p95_ms`` with one
 client, ``throughput_gain_20``: requests/s at the most clients over one client, batched) into the
-``space`` object of ``bench/results/speed.json`` when that file exists.
+``space`` object of ``bench/results/speed.json`` when that file exists; then rewrites the speed figures of README.md
+and docs/speed.md from the result files (``bench/speed_docs.py``: ``load.json`` is the generate adapter's row there,
+``load_head.json``, made with ``--adapter runs/bodywash-l1-head --output bench/results/load_head.md``, the head's).
 """
 
 from __future__ import annotations

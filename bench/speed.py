@@ -4,7 +4,8 @@ model, adapter and machine.
     .venv/bin/python bench/speed.py [--products 256] [--parts inference,llama,memory,space,training]
                                     [--note "what else ran on the machine"]
 
-Writes ``bench/results/speed.md`` and ``bench/results/speed.json`` (``--output``). Run it as you
+Writes ``bench/results/speed.md`` and ``bench/results/speed.json`` (``--output``), then rewrites the speed figures
+of README.md and docs/speed.md from ``bench/results/`` (``bench/speed_docs.py``). Run it as you
 want it measured: ``OMP_NUM_THREADS=1 taskset -c 1 ...`` measures one thread on one core; the
 machine line records the CPU, the threads torch used, the cores the process could run on, the
 load average and the date.
