@@ -1,8 +1,9 @@
 """The model card's first code block runs where catalog-lora is not installed, and agrees with it.
 
-The block is executed in a fresh process whose imports cannot see this project (an import hook
+The blocks are executed in a fresh process whose imports cannot see this project (an import hook
 refuses ``catalog_lora``, ``training``, ``datasets_prep`` and ``model_cards``; the working directory
-and ``PYTHONPATH`` are outside the repository), against tiny adapters really trained and pushed to
+and ``PYTHONPATH`` are outside the repository), one card after the other, each in its own namespace
+(one process for the six methods: torch and transformers start once), against tiny adapters really trained and pushed to
 the local Hub-compatible server, with the base model and the references' sentence model on that
 server too. Its labels must equal ``training.predict``'s on the card's example and on more texts;
 for a head mixed with its neighbours and its TF-IDF model, each vote must also equal the engine's; for a
@@ -69,9 +70,10 @@ LONG_TITLE = (
     "for Dry and Sensitive Skin, Paraben Free, Family Value Pack of 3 Bottles x 400 ml Each"
 )
 
-# Runs the card's code with the project hidden, then its `predict` on the texts given; prints JSON.
+# Runs cards' code with the project hidden, one after the other, each in its own namespace, then each card's
+# `predict` (and its votes) on the texts given; prints one JSON line per card.
 WITHOUT_PROJECT = r"""
-import importlib.abc, json, sys
+import contextlib, importlib.abc, io, json, sys, traceback
 
 PROJECT = {"catalog_lora", "training", "datasets_prep", "model_cards"}
 
@@ -83,6 +85,28 @@ class HideProject(importlib.abc.MetaPathFinder):
         return None
 
 
+def run(code, texts, attributes):
+    namespace, out = {"__name__": "__main__"}, {}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):  # the card's own prints
+        exec(compile(code, "card-how-to-use", "exec"), namespace)
+    out["printed"] = printed.getvalue()
+    if attributes is None:
+        out["PREDICT"] = namespace["predict"](texts)
+        lines = texts
+    else:  # an adapter reading attributes: its votes read each text's line with their values
+        out["PREDICT"] = namespace["predict"](texts, attributes)
+        read, line = namespace["read_attributes"], namespace["vote_line"]
+        lines = [line(text, read(extra)) for text, extra in zip(texts, attributes)]
+    if "neighbour_votes" in namespace:
+        out["VOTES"] = namespace["neighbour_votes"](lines).tolist()
+    if "lexical_votes" in namespace:
+        out["LEXICAL"] = namespace["lexical_votes"](lines).tolist()
+    if "shown_examples" in namespace:
+        out["EXAMPLES"] = namespace["shown_examples"](texts)
+    return out
+
+
 sys.meta_path.insert(0, HideProject())
 for package in sorted(PROJECT):
     try:
@@ -90,22 +114,13 @@ for package in sorted(PROJECT):
     except ModuleNotFoundError:
         continue
     sys.exit(f"{package} is importable: the test would not prove anything")
-code, texts, attributes = open(sys.argv[1], encoding="utf-8").read(), json.loads(sys.argv[2]), json.loads(sys.argv[3])
-namespace = {"__name__": "__main__"}
-exec(compile(code, "card-how-to-use", "exec"), namespace)
-if attributes is None:
-    print("PREDICT " + json.dumps(namespace["predict"](texts)))
-    lines = texts
-else:  # an adapter reading attributes: its votes read each text's line with their values
-    print("PREDICT " + json.dumps(namespace["predict"](texts, attributes)))
-    read, line = namespace["read_attributes"], namespace["vote_line"]
-    lines = [line(text, read(extra)) for text, extra in zip(texts, attributes)]
-if "neighbour_votes" in namespace:
-    print("VOTES " + json.dumps(namespace["neighbour_votes"](lines).tolist()))
-if "lexical_votes" in namespace:
-    print("LEXICAL " + json.dumps(namespace["lexical_votes"](lines).tolist()))
-if "shown_examples" in namespace:
-    print("EXAMPLES " + json.dumps(namespace["shown_examples"](texts)))
+for card in json.load(open(sys.argv[1], encoding="utf-8")):
+    code = open(card["code"], encoding="utf-8").read()
+    try:
+        result = run(code, card["texts"], card["attributes"])
+    except Exception:
+        result = {"error": traceback.format_exc()}
+    print("CARD " + json.dumps({"name": card["name"], **result}), flush=True)
 """
 
 
@@ -200,30 +215,60 @@ def training_predict(run: Path, texts: list[str], tmp_path: Path, attributes: li
     return list(result["answer"])
 
 
-def run_card_code(hub, code: str, texts: list[str], tmp_path: Path, attributes: list[dict | None] | None = None) -> subprocess.CompletedProcess:
-    """The card's code in a fresh process: empty HF cache, cwd and PYTHONPATH outside the repository."""
-    script = tmp_path / "card_code.py"
-    script.write_text(code, encoding="utf-8")
-    env = hub_client_env(hub, tmp_path / "hf-home", TOKEN)
+def run_card_codes(hub, cards: dict[str, tuple[str, list[str], list[dict | None] | None]], root: Path) -> tuple[dict, str]:
+    """Cards' code, ``name → (code, texts, attributes)``, in one fresh process: empty HF cache, cwd and PYTHONPATH
+    outside the repository, each card in its own namespace. Returns each card's results (``printed``: what the card
+    printed; ``PREDICT``, ``VOTES``, ``LEXICAL``, ``EXAMPLES``; or ``error``: its traceback) and the process's stderr."""
+    manifest = []
+    for name, (code, texts, attributes) in cards.items():
+        script = root / f"card-{name}.py"
+        script.write_text(code, encoding="utf-8")
+        manifest.append({"name": name, "code": str(script), "texts": texts, "attributes": attributes})
+    (root / "cards.json").write_text(json.dumps(manifest), encoding="utf-8")
+    env = hub_client_env(hub, root / "hf-home", TOKEN)
     env.pop("PYTHONPATH")
     env["HF_HUB_DISABLE_XET"] = "1"  # the test server has no Xet storage
-    workdir = tmp_path / "elsewhere"
+    workdir = root / "elsewhere"
     workdir.mkdir()
-    return subprocess.run(
-        [sys.executable, "-c", WITHOUT_PROJECT, str(script), json.dumps(texts), json.dumps(attributes)],
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PROJECT, str(root / "cards.json")],
         env=env,
         cwd=workdir,
         capture_output=True,
         text=True,
         timeout=900,
     )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = [json.loads(line.removeprefix("CARD ")) for line in proc.stdout.splitlines() if line.startswith("CARD ")]
+    assert [r["name"] for r in results] == list(cards), proc.stderr[-4000:]
+    return {r.pop("name"): r for r in results}, proc.stderr
+
+
+def inputs_for(method: str, run: Path, sample_data: Path, branded_category_data: Path):
+    """The texts (and attributes, for an adapter reading them) a method's card code is run on."""
+    if read_run_info(str(run)).attributes:
+        return branded_products(branded_category_data)
+    return texts_for(sample_data, TASKS[method]), None
+
+
+@pytest.fixture(scope="module")
+def card_results(hub, base_on_hub, embedder_on_hub, adapters, sample_data, branded_category_data, tmp_path_factory):
+    """Every method's adapter published to the test server, and its card's first code block run where the project
+    cannot be imported: all six cards in one fresh process (one start of torch and transformers, one download of the
+    base), each in its own namespace."""
+    cards = {}
+    for method, run in adapters.items():
+        publish_adapter(run, f"user/card-code-{method}", token=TOKEN, endpoint=hub.url)
+        code = extract_code_blocks((run / "README.md").read_text(encoding="utf-8"))[0]
+        cards[method] = (code, *inputs_for(method, run, sample_data, branded_category_data))
+    return run_card_codes(hub, cards, tmp_path_factory.mktemp("card-code"))
 
 
 @pytest.mark.parametrize("method", ["generate", "head", "head-neighbours", "head-brand", "generate-examples", "head-choice"])
 def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
-    method, hub, base_on_hub, embedder_on_hub, adapters, sample_data, branded_category_data, tmp_path, capfd
+    method, card_results, adapters, sample_data, branded_category_data, tmp_path, capfd
 ):
-    run, repo_id, task = adapters[method], f"user/card-code-{method}", TASKS[method]
+    run, task = adapters[method], TASKS[method]
     info = read_run_info(str(run))
     mixed, shows_examples = method in ("head-neighbours", "head-brand"), method in ("generate-examples", "head-choice")
     assert info.attributes == (["brand"] if method == "head-brand" else [])
@@ -231,26 +276,19 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
         assert info.knn_k == 5 and 0.0 < info.knn_weight and 0.0 < info.lexical_weight and info.knn_weight + info.lexical_weight < 1.0, (
             "the mix must really weigh the head and both votes"
         )
-    publish_adapter(run, repo_id, token=TOKEN, endpoint=hub.url)
-    card = (run / "README.md").read_text(encoding="utf-8")
+    card = (run / "README.md").read_text(encoding="utf-8")  # as card_results published it
     code = extract_code_blocks(card)[0]
     assert (NEIGHBOURS_FILE in code) == (mixed or shows_examples)
     assert (EXAMPLES_FILE in code) == shows_examples
     assert all((name in code) == mixed for name in LEXICAL_FILES)
     assert all((name in code) == (info.choice_search == "pooled") for name in SEARCH_FILES)
     assert (info.choice_search == "pooled") == (method == "head-choice"), "the description head pools its candidates, as shipped"
-    texts, attributes = branded_products(branded_category_data) if info.attributes else (texts_for(sample_data, task), None)
+    texts, attributes = inputs_for(method, run, sample_data, branded_category_data)
 
-    proc = run_card_code(hub, code, texts, tmp_path, attributes)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    printed = proc.stdout.strip().splitlines()
-    results = {
-        line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1])
-        for line in printed
-        if line.startswith(("PREDICT ", "VOTES ", "LEXICAL ", "EXAMPLES "))
-    }
+    results, stderr = card_results[0][method], card_results[1]
+    assert "error" not in results, results.get("error")
     # what the card's `predict` returns, and what its own `print(predict([example]))` shows, as training.predict writes it
-    card_answers, example_answers = results["PREDICT"], ast.literal_eval(printed[0])
+    card_answers, example_answers = results["PREDICT"], ast.literal_eval(results["printed"].splitlines()[0])
     if task != "description":
         card_answers = [", ".join(labels) for labels in card_answers]
         example_answers = [", ".join(labels) for labels in example_answers]
@@ -297,7 +335,7 @@ def test_card_code_runs_without_catalog_lora_and_agrees_with_training_predict(
     if method == "generate-examples":  # the examples change answers here, so equal answers show the card's prompts hold them
         spec.info.prompt_examples = 0
         assert [p.text for p in engine.predict("describe", texts)] != expected
-    for output in (proc.stderr, capfd.readouterr().err):
+    for output in (stderr, capfd.readouterr().err):
         assert not any(phrase in output for phrase in UNTRAINED_HEAD_REPORT), output[-2000:]
 
 
@@ -318,10 +356,9 @@ def test_example_card_code_agrees_with_training_predict_on_the_real_run(
     titles = [record["text"] for record in load_split(REPO / "data" / "bigbasket", "test")[:100]]
     texts = [EXAMPLE_TEXT["category"], *MORE_TEXTS["category"], *titles]
 
-    proc = run_card_code(hub, code, texts, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    printed = [line for line in proc.stdout.splitlines() if line.startswith("PREDICT ")]
-    card_labels = [", ".join(labels) for labels in json.loads(printed[0].removeprefix("PREDICT "))]
+    results, _ = run_card_codes(hub, {"example": (code, texts, None)}, tmp_path)
+    assert "error" not in results["example"], results["example"].get("error")
+    card_labels = [", ".join(labels) for labels in results["example"]["PREDICT"]]
     capfd.readouterr()
     assert card_labels == training_predict(run, texts, tmp_path)
 
