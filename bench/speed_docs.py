@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "spaces"))  # the Space's own modules sit beside its app.py
 RESULTS = REPO / "bench/results"
 DOCUMENTS = ("README.md", "docs/speed.md")
 
@@ -67,7 +68,7 @@ class Results:
 
     @classmethod
     def read(cls, results: Path = RESULTS, repo: Path = REPO) -> Results:
-        import yaml
+        from catalog_space.settings import read_settings
 
         def optional(name: str) -> dict | None:
             path = results / name
@@ -76,8 +77,9 @@ class Results:
         speed = results / "speed.json"
         if not speed.is_file():
             raise FileNotFoundError(f"{speed}: no speed results to write the documents from; run bench/speed.py first")
-        max_rows = yaml.safe_load((repo / "spaces/adapters.yaml").read_text())["max_rows"]
-        return cls(json.loads(speed.read_text()), optional("load_head.json"), optional("load.json"), int(max_rows))
+        # the cap as the Space reads it from its file (the environment's overrides are a deployment's, not the docs')
+        max_rows = read_settings(repo / "spaces/adapters.yaml", environ={}).max_rows
+        return cls(json.loads(speed.read_text()), optional("load_head.json"), optional("load.json"), max_rows)
 
     def row(self, key: str) -> dict | None:
         return next((r for r in self.speed["rows"] if r["key"] == key and "error" not in r), None)
