@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "spaces"))  # the Space's own modules sit beside its app.py
+from catalog_lora.runs.markdown import markdown_table  # noqa: E402  (the project's one table renderer)
+
 RESULTS = REPO / "bench/results"
 DOCUMENTS = ("README.md", "docs/speed.md")
 
@@ -115,21 +118,25 @@ def _minutes(rate: float) -> str:
 def inference(results: Results) -> str:
     """docs/speed.md: the selection of speed.md's inference rows, and what they mean for a catalog."""
     machine = results.speed["machine"]
-    lines = [
-        f"`bench/results/speed.md` of {_machine(machine)}, fp32 matrix product peak "
-        f"{machine['matmul_peak_gflops']:.0f} GFLOP/s. {machine.get('note', '')}".strip(),
-        "",
-        "| inference, fp32 unless named | products/s | vs (a) | of the fp32 floor | same tags as fp32 | micro-F1 |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    rows = []
     for key, name in SELECTION.items():
         if (r := results.row(key)) is None:
             continue
         vs = f"{r['vs_reference']:.1f}x" if r.get("vs_reference") else "—"
         f1 = "—" if r.get("micro_f1") is None else f"{r['micro_f1']:.3f}"
-        lines.append(
-            f"| {name} | {r['products_per_s']:.2f} | {vs} | {_pct(r['of_floor'])} | {_pct(r['agreement'], 1)} | {f1} |"
-        )
+        rows.append([name, f"{r['products_per_s']:.2f}", vs, _pct(r["of_floor"]), _pct(r["agreement"], 1), f1])
+    header = [
+        "inference, fp32 unless named",
+        "products/s",
+        "vs (a)",
+        "of the fp32 floor",
+        "same tags as fp32",
+        "micro-F1",
+    ]
+    heading = (
+        f"`bench/results/speed.md` of {_machine(machine)}, fp32 matrix product peak "
+        f"{machine['matmul_peak_gflops']:.0f} GFLOP/s. {machine.get('note', '')}".strip()
+    )
     rates = [
         (key, text)
         for key, text in (
@@ -147,10 +154,16 @@ def inference(results: Results) -> str:
         if len(parts) > 1
         else ""
     )
-    return "\n".join(lines) + "\n\n" + (
-        "(A selection of the file's rows and columns; it also has the unmerged bf16 and int8 rows, peak memory, tokens "
-        "and seconds.) " + catalog
-    ).strip()
+    return (
+        heading
+        + "\n\n"
+        + markdown_table(header, rows)
+        + "\n\n"
+        + (
+            "(A selection of the file's rows and columns; it also has the unmerged bf16 and int8 rows, peak memory, tokens "
+            "and seconds.) " + catalog
+        ).strip()
+    )
 
 
 def _space_rows(results: Results) -> list[tuple[str, str, dict]]:
@@ -168,20 +181,33 @@ def _space_rows(results: Results) -> list[tuple[str, str, dict]]:
 
 def space(results: Results) -> str:
     """docs/speed.md: the Space under 1 and 20 clients, batched, per adapter."""
-    lines = [
-        "| adapter, as the Space loads it | file | machine | p50 ms, 1 client | p50 ms, 20 clients | p95 ms, 20 clients "
-        "| requests/s, 20 clients | vs 1 client |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
-    ]
+    rows = []
     for name, file, load in _space_rows(results):
         s = load["space"]
         twenty = next(m for m in load["modes"]["batched"] if m["clients"] == 20)
-        lines.append(
-            f"| {name} `{s['adapter']}`, {_precision(s['precision'])} | [`{file}`](../bench/results/{file}) | "
-            f"{_machine(load['machine'])} | {s['p50_ms']:,.0f} | {s['p50_ms_20']:,.0f} | {s['p95_ms_20']:,.0f} "
-            f"| {twenty['requests_per_s']:.2f} | {s['throughput_gain_20']:.1f}x |"
+        rows.append(
+            [
+                f"{name} `{s['adapter']}`, {_precision(s['precision'])}",
+                f"[`{file}`](../bench/results/{file})",
+                _machine(load["machine"]),
+                f"{s['p50_ms']:,.0f}",
+                f"{s['p50_ms_20']:,.0f}",
+                f"{s['p95_ms_20']:,.0f}",
+                f"{twenty['requests_per_s']:.2f}",
+                f"{s['throughput_gain_20']:.1f}x",
+            ]
         )
-    return "\n".join(lines)
+    header = [
+        "adapter, as the Space loads it",
+        "file",
+        "machine",
+        "p50 ms, 1 client",
+        "p50 ms, 20 clients",
+        "p95 ms, 20 clients",
+        "requests/s, 20 clients",
+        "vs 1 client",
+    ]
+    return markdown_table(header, rows)
 
 
 def stages(results: Results) -> str:
@@ -197,25 +223,29 @@ def stages(results: Results) -> str:
         ("model", "model_ms"),
         ("the machine's work per request", "batch_work_per_request_ms"),
     )
-    lines = [
-        "| the head, batched (`load_head.json`), mean ms per request | " + " | ".join(name for name, _ in columns) + " |",
-        "|---|" + "---:|" * len(columns),
+    rows = [
+        [
+            f"{mode['clients']} client{'s' if mode['clients'] > 1 else ''}",
+            *(f"{mode['stages'][key]:,.0f}" for _, key in columns),
+        ]
+        for mode in results.load_head["modes"]["batched"]
+        if mode["clients"] in (1, 20)
     ]
-    for mode in results.load_head["modes"]["batched"]:
-        if mode["clients"] in (1, 20):
-            cells = " | ".join(f"{mode['stages'][key]:,.0f}" for _, key in columns)
-            lines.append(f"| {mode['clients']} client{'s' if mode['clients'] > 1 else ''} | {cells} |")
-    return "\n".join(lines)
+    return markdown_table(["the head, batched (`load_head.json`), mean ms per request", *(n for n, _ in columns)], rows)
 
 
 def targets(results: Results) -> str:
     """docs/speed.md: each target of issue 14 and #26 against the latest runs, verdicts computed."""
-    lines = ["| target | row | measured | verdict |", "|---|---|---|---|"]
+    rows = []
     for key in FP32_ENGINE_ROWS:
         if r := results.row(key):
-            lines.append(
-                f"| engine rows ≥ {OF_FLOOR:.0%} of the fp32 floor | {SELECTION[key]} | {r['of_floor']:.0%} "
-                f"| {_verdict(r['of_floor'] >= OF_FLOOR)} |"
+            rows.append(
+                [
+                    f"engine rows ≥ {OF_FLOOR:.0%} of the fp32 floor",
+                    SELECTION[key],
+                    f"{r['of_floor']:.0%}",
+                    _verdict(r["of_floor"] >= OF_FLOOR),
+                ]
             )
     for key in QUANTIZED_ROWS:
         if (r := results.row(key)) and (fp32 := results.row(key.split("-")[0])) and r["agreement"] is not None:
@@ -224,38 +254,60 @@ def targets(results: Results) -> str:
             else:
                 quality = f"micro-F1 {r['micro_f1']:.3f} against {fp32['micro_f1']:.3f}"
                 drop = (fp32["micro_f1"] - r["micro_f1"]) * 100
-            lines.append(
-                f"| quantized: ≥ {AGREEMENT:.0%} same tags as fp32, micro-F1 within {F1_DROP_POINTS} point "
-                f"| {SELECTION[key]} | {r['agreement']:.1%}; {quality} "
-                f"| {_verdict(r['agreement'] >= AGREEMENT and drop <= F1_DROP_POINTS)} |"
+            rows.append(
+                [
+                    f"quantized: ≥ {AGREEMENT:.0%} same tags as fp32, micro-F1 within {F1_DROP_POINTS} point",
+                    SELECTION[key],
+                    f"{r['agreement']:.1%}; {quality}",
+                    _verdict(r["agreement"] >= AGREEMENT and drop <= F1_DROP_POINTS),
+                ]
             )
     llama = [r["products_per_s"] for key in LLAMA_Q8_ROWS if (r := results.row(key))]
     for key in TAGGING_ROWS:
         if (r := results.row(key)) and r["vs_reference"] is not None:  # None: no reference row (a) in this run
             beats = f"; llama.cpp Q8_0's best {max(llama):.2f}/s" if llama else "; llama.cpp not measured"
-            lines.append(
-                f"| tagging ≥ {SPEEDUP:.0f}x the reference and ≥ llama.cpp Q8_0 | {SELECTION[key]} "
-                f"| {r['vs_reference']:.2f}x, {r['products_per_s']:.2f}/s{beats} "
-                f"| {_verdict(r['vs_reference'] >= SPEEDUP and bool(llama) and r['products_per_s'] >= max(llama))} |"
+            rows.append(
+                [
+                    f"tagging ≥ {SPEEDUP:.0f}x the reference and ≥ llama.cpp Q8_0",
+                    SELECTION[key],
+                    f"{r['vs_reference']:.2f}x, {r['products_per_s']:.2f}/s{beats}",
+                    _verdict(r["vs_reference"] >= SPEEDUP and bool(llama) and r["products_per_s"] >= max(llama)),
+                ]
             )
     for name, _, load in _space_rows(results):
         s = load["space"]
-        lines += [
-            f"| the Space: /tag p50 < {SPACE_P50_ALONE_MS} ms alone | {name} | {s['p50_ms']:,.0f} ms "
-            f"| {_verdict(s['p50_ms'] < SPACE_P50_ALONE_MS)} |",
-            f"| the Space: /tag p50 < {SPACE_P50_20_MS:,} ms at 20 clients | {name} | {s['p50_ms_20']:,.0f} ms "
-            f"| {_verdict(s['p50_ms_20'] < SPACE_P50_20_MS)} |",
-            f"| the Space: ≥ {SPACE_GAIN_20:.0f}x one client's requests/s at 20 | {name} | {s['throughput_gain_20']:.1f}x "
-            f"| {_verdict(s['throughput_gain_20'] >= SPACE_GAIN_20)} |",
+        rows += [
+            [
+                f"the Space: /tag p50 < {SPACE_P50_ALONE_MS} ms alone",
+                name,
+                f"{s['p50_ms']:,.0f} ms",
+                _verdict(s["p50_ms"] < SPACE_P50_ALONE_MS),
+            ],
+            [
+                f"the Space: /tag p50 < {SPACE_P50_20_MS:,} ms at 20 clients",
+                name,
+                f"{s['p50_ms_20']:,.0f} ms",
+                _verdict(s["p50_ms_20"] < SPACE_P50_20_MS),
+            ],
+            [
+                f"the Space: ≥ {SPACE_GAIN_20:.0f}x one client's requests/s at 20",
+                name,
+                f"{s['throughput_gain_20']:.1f}x",
+                _verdict(s["throughput_gain_20"] >= SPACE_GAIN_20),
+            ],
         ]
     if "memory_ratio" in results.speed:
         shared, separate = results.speed["memory"]["shared"], results.speed["memory"]["separate"]
         ratio = results.speed["memory_ratio"]
-        lines.append(
-            f"| one base + three adapters ≤ {MEMORY_RATIO:.0%} of three models' memory | whole-process RSS "
-            f"| {ratio:.0%} ({shared['rss_mb']:,.0f} against {separate['rss_mb']:,.0f} MB) | {_verdict(ratio <= MEMORY_RATIO)} |"
+        rows.append(
+            [
+                f"one base + three adapters ≤ {MEMORY_RATIO:.0%} of three models' memory",
+                "whole-process RSS",
+                f"{ratio:.0%} ({shared['rss_mb']:,.0f} against {separate['rss_mb']:,.0f} MB)",
+                _verdict(ratio <= MEMORY_RATIO),
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(["target", "row", "measured", "verdict"], rows)
 
 
 def memory(results: Results) -> str:
@@ -273,12 +325,10 @@ def memory(results: Results) -> str:
             separate["rss_mb"] - separate["runtime_rss_mb"],
         ),
     )
-    lines = [
-        f"| memory ({_machine(results.speed['machine'])}) | one base + three adapters | three models | ratio |",
-        "|---|---:|---:|---:|",
-    ]
-    lines += [f"| {name} | {one:,.0f} | {three:,.0f} | {one / three:.0%} |" for name, one, three in rows]
-    return "\n".join(lines)
+    header = [f"memory ({_machine(results.speed['machine'])})", "one base + three adapters", "three models", "ratio"]
+    return markdown_table(
+        header, [[name, f"{one:,.0f}", f"{three:,.0f}", f"{one / three:.0%}"] for name, one, three in rows]
+    )
 
 
 def training(results: Results) -> str:
@@ -291,17 +341,27 @@ def training(results: Results) -> str:
         "b": "(b) dynamic padding + length grouping (the default)",
         "c": "(c) packing rows into 512-token sequences",
     }
-    lines = [
-        f"| training ({_machine(results.speed['machine'])}) | non-padding tokens/s | vs (a) | padding efficiency "
-        "| peak RSS MB |",
-        "|---|---:|---:|---:|---:|",
+    header = [
+        f"training ({_machine(results.speed['machine'])})",
+        "non-padding tokens/s",
+        "vs (a)",
+        "padding efficiency",
+        "peak RSS MB",
     ]
-    for mode, r in rows.items():
-        lines.append(
-            f"| {names[mode]} | {r['tokens_per_second']:.0f} | {r['tokens_per_second'] / rows['a']['tokens_per_second']:.1f}x "
-            f"| {r['padding_efficiency']:.0%} | {r['peak_rss_mb']:,.0f} |"
-        )
-    return "\n".join(lines)
+    reference = rows["a"]["tokens_per_second"]
+    return markdown_table(
+        header,
+        [
+            [
+                names[mode],
+                f"{r['tokens_per_second']:.0f}",
+                f"{r['tokens_per_second'] / reference:.1f}x",
+                f"{r['padding_efficiency']:.0%}",
+                f"{r['peak_rss_mb']:,.0f}",
+            ]
+            for mode, r in rows.items()
+        ],
+    )
 
 
 def summary(results: Results) -> str:
@@ -375,7 +435,8 @@ def render(text: str, results: Results, document: str = "document") -> str:
         if name not in BLOCKS:
             raise ValueError(f"{document}: unknown block <!-- speed_docs:{name} -->; known: {', '.join(BLOCKS)}")
         renderer, inline = BLOCKS[name]
-        body = renderer(results) if inline else f"\n\n{renderer(results)}\n\n"  # blank lines: a table ends before the marker
+        # blank lines around a block: a table ends before the closing marker
+        body = renderer(results) if inline else f"\n\n{renderer(results)}\n\n"
         return f"<!-- speed_docs:{name} -->{body}<!-- /speed_docs:{name} -->"
 
     opened = re.findall(r"<!-- speed_docs:([\w-]+) -->", text)
