@@ -1,7 +1,7 @@
 """The speed figures that README.md and docs/speed.md quote, written from the result files instead of typed.
 
     .venv/bin/python bench/speed_docs.py           # rewrite the marked blocks from bench/results/
-    .venv/bin/python bench/speed_docs.py --check   # exit 1, naming the blocks, if a document is out of date
+    .venv/bin/python bench/speed_docs.py --check   # exit 1, naming the documents out of date
 
 A document marks each block ``<!-- speed_docs:NAME -->`` … ``<!-- /speed_docs:NAME -->``; everything between
 the two markers is this script's. The sources: ``bench/results/speed.json`` (``bench/speed.py``: inference,
@@ -446,23 +446,25 @@ def render(text: str, results: Results, document: str = "document") -> str:
     return MARKER.sub(block, text)
 
 
-def stale(repo: Path = REPO, results: Results | None = None) -> list[str]:
-    """The documents whose marked blocks differ from what the result files give."""
-    results = results or Results.read(repo / "bench/results", repo)
-    return [name for name in DOCUMENTS if (text := (repo / name).read_text()) != render(text, results, name)]
+def _rewritten(repo: Path) -> dict[str, str]:
+    """The documents whose marked blocks differ from what the result files give: name → the rewritten text."""
+    results = Results.read(repo / "bench/results", repo)
+    texts = {name: (repo / name).read_text() for name in DOCUMENTS}
+    rendered = {name: render(text, results, name) for name, text in texts.items()}
+    return {name: new for name, new in rendered.items() if new != texts[name]}
+
+
+def stale(repo: Path = REPO) -> list[str]:
+    """The documents out of date with the result files."""
+    return list(_rewritten(repo))
 
 
 def write(repo: Path = REPO) -> list[str]:
     """Rewrite the marked blocks of the documents from the result files: the documents changed."""
-    results = Results.read(repo / "bench/results", repo)
-    changed = []
-    for name in DOCUMENTS:
-        path = repo / name
-        text = path.read_text()
-        if (new := render(text, results, name)) != text:
-            path.write_text(new)
-            changed.append(name)
-    return changed
+    changed = _rewritten(repo)
+    for name, text in changed.items():
+        (repo / name).write_text(text)
+    return list(changed)
 
 
 def main() -> None:
