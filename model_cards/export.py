@@ -60,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from filelock import FileLock
 
 from catalog_lora.model.base_model import cache_dir
 from catalog_lora.records.dataset_files import load_split, split_path
@@ -131,6 +132,14 @@ def llama_cpp_converter() -> Path:
     if (folder / CONVERTER).is_file():
         return folder / CONVERTER
     folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder.with_name(f".{folder.name}.lock")):  # one fetch; other processes wait and reuse it
+        if not (folder / CONVERTER).is_file():
+            fetch_llama_cpp_converter(folder)
+    return folder / CONVERTER
+
+
+def fetch_llama_cpp_converter(folder: Path) -> None:
+    """The converter's files from the llama-cpp-python sdist into ``folder``."""
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".llama.cpp-") as tmp:
         print(f"Fetching llama.cpp's converter (llama-cpp-python {LLAMA_CPP_VERSION} sdist, not built) into {folder}")
         subprocess.run(
@@ -160,7 +169,6 @@ def llama_cpp_converter() -> Path:
                 member.name = member.name[len(root) :]
             sdist.extractall(Path(tmp) / "llama.cpp", members=members, filter="data")
         (Path(tmp) / "llama.cpp").rename(folder)
-    return folder / CONVERTER
 
 
 def prompt_parts(template: PromptTemplate, tokenizer) -> list[str]:

@@ -2,6 +2,10 @@
 
 Tiny means a couple of optimizer steps: enough to produce every file of a real run
 folder through the real training code, fast enough for the default suite.
+
+The suite runs on pytest-xdist workers (``-n auto --dist loadfile`` in pyproject.toml): each module on one
+worker, each worker with its share of the cores. The session's shared data and runs are built once for all
+workers (:func:`built_once`), by whichever worker needs them first.
 """
 
 from __future__ import annotations
@@ -9,12 +13,14 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_RAW = Path(os.environ.get("CATALOG_LORA_SHARED_DATA", REPO.parent / "shared" / "data" / "raw"))
@@ -28,6 +34,34 @@ TINY = [
     "eval.batch_size=8",
     "eval.bf16_check=0",  # a head's bf16 agreement: two more model loads; measured by the shared heads below only
 ]
+
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under pytest-xdist; None in a plain run
+if WORKER:
+    # Each worker gets its share of the cores, set before torch is first imported and inherited by the
+    # processes tests start: two workers each spinning two threads on two cores wait for each other
+    # (a two-thread training ran several times slower beside another job).
+    _threads = str(max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = _threads
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder ``build(folder)`` fills, built once for the whole test session: the first worker to ask
+    builds it under a file lock, the others wait for that lock and reuse the folder. Tests read it and
+    copy what they change."""
+    root = tmp_path_factory.getbasetemp()
+    if WORKER:
+        root = root.parent  # the folder all workers' temporary folders share
+    folder = root / "built" / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    done = folder.with_name(f"{name}.done")
+    with FileLock(folder.with_name(f"{name}.lock")):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 
 def bf16_check() -> str:
@@ -50,9 +84,7 @@ def shared_file(relative: str) -> Path:
 def sample_data(tmp_path_factory) -> Path:
     from datasets_prep.prepare import prepare_sample
 
-    root = tmp_path_factory.mktemp("sample-data")
-    prepare_sample(root)
-    return root
+    return built_once(tmp_path_factory, "sample-data", prepare_sample)
 
 
 def train_tiny(config_name: str, data: Path, out: Path, *extra: str) -> Path:
@@ -96,26 +128,45 @@ def train_tiny_printed(config_name: str, data: Path, out: Path, *extra: str) -> 
     return run, printed.getvalue()
 
 
+def shared_run(tmp_path_factory, name: str, config_name: str, data: Path, *extra: str) -> Path:
+    """A tiny run trained once for the session (:func:`built_once`): ``<name>/run``."""
+    folder = built_once(tmp_path_factory, name, lambda folder: train_tiny(config_name, data, folder / "run", *extra))
+    return folder / "run"
+
+
+def shared_run_printed(tmp_path_factory, name: str, config_name: str, data: Path, *extra: str) -> tuple[Path, str]:
+    """:func:`shared_run`, and what its training printed (kept beside it for the workers that did not train it)."""
+
+    def build(folder: Path) -> None:
+        _, printed = train_tiny_printed(config_name, data, folder / "run", *extra)
+        (folder / "printed.txt").write_text(printed)
+
+    folder = built_once(tmp_path_factory, name, build)
+    return folder / "run", (folder / "printed.txt").read_text()
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(sample_data, tmp_path_factory) -> dict[str, Path]:
     """Three generative adapters (tagging, category, description) as the Space uses them."""
-    root = tmp_path_factory.mktemp("runs")
-    return {
-        "tagging": train_tiny("sample_tagging.yaml", sample_data / "tagging", root / "tagging"),
-        "category": train_tiny("sample_category.yaml", sample_data / "category", root / "category"),
-        "description": train_tiny(
+
+    def build(root: Path) -> None:
+        train_tiny("sample_tagging.yaml", sample_data / "tagging", root / "tagging")
+        train_tiny("sample_category.yaml", sample_data / "category", root / "category")
+        train_tiny(
             "sample_description.yaml", sample_data / "description", root / "description", "model.max_length=128",
             "model.max_new_tokens=24",
-        ),
-    }
+        )
+
+    root = built_once(tmp_path_factory, "runs", build)
+    return {task: root / task for task in ("tagging", "category", "description")}
 
 
 @pytest.fixture(scope="session")
 def tagging_head_trained(sample_data, tmp_path_factory) -> tuple[Path, str]:
     """A sigmoid-head tagging adapter of the sample (all 30 layers), trained once for the modules that read,
     check or publish one, and what its training printed."""
-    return train_tiny_printed(
-        "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head") / "run", bf16_check()
+    return shared_run_printed(
+        tmp_path_factory, "tagging-head", "sample_tagging_head.yaml", sample_data / "tagging", bf16_check()
     )
 
 
@@ -130,8 +181,8 @@ def tagging_head_with_neighbours_trained(sample_data, tmp_path_factory) -> tuple
     """A tagging head mixing its scores with its 5 nearest training examples and its TF-IDF model, on the first
     6 layers as the real runs do, with square-root class weights and its own rate for the new output layer; and
     what its training printed."""
-    return train_tiny_printed(
-        "sample_tagging_head.yaml", sample_data / "tagging", tmp_path_factory.mktemp("tagging-head-neighbours") / "run",
+    return shared_run_printed(
+        tmp_path_factory, "tagging-head-neighbours", "sample_tagging_head.yaml", sample_data / "tagging",
         "references=true", "neighbours.k=5", "lexical.vote=true", "model.num_layers=6", "eval.base=false",
         "train.class_weight=sqrt", "train.head_lr=5e-3", bf16_check(),
     )
@@ -143,16 +194,13 @@ def tagging_head_with_neighbours(tagging_head_with_neighbours_trained) -> Path:
     return tagging_head_with_neighbours_trained[0]
 
 
-@pytest.fixture(scope="session")
-def branded_category_data(tmp_path_factory) -> Path:
+def prepare_branded(root: Path) -> None:
     """The sample's categories with a ``brand`` column (each title's first word: the sample's invented brands),
-    prepared with the generic mapping and ``--attribute-column brand``: records that carry a brand, as
-    BigBasket's do; one title has none."""
+    prepared into ``root/category`` with the generic mapping and ``--attribute-column brand``."""
     import pandas as pd
 
     from datasets_prep.prepare import main as prepare
 
-    root = tmp_path_factory.mktemp("branded")
     frame = pd.read_csv(REPO / "datasets_prep" / "sample" / "categories.csv", dtype=str)
     frame["brand"] = [title.split()[0] for title in frame["title"]]
     frame.loc[0, "brand"] = ""
@@ -162,15 +210,21 @@ def branded_category_data(tmp_path_factory) -> Path:
         "--text-column", "title", "--path-column", "category", "--path-column", "sub_category",
         "--attribute-column", "brand",
     ])
-    return root / "category"
+
+
+@pytest.fixture(scope="session")
+def branded_category_data(tmp_path_factory) -> Path:
+    """The sample's categories with a brand column: records that carry a brand, as BigBasket's do; one title
+    has none (:func:`prepare_branded`)."""
+    return built_once(tmp_path_factory, "branded", prepare_branded) / "category"
 
 
 @pytest.fixture(scope="session")
 def category_head_with_brand(branded_category_data, tmp_path_factory) -> Path:
     """A category head reading each product's brand, mixed with its 5 nearest training examples and its
     TF-IDF model (both searched by ``title [brand]``), on the first 6 layers (copy it before publishing)."""
-    return train_tiny(
-        "sample_category_head.yaml", branded_category_data, tmp_path_factory.mktemp("category-head-brand") / "run",
+    return shared_run(
+        tmp_path_factory, "category-head-brand", "sample_category_head.yaml", branded_category_data,
         "references=true", "neighbours.k=5", "lexical.vote=true", "model.num_layers=6", "eval.base=false",
         "train.head_lr=5e-3",
     )
@@ -180,8 +234,8 @@ def category_head_with_brand(branded_category_data, tmp_path_factory) -> Path:
 def description_examples(sample_data, tmp_path_factory) -> Path:
     """A description adapter whose prompts show the nearest training example, LoRA on the top 4 layers only,
     in a window (max_length 128) that often has to cut the example's answer (copy it before publishing)."""
-    return train_tiny(
-        "sample_description.yaml", sample_data / "description", tmp_path_factory.mktemp("description-examples") / "run",
+    return shared_run(
+        tmp_path_factory, "description-examples", "sample_description.yaml", sample_data / "description",
         "model.prompt_examples=1", "lora.layers=4", "model.max_length=128", "model.max_new_tokens=16", "eval.base=false",
     )
 
@@ -190,8 +244,8 @@ def description_examples(sample_data, tmp_path_factory) -> Path:
 def description_choice(sample_data, tmp_path_factory) -> Path:
     """A description head choosing among its 3 nearest training descriptions, on the first 4 layers
     (copy it before publishing)."""
-    return train_tiny(
-        "bigbasket_description_head.yaml", sample_data / "description", tmp_path_factory.mktemp("choice") / "run",
+    return shared_run(
+        tmp_path_factory, "choice", "bigbasket_description_head.yaml", sample_data / "description",
         "model.prompt_examples=3", "model.num_layers=4", "train.max_minutes=0",
     )
 
@@ -200,8 +254,8 @@ def description_choice(sample_data, tmp_path_factory) -> Path:
 def head_cut_by_time(sample_data, tmp_path_factory) -> Path:
     """A category head whose time budget (0.0001 minutes) cuts it after its first step, in micro-batches of
     at most 64 tokens."""
-    return train_tiny(
-        "sample_category_head.yaml", sample_data / "category", tmp_path_factory.mktemp("cut-by-time") / "run",
+    return shared_run(
+        tmp_path_factory, "cut-by-time", "sample_category_head.yaml", sample_data / "category",
         "train.max_steps=200", "train.max_minutes=0.0001", "train.batch_tokens=64",
     )
 

@@ -4,6 +4,10 @@ Gemma 3 270M, with the chat template its GGUF lacks."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +20,9 @@ from catalog_lora.model.base_model import (
     public_model_id,
 )
 from catalog_lora.records.prompts import PromptTemplate
+
+REPO = Path(__file__).resolve().parents[1]
+CONVERT = "from catalog_lora.model.base_model import ensure_embedded_checkpoint; print(ensure_embedded_checkpoint())"
 
 
 def generate(model, tokenizer, text: str, tokens: int = 8) -> str:
@@ -30,6 +37,24 @@ def test_converted_checkpoint_is_plain():
     config = json.loads((folder / "config.json").read_text())
     assert "quantization_config" not in config, "a gguf quantization_config would break bitsandbytes loads"
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+
+
+def test_two_processes_starting_at_once_share_one_conversion(tmp_path):
+    """On a fresh machine the two processes of a ``torchrun`` training start together: one converts the base
+    model, the other waits for it and reads the same folder (they had written one folder together)."""
+    env = {**os.environ, "CATALOG_LORA_CACHE": str(tmp_path), "PYTHONPATH": str(REPO)}
+    processes = [
+        subprocess.Popen([sys.executable, "-c", CONVERT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=600) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    printed = [out for out, _ in outputs]
+    assert sum("Converting the embedded base model" in out for out in printed) == 1, printed
+    folder = tmp_path / "base" / EMBEDDED_BASES["embedded"].folder_name
+    assert [out.splitlines()[-1] for out in printed] == [str(folder)] * 2
+    model, _, _ = load_base_model(str(folder), "none")
+    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
 
 
 def test_fp32_generates_text():

@@ -11,6 +11,7 @@ and loaded from there like any Hub checkpoint.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import os
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from catalog_lora.model.library_noise import silence_known_noise
 
@@ -123,12 +125,28 @@ def embedded_base(name_or_path: str) -> EmbeddedBase | None:
 
 
 def ensure_embedded_checkpoint(name: str = EMBEDDED) -> Path:
-    """Convert an embedded GGUF into a plain transformers checkpoint once; return its folder."""
+    """Convert an embedded GGUF into a plain transformers checkpoint once; return its folder.
+
+    One process converts while the others wait for it and read its result: on a fresh machine, the two
+    processes of a ``torchrun`` training (or a Space beside a training) would otherwise write one folder together.
+    """
     base = EMBEDDED_BASES[name]
     target = cache_dir() / "base" / base.folder_name
-    if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
+    if _converted(target):
         return target
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.with_name(f".{target.name}.lock")):
+        if not _converted(target):  # another process may have converted it while this one waited
+            _convert(base, target)
+    return target
+
+
+def _converted(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+
+
+def _convert(base: EmbeddedBase, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = base.gguf_path()
     print(f"Converting the embedded base model {gguf.name} into {target} (once per machine)...")
@@ -136,7 +154,9 @@ def ensure_embedded_checkpoint(name: str = EMBEDDED) -> Path:
     if base.chat_template and not tokenizer.chat_template:
         tokenizer.chat_template = base.chat_template
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The loaded model's own config, not a fresh AutoConfig: each read of the GGUF parses its whole vocabulary
+    # again (several seconds).
+    config = copy.deepcopy(quantized.config)
     config.quantization_config = None
     del config.quantization_config
     config.name_or_path = base.hub_id
@@ -147,6 +167,7 @@ def ensure_embedded_checkpoint(name: str = EMBEDDED) -> Path:
         raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
     plain.tie_weights()
     partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # what an interrupted conversion left
     plain.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     if target.exists():
@@ -154,7 +175,6 @@ def ensure_embedded_checkpoint(name: str = EMBEDDED) -> Path:
     partial.replace(target)
     if gguf.is_relative_to(cache_dir()):
         gguf.unlink()  # assembled from chunks for this conversion only
-    return target
 
 
 def resolve_base_model(name_or_path: str) -> str:
