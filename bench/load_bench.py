@@ -13,7 +13,7 @@ number of clients, alternately in each mode, it sends a bounded number of reques
 share, one after the other) and reports p50/p95 latency, requests/s and the model calls made.
 
 Writes ``bench/results/load.md`` and ``.json``, and the Space's figures (``p50_ms``, ``p95_ms`` with one
-client, ``throughput_gain_20``: requests/s at the most clients over one client, batched) into the
+client, ``throughput_gain_<N>``: requests/s at the most clients, N, over one client, batched) into the
 ``space`` object of ``bench/results/speed.json`` when that file exists; then rewrites the speed figures of README.md
 and docs/speed.md from the result files (``bench/speed_docs.py``: ``load.json`` is the generate adapter's row there,
 ``load_head.json``, made with ``--adapter runs/bodywash-l1-head --output bench/results/load_head.md``, the head's).
@@ -310,7 +310,7 @@ def main() -> None:
         "p95_ms": batched[0]["p95_ms"],
         f"p50_ms_{batched[-1]['clients']}": batched[-1]["p50_ms"],
         f"p95_ms_{batched[-1]['clients']}": batched[-1]["p95_ms"],
-        "throughput_gain_20": batched[-1]["requests_per_s"] / batched[0]["requests_per_s"],
+        f"throughput_gain_{batched[-1]['clients']}": batched[-1]["requests_per_s"] / batched[0]["requests_per_s"],
         "clients": levels,
         "adapter": adapter.name,
         "precision": precision,
