@@ -86,6 +86,7 @@ def test_an_adapter_trained_with_attribute_dropout_says_so(branded_category_data
     assert "trained with it left out of 30% of its training examples (`data.attribute_dropout`)" in card
     record = run_record(run, False)
     assert record["attribute_dropout"] == 0.3 and record["method"] == "head reading brand (30% of training without)"
+    assert record["attributes"] == record["reads"] == ["brand"]
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ from training.config import ConfigError, load_config
 from training.data import encode_choice
 from training.evaluate import baseline_attributes, evaluate_baseline
 from training.metrics import description_metrics
+from training.report import run_record
 from training.train import shown_examples
 from training.tune import main as tune_main
 from training.tuning import fit_search
@@ -178,6 +179,8 @@ def test_a_description_head_answers_with_one_of_its_nearest_training_description
         load_split(folder, "train"), test[:6], info.spec, None, 42, load_split(folder, "validation")[:6], attributes=["brand"]
     )
     assert metrics["baseline"]["chrf"] == pytest.approx(same_input["chrf"])
+    record = run_record(run, False)  # the report says what the two read, though the head has no data.attributes
+    assert record["reads"] == ["brand"] and record["attributes"] == []
     nearest_first = {metric: metrics["neighbours_alone"][metric] for metric in ("rougeL", "chrf", "bleu")}
     assert nearest_first == {metric: metrics["baseline"][metric] for metric in ("rougeL", "chrf", "bleu")}, (
         "the pooled candidates start with the baseline's answer"

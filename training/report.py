@@ -87,7 +87,10 @@ def run_record(run: Path, shipped: bool) -> dict:
         "method": method_label(folder),
         "base_model": info.base_model_hub_id or public_model_id(info.base_model),
         "layers": info.num_layers or None,  # None: all of the base model's layers
-        "attributes": info.attributes,  # read beside the text, by the adapter and by its baseline
+        "attributes": info.attributes,  # data.attributes: read beside the text by a tag or category adapter
+        # What the adapter and its baseline both read beside the text (a description head: its choice_attributes, or
+        # every one its records carry); None where the run has no baseline row.
+        "reads": results["baseline"].get("reads") if "baseline" in results else None,
         "attribute_dropout": folder.attribute_dropout,  # the share of training examples shown without them
         "auxiliary_field": folder.auxiliary_field or None,  # a second tag field learnt beside the adapter's own
         "auxiliary_levels": folder.auxiliary_levels or None,  # a category path depth learnt beside the adapter's own
