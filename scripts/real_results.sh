@@ -53,5 +53,5 @@ for run in runs/bigbasket-category-head runs/bigbasket-top-head runs/instacart-d
   done
 done
 $PY -m training.report "${RUNS[@]}" --output bench/results/real_data.md --json bench/results/real_data.json \
-  --ablation bench/results/ablation.md \
+  --ablation bench/results/ablation.md --plot bench/results/real_data.png --plot-target 3 \
   --shipped bigbasket-category-head bigbasket-top-head instacart-department-head bodywash-l1-head bigbasket-description-head

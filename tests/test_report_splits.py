@@ -10,6 +10,7 @@ import statistics
 
 import pytest
 from conftest import train_tiny
+from matplotlib.image import imread
 
 from catalog_lora.runs.folder import METRICS_FILE
 from training.baseline import C_GRID, TfidfBaseline
@@ -32,8 +33,10 @@ def test_one_config_on_two_splits_is_one_record_with_its_spread(tmp_path):
     for test in tests:
         assert test["baseline"]["settings"].startswith("C="), "the baseline names the settings validation chose"
 
-    text = report_main([*map(str, runs), "--json", str(tmp_path / "r.json"), "--shipped", "category-head"])
+    text = report_main([*map(str, runs), "--json", str(tmp_path / "r.json"), "--shipped", "category-head",
+                        "--plot", str(tmp_path / "gains.png"), "--plot-target", "3"])
     [record] = json.loads((tmp_path / "r.json").read_text())
+    assert imread(tmp_path / "gains.png").shape[:2] > (200, 400), "the gains across splits, drawn"
     adapters = [t["adapter"]["accuracy"] for t in tests]
     baselines = [t["baseline"]["accuracy"] for t in tests]
     assert record["name"] == "category-head" and record["splits"] == 2 and record["shipped"] is True
@@ -97,3 +100,10 @@ def test_tuned_baseline_keeps_the_validation_best_settings():
     baseline = TfidfBaseline.tuned("category", ["Dairy", "Fruit"], 0, train, validation, score)
     assert len(tried) == 2 * len(C_GRID)
     assert baseline.predict(validation[0]) == ["Fruit", "Dairy"] and baseline.C in C_GRID
+
+
+def test_a_gain_plot_needs_a_record_with_both_scores(tmp_path):
+    from training.plots import gains
+
+    with pytest.raises(ValueError, match="no record has both an adapter and a baseline score"):
+        gains([{"name": "x", "metric": "accuracy", "adapter": 0.9, "baseline": None}], tmp_path / "g.png", "t")

@@ -1,4 +1,5 @@
-"""The pictures a person would rather look at than read: loss curves and confusion matrices."""
+"""The pictures a person would rather look at than read: loss curves, confusion matrices, each system's score,
+and a report's gains over the baseline across splits."""
 
 from __future__ import annotations
 
@@ -86,6 +87,40 @@ def system_bars(values: dict[str, float], metric: str, path: str | Path, title: 
     ax.set_xlim(0, 1.12 * top)
     ax.set_xlabel(metric)
     ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def gains(records: list[dict], path: str | Path, title: str, target: float | None = None) -> None:
+    """Each record's gain over its baseline on its headline metric, in points, top to bottom in ``records``' order:
+    the mean over its splits with one standard deviation either side, each split's own gain as a dot where the
+    record keeps its splits (``per_split``); a dashed line at ``target`` points where one is asked for."""
+    rows = [r for r in records if r.get("adapter") is not None and r.get("baseline") is not None]
+    if not rows:
+        raise ValueError("no record has both an adapter and a baseline score: no gain to plot")
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.6))
+    positions = np.arange(len(rows))[::-1]
+    for y, r in zip(positions, rows, strict=True):
+        mean = 100 * (r["adapter"] - r["baseline"])
+        spread = 100 * r["gain_std"] if r.get("gain_std") is not None else 0.0
+        ax.barh(y, mean, xerr=spread or None, color="#1f77b4" if mean > spread else "#9e9e9e", capsize=4, height=0.6)
+        splits = [100 * (s["adapter"] - s["baseline"]) for s in r.get("per_split", []) if None not in (s["adapter"], s["baseline"])]
+        ax.plot(splits, [y] * len(splits), "o", color="black", markersize=4, zorder=3)
+        ax.text(max([mean + spread, *splits]) + 0.15, y, f"{mean:+.1f}", va="center", fontsize=8)
+    labels = [
+        f"{r['name']}\n{r['metric']}, {r.get('splits', 1)} split(s)" + ("" if r.get("shipped") else ", not shipped")
+        for r in rows
+    ]
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.axvline(0, color="black", linewidth=0.8)
+    if target is not None:
+        ax.axvline(target, color="#d62728", linestyle="--", linewidth=1, label=f"{target:+g} points")
+        ax.legend(loc="lower right", fontsize=8)
+    dots = "; dots: each split" if any(r.get("per_split") for r in rows) else ""
+    ax.set_xlabel(f"adapter minus TF-IDF baseline, points (mean ± sd across splits{dots})")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -20,6 +20,10 @@ reports that measured them when their run folders are elsewhere (another machine
 several splits keeps each split's own record (``per_split``), so a config measured now on a new split is folded
 with its earlier splits into one record (a split measured again replaces its earlier one); an earlier record
 without them is replaced whole.
+
+**The picture.** ``--plot FILE.png`` draws each record's gain over its baseline in points (the mean over its splits,
+one standard deviation either side, each split's gain as a dot where the record keeps them); ``--plot-target 3``
+adds a dashed line at +3 points. It needs only the records, so ``--results`` alone redraws an earlier report's.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from catalog_lora.records.canonical import HEADLINE
 from catalog_lora.retrieval.examples import from_each_search
 from catalog_lora.runs.folder import RunFolder
 from catalog_lora.runs.markdown import markdown_table, metrics_table
+from training import plots
 
 SECOND_METRIC = {"tagging": "macro_f1", "category": "macro_f1", "description": "chrf"}
 SPLIT_NAME = re.compile(r"^(?P<name>.+)-split(?P<seed>\d+)$")
@@ -284,6 +289,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--json", type=Path, help="also write the machine-readable results here")
     parser.add_argument("--ablation", type=Path, help="also write the ablation table of the votes mixed into heads here")
     parser.add_argument("--shipped", nargs="*", default=[], help="names of the runs whose configs each task ships as its default")
+    parser.add_argument("--plot", type=Path, help="also draw each record's gain over its baseline across splits here (PNG)")
+    parser.add_argument("--plot-target", type=float, help="a dashed line at this gain, in points (e.g. 3)")
     args = parser.parse_args(argv)
     if not args.runs and not args.results:
         parser.error("give finished run folders, --results files of earlier reports, or both")
@@ -316,6 +323,9 @@ def main(argv: list[str] | None = None) -> str:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=2) + "\n")
+    if args.plot:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plots.gains(records, args.plot, "Gain over the TF-IDF baseline on the headline metric", args.plot_target)
     print(text)
     return text
 
