@@ -95,7 +95,8 @@ def system_bars(values: dict[str, float], metric: str, path: str | Path, title: 
 def gains(records: list[dict], path: str | Path, title: str, target: float | None = None) -> None:
     """Each record's gain over its baseline on its headline metric, in points, top to bottom in ``records``' order:
     the mean over its splits with one standard deviation either side, each split's own gain as a dot where the
-    record keeps its splits (``per_split``); a dashed line at ``target`` points where one is asked for."""
+    record keeps its splits (``per_split``); a dashed line at ``target`` points where one is asked for. A bar is blue
+    where its mean gain exceeds its spread (the report's verdict), grey where it does not."""
     rows = [r for r in records if r.get("adapter") is not None and r.get("baseline") is not None]
     if not rows:
         raise ValueError("no record has both an adapter and a baseline score: no gain to plot")

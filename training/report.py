@@ -325,7 +325,10 @@ def main(argv: list[str] | None = None) -> str:
         args.json.write_text(json.dumps(records, indent=2) + "\n")
     if args.plot:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plots.gains(records, args.plot, "Gain over the TF-IDF baseline on the headline metric", args.plot_target)
+        try:
+            plots.gains(records, args.plot, "Gain over the TF-IDF baseline on the headline metric", args.plot_target)
+        except ValueError as error:
+            parser.error(f"--plot {args.plot}: {error}")
     print(text)
     return text
 
