@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import re
 import statistics
 import sys
@@ -178,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(groups)} groups ({mixed_groups} of them with differing titles), {n_variants} rows queried. "
         f"Hit = another row of the group (different id) in the top {K}, the query row excluded. "
         "*Differing text* = queries whose group has no other row with the very same indexed text. "
-        f"CPU: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; model load {load_seconds:.1f} s. "
+        f"Date: {time.strftime('%Y-%m-%d')}. CPU: {platform.machine()}, {os.cpu_count()} cores, "
+        f"{torch.get_num_threads()} torch threads; model load {load_seconds:.1f} s. "
         "Wall times depend on what else runs: the 1-minute load average after indexing is given.",
         "",
         "| indexed text | entries | index wall (s) | index CPU (s) | entries/s | load avg | variant queries | hit@5 "
