@@ -13,7 +13,8 @@
   (and ``--merge``), as ``training.predict`` takes them.
 
 Every run is a separate ``python -m training.predict`` process with ``OMP_NUM_THREADS=--threads``;
-peak memory is its maximum resident set size. Writes ``bench/results/batch.md``.
+peak memory is its maximum resident set size. Writes ``bench/results/batch.md`` and ``.json``, then rewrites the
+README's batch figures from the JSON (``bench/speed_docs.py``).
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.speed_docs import duration  # noqa: E402
+from bench.speed_docs import write as write_docs  # noqa: E402
 from catalog_lora.catalogs.batch_job import MANIFEST, PARTS_SUFFIX  # noqa: E402
 from catalog_lora.model.base_model import resolve_base_model  # noqa: E402
-from catalog_lora.runs.folder import INFO_FILE, TAXONOMY_FILE, RunInfo, read_run_info  # noqa: E402
+from catalog_lora.runs.folder import COMPLETE_MARKER, INFO_FILE, TAXONOMY_FILE, RunInfo, read_run_info  # noqa: E402
 
 TITLES = REPO.parent / "shared" / "data" / "raw" / "bigbasket" / "bigbasket_products_27k_no_description.csv"
-RESULTS = REPO / "bench" / "results" / "batch.md"
+RESULTS = REPO / "bench" / "results" / "batch.md"  # and batch.json beside it
 CATALOG = 10_000_000  # the catalog size the rates are projected to
 PROCESSES = (1, 16, 64)
 
@@ -78,7 +81,7 @@ def tiny_run(adapter: Path, folder: Path) -> Path:
     classifier.config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
     lora = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["q_proj", "v_proj"])
     get_peft_model(classifier, lora).save_pretrained(run_dir)
-    # The tiny model's run has no references index: it mixes in no neighbours and shows no examples.
+    # The tiny model's run has no references index and no TF-IDF model: it mixes in no votes and shows no examples.
     tiny = {
         **info.__dict__,
         "method": "head",
@@ -87,6 +90,7 @@ def tiny_run(adapter: Path, folder: Path) -> Path:
         "num_layers": None,
         "knn_k": 0,
         "knn_weight": 0.0,
+        "lexical_weight": 0.0,
         "prompt_examples": 0,
     }
     RunInfo(**tiny).save(run_dir)
@@ -130,13 +134,6 @@ def rows_per_second(line: str) -> float:
     return float(line.rsplit(";", 1)[1].split("rows/s")[0])
 
 
-def duration(seconds: float) -> str:
-    """Days past two days, hours past two hours, minutes otherwise."""
-    if seconds >= 2 * 86400:
-        return f"{seconds / 86400:.1f} days"
-    return f"{seconds / 3600:.1f} hours" if seconds >= 2 * 3600 else f"{seconds / 60:.0f} minutes"
-
-
 def share(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
@@ -161,6 +158,11 @@ def main() -> None:
         source = work / f"titles-{n}.csv"
         titles(n).to_csv(source, index=False)
         result = measured(predict_cmd(tiny, source, work / f"out-{n}.csv", args.chunk_rows), args.threads)
+        # every title answered (a long one with a notice beside its answer): rows of errors alone would measure
+        # the error path, not prediction
+        unanswered = pd.read_csv(work / f"out-{n}.csv", dtype=str, keep_default_na=False)["category"].eq("")
+        if unanswered.any():
+            sys.exit(f"the tiny model's run left {unanswered.sum():,} of {n:,} rows without an answer; {result['last']}")
         memory.append((n, result))
         print(f"{n:,} rows: peak {result['peak_mb']:.0f} MB, {result['seconds']:.0f} s; {result['last']}", flush=True)
 
@@ -230,7 +232,28 @@ def main() -> None:
         "",
     ]
     RESULTS.write_text("\n".join(lines))
-    print(f"Wrote {RESULTS}")
+    complete = adapter / COMPLETE_MARKER
+    record = {
+        "machine": {"date": str(datetime.date.today()), "machine": platform.machine(), "cpu_cores": os.cpu_count(),
+                    "torch": torch.__version__, "threads_per_process": args.threads},
+        "chunk_rows": args.chunk_rows,
+        "memory": [{"rows": n, "peak_mb": r["peak_mb"], "seconds": r["seconds"]} for n, r in memory],
+        "resume": {"rows": n, "rows_at_kill": rows_at_kill, "seconds": resumed["seconds"], "identical": same},
+        "speed": {
+            "adapter": adapter.name,
+            "trained": str(datetime.date.fromtimestamp(complete.stat().st_mtime)) if complete.is_file() else None,
+            "method": method,
+            "rows": args.speed_rows,
+            "runs": [{"precision": r["precision"], "rows_per_s": r["rate"], "seconds": r["seconds"], "same": r["same"]}
+                     for r in speeds],
+        },
+        "catalog": CATALOG,
+        "processes": list(PROCESSES),
+    }
+    RESULTS.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"Wrote {RESULTS} and {RESULTS.with_suffix('.json').name}")
+    if changed := write_docs():  # the README quotes batch.json: keep it with it
+        print(f"rewrote the speed figures of {', '.join(changed)}")
     shutil.rmtree(work)
 
 

@@ -6,9 +6,10 @@
 A document marks each block ``<!-- speed_docs:NAME -->`` … ``<!-- /speed_docs:NAME -->``; everything between
 the two markers is this script's. The sources: ``bench/results/speed.json`` (``bench/speed.py``: inference,
 training, memory), ``load_head.json`` (the Space serving the shipped head) and ``load.json`` (the Space serving the
-generate adapter), both from ``bench/load_bench.py``. ``bench/speed.py`` and ``bench/load_bench.py`` call
-``write()`` after writing their results, so a rerun brings the documents with it; the prose around the blocks
-says why the figures are what they are, and names no figure a rerun would change.
+generate adapter), both from ``bench/load_bench.py``, and ``batch.json`` (``bench/batch_bench.py``: batch prediction
+at catalog scale). ``bench/speed.py``, ``bench/load_bench.py`` and ``bench/batch_bench.py`` call ``write()`` after
+writing their results, so a rerun brings the documents with it; the prose around the blocks says why the figures
+are what they are, and names no figure a rerun would change.
 
 The targets are issue 14's (the engine) and #26's (the Space); each verdict is computed here from the unrounded
 figure, so a row at 9.97x reads "9.97x", not met, rather than a rounded "10.0x".
@@ -68,6 +69,7 @@ class Results:
     load_head: dict | None
     load_generate: dict | None
     max_rows: int
+    batch: dict | None = None
 
     @classmethod
     def read(cls, results: Path = RESULTS, repo: Path = REPO) -> Results:
@@ -82,7 +84,10 @@ class Results:
             raise FileNotFoundError(f"{speed}: no speed results to write the documents from; run bench/speed.py first")
         # the cap as the Space reads it from its file (the environment's overrides are a deployment's, not the docs')
         max_rows = read_settings(repo / "spaces/adapters.yaml", environ={}).max_rows
-        return cls(json.loads(speed.read_text()), optional("load_head.json"), optional("load.json"), max_rows)
+        return cls(
+            json.loads(speed.read_text()), optional("load_head.json"), optional("load.json"), max_rows,
+            optional("batch.json"),
+        )
 
     def row(self, key: str) -> dict | None:
         return next((r for r in self.speed["rows"] if r["key"] == key and "error" not in r), None)
@@ -413,6 +418,55 @@ def batch_cap(results: Results) -> str:
     )
 
 
+def duration(seconds: float) -> str:
+    """Days past two days, hours past two hours, minutes otherwise."""
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / 3600:.1f} hours" if seconds >= 2 * 3600 else f"{seconds / 60:.0f} minutes"
+
+
+def batch(results: Results) -> str:
+    """README.md: the batch benchmark's latest run: peak memory at scale, kill-and-resume, rows/s per precision."""
+    b = results.batch
+    if not b:
+        return "No batch results yet: `bench/batch_bench.py` writes them (`bench/results/batch.json`)."
+    machine, speed, resume = b["machine"], b["speed"], b["resume"]
+    threads = machine["threads_per_process"]
+    first = speed["runs"][0]["precision"]
+    rows = [[f"peak RSS, {r['rows']:,} rows (tiny model)", f"{r['peak_mb']:,.0f} MB"] for r in b["memory"]]
+    rows.append([
+        f"kill-and-resume, {resume['rows']:,} rows: SIGKILL after {resume['rows_at_kill']:,} rows, same command rerun",
+        "output byte-identical" if resume["identical"] else "**output differs**",
+    ])
+    for r in speed["runs"]:
+        same = f" (same category as {first}: {r['same']:.1%})" if r["same"] is not None else ""
+        rows.append([f"rows/s per process, {r['precision']}, {threads} thread(s), {speed['rows']:,} titles{same}",
+                     f"{r['rows_per_s']:.2f}"])
+    small, large = b["memory"][0], b["memory"][-1]
+    trained = f" as trained on {speed['trained']}" if speed.get("trained") else ""
+    return (
+        f"Latest run: {machine['date']}, {machine['machine']}, {machine['cpu_cores']} CPU cores, torch "
+        f"{machine['torch']}, **{threads} thread(s) per process**, chunks of {b['chunk_rows']:,} rows; rows/s with "
+        f"`runs/{speed['adapter']}`{trained} ({speed['method']}):\n\n"
+        + markdown_table(["", "value"], rows)
+        + f"\n\n{large['rows'] / small['rows']:g} times the rows cost {large['peak_mb'] - small['peak_mb']:,.0f} MB more "
+        f"({small['peak_mb']:,.0f} against {large['peak_mb']:,.0f} MB): the chunk being predicted and Python's "
+        "allocator, not the input's size."
+    )
+
+
+def batch_projection(results: Results) -> str:
+    """README.md: how long a catalog of ``catalog`` products takes at the batch benchmark's rates."""
+    b = results.batch
+    if not b:
+        return "(no batch results yet)"
+    runs = "; ".join(
+        f"{r['precision']}: " + ", ".join(f"{duration(b['catalog'] / r['rows_per_s'] / p)} on {p}" for p in b["processes"])
+        for r in reversed(b["speed"]["runs"])  # the faster, asked precision first
+    )
+    return f"**A {b['catalog']:,}-product catalog** at these rates, one process per core: {runs}"
+
+
 # name → (renderer, whether the block sits inside a paragraph)
 BLOCKS = {
     "inference": (inference, False),
@@ -423,6 +477,8 @@ BLOCKS = {
     "training": (training, False),
     "summary": (summary, False),
     "batch-cap": (batch_cap, True),
+    "batch": (batch, False),
+    "batch-projection": (batch_projection, True),
 }
 MARKER = re.compile(r"<!-- speed_docs:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /speed_docs:(?P=name) -->", re.DOTALL)
 

@@ -25,7 +25,7 @@ def repo(tmp_path):
     for name in (*speed_docs.DOCUMENTS, "spaces/adapters.yaml", "bench/results/speed.json"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
-    for name in ("load.json", "load_head.json"):
+    for name in ("load.json", "load_head.json", "batch.json"):
         if (REPO / "bench/results" / name).is_file():
             shutil.copy(REPO / "bench/results" / name, tmp_path / "bench/results" / name)
     return tmp_path
@@ -88,3 +88,20 @@ def test_markers_that_do_not_pair_or_name_no_block_are_refused():
         speed_docs.render("<!-- speed_docs:summary -->\ntext", results, "README.md")
     with pytest.raises(ValueError, match="unknown block <!-- speed_docs:speeed -->"):
         speed_docs.render("<!-- speed_docs:speeed --><!-- /speed_docs:speeed -->", results, "README.md")
+
+
+def test_a_new_batch_run_rewrites_the_readmes_batch_figures(repo):
+    """The batch benchmark's rates and projection, and a resumed run that came out different, reach the README."""
+    path = repo / "bench/results/batch.json"
+    if not path.is_file():
+        pytest.skip("no bench/results/batch.json: run bench/batch_bench.py")
+    batch = json.loads(path.read_text())
+    fastest = batch["speed"]["runs"][-1]
+    fastest["rows_per_s"] = 2 * fastest["rows_per_s"]
+    batch["resume"]["identical"] = False
+    path.write_text(json.dumps(batch))
+    assert speed_docs.write(repo) == ["README.md"]
+    readme = (repo / "README.md").read_text()
+    assert f"| {fastest['rows_per_s']:.2f} |" in readme and "**output differs**" in readme
+    one = speed_docs.duration(batch["catalog"] / fastest["rows_per_s"])
+    assert f"**A {batch['catalog']:,}-product catalog** at these rates, one process per core: {fastest['precision']}: {one} on 1" in readme
