@@ -38,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.speed_docs import duration  # noqa: E402
+from bench.speed_docs import projection  # noqa: E402
 from bench.speed_docs import write as write_docs  # noqa: E402
 from catalog_lora.catalogs.batch_job import MANIFEST, PARTS_SUFFIX  # noqa: E402
 from catalog_lora.model.base_model import resolve_base_model  # noqa: E402
@@ -227,8 +227,7 @@ def main() -> None:
         f"A {CATALOG:,}-product catalog at these rates, one {args.threads}-thread process per core, assuming linear "
         "scaling (the processes share nothing but the input file) and titles like these:",
         "",
-        *[f"- {r['precision']}: " + ", ".join(f"{duration(CATALOG / r['rate'] / p)} on {p}" for p in PROCESSES)
-          for r in speeds],
+        *[f"- {r['precision']}: {projection(r['rate'], CATALOG, PROCESSES)}" for r in speeds],
         "",
     ]
     RESULTS.write_text("\n".join(lines))

@@ -425,6 +425,11 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} hours" if seconds >= 2 * 3600 else f"{seconds / 60:.0f} minutes"
 
 
+def projection(rows_per_s: float, catalog: int, processes) -> str:
+    """How long ``catalog`` rows take at ``rows_per_s`` a process, on each count of ``processes`` (linear scaling)."""
+    return ", ".join(f"{duration(catalog / rows_per_s / p)} on {p}" for p in processes)
+
+
 def batch(results: Results) -> str:
     """README.md: the batch benchmark's latest run: peak memory at scale, kill-and-resume, rows/s per precision."""
     b = results.batch
@@ -461,7 +466,7 @@ def batch_projection(results: Results) -> str:
     if not b:
         return "(no batch results yet)"
     runs = "; ".join(
-        f"{r['precision']}: " + ", ".join(f"{duration(b['catalog'] / r['rows_per_s'] / p)} on {p}" for p in b["processes"])
+        f"{r['precision']}: {projection(r['rows_per_s'], b['catalog'], b['processes'])}"
         for r in reversed(b["speed"]["runs"])  # the faster, asked precision first
     )
     return f"**A {b['catalog']:,}-product catalog** at these rates, one process per core: {runs}"
