@@ -10,7 +10,9 @@
 - **Kill-and-resume**: the 10k run again, SIGKILLed after a few chunks, rerun with the same command,
   and compared byte for byte with the uninterrupted output.
 - **Rows/s**: the embedded model with ``--adapter`` on ``--speed-rows`` titles, at ``--quantization``
-  (and ``--merge``), as ``training.predict`` takes them.
+  (and ``--merge``), as ``training.predict`` takes them, with each run's peak memory.
+- **Reading the input**: what every process of a multi-process run does with the whole file besides its share
+  (check and hash it, read it chunk by chunk), timed in this process on the 10k and 100k files.
 
 Every run is a separate ``python -m training.predict`` process with ``OMP_NUM_THREADS=--threads``;
 peak memory is its maximum resident set size. Writes ``bench/results/batch.md`` and ``.json``, then rewrites the
@@ -41,6 +43,7 @@ sys.path.insert(0, str(REPO))
 from bench.speed_docs import projection  # noqa: E402
 from bench.speed_docs import write as write_docs  # noqa: E402
 from catalog_lora.catalogs.batch_job import MANIFEST, PARTS_SUFFIX  # noqa: E402
+from catalog_lora.catalogs.tables import iter_chunks, scan  # noqa: E402
 from catalog_lora.model.base_model import resolve_base_model  # noqa: E402
 from catalog_lora.runs.folder import COMPLETE_MARKER, INFO_FILE, TAXONOMY_FILE, RunInfo, read_run_info  # noqa: E402
 
@@ -129,6 +132,16 @@ def measured(cmd: list[str], threads: int, kill_after_chunks: int = 0) -> dict:
     return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "last": lines[-1] if lines else ""}
 
 
+def read_seconds(path: Path, chunk_rows: int) -> float:
+    """What every process of a run does with the whole input besides its share: check and hash it
+    (``training.predict.check_input``), then read it chunk by chunk to find its own chunks."""
+    started = time.monotonic()
+    scan(path)
+    for _ in iter_chunks(path, chunk_rows):
+        pass
+    return time.monotonic() - started
+
+
 def rows_per_second(line: str) -> float:
     """The rate ``training.predict`` reports in its summary line."""
     return float(line.rsplit(";", 1)[1].split("rows/s")[0])
@@ -151,7 +164,13 @@ def main() -> None:
     adapter = Path(args.adapter)
     if not (adapter / INFO_FILE).is_file():
         sys.exit(f"{adapter} is not a run folder; run `bash run.sh` first or pass --adapter runs/<a category run>")
-    work = Path(tempfile.mkdtemp(prefix="batch-bench-"))
+    # the work folder goes whatever happens, a run stopped on an unanswered row included
+    with tempfile.TemporaryDirectory(prefix="batch-bench-") as work:
+        benchmark(args, adapter, Path(work))
+
+
+def benchmark(args: argparse.Namespace, adapter: Path, work: Path) -> None:
+    """Measure in ``work``; write batch.md and batch.json, and the README's batch blocks from them."""
     tiny = tiny_run(adapter, work)
     memory = []
     for n in args.rows:
@@ -163,8 +182,10 @@ def main() -> None:
         unanswered = pd.read_csv(work / f"out-{n}.csv", dtype=str, keep_default_na=False)["category"].eq("")
         if unanswered.any():
             sys.exit(f"the tiny model's run left {unanswered.sum():,} of {n:,} rows without an answer; {result['last']}")
+        result["read_seconds"] = read_seconds(source, args.chunk_rows)
         memory.append((n, result))
-        print(f"{n:,} rows: peak {result['peak_mb']:.0f} MB, {result['seconds']:.0f} s; {result['last']}", flush=True)
+        print(f"{n:,} rows: peak {result['peak_mb']:.0f} MB, {result['seconds']:.0f} s (reading the file alone "
+              f"{result['read_seconds']:.1f} s); {result['last']}", flush=True)
 
     n = args.rows[0]
     resumed_out = work / f"resumed-{n}.csv"
@@ -193,7 +214,7 @@ def main() -> None:
         answers = pd.read_csv(output, dtype=str, keep_default_na=False)["category"]
         agreement = (answers == speeds[0]["answers"]).mean() if speeds else None
         speeds.append({"precision": precision, "rate": rows_per_second(result["last"]), "answers": answers,
-                       "seconds": result["seconds"], "same": agreement})
+                       "seconds": result["seconds"], "peak_mb": result["peak_mb"], "same": agreement})
         print(f"embedded model, {precision}: {speeds[-1]['rate']:.2f} rows/s per process; {result['last']}", flush=True)
     if info.method == "head":
         method = (f"{info.task} head, one forward pass a batch" + (f", {info.knn_k} neighbours" if info.knn_k else "")
@@ -209,10 +230,10 @@ def main() -> None:
         f"**{args.threads} thread(s) per process** (OMP_NUM_THREADS). Date: {datetime.date.today()}. "
         f"Chunks of {args.chunk_rows} rows. Titles: BigBasket product titles (../shared), repeated.",
         "",
-        "| input rows | model | peak RSS MB | wall s |",
-        "|---:|---|---:|---:|",
-        *[f"| {n:,} | tiny random Llama (2 layers, hidden 64) + score head, LoRA r=4 | {r['peak_mb']:.0f} | {r['seconds']:.0f} |"
-          for n, r in memory],
+        "| input rows | model | peak RSS MB | wall s | reading the file alone, s |",
+        "|---:|---|---:|---:|---:|",
+        *[f"| {n:,} | tiny random Llama (2 layers, hidden 64) + score head, LoRA r=4 | {r['peak_mb']:.0f} | "
+          f"{r['seconds']:.0f} | {r['read_seconds']:.1f} |" for n, r in memory],
         "",
         f"Kill-and-resume ({n:,} rows, tiny model): SIGKILL after {rows_at_kill:,} rows were in the output, the same "
         f"command rerun ({resumed['seconds']:.0f} s): output byte-identical to the uninterrupted run: "
@@ -220,9 +241,10 @@ def main() -> None:
         "",
         f"Rows/s: the embedded SmolLM2-135M-Instruct with {adapter.name} ({method}), {args.speed_rows:,} titles.",
         "",
-        f"| rows/s per process | precision | wall s (with model load) | same answer as {default} |",
-        "|---:|---|---:|---:|",
-        *[f"| {r['rate']:.2f} | {r['precision']} | {r['seconds']:.0f} | {share(r['same'])} |" for r in speeds],
+        f"| rows/s per process | precision | wall s (with model load) | peak RSS MB | same answer as {default} |",
+        "|---:|---|---:|---:|---:|",
+        *[f"| {r['rate']:.2f} | {r['precision']} | {r['seconds']:.0f} | {r['peak_mb']:.0f} | {share(r['same'])} |"
+          for r in speeds],
         "",
         f"A {CATALOG:,}-product catalog at these rates, one {args.threads}-thread process per core, assuming linear "
         "scaling (the processes share nothing but the input file) and titles like these:",
@@ -236,15 +258,16 @@ def main() -> None:
         "machine": {"date": str(datetime.date.today()), "machine": platform.machine(), "cpu_cores": os.cpu_count(),
                     "torch": torch.__version__, "threads_per_process": args.threads},
         "chunk_rows": args.chunk_rows,
-        "memory": [{"rows": n, "peak_mb": r["peak_mb"], "seconds": r["seconds"]} for n, r in memory],
+        "memory": [{"rows": n, "peak_mb": r["peak_mb"], "seconds": r["seconds"], "read_seconds": r["read_seconds"]}
+                   for n, r in memory],
         "resume": {"rows": n, "rows_at_kill": rows_at_kill, "seconds": resumed["seconds"], "identical": same},
         "speed": {
             "adapter": adapter.name,
             "trained": str(datetime.date.fromtimestamp(complete.stat().st_mtime)) if complete.is_file() else None,
             "method": method,
             "rows": args.speed_rows,
-            "runs": [{"precision": r["precision"], "rows_per_s": r["rate"], "seconds": r["seconds"], "same": r["same"]}
-                     for r in speeds],
+            "runs": [{"precision": r["precision"], "rows_per_s": r["rate"], "seconds": r["seconds"],
+                      "peak_mb": r["peak_mb"], "same": r["same"]} for r in speeds],
         },
         "catalog": CATALOG,
         "processes": list(PROCESSES),
@@ -253,7 +276,6 @@ def main() -> None:
     print(f"Wrote {RESULTS} and {RESULTS.with_suffix('.json').name}")
     if changed := write_docs():  # the README quotes batch.json: keep it with it
         print(f"rewrote the speed figures of {', '.join(changed)}")
-    shutil.rmtree(work)
 
 
 if __name__ == "__main__":

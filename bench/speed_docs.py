@@ -1,4 +1,4 @@
-"""The speed figures that README.md and docs/speed.md quote, written from the result files instead of typed.
+"""The figures that README.md and docs/speed.md quote, written from the result files instead of typed.
 
     .venv/bin/python bench/speed_docs.py           # rewrite the marked blocks from bench/results/
     .venv/bin/python bench/speed_docs.py --check   # exit 1, naming the documents out of date
@@ -7,7 +7,8 @@ A document marks each block ``<!-- speed_docs:NAME -->`` … ``<!-- /speed_docs:
 the two markers is this script's. The sources: ``bench/results/speed.json`` (``bench/speed.py``: inference,
 training, memory), ``load_head.json`` (the Space serving the shipped head) and ``load.json`` (the Space serving the
 generate adapter), both from ``bench/load_bench.py``, and ``batch.json`` (``bench/batch_bench.py``: batch prediction
-at catalog scale). ``bench/speed.py``, ``bench/load_bench.py`` and ``bench/batch_bench.py`` call ``write()`` after
+at catalog scale), and ``real_data.json`` (``training.report`` over the shipped configs' runs across splits:
+the README's results table). ``bench/speed.py``, ``bench/load_bench.py`` and ``bench/batch_bench.py`` call ``write()`` after
 writing their results, so a rerun brings the documents with it; the prose around the blocks says why the figures
 are what they are, and names no figure a rerun would change.
 
@@ -70,6 +71,7 @@ class Results:
     load_generate: dict | None
     max_rows: int
     batch: dict | None = None
+    real_data: list[dict] | None = None
 
     @classmethod
     def read(cls, results: Path = RESULTS, repo: Path = REPO) -> Results:
@@ -86,7 +88,7 @@ class Results:
         max_rows = read_settings(repo / "spaces/adapters.yaml", environ={}).max_rows
         return cls(
             json.loads(speed.read_text()), optional("load_head.json"), optional("load.json"), max_rows,
-            optional("batch.json"),
+            optional("batch.json"), optional("real_data.json"),
         )
 
     def row(self, key: str) -> dict | None:
@@ -447,6 +449,8 @@ def batch(results: Results) -> str:
         same = f" (same category as {first}: {r['same']:.1%})" if r["same"] is not None else ""
         rows.append([f"rows/s per process, {r['precision']}, {threads} thread(s), {speed['rows']:,} titles{same}",
                      f"{r['rows_per_s']:.2f}"])
+    rows += [[f"peak RSS of that process, {r['precision']} (the embedded model, the adapter, its votes)",
+              f"{r['peak_mb']:,.0f} MB"] for r in speed["runs"] if "peak_mb" in r]
     small, large = b["memory"][0], b["memory"][-1]
     trained = f" as trained on {speed['trained']}" if speed.get("trained") else ""
     return (
@@ -469,7 +473,107 @@ def batch_projection(results: Results) -> str:
         f"{r['precision']}: {projection(r['rows_per_s'], b['catalog'], b['processes'])}"
         for r in reversed(b["speed"]["runs"])  # the faster, asked precision first
     )
-    return f"**A {b['catalog']:,}-product catalog** at these rates, one process per core: {runs}"
+    text = f"**A {b['catalog']:,}-product catalog** at these rates, one process per core: {runs}"
+    largest, fp32 = b["memory"][-1], b["speed"]["runs"][0]
+    if "read_seconds" not in largest:
+        return text
+    start = fp32["seconds"] - b["speed"]["rows"] / fp32["rows_per_s"]  # the run's wall time less its rows at its rate
+    return text + (
+        f". Assumed: one core per process and linear scaling (the processes share nothing but the input file; each "
+        f"reads the whole file, {largest['read_seconds']:.1f} s for {largest['rows']:,} rows here, and starts once, "
+        f"about {start:.0f} s for the {fp32['precision']} run: imports, the model, its votes); titles as short as "
+        "BigBasket's"
+    )
+
+
+# What each dataset's records are, as the results table names its input.
+TEXT = {"bodywash": "review", "instacart": "product name"}  # every other dataset: a product title
+METRIC_NAMES = {"macro_f1": "macro-F1", "chrf": "chrF", "micro_f1": "micro-F1", "rougeL": "ROUGE-L"}
+
+
+def _input(record: dict) -> str:
+    """'title + brand': the record's text and what it read beside it (``reads``: the adapter's and its baseline's;
+    records made before it was kept name only a tag or category adapter's ``attributes``)."""
+    reads = record.get("reads") if record.get("reads") is not None else record.get("attributes") or []
+    return " + ".join([TEXT.get(record["dataset"], "title"), *reads])
+
+
+def _score(value: float) -> str:
+    """Scores in [0, 1] to three places, chrF (0-100) to one."""
+    return f"{value:.3f}" if value <= 1 else f"{value:.1f}"
+
+
+def _spread(value: float, sd: float | None) -> str:
+    return f"{value:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+
+def _points(r: dict) -> float:
+    """The gain over the baseline in points: the mean of the splits' gains, or the one run's."""
+    return 100 * (r["gain"] if r.get("gain") is not None else r["adapter"] - r["baseline"])
+
+
+def results(results: Results) -> str:
+    """README.md: each record of ``real_data.json``, the mix against the TF-IDF baseline across splits."""
+    if not results.real_data:
+        return "No results yet: `scripts/real_results.sh` writes them (`bench/results/real_data.json`)."
+    rows = []
+    for r in results.real_data:
+        second = r["second_metric"]
+        rows.append([
+            r["name"] + (" (shipped)" if r["shipped"] else ""), _input(r), str(r.get("splits", 1)),
+            METRIC_NAMES.get(r["metric"], r["metric"]),
+            _spread(r["adapter"], r.get("adapter_std")), _spread(r["baseline"], r.get("baseline_std")),
+            f"{_points(r):+.1f}", f"{100 * r['gain_std']:.1f}" if r.get("gain_std") is not None else "—",
+            f"{METRIC_NAMES.get(second['name'], second['name'])} {_score(second['adapter'])} vs {_score(second['baseline'])}",
+            f"{r['train_seconds'] / 60:.1f} ({r['threads']}" + (", cut)" if r["cut_by_time"] else ")"),
+        ])
+    header = ["run", "input", "splits", "metric", "the mix (mean ± sd)", "TF-IDF baseline (same input)", "gain (points)",
+              "gain's sd across splits", "second metric: mix vs baseline", "training min (threads)"]
+    return markdown_table(header, rows)
+
+
+TARGET_POINTS = 3.0  # issue #25: every shipped task ≥ 3 points over the baseline on the mean of its splits
+
+
+def verdicts(results: Results) -> str:
+    """README.md: the results table read out for the shipped records, verdicts computed from the unrounded means."""
+    shipped = [r for r in results.real_data or [] if r["shipped"] and None not in (r["adapter"], r["baseline"])]
+    if not shipped:
+        return "No shipped records yet."
+
+    def names(records: list[dict]) -> str:
+        ranked = sorted(records, key=_points, reverse=True)
+        return ", ".join(f"{r['name']} ({_points(r):+.1f})" for r in ranked) or "none"
+
+    second_won = lambda r: r["second_metric"]["adapter"] > r["second_metric"]["baseline"]  # noqa: E731
+    beats = [r for r in shipped if r["adapter"] > r["baseline"] and second_won(r)]
+    not_beats = [r for r in shipped if r not in beats]
+    above_spread = [r for r in shipped if r.get("gain_std") is not None and r["gain"] > r["gain_std"]]
+    within = [r for r in shipped if r not in above_spread]
+    target = [r for r in shipped if _points(r) >= TARGET_POINTS]
+    short = [r for r in shipped if r not in target]
+    return "\n".join([
+        f"- **Above the tuned TF-IDF baseline on the mean of their splits, on the headline metric and the second "
+        f"one**: {'every shipped config' if not not_beats else names(beats)}"
+        + (f"; **not**: {names(not_beats)}" if not_beats else "")
+        + f". The mean gain exceeds its spread across splits for {names(above_spread)}"
+        + (f"; not for {names(within)}" if within else "") + ".",
+        f"- **At least +{TARGET_POINTS:g} points, the gain that would make the choice obvious** (issue #25): "
+        f"{names(target)}; **short of it**: {names(short)}.",
+    ])
+
+
+def brand(results: Results) -> str:
+    """README.md: the brand's lever on the BigBasket top level, from its records with and without the brand."""
+    records = {r["name"]: r for r in results.real_data or []}
+    top, title = records.get("bigbasket-top-head"), records.get("bigbasket-top-head-title")
+    if not top or not title or top.get("without_attributes") is None:
+        return "the records of the top level with and without the brand are not in real_data.json"
+    return (
+        f"it is the largest lever measured (the top level's mix {title['adapter']:.3f} → {top['adapter']:.3f}), and an "
+        f"adapter trained with it is worse given the title alone ({top['without_attributes']:.3f}) than one trained "
+        f"without ({title['adapter']:.3f})"
+    )
 
 
 # name → (renderer, whether the block sits inside a paragraph)
@@ -484,6 +588,9 @@ BLOCKS = {
     "batch-cap": (batch_cap, True),
     "batch": (batch, False),
     "batch-projection": (batch_projection, True),
+    "results": (results, False),
+    "results-verdicts": (verdicts, False),
+    "results-brand": (brand, True),
 }
 MARKER = re.compile(r"<!-- speed_docs:(?P<name>[\w-]+) -->(?P<body>.*?)<!-- /speed_docs:(?P=name) -->", re.DOTALL)
 

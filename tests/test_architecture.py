@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CORE = "catalog_lora"
 PACKAGES = (CORE, "datasets_prep", "training", "model_cards", "spaces")
 # what each folder may import besides itself

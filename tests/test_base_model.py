@@ -7,10 +7,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 
 from catalog_lora.model.base_model import (
     EMBEDDED_BASES,
@@ -21,7 +21,6 @@ from catalog_lora.model.base_model import (
 )
 from catalog_lora.records.prompts import PromptTemplate
 
-REPO = Path(__file__).resolve().parents[1]
 CONVERT = "from catalog_lora.model.base_model import ensure_embedded_checkpoint; print(ensure_embedded_checkpoint())"
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import hub_client_env, running_hub, train_tiny
+from conftest import REPO, hub_client_env, running_hub, train_tiny
 from huggingface_hub import HfApi, hf_hub_download
 from transformers import AutoTokenizer
 
@@ -40,7 +40,6 @@ from model_cards.export import (
 )
 from model_cards.publish import PublishError, publish_adapter
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_export_test_user_token_0001"
 
 

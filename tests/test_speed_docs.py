@@ -25,7 +25,7 @@ def repo(tmp_path):
     for name in (*speed_docs.DOCUMENTS, "spaces/adapters.yaml", "bench/results/speed.json"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
-    for name in ("load.json", "load_head.json", "batch.json"):
+    for name in ("load.json", "load_head.json", "batch.json", "real_data.json"):
         if (REPO / "bench/results" / name).is_file():
             shutil.copy(REPO / "bench/results" / name, tmp_path / "bench/results" / name)
     return tmp_path
@@ -91,17 +91,41 @@ def test_markers_that_do_not_pair_or_name_no_block_are_refused():
 
 
 def test_a_new_batch_run_rewrites_the_readmes_batch_figures(repo):
-    """The batch benchmark's rates and projection, and a resumed run that came out different, reach the README."""
+    """The batch benchmark's rates, memory and projection, and a resumed run that came out different, reach the
+    README."""
     path = repo / "bench/results/batch.json"
     if not path.is_file():
         pytest.skip("no bench/results/batch.json: run bench/batch_bench.py")
     batch = json.loads(path.read_text())
     fastest = batch["speed"]["runs"][-1]
     fastest["rows_per_s"] = 2 * fastest["rows_per_s"]
+    fastest["peak_mb"] = 1234.4
+    batch["memory"][-1]["read_seconds"] = 3.31
     batch["resume"]["identical"] = False
     path.write_text(json.dumps(batch))
     assert speed_docs.write(repo) == ["README.md"]
     readme = (repo / "README.md").read_text()
     assert f"| {fastest['rows_per_s']:.2f} |" in readme and "**output differs**" in readme
+    assert f"| peak RSS of that process, {fastest['precision']} (the embedded model, the adapter, its votes) | 1,234 MB |" in readme
+    assert f"each reads the whole file, 3.3 s for {batch['memory'][-1]['rows']:,} rows here" in readme
     one = speed_docs.duration(batch["catalog"] / fastest["rows_per_s"])
     assert f"**A {batch['catalog']:,}-product catalog** at these rates, one process per core: {fastest['precision']}: {one} on 1" in readme
+
+
+def test_a_new_results_record_rewrites_the_readmes_results_table_and_verdicts(repo):
+    """The README's results table and its read-out come from real_data.json: a config measured again at +3.5
+    points moves into the verdict's list of those at the target, with its new figures in the table."""
+    path = repo / "bench/results/real_data.json"
+    if not path.is_file():
+        pytest.skip("no bench/results/real_data.json: run scripts/real_results.sh")
+    records = json.loads(path.read_text())
+    record = next(r for r in records if r["shipped"] and 100 * r["gain"] < 3)
+    record["adapter"] = record["baseline"] + 0.035
+    record["gain"] = 0.035
+    path.write_text(json.dumps(records))
+    assert speed_docs.write(repo) == ["README.md"]
+    readme = (repo / "README.md").read_text()
+    row = _row(readme, f"| {record['name']} (shipped) |")
+    assert f"| {record['adapter']:.3f} ± {record['adapter_std']:.3f} |" in row and "| +3.5 |" in row
+    target = _row(readme, "- **At least +3 points")
+    assert f"{record['name']} (+3.5)" in target.split("**short of it**")[0]
