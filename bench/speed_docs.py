@@ -545,7 +545,10 @@ def verdicts(results: Results) -> str:
         ranked = sorted(records, key=_points, reverse=True)
         return ", ".join(f"{r['name']} ({_points(r):+.1f})" for r in ranked) or "none"
 
-    second_won = lambda r: r["second_metric"]["adapter"] > r["second_metric"]["baseline"]  # noqa: E731
+    def second_won(r: dict) -> bool:
+        adapter, baseline = r["second_metric"].get("adapter"), r["second_metric"].get("baseline")
+        return None not in (adapter, baseline) and adapter > baseline
+
     beats = [r for r in shipped if r["adapter"] > r["baseline"] and second_won(r)]
     not_beats = [r for r in shipped if r not in beats]
     above_spread = [r for r in shipped if r.get("gain_std") is not None and r["gain"] > r["gain_std"]]

@@ -45,9 +45,14 @@ for config in "${CONFIGS[@]}"; do
 done
 # The report covers every finished run folder of the configs above; the shipped default of each task is named.
 # The records of the last report stay for the configs not trained here (a config's splits measured now replace
-# or join its earlier ones), so one config can be run again without losing the others'.
+# or join its earlier ones), so one config can be run again without losing the others': the last report is kept
+# as real_data_previous.json / .md (its run sections), which the new one names as the source of those records.
 EARLIER=()
-[ -f bench/results/real_data.json ] && EARLIER=(--results bench/results/real_data.json)
+if [ -f bench/results/real_data.json ]; then
+  cp bench/results/real_data.json bench/results/real_data_previous.json
+  [ -f bench/results/real_data.md ] && cp bench/results/real_data.md bench/results/real_data_previous.md
+  EARLIER=(--results bench/results/real_data_previous.json)
+fi
 RUNS=()
 for run in runs/bigbasket-category-head runs/bigbasket-top-head runs/instacart-department-head runs/bodywash-l1 \
            runs/bodywash-l1-head runs/bigbasket-description-head runs/bigbasket-description runs/bigbasket-category \
