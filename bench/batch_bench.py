@@ -207,52 +207,20 @@ def benchmark(args: argparse.Namespace, adapter: Path, work: Path) -> None:
     if asked != default or args.merge:
         runs.append((asked + (", adapter merged" if args.merge else ""),
                      ["--quantization", args.quantization, *(["--merge"] if args.merge else [])]))
-    speeds = []
+    speeds, answers = [], []
     for index, (precision, options) in enumerate(runs):
         output = work / f"speed-out-{index}.csv"
         result = measured(predict_cmd(adapter, speed_source, output, args.chunk_rows, *options), args.threads)
-        answers = pd.read_csv(output, dtype=str, keep_default_na=False)["category"]
-        agreement = (answers == speeds[0]["answers"]).mean() if speeds else None
-        speeds.append({"precision": precision, "rate": rows_per_second(result["last"]), "answers": answers,
+        answers.append(pd.read_csv(output, dtype=str, keep_default_na=False)["category"])
+        agreement = (answers[-1] == answers[0]).mean() if index else None
+        speeds.append({"precision": precision, "rows_per_s": rows_per_second(result["last"]),
                        "seconds": result["seconds"], "peak_mb": result["peak_mb"], "same": agreement})
-        print(f"embedded model, {precision}: {speeds[-1]['rate']:.2f} rows/s per process; {result['last']}", flush=True)
+        print(f"embedded model, {precision}: {speeds[-1]['rows_per_s']:.2f} rows/s per process; {result['last']}", flush=True)
     if info.method == "head":
         method = (f"{info.task} head, one forward pass a batch" + (f", {info.knn_k} neighbours" if info.knn_k else "")
                   + (", its TF-IDF vote" if info.lexical_weight else ""))
     else:
         method = f"{info.task}, constrained, max_new_tokens {info.max_new_tokens}"
-    lines = [
-        "# Batch prediction at catalog scale",
-        "",
-        f"Command: `python bench/batch_bench.py --adapter {args.adapter} --threads {args.threads} "
-        f"--quantization {args.quantization}{' --merge' if args.merge else ''}`. "
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-        f"**{args.threads} thread(s) per process** (OMP_NUM_THREADS). Date: {datetime.date.today()}. "
-        f"Chunks of {args.chunk_rows} rows. Titles: BigBasket product titles (../shared), repeated.",
-        "",
-        "| input rows | model | peak RSS MB | wall s | reading the file alone, s |",
-        "|---:|---|---:|---:|---:|",
-        *[f"| {n:,} | tiny random Llama (2 layers, hidden 64) + score head, LoRA r=4 | {r['peak_mb']:.0f} | "
-          f"{r['seconds']:.0f} | {r['read_seconds']:.1f} |" for n, r in memory],
-        "",
-        f"Kill-and-resume ({n:,} rows, tiny model): SIGKILL after {rows_at_kill:,} rows were in the output, the same "
-        f"command rerun ({resumed['seconds']:.0f} s): output byte-identical to the uninterrupted run: "
-        f"**{'yes' if same else 'NO'}**.",
-        "",
-        f"Rows/s: the embedded SmolLM2-135M-Instruct with {adapter.name} ({method}), {args.speed_rows:,} titles.",
-        "",
-        f"| rows/s per process | precision | wall s (with model load) | peak RSS MB | same answer as {default} |",
-        "|---:|---|---:|---:|---:|",
-        *[f"| {r['rate']:.2f} | {r['precision']} | {r['seconds']:.0f} | {r['peak_mb']:.0f} | {share(r['same'])} |"
-          for r in speeds],
-        "",
-        f"A {CATALOG:,}-product catalog at these rates, one {args.threads}-thread process per core, assuming linear "
-        "scaling (the processes share nothing but the input file) and titles like these:",
-        "",
-        *[f"- {r['precision']}: {projection(r['rate'], CATALOG, PROCESSES)}" for r in speeds],
-        "",
-    ]
-    RESULTS.write_text("\n".join(lines))
     complete = adapter / COMPLETE_MARKER
     record = {
         "machine": {"date": str(datetime.date.today()), "machine": platform.machine(), "cpu_cores": os.cpu_count(),
@@ -266,16 +234,56 @@ def benchmark(args: argparse.Namespace, adapter: Path, work: Path) -> None:
             "trained": str(datetime.date.fromtimestamp(complete.stat().st_mtime)) if complete.is_file() else None,
             "method": method,
             "rows": args.speed_rows,
-            "runs": [{"precision": r["precision"], "rows_per_s": r["rate"], "seconds": r["seconds"],
-                      "peak_mb": r["peak_mb"], "same": r["same"]} for r in speeds],
+            "runs": speeds,
         },
         "catalog": CATALOG,
         "processes": list(PROCESSES),
     }
+    invocation = (f"python bench/batch_bench.py --adapter {args.adapter} --threads {args.threads} "
+                  f"--quantization {args.quantization}{' --merge' if args.merge else ''}")
+    RESULTS.write_text(markdown(record, invocation))
     RESULTS.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"Wrote {RESULTS} and {RESULTS.with_suffix('.json').name}")
     if changed := write_docs():  # the README quotes batch.json: keep it with it
         print(f"rewrote the speed figures of {', '.join(changed)}")
+
+
+def markdown(record: dict, command: str) -> str:
+    """batch.md: the record of batch.json as tables, with the command that made it."""
+    machine, resume, speed = record["machine"], record["resume"], record["speed"]
+    threads, default = machine["threads_per_process"], speed["runs"][0]["precision"]
+    lines = [
+        "# Batch prediction at catalog scale",
+        "",
+        f"Command: `{command}`. "
+        f"Machine: {machine['machine']}, {machine['cpu_cores']} CPU cores, torch {machine['torch']}, "
+        f"**{threads} thread(s) per process** (OMP_NUM_THREADS). Date: {machine['date']}. "
+        f"Chunks of {record['chunk_rows']} rows. Titles: BigBasket product titles (../shared), repeated.",
+        "",
+        "| input rows | model | peak RSS MB | wall s | reading the file alone, s |",
+        "|---:|---|---:|---:|---:|",
+        *[f"| {r['rows']:,} | tiny random Llama (2 layers, hidden 64) + score head, LoRA r=4 | {r['peak_mb']:.0f} | "
+          f"{r['seconds']:.0f} | {r['read_seconds']:.1f} |" for r in record["memory"]],
+        "",
+        f"Kill-and-resume ({resume['rows']:,} rows, tiny model): SIGKILL after {resume['rows_at_kill']:,} rows were in "
+        f"the output, the same command rerun ({resume['seconds']:.0f} s): output byte-identical to the uninterrupted "
+        f"run: **{'yes' if resume['identical'] else 'NO'}**.",
+        "",
+        f"Rows/s: the embedded SmolLM2-135M-Instruct with {speed['adapter']} ({speed['method']}), {speed['rows']:,} titles.",
+        "",
+        f"| rows/s per process | precision | wall s (with model load) | peak RSS MB | same answer as {default} |",
+        "|---:|---|---:|---:|---:|",
+        *[f"| {r['rows_per_s']:.2f} | {r['precision']} | {r['seconds']:.0f} | {r['peak_mb']:.0f} | {share(r['same'])} |"
+          for r in speed["runs"]],
+        "",
+        f"A {record['catalog']:,}-product catalog at these rates, one {threads}-thread process per core, assuming linear "
+        "scaling (the processes share nothing but the input file) and titles like these:",
+        "",
+        *[f"- {r['precision']}: {projection(r['rows_per_s'], record['catalog'], record['processes'])}"
+          for r in speed["runs"]],
+        "",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
