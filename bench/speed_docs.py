@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "spaces"))  # the Space's own modules sit beside its app.py
 from catalog_lora.runs.markdown import markdown_table  # noqa: E402  (the project's one table renderer)
+from training.verdicts import exceeds_spread  # noqa: E402  (the project's one reading of a gain against its spread)
 
 RESULTS = REPO / "bench/results"
 DOCUMENTS = ("README.md", "docs/speed.md")
@@ -551,7 +552,7 @@ def verdicts(results: Results) -> str:
 
     beats = [r for r in shipped if r["adapter"] > r["baseline"] and second_won(r)]
     not_beats = [r for r in shipped if r not in beats]
-    above_spread = [r for r in shipped if r.get("gain_std") is not None and r["gain"] > r["gain_std"]]
+    above_spread = [r for r in shipped if exceeds_spread(r)]
     within = [r for r in shipped if r not in above_spread]
     target = [r for r in shipped if _points(r) >= TARGET_POINTS]
     short = [r for r in shipped if r not in target]

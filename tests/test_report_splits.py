@@ -107,3 +107,18 @@ def test_a_gain_plot_needs_a_record_with_both_scores(tmp_path):
 
     with pytest.raises(ValueError, match="no record has both an adapter and a baseline score"):
         gains([{"name": "x", "metric": "accuracy", "adapter": 0.9, "baseline": None}], tmp_path / "g.png", "t")
+
+
+def test_a_gain_is_a_win_only_above_its_spread_and_one_split_has_none():
+    """training.verdicts is the one rule the report, its plot and the README's read-out apply."""
+    from training.report import verdict
+    from training.verdicts import exceeds_spread
+
+    record = {"metric": "accuracy", "adapter": 0.83, "baseline": 0.80, "splits": 3, "gain": 0.03, "gain_std": 0.01,
+              "second_metric": {"name": "macro_f1", "adapter": 0.7, "baseline": 0.6}}
+    assert exceeds_spread(record) and "the gain +0.0300 exceeds its spread 0.0100" in verdict(record)
+    noisy = {**record, "gain_std": 0.04}
+    assert not exceeds_spread(noisy) and "does not exceed its spread 0.0400" in verdict(noisy)
+    one_split = {**record, "splits": 1, "gain_std": None}
+    assert not exceeds_spread(one_split) and "spread" not in verdict(one_split)
+    assert not exceeds_spread({**record, "gain": None, "gain_std": None})

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from training.verdicts import exceeds_spread  # noqa: E402
+
 
 def loss_curve(log_history: list[dict], path: str | Path, title: str) -> None:
     train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
@@ -96,7 +98,8 @@ def gains(records: list[dict], path: str | Path, title: str, target: float | Non
     """Each record's gain over its baseline on its headline metric, in points, top to bottom in ``records``' order:
     the mean over its splits with one standard deviation either side, each split's own gain as a dot where the
     record keeps its splits (``per_split``); a dashed line at ``target`` points where one is asked for. A bar is blue
-    where its mean gain exceeds its spread (the report's verdict), grey where it does not."""
+    where its mean gain exceeds its spread (``training.verdicts``; a record of one split has none), grey where it
+    does not."""
     rows = [r for r in records if r.get("adapter") is not None and r.get("baseline") is not None]
     if not rows:
         raise ValueError("no record has both an adapter and a baseline score: no gain to plot")
@@ -105,7 +108,7 @@ def gains(records: list[dict], path: str | Path, title: str, target: float | Non
     for y, r in zip(positions, rows, strict=True):
         mean = 100 * (r["adapter"] - r["baseline"])
         spread = 100 * r["gain_std"] if r.get("gain_std") is not None else 0.0
-        ax.barh(y, mean, xerr=spread or None, color="#1f77b4" if mean > spread else "#9e9e9e", capsize=4, height=0.6)
+        ax.barh(y, mean, xerr=spread or None, color="#1f77b4" if exceeds_spread(r) else "#9e9e9e", capsize=4, height=0.6)
         splits = [100 * (s["adapter"] - s["baseline"]) for s in r.get("per_split", []) if None not in (s["adapter"], s["baseline"])]
         ax.plot(splits, [y] * len(splits), "o", color="black", markersize=4, zorder=3)
         ax.text(max([mean + spread, *splits]) + 0.15, y, f"{mean:+.1f}", va="center", fontsize=8)

@@ -42,6 +42,7 @@ from catalog_lora.retrieval.examples import from_each_search
 from catalog_lora.runs.folder import RunFolder
 from catalog_lora.runs.markdown import markdown_table, metrics_table
 from training import plots
+from training.verdicts import exceeds_spread
 
 SECOND_METRIC = {"tagging": "macro_f1", "category": "macro_f1", "description": "chrf"}
 SPLIT_NAME = re.compile(r"^(?P<name>.+)-split(?P<seed>\d+)$")
@@ -219,10 +220,9 @@ def verdict(record: dict) -> str:
             parts.append(f"{word} the baseline on {name}: {adapter:.4f} vs {baseline:.4f} ({adapter - baseline:+.4f})")
     text = "the adapter " + "; it ".join(parts)
     if record.get("splits", 1) > 1:
-        spread = record["gain_std"] or 0.0
-        shown = "exceeds" if record["gain"] > spread else "does not exceed"
+        shown = "exceeds" if exceeds_spread(record) else "does not exceed"
         text += (f" (means of {record['splits']} splits; the gain {record['gain']:+.4f} {shown} its spread "
-                 f"{spread:.4f} across splits)")
+                 f"{record['gain_std']:.4f} across splits)")
     return text
 
 
