@@ -51,6 +51,8 @@ TITLES = REPO.parent / "shared" / "data" / "raw" / "bigbasket" / "bigbasket_prod
 RESULTS = REPO / "bench" / "results" / "batch.md"  # and batch.json beside it
 CATALOG = 10_000_000  # the catalog size the rates are projected to
 PROCESSES = (1, 16, 64)
+ROWS, SPEED_ROWS, CHUNK_ROWS = [10_000, 100_000], 500, 500  # the defaults of --rows, --speed-rows, --chunk-rows
+KILL_AFTER_CHUNKS = 3  # of the kill-and-resume run (fewer where its input has fewer)
 
 
 def titles(n: int) -> pd.DataFrame:
@@ -112,24 +114,47 @@ def env(threads: int) -> dict:
 
 
 def measured(cmd: list[str], threads: int, kill_after_chunks: int = 0) -> dict:
-    """Run one process; its wall time, peak RSS and last line (SIGKILLed once the output holds that many chunks)."""
+    """Run one process; its wall time, peak RSS, last line, and whether it was SIGKILLed (once the output holds
+    ``kill_after_chunks`` chunks; a process that finishes first is not)."""
     log = tempfile.TemporaryFile(mode="w+")
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env(threads), stdout=log, stderr=subprocess.STDOUT)
     output = Path(cmd[cmd.index("--output") + 1])
     manifest = output.with_name(output.name + PARTS_SUFFIX) / MANIFEST
-    while kill_after_chunks and proc.poll() is None:
+    # os.wait4 alone reaps the process (Popen.poll would reap it first and leave wait4 no child), and gives its usage
+    while not (waited := os.wait4(proc.pid, os.WNOHANG if kill_after_chunks else 0))[0]:
         if manifest.is_file() and json.loads(manifest.read_text())["chunks_written"] >= kill_after_chunks:
             proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.2)
-    _, status, usage = os.wait4(proc.pid, 0)
+            kill_after_chunks = 0  # the next wait blocks until the process is gone
+        else:
+            time.sleep(0.05)
+    _, status, usage = waited
+    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - started
     log.seek(0)
     lines = log.read().strip().splitlines()
-    if not kill_after_chunks and os.waitstatus_to_exitcode(status) != 0:
+    killed = proc.returncode == -signal.SIGKILL
+    if not killed and proc.returncode != 0:
         sys.exit("training.predict failed:\n" + "\n".join(lines[-20:]))
-    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "last": lines[-1] if lines else ""}
+    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "last": lines[-1] if lines else "", "killed": killed}
+
+
+def kill_and_resume(run: Path, source: Path, uninterrupted: Path, output: Path, chunk_rows: int, threads: int) -> dict:
+    """Predict ``source`` into ``output``, SIGKILL the process once a few chunks are written, rerun the same command,
+    and compare what it leaves byte for byte with ``uninterrupted`` (the same command's output, run without a break)."""
+    chunks = -(-scan(source).rows // chunk_rows)
+    if chunks < 2:
+        sys.exit(f"kill-and-resume needs a run of at least two chunks to stop between them; {source.name} is "
+                 f"{chunks} chunk(s) of {chunk_rows} rows: give --rows a first size larger than --chunk-rows")
+    command = predict_cmd(run, source, output, chunk_rows)
+    killed = measured(command, threads, kill_after_chunks=min(KILL_AFTER_CHUNKS, chunks - 1))
+    if not killed["killed"]:
+        sys.exit(f"the run to be killed finished its {chunks} chunks first ({killed['seconds']:.1f} s): give --rows a "
+                 "first size of more chunks")
+    rows_at_kill = sum(1 for _ in output.open()) - 1
+    resumed = measured(command, threads)
+    return {"rows_at_kill": rows_at_kill, "killed_after_s": killed["seconds"], "seconds": resumed["seconds"],
+            "identical": output.read_bytes() == uninterrupted.read_bytes()}
 
 
 def read_seconds(path: Path, chunk_rows: int) -> float:
@@ -154,9 +179,9 @@ def share(value: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", default=str(REPO / "runs" / "sample-category"), help="a category run folder")
-    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--speed-rows", type=int, default=500)
-    parser.add_argument("--chunk-rows", type=int, default=500)
+    parser.add_argument("--rows", type=int, nargs="+", default=ROWS)
+    parser.add_argument("--speed-rows", type=int, default=SPEED_ROWS)
+    parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quantization", default="auto", help="of the rows/s run, as training.predict takes it")
     parser.add_argument("--merge", action="store_true", help="the rows/s run folds the adapter into the base")
@@ -188,14 +213,10 @@ def benchmark(args: argparse.Namespace, adapter: Path, work: Path) -> None:
               f"{result['read_seconds']:.1f} s); {result['last']}", flush=True)
 
     n = args.rows[0]
-    resumed_out = work / f"resumed-{n}.csv"
-    command = predict_cmd(tiny, work / f"titles-{n}.csv", resumed_out, args.chunk_rows)
-    killed = measured(command, args.threads, kill_after_chunks=3)
-    rows_at_kill = sum(1 for _ in resumed_out.open()) - 1
-    resumed = measured(command, args.threads)
-    same = resumed_out.read_bytes() == (work / f"out-{n}.csv").read_bytes()
-    print(f"kill-and-resume: killed after {killed['seconds']:.0f} s with {rows_at_kill:,} rows written; "
-          f"resumed in {resumed['seconds']:.0f} s; output identical: {same}", flush=True)
+    resume = kill_and_resume(tiny, work / f"titles-{n}.csv", work / f"out-{n}.csv", work / f"resumed-{n}.csv",
+                             args.chunk_rows, args.threads)
+    print(f"kill-and-resume: killed after {resume['killed_after_s']:.0f} s with {resume['rows_at_kill']:,} rows "
+          f"written; resumed in {resume['seconds']:.0f} s; output identical: {resume['identical']}", flush=True)
 
     speed_source = work / "speed.csv"
     titles(args.speed_rows).to_csv(speed_source, index=False)
@@ -228,7 +249,8 @@ def benchmark(args: argparse.Namespace, adapter: Path, work: Path) -> None:
         "chunk_rows": args.chunk_rows,
         "memory": [{"rows": n, "peak_mb": r["peak_mb"], "seconds": r["seconds"], "read_seconds": r["read_seconds"]}
                    for n, r in memory],
-        "resume": {"rows": n, "rows_at_kill": rows_at_kill, "seconds": resumed["seconds"], "identical": same},
+        "resume": {"rows": n, "rows_at_kill": resume["rows_at_kill"], "seconds": resume["seconds"],
+                   "identical": resume["identical"]},
         "speed": {
             "adapter": adapter.name,
             "trained": str(datetime.date.fromtimestamp(complete.stat().st_mtime)) if complete.is_file() else None,
@@ -239,13 +261,22 @@ def benchmark(args: argparse.Namespace, adapter: Path, work: Path) -> None:
         "catalog": CATALOG,
         "processes": list(PROCESSES),
     }
-    invocation = (f"python bench/batch_bench.py --adapter {args.adapter} --threads {args.threads} "
-                  f"--quantization {args.quantization}{' --merge' if args.merge else ''}")
-    RESULTS.write_text(markdown(record, invocation))
+    RESULTS.write_text(markdown(record, command_line(args)))
     RESULTS.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"Wrote {RESULTS} and {RESULTS.with_suffix('.json').name}")
     if changed := write_docs():  # the README quotes batch.json: keep it with it
         print(f"rewrote the speed figures of {', '.join(changed)}")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that made a record: the options that shape every figure, and the sizes where they are not the
+    defaults."""
+    sizes = {"--rows": " ".join(map(str, args.rows)) if args.rows != ROWS else None,
+             "--speed-rows": args.speed_rows if args.speed_rows != SPEED_ROWS else None,
+             "--chunk-rows": args.chunk_rows if args.chunk_rows != CHUNK_ROWS else None}
+    return " ".join([f"python bench/batch_bench.py --adapter {args.adapter} --threads {args.threads} --quantization "
+                     f"{args.quantization}", *(["--merge"] if args.merge else []),
+                     *(f"{option} {value}" for option, value in sizes.items() if value is not None)])
 
 
 def markdown(record: dict, command: str) -> str:
@@ -263,7 +294,7 @@ def markdown(record: dict, command: str) -> str:
         "| input rows | model | peak RSS MB | wall s | reading the file alone, s |",
         "|---:|---|---:|---:|---:|",
         *[f"| {r['rows']:,} | tiny random Llama (2 layers, hidden 64) + score head, LoRA r=4 | {r['peak_mb']:.0f} | "
-          f"{r['seconds']:.0f} | {r['read_seconds']:.1f} |" for r in record["memory"]],
+          f"{r['seconds']:.0f} | {r['read_seconds']:.2f} |" for r in record["memory"]],
         "",
         f"Kill-and-resume ({resume['rows']:,} rows, tiny model): SIGKILL after {resume['rows_at_kill']:,} rows were in "
         f"the output, the same command rerun ({resume['seconds']:.0f} s): output byte-identical to the uninterrupted "
