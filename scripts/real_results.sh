@@ -53,11 +53,14 @@ if [ -f bench/results/real_data.json ]; then
   [ -f bench/results/real_data.md ] && cp bench/results/real_data.md bench/results/real_data_previous.md
   EARLIER=(--results bench/results/real_data_previous.json)
 fi
+# With SPLITS, the split runs (runs/<run>-split<seed>) alone: a run folder of the default split left from an earlier
+# run would otherwise join its config's record as one more split.
 RUNS=()
 for run in runs/bigbasket-category-head runs/bigbasket-top-head runs/instacart-department-head runs/bodywash-l1 \
            runs/bodywash-l1-head runs/bigbasket-description-head runs/bigbasket-description runs/bigbasket-category \
            runs/amazontitles-description; do
-  for folder in "$run" "$run"-split*; do
+  if [ -n "$SPLITS" ]; then folders=("$run"-split*); else folders=("$run" "$run"-split*); fi
+  for folder in "${folders[@]}"; do
     [ -f "$folder/COMPLETE" ] && RUNS+=("$folder")
   done
 done
