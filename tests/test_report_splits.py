@@ -102,6 +102,42 @@ def test_tuned_baseline_keeps_the_validation_best_settings():
     assert baseline.predict(validation[0]) == ["Fruit", "Dairy"] and baseline.C in C_GRID
 
 
+def test_each_setting_of_the_grid_is_the_model_a_script_fitting_it_alone_gets():
+    """Every setting the search scores is fitted from zeros, in one process or in several: started from the previous
+    ``C``'s solution, lbfgs stopped where its gradient was already within tolerance (BigBasket's ``C=10`` fit was the
+    ``C=3`` model), so the grid did not try what it named."""
+    import random
+
+    rng = random.Random(0)
+    words = {"Dairy": ["milk", "curd", "paneer", "ghee"], "Fruit": ["apple", "mango", "banana", "grapes"],
+             "Snacks": ["chips", "namkeen", "cookies", "bhujia"]}
+    noise = ["fresh", "pack", "500 g", "1 kg", "organic", "classic", "premium", "value"]
+
+    def rows(n):
+        labels = [rng.choice(sorted(words)) for _ in range(n)]
+        # a tenth of the titles name another category's word too, so that C changes what the model answers
+        texts = [" ".join([rng.choice(words[y]), *rng.sample(noise, 2)]
+                          + ([rng.choice(words[rng.choice(sorted(words))])] if rng.random() < 0.1 else [])) for y in labels]
+        return texts, labels
+
+    train, validation = rows(300), rows(60)
+    for jobs in (1, 2):
+        scored = []
+
+        def rising(predictions, seen=scored):  # each setting scores above the one before: the last one is kept
+            seen.append(predictions)
+            return len(seen)
+
+        baseline = TfidfBaseline.tuned("category", sorted(words), 0, train, validation, rising, jobs=jobs)
+        settings = [(c, weight) for weight in (None, "balanced") for c in C_GRID]
+        assert len(scored) == len(settings) and (baseline.C, baseline.class_weight) == settings[-1]
+        for predictions, (c, weight) in zip(scored, settings, strict=True):
+            alone = TfidfBaseline("category", sorted(words), 0, C=c, class_weight=weight).fit(*train)
+            assert predictions == alone.predict(validation[0]), (jobs, c, weight)
+        # the last setting, which a warm start began from the one before it, is bit for bit the model fitted alone
+        assert (baseline.model.coef_ == alone.model.coef_).all() and (baseline.model.intercept_ == alone.model.intercept_).all()
+
+
 def test_a_gain_plot_needs_a_record_with_both_scores(tmp_path):
     from training.plots import gains
 

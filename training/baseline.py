@@ -15,11 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
 from sklearn.preprocessing import MultiLabelBinarizer
+from tqdm.auto import tqdm
 
 from catalog_lora.inference.lexical import save
 from catalog_lora.retrieval.tfidf import Features, save_vectors
@@ -57,29 +59,30 @@ class TfidfBaseline:
     @classmethod
     def tuned(
         cls, task: str, labels: list[str] | None, seed: int, train: tuple[list[str], list], validation: tuple[list[str], list],
-        score: Callable[[list], float],
+        score: Callable[[list], float], jobs: int = 1,
     ) -> TfidfBaseline:
         """The baseline whose ``C`` and class weights (``C_GRID`` x ``CLASS_WEIGHTS``) score best on ``validation``
         by ``score(predictions)`` (the task's headline metric; ties keep the earlier, more regularized one).
 
-        The features are fitted and computed once; for categories each ``C`` starts from the solution of the
-        one before it (``warm_start``), so the grid costs little more than its slowest fit. Descriptions have
-        nothing to tune."""
+        The features are fitted and computed once. Each setting is fitted from zeros, as a script fitting that
+        one setting would: started from the previous ``C``'s solution instead, lbfgs stopped where its gradient
+        was already within ``tol`` (the ``C=10`` fit was the ``C=3`` model, no step taken), so the grid did not
+        try what it named. ``jobs`` settings are fitted at once, each in its own process (lbfgs over sparse
+        features keeps about one core busy). Descriptions have nothing to tune."""
         if task == "description":
             return cls(task, labels, seed).fit(*train)
         features = _features()
         x, x_validation = features.fit_transform(train[0]), features.transform(validation[0])
+        settings = [(c, weight) for weight in CLASS_WEIGHTS for c in C_GRID]
+        fitted = Parallel(n_jobs=min(jobs, len(settings)), return_as="generator")(  # in the grid's order
+            delayed(_fit_setting)(task, labels, seed, c, weight, x, train[1]) for c, weight in settings
+        )
         best, best_score = None, float("-inf")
-        for weight in CLASS_WEIGHTS:
-            previous = None
-            for c in C_GRID:
-                candidate = cls(task, labels, seed, C=c, class_weight=weight)
-                candidate.features = features
-                candidate.fit_features(x, train[1], warm=previous)
-                value = score(candidate.predict_features(x_validation))
-                if value > best_score:
-                    best, best_score = candidate, value
-                previous = candidate
+        for candidate in tqdm(fitted, total=len(settings), desc="TF-IDF baseline: C x class weight"):
+            candidate.features = features
+            value = score(candidate.predict_features(x_validation))
+            if value > best_score:
+                best, best_score = candidate, value
         return best
 
     @property
@@ -89,8 +92,8 @@ class TfidfBaseline:
     def fit(self, texts: list[str], targets: list) -> TfidfBaseline:
         return self.fit_features(self.features.fit_transform(texts), targets)
 
-    def fit_features(self, x, targets: list, warm: TfidfBaseline | None = None) -> TfidfBaseline:
-        """Fit on features already computed by ``self.features``; ``warm``: a fitted category baseline to start from."""
+    def fit_features(self, x, targets: list) -> TfidfBaseline:
+        """Fit on features already computed by ``self.features``."""
         if self.task == "tagging":
             self.binarizer = MultiLabelBinarizer(classes=self.labels)
             y = self.binarizer.fit_transform([[t for t in row if t in set(self.labels)] for row in targets])
@@ -101,11 +104,7 @@ class TfidfBaseline:
             self.learnable = learnable
             self.model.fit(x, y[:, learnable])
         elif self.task == "category":
-            self.model = LogisticRegression(
-                max_iter=2000, C=self.C, class_weight=self.class_weight, random_state=self.seed, warm_start=warm is not None
-            )
-            if warm is not None:  # lbfgs starts from these instead of zeros
-                self.model.coef_, self.model.intercept_ = warm.model.coef_.copy(), warm.model.intercept_.copy()
+            self.model = LogisticRegression(max_iter=2000, C=self.C, class_weight=self.class_weight, random_state=self.seed)
             self.model.fit(x, targets)
         else:
             self.train_x = x
@@ -163,3 +162,10 @@ class TfidfBaseline:
             raise ValueError(f"a {self.task} baseline is a nearest-neighbour search, not a model of label probabilities")
         return save(folder, features, idf, coef, intercept, self.task == "tagging", self.settings)
 
+
+def _fit_setting(task: str, labels: list[str] | None, seed: int, C: float, class_weight: str | None, x, targets: list) -> TfidfBaseline:
+    """One setting of :meth:`TfidfBaseline.tuned`'s grid fitted on features ``x``; a function of the module, so that a
+    worker process can run it. The caller gives it the fitted features back."""
+    baseline = TfidfBaseline(task, labels, seed, C=C, class_weight=class_weight).fit_features(x, targets)
+    baseline.features = None
+    return baseline

@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from catalog_lora.inference.engine import Engine
 from catalog_lora.records.canonical import HEADLINE
 from catalog_lora.records.dataset_files import attribute_keys
@@ -73,15 +75,16 @@ def fit_baseline(
     attributes: list[str] = (),
 ) -> TfidfBaseline:
     """The TF-IDF baseline fitted on ``train``; with ``validation`` its ``C`` and class weights are chosen
-    there first (training.baseline.TfidfBaseline.tuned) by the task's headline metric. It reads each text with
-    the values of the ``attributes`` the adapter reads (training.data.vote_texts): the same input as the adapter."""
+    there first (training.baseline.TfidfBaseline.tuned) by the task's headline metric, as many settings fitted at
+    once as torch has threads. It reads each text with the values of the ``attributes`` the adapter reads
+    (training.data.vote_texts): the same input as the adapter."""
     rows = lambda records: (vote_texts(records, attributes), [task_spec.answer(r) for r in records])  # noqa: E731
     if not validation:
         return TfidfBaseline(task_spec.task, labels, seed).fit(*rows(train))
     headline = HEADLINE[task_spec.task]
     return TfidfBaseline.tuned(
         task_spec.task, labels, seed, rows(train), rows(validation),
-        lambda predictions: score(task_spec, validation, predictions, labels)[headline],
+        lambda predictions: score(task_spec, validation, predictions, labels)[headline], jobs=torch.get_num_threads(),
     )
 
 
