@@ -27,19 +27,21 @@ sys.path.insert(0, str(REPO))
 
 
 def grid(x, y, x_validation, y_validation, x_test, y_test, weight: str | None, warm: bool) -> list[dict]:
-    """``training.baseline.C_GRID`` fitted with ``class_weight=weight``, each fit started from the one before when
-    ``warm`` (the grid before 2026-12-07), from zeros otherwise (``training.baseline``'s fit now)."""
-    from sklearn.linear_model import LogisticRegression
+    """``training.baseline.C_GRID`` fitted with ``class_weight=weight``: from zeros by ``training.baseline``'s own fit,
+    or, when ``warm``, each fit started from the one before, as the grid was until 2026-12-07 (the same model
+    otherwise)."""
+    from training.baseline import C_GRID, TfidfBaseline
 
-    from training.baseline import C_GRID
-
+    labels = sorted(set(y))
     rows, previous = [], None
     for c in C_GRID:
-        model = LogisticRegression(max_iter=2000, C=c, class_weight=weight, random_state=42, warm_start=warm and previous is not None)
-        if warm and previous is not None:
-            model.coef_, model.intercept_ = previous.coef_.copy(), previous.intercept_.copy()
         started = time.monotonic()
-        model.fit(x, y)
+        if warm and previous is not None:  # the old grid: the fit as training.baseline makes it, started from `previous`
+            model = type(previous)(**{**previous.get_params(), "C": c, "warm_start": True})
+            model.coef_, model.intercept_ = previous.coef_.copy(), previous.intercept_.copy()
+            model.fit(x, y)
+        else:
+            model = TfidfBaseline("category", labels, 42, C=c, class_weight=weight).fit_features(x, y).model
         seconds = time.monotonic() - started
         rows.append({
             "C": c, "class_weight": weight or "none", "start": "warm" if warm else "zeros", "iterations": int(model.n_iter_[0]),
@@ -48,15 +50,6 @@ def grid(x, y, x_validation, y_validation, x_test, y_test, weight: str | None, w
         })
         previous = model
     return rows
-
-
-def chosen(rows: list[dict]) -> dict:
-    """The row ``TfidfBaseline.tuned`` keeps: the best on validation, ties keeping the earlier one."""
-    best = rows[0]
-    for row in rows[1:]:
-        if row["validation"] > best["validation"]:
-            best = row
-    return best
 
 
 def measure(data: Path, levels: int) -> dict:
@@ -85,7 +78,9 @@ def measure(data: Path, levels: int) -> dict:
         row["largest_weight_difference"] = float(np.abs(row.pop("model").coef_ - reference.coef_).max())
     return {"data": str(data.relative_to(REPO)), "levels": levels, "train_rows": x.shape[0], "features": x.shape[1],
             "labels": len(set(gold["train"])), "rows": rows,
-            "chosen": {start: chosen([r for r in rows if r["start"] == start]) for start in ("warm", "zeros")}}
+            # the row TfidfBaseline.tuned keeps: the best on validation, a tie keeping the earlier one (as max does)
+            "chosen": {start: max((r for r in rows if r["start"] == start), key=lambda r: r["validation"])
+                       for start in ("warm", "zeros")}}
 
 
 def section(result: dict) -> str:

@@ -13,7 +13,7 @@ from conftest import train_tiny
 from matplotlib.image import imread
 
 from catalog_lora.runs.folder import METRICS_FILE
-from training.baseline import C_GRID, TfidfBaseline
+from training.baseline import C_GRID, CLASS_WEIGHTS, TfidfBaseline
 
 
 def test_one_config_on_two_splits_is_one_record_with_its_spread(tmp_path):
@@ -129,7 +129,7 @@ def test_each_setting_of_the_grid_is_the_model_a_script_fitting_it_alone_gets():
             return len(seen)
 
         baseline = TfidfBaseline.tuned("category", sorted(words), 0, train, validation, rising, jobs=jobs)
-        settings = [(c, weight) for weight in (None, "balanced") for c in C_GRID]
+        settings = [(c, weight) for weight in CLASS_WEIGHTS for c in C_GRID]
         assert len(scored) == len(settings) and (baseline.C, baseline.class_weight) == settings[-1]
         for predictions, (c, weight) in zip(scored, settings, strict=True):
             alone = TfidfBaseline("category", sorted(words), 0, C=c, class_weight=weight).fit(*train)
